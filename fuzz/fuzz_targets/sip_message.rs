@@ -1,7 +1,28 @@
 #![no_main]
-// Placeholder: filled in with the crate's parser.
+//! The SIP message parser, the header parsers, the digest challenge parser and
+//! the stream framer must never panic on any input.
 use libfuzzer_sys::fuzz_target;
+use sip_ua::framing::StreamFramer;
+use sip_ua::{digest, headers, Message};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = data;
+    if let Ok(m) = Message::parse(data) {
+        let _ = m.to_bytes();
+        let _ = (m.call_id(), m.cseq(), m.from_tag(), m.to_tag(), m.method());
+        if let Some(v) = m.top_via() {
+            let _ = headers::parse_via(v);
+        }
+        for (_, v) in m.headers.iter() {
+            let _ = headers::parse_subscription_state(v);
+            let _ = headers::parse_event(v);
+            let _ = headers::parse_retry_after(v);
+            let _ = headers::contact_expires(v);
+            let _ = digest::parse_challenges(v);
+        }
+    }
+    let mut framer = StreamFramer::new();
+    for chunk in data.chunks(7) {
+        framer.push(chunk);
+        while let Ok(Some(_)) = framer.next_frame() {}
+    }
 });

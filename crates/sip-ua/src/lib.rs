@@ -1,7 +1,12 @@
 //! A sans-IO SIP user agent for REGISTER and BLF subscriptions.
-//!
-//! Will hold: SIP message parsing, non-INVITE transactions, digest authentication
-//! (RFC 7616/8760), registration and dialog-event subscriptions (RFC 6665), and a
-//! thin tokio driver.
+#![doc = "placeholder"]
 
+pub mod digest;
 pub mod discovery;
+pub mod error;
+pub mod framing;
+pub mod headers;
+pub mod message;
+
+pub use error::{Error, ParseError};
+pub use message::Message;
