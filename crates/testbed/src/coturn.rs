@@ -1,0 +1,5 @@
+//! coturn as a STUN-only server.
+
+/// A STUN-only coturn (placeholder).
+#[derive(Debug)]
+pub struct Coturn {}
