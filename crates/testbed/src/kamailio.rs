@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::ports::free_port;
-use crate::process::{find_program, tail, Proc};
+use crate::process::{find_program, run_dir, tail, Proc};
 use crate::{Error, Result};
 
 const CFG_TEMPLATE: &str = include_str!("../assets/kamailio.cfg.in");
@@ -179,10 +179,7 @@ impl Kamailio {
     /// Starts Kamailio with fresh state on a free (or the fixed) port and waits
     /// until it answers on UDP and TCP.
     pub fn start(opts: KamailioOptions) -> Result<Kamailio> {
-        let dir = tempfile::Builder::new()
-            .prefix("testbed-kamailio-")
-            .tempdir()
-            .map_err(|e| Error::io("creating Kamailio's run directory", e))?;
+        let dir = run_dir("kamailio")?;
         let mut k = Kamailio {
             opts,
             port: 0,

@@ -135,6 +135,9 @@ pub enum Error {
         /// The deadline that passed.
         timeout: Duration,
     },
+    /// The user is not one of [`ACCOUNTS`].
+    #[error("no account {0:?} on the test PBX")]
+    UnknownAccount(String),
     /// No free port was found.
     #[error("no free port found for a peer")]
     NoFreePort,

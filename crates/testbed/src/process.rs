@@ -177,3 +177,17 @@ pub(crate) fn tail(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// A fresh temporary run directory `testbed-<what>-XXXX`; kept after the
+/// test when `TESTBED_KEEP_RUN_DIRS=1` (for debugging), removed otherwise.
+pub(crate) fn run_dir(what: &str) -> Result<tempfile::TempDir, Error> {
+    let mut dir = tempfile::Builder::new()
+        .prefix(&format!("testbed-{what}-"))
+        .tempdir()
+        .map_err(|e| Error::io(format!("creating the run directory of {what}"), e))?;
+    if std::env::var_os("TESTBED_KEEP_RUN_DIRS").is_some_and(|v| v == "1") {
+        eprintln!("testbed: keeping {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    Ok(dir)
+}
