@@ -1,0 +1,412 @@
+//! Settings from environment variables (and a `.env` file), drop-in compatible
+//! with the original tool's variable names.
+//!
+//! Values are read from a snapshot ([`Env`]) instead of the process
+//! environment directly, so tests can build one without touching global state.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::problems::{Problem, Problems};
+
+/// A snapshot of variables: the process environment, plus a `.env` file whose
+/// values never override variables that are already set.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+    /// Which `.env` file was read, if any (for messages).
+    pub dotenv_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets: list the names only.
+        let mut names: Vec<&String> = self.vars.keys().collect();
+        names.sort();
+        f.debug_struct("Env")
+            .field("names", &names)
+            .field("dotenv_file", &self.dotenv_file)
+            .finish()
+    }
+}
+
+impl Env {
+    /// The process environment, completed from `dotenv` (default: `.env` in the
+    /// current directory when it exists). A `.env` that cannot be parsed is a problem.
+    pub fn load(dotenv: Option<&Path>) -> Result<Self, Problems> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        let file = match dotenv {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(".env")).filter(|p| p.exists()),
+        };
+        if let Some(path) = &file {
+            let iter = dotenvy::from_path_iter(path).map_err(|e| {
+                Problems::from(Problem::in_file(path, None, format!("cannot read: {e}")))
+            })?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| {
+                    let line = match &e {
+                        dotenvy::Error::LineParse(_, idx) => Some(*idx),
+                        _ => None,
+                    };
+                    Problems::from(Problem::in_file(path, line, e.to_string()))
+                })?;
+                vars.entry(k).or_insert(v);
+            }
+        }
+        Ok(Self {
+            vars,
+            dotenv_file: file,
+        })
+    }
+
+    /// A snapshot made of the given pairs only (for tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            dotenv_file: None,
+        }
+    }
+
+    /// A variable's value, trimmed; `None` when unset or empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// A secret value: never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// SIP transport to the PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SipTransport {
+    /// UDP (the default).
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// How the Contact address is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactSetting {
+    /// `SIP_CONTACT_IP` empty, `auto` or `stun`: discover the public address of
+    /// the SIP socket with STUN, falling back to what the PBX reports
+    /// (`received`/`rport`).
+    Auto,
+    /// A fixed address.
+    Fixed(IpAddr),
+}
+
+/// The PBX side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipSettings {
+    /// `SIP_SERVER`: host or host:port of the PBX.
+    pub server: String,
+    /// `SIP_TRANSPORT`: `udp` (default) or `tcp`.
+    pub transport: SipTransport,
+    /// `SIP_USERNAME`.
+    pub username: String,
+    /// `SIP_PASSWORD`.
+    pub password: Secret,
+    /// `SIP_CONTACT_IP`.
+    pub contact: ContactSetting,
+    /// `SIP_LISTEN`: local address of the SIP socket (default `0.0.0.0:0`).
+    pub listen: SocketAddr,
+    /// `STUN_SERVERS`: comma-separated `host:port`.
+    pub stun_servers: Vec<String>,
+}
+
+/// Default STUN servers when `STUN_SERVERS` is unset.
+pub const DEFAULT_STUN_SERVERS: &str = "stun.l.google.com:19302,stun1.l.google.com:19302";
+
+impl SipSettings {
+    /// Reads the SIP settings; every problem is collected.
+    pub fn from_env(env: &Env) -> Result<Self, Problems> {
+        let mut problems = Problems::default();
+        let mut required = |name: &str, what: &str| -> String {
+            env.get(name).map(str::to_string).unwrap_or_else(|| {
+                problems.push(Problem::in_var(name, format!("is not set: {what}")));
+                String::new()
+            })
+        };
+        let server = required(
+            "SIP_SERVER",
+            "the PBX address, e.g. pbx.example.com or 192.0.2.10:5060",
+        );
+        let username = required("SIP_USERNAME", "the SIP account the service registers with");
+        let password = Secret::new(required("SIP_PASSWORD", "that account's password"));
+        let transport = match env
+            .get("SIP_TRANSPORT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("udp") => SipTransport::Udp,
+            Some("tcp") => SipTransport::Tcp,
+            Some(other) => {
+                problems.push(Problem::in_var(
+                    "SIP_TRANSPORT",
+                    format!("{other:?} is not supported; use udp or tcp"),
+                ));
+                SipTransport::Udp
+            }
+        };
+        let contact = match env.get("SIP_CONTACT_IP") {
+            None => ContactSetting::Auto,
+            Some(v) if v.eq_ignore_ascii_case("auto") || v.eq_ignore_ascii_case("stun") => {
+                ContactSetting::Auto
+            }
+            Some(v) => match v.parse::<IpAddr>() {
+                Ok(ip) => ContactSetting::Fixed(ip),
+                Err(_) => {
+                    problems.push(Problem::in_var(
+                        "SIP_CONTACT_IP",
+                        format!("{v:?} is not an IP address; use an address, or auto for STUN"),
+                    ));
+                    ContactSetting::Auto
+                }
+            },
+        };
+        let listen = match env.get("SIP_LISTEN") {
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+            Some(v) => parse_listen(v).unwrap_or_else(|| {
+                problems.push(Problem::in_var(
+                    "SIP_LISTEN",
+                    format!("{v:?} is not an address; use e.g. 0.0.0.0:5062 or :5062"),
+                ));
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            }),
+        };
+        let stun_servers = env
+            .get("STUN_SERVERS")
+            .unwrap_or(DEFAULT_STUN_SERVERS)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        problems.into_result(Self {
+            server,
+            transport,
+            username,
+            password,
+            contact,
+            listen,
+            stun_servers,
+        })
+    }
+}
+
+/// `ip:port`, `:port` or a bare port.
+fn parse_listen(v: &str) -> Option<SocketAddr> {
+    if let Ok(a) = v.parse() {
+        return Some(a);
+    }
+    let port = v.strip_prefix(':').unwrap_or(v).parse::<u16>().ok()?;
+    Some(SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
+/// The Microsoft Graph side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphSettings {
+    /// `AZURE_TENANT_ID`: tenant GUID or domain.
+    pub tenant_id: String,
+    /// `AZURE_CLIENT_ID`: the application (client) id; also the presence session id.
+    pub client_id: String,
+    /// `AZURE_CLIENT_SECRET`.
+    pub client_secret: Secret,
+    /// `GRAPH_BASE_URL` (default `https://graph.microsoft.com/v1.0`).
+    pub graph_base_url: String,
+    /// `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`).
+    pub authority_host: String,
+}
+
+impl GraphSettings {
+    /// Reads the Graph settings; every problem is collected.
+    pub fn from_env(env: &Env) -> Result<Self, Problems> {
+        let mut problems = Problems::default();
+        let mut required = |name: &str, what: &str| -> String {
+            env.get(name).map(str::to_string).unwrap_or_else(|| {
+                problems.push(Problem::in_var(name, format!("is not set: {what}")));
+                String::new()
+            })
+        };
+        let tenant_id = required(
+            "AZURE_TENANT_ID",
+            "the Entra tenant id (Directory (tenant) ID)",
+        );
+        let client_id = required(
+            "AZURE_CLIENT_ID",
+            "the app registration's Application (client) ID",
+        );
+        let client_secret = Secret::new(required(
+            "AZURE_CLIENT_SECRET",
+            "a client secret's Value (not its Secret ID) from Certificates & secrets",
+        ));
+        let mut url = |name: &str, default: &str| -> String {
+            let v = env
+                .get(name)
+                .unwrap_or(default)
+                .trim_end_matches('/')
+                .to_string();
+            let loopback_http = v.starts_with("http://127.")
+                || v.starts_with("http://localhost")
+                || v.starts_with("http://[::1]");
+            if !(v.starts_with("https://") || loopback_http) {
+                problems.push(Problem::in_var(
+                    name,
+                    format!("{v:?} must be an https:// URL (plain http:// only on loopback, for emulators)"),
+                ));
+            }
+            v
+        };
+        let graph_base_url = url("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0");
+        let authority_host = url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com");
+        problems.into_result(Self {
+            tenant_id,
+            client_id,
+            client_secret,
+            graph_base_url,
+            authority_host,
+        })
+    }
+}
+
+/// Where the extension list is: `EXTENSIONS_JSON`, default `config/extensions.json`
+/// (the `.csv` beside it is used when the `.json` is missing).
+pub fn extensions_path(env: &Env) -> PathBuf {
+    PathBuf::from(
+        env.get("EXTENSIONS_JSON")
+            .unwrap_or("config/extensions.json"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_settings_defaults_and_problems() {
+        let env = Env::from_pairs([
+            ("SIP_SERVER", "127.0.0.1:5060"),
+            ("SIP_USERNAME", "blf"),
+            ("SIP_PASSWORD", "blfsecret"),
+        ]);
+        let s = SipSettings::from_env(&env).unwrap();
+        assert_eq!(s.transport, SipTransport::Udp);
+        assert_eq!(s.contact, ContactSetting::Auto);
+        assert_eq!(s.listen, "0.0.0.0:0".parse().unwrap());
+        assert_eq!(s.stun_servers.len(), 2);
+        assert!(!format!("{s:?}").contains("blfsecret"));
+
+        let env = Env::from_pairs([
+            ("SIP_TRANSPORT", "sctp"),
+            ("SIP_CONTACT_IP", "nope"),
+            ("SIP_LISTEN", ":5062x"),
+        ]);
+        let err = SipSettings::from_env(&env).unwrap_err().to_string();
+        for needle in [
+            "SIP_SERVER: is not set",
+            "SIP_USERNAME: is not set",
+            "SIP_PASSWORD: is not set",
+            "SIP_TRANSPORT: \"sctp\" is not supported",
+            "SIP_CONTACT_IP: \"nope\" is not an IP address",
+            "SIP_LISTEN: \":5062x\" is not an address",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in {err}");
+        }
+    }
+
+    #[test]
+    fn contact_and_listen_forms() {
+        let base = [
+            ("SIP_SERVER", "pbx"),
+            ("SIP_USERNAME", "u"),
+            ("SIP_PASSWORD", "p"),
+        ];
+        let with = |k, v| {
+            let mut pairs = base.to_vec();
+            pairs.push((k, v));
+            SipSettings::from_env(&Env::from_pairs(pairs)).unwrap()
+        };
+        assert_eq!(with("SIP_CONTACT_IP", "STUN").contact, ContactSetting::Auto);
+        assert_eq!(
+            with("SIP_CONTACT_IP", "203.0.113.5").contact,
+            ContactSetting::Fixed("203.0.113.5".parse().unwrap())
+        );
+        assert_eq!(with("SIP_LISTEN", ":5062").listen.port(), 5062);
+        assert_eq!(with("SIP_TRANSPORT", "TCP").transport, SipTransport::Tcp);
+        assert_eq!(
+            with("STUN_SERVERS", " a:1, ,b:2 ").stun_servers,
+            vec!["a:1".to_string(), "b:2".to_string()]
+        );
+    }
+
+    #[test]
+    fn graph_settings() {
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+            ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+            ("AZURE_CLIENT_SECRET", "s3cr3t"),
+            ("GRAPH_BASE_URL", "http://127.0.0.1:8080/v1.0/"),
+        ]);
+        let g = GraphSettings::from_env(&env).unwrap();
+        assert_eq!(g.graph_base_url, "http://127.0.0.1:8080/v1.0");
+        assert_eq!(g.authority_host, "https://login.microsoftonline.com");
+        assert!(!format!("{g:?}").contains("s3cr3t"));
+
+        let env = Env::from_pairs([("GRAPH_BASE_URL", "http://graph.example.com")]);
+        let err = GraphSettings::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("AZURE_CLIENT_SECRET: is not set"), "{err}");
+        assert!(
+            err.contains("GRAPH_BASE_URL: \"http://graph.example.com\" must be an https:// URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dotenv_never_overrides_and_reports_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "SIP_SERVER=from-file\nSIP_USERNAME=fileuser\n").unwrap();
+        let env = Env::load(Some(&path)).unwrap();
+        assert_eq!(env.get("SIP_USERNAME"), Some("fileuser"));
+        assert!(!format!("{env:?}").contains("fileuser"));
+        std::fs::write(&path, "GOOD=1\nBAD LINE WITHOUT EQUALS\n").unwrap();
+        let err = Env::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains(".env"), "{err}");
+    }
+
+    #[test]
+    fn extensions_path_default() {
+        assert_eq!(
+            extensions_path(&Env::default()),
+            PathBuf::from("config/extensions.json")
+        );
+    }
+}
