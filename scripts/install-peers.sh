@@ -1,47 +1,82 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite talks to, from Debian's packages:
-# Kamailio (+ presence modules) as PBX/presence server, SIPp, coturn for STUN,
-# and the tools the NAT test needs (iproute2, nftables).
-# The packages' own services are kept stopped: their stock configs listen on
-# every interface; the tests start their own instances on loopback.
-# Idempotent: does nothing when everything is already there.
+#   kamailio, kamailio-presence-modules  PBX: registrar, proxy, presence server
+#                                        (kamcmd comes with kamailio)
+#   sip-tester                           SIPp, the phones
+#   coturn                               STUN server (run STUN-only by the tests)
+#   iproute2, nftables, procps           ip netns / ss, the NAT rule, sysctl
+# The tests start their own instances on loopback (crates/testbed); the
+# packages' own services are kept stopped and disabled, because their stock
+# configurations listen on every interface.
+#
+# Idempotent: a second run installs nothing and only makes sure the stock
+# services are not running. Runs as root (as on CI); otherwise through sudo
+# when there is one.
 set -euo pipefail
 
-need=()
-command -v kamailio >/dev/null || need+=(kamailio)
-[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/presence.so ] || ls /usr/lib/*/kamailio/modules/presence.so >/dev/null 2>&1 || need+=(kamailio-presence-modules)
-command -v kamcmd >/dev/null || need+=(kamailio)
-command -v sipp >/dev/null || need+=(sip-tester)
-command -v turnserver >/dev/null || need+=(coturn)
-command -v ip >/dev/null || need+=(iproute2)
-command -v nft >/dev/null || need+=(nftables)
-command -v ss >/dev/null || need+=(iproute2)
-command -v ps >/dev/null || need+=(procps)
+PKGS=(kamailio kamailio-presence-modules sip-tester coturn iproute2 nftables procps)
+SERVICES=(kamailio coturn)
 
-if [ ${#need[@]} -eq 0 ]; then
-	echo "install-peers: kamailio, sipp, coturn, iproute2, nftables already installed"
-	exit 0
-fi
-if [ "$(id -u)" != 0 ]; then
+log() { echo "install-peers: $*"; }
+
+installed() { # package
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+missing=()
+for p in "${PKGS[@]}"; do
+	installed "$p" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
 	if command -v sudo >/dev/null; then exec sudo -E "$0" "$@"; fi
-	echo "install-peers: missing ${need[*]}; run this script as root" >&2
+	echo "install-peers: missing ${missing[*]}: run this script as root (needs apt-get)" >&2
 	exit 1
 fi
-export DEBIAN_FRONTEND=noninteractive
-# Keep invoke-rc.d from starting kamailio and coturn with their stock configs.
-POLICY=/usr/sbin/policy-rc.d
-ADDED_POLICY=0
-if [ ! -e "$POLICY" ]; then
-	printf '#!/bin/sh\nexit 101\n' >"$POLICY"
-	chmod 755 "$POLICY"
-	ADDED_POLICY=1
+
+if [ ${#missing[@]} -gt 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	# Keep invoke-rc.d / deb-systemd-invoke from starting kamailio and coturn
+	# with their stock configs during the install: a policy-rc.d that says no
+	# (only if there is none already; removed again afterwards).
+	POLICY=/usr/sbin/policy-rc.d
+	ADDED_POLICY=0
+	if [ ! -e "$POLICY" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$POLICY"
+		chmod 755 "$POLICY"
+		ADDED_POLICY=1
+	fi
+	trap '[ "$ADDED_POLICY" = 1 ] && rm -f "$POLICY"; true' EXIT
+	log "apt-get update"
+	apt-get update -q
+	log "apt-get install ${missing[*]}"
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+	log "already installed: ${PKGS[*]}"
 fi
-trap '[ "$ADDED_POLICY" = 1 ] && rm -f "$POLICY"; true' EXIT
-mapfile -t pkgs < <(printf '%s\n' "${need[@]}" | sort -u)
-echo "install-peers: apt-get install ${pkgs[*]}"
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${pkgs[@]}"
-if [ -d /run/systemd/system ]; then
-	systemctl disable --now kamailio coturn 2>/dev/null || true
+
+# The stock services stay disabled, so that no boot starts them: through the
+# service manager only (never by stopping processes by name, which could hit
+# the tests' own instances). During an install, policy-rc.d kept them from
+# starting at all.
+if [ "$(id -u)" = 0 ]; then
+	for s in "${SERVICES[@]}"; do
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now "$s" >/dev/null 2>&1 || true
+		elif command -v update-rc.d >/dev/null && [ -e "/etc/init.d/$s" ]; then
+			update-rc.d "$s" disable >/dev/null 2>&1 || true
+		fi
+	done
 fi
-kamailio -v | head -1
+
+for p in kamailio kamcmd sipp turnserver ip ss nft sysctl; do
+	PATH="$PATH:/usr/sbin:/sbin" command -v "$p" >/dev/null || {
+		echo "install-peers: $p still missing after the install" >&2
+		exit 1
+	}
+done
+ls /usr/lib/*/kamailio/modules/presence_dialoginfo.so >/dev/null 2>&1 || {
+	echo "install-peers: Kamailio's presence modules are missing" >&2
+	exit 1
+}
+log "$(PATH="$PATH:/usr/sbin" kamailio -v | head -1 | xargs); $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || true)"
