@@ -1,0 +1,270 @@
+//! Configuration of the user agent.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::transaction::Timers;
+
+/// Transport towards the PBX.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP (retransmissions by the transaction layer).
+    Udp,
+    /// TCP (one connection, messages framed by `Content-Length`, CRLF keep-alive).
+    Tcp,
+}
+
+impl Transport {
+    /// `UDP` / `TCP` as written in `Via`.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP",
+            Self::Tcp => "TCP",
+        }
+    }
+    /// `true` for TCP.
+    pub fn is_reliable(self) -> bool {
+        self == Self::Tcp
+    }
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "udp" => Ok(Self::Udp),
+            "tcp" => Ok(Self::Tcp),
+            other => Err(format!("unknown SIP transport {other:?} (use udp or tcp)")),
+        }
+    }
+}
+
+/// Which address goes into `Contact` (and `Via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactAddress {
+    /// This IP address, with the local port.
+    Fixed(IpAddr),
+    /// The local address until the PBX tells us, through `received`/`rport` in
+    /// the `Via` of its responses (RFC 3581), how it sees us.
+    Learned,
+    /// The public address found by the [`AddressDiscovery`](crate::discovery::AddressDiscovery)
+    /// (e.g. STUN), falling back to [`Learned`](Self::Learned).
+    Discovered,
+}
+
+/// The event package of one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventPackage {
+    /// `Event: dialog`, `application/dialog-info+xml` (RFC 4235, BLF).
+    Dialog,
+    /// `Event: presence`, `application/pidf+xml` (RFC 3856).
+    Presence,
+}
+
+impl EventPackage {
+    /// The `Event` header value.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Self::Dialog => "dialog",
+            Self::Presence => "presence",
+        }
+    }
+    /// The `Accept` header value.
+    pub fn accept(self) -> &'static str {
+        match self {
+            Self::Dialog => "application/dialog-info+xml",
+            Self::Presence => "application/pidf+xml",
+        }
+    }
+}
+
+/// One extension to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Subscription {
+    /// The extension (user part of the URI), e.g. `1001`.
+    pub extension: String,
+    /// The event package.
+    pub package: EventPackage,
+}
+
+impl Subscription {
+    /// A BLF (`dialog`) subscription.
+    pub fn dialog(extension: impl Into<String>) -> Self {
+        Self {
+            extension: extension.into(),
+            package: EventPackage::Dialog,
+        }
+    }
+    /// A `presence` subscription.
+    pub fn presence(extension: impl Into<String>) -> Self {
+        Self {
+            extension: extension.into(),
+            package: EventPackage::Presence,
+        }
+    }
+}
+
+/// User agent configuration. `Debug` never prints the password.
+#[derive(Clone)]
+pub struct UaConfig {
+    /// PBX as `host`, `host:port`, `ip:port` or `[v6]:port` (port 5060 when absent).
+    pub server: String,
+    /// Transport.
+    pub transport: Transport,
+    /// Account user name (also the digest user name).
+    pub username: String,
+    /// Account password.
+    pub password: String,
+    /// SIP domain and default realm; the server host when `None`.
+    pub domain: Option<String>,
+    /// Local socket address; the driver picks `0.0.0.0:0` / `[::]:0` when `None`.
+    pub listen: Option<SocketAddr>,
+    /// Which address goes into `Contact`.
+    pub contact: ContactAddress,
+    /// Send REGISTER (some PBXs accept SUBSCRIBE from unregistered users).
+    pub register: bool,
+    /// Requested registration expiry, seconds.
+    pub register_expires: u32,
+    /// Requested subscription expiry, seconds.
+    pub subscribe_expires: u32,
+    /// Most new SUBSCRIBEs per second.
+    pub subscribe_rate: u32,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// RFC 3261 timer values.
+    pub timers: Timers,
+    /// First retry delay after a failure (doubles up to `retry_max`, with jitter).
+    pub retry_min: Duration,
+    /// Longest retry delay after failures.
+    pub retry_max: Duration,
+    /// Retry delay after a failure that needs the PBX admin (404, 403, 489, rejected).
+    pub slow_retry: Duration,
+    /// Interval of CRLF keep-alives to the server (RFC 5626); `None`: none.
+    pub keepalive_interval: Option<Duration>,
+}
+
+impl UaConfig {
+    /// A configuration with defaults: UDP, learned contact, REGISTER for 600 s,
+    /// subscriptions for 600 s, 50 new SUBSCRIBEs per second.
+    pub fn new(
+        server: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            transport: Transport::Udp,
+            username: username.into(),
+            password: password.into(),
+            domain: None,
+            listen: None,
+            contact: ContactAddress::Learned,
+            register: true,
+            register_expires: 600,
+            subscribe_expires: 600,
+            subscribe_rate: 50,
+            user_agent: concat!("sip-ua/", env!("CARGO_PKG_VERSION")).to_string(),
+            timers: Timers::default(),
+            retry_min: Duration::from_secs(2),
+            retry_max: Duration::from_secs(120),
+            slow_retry: Duration::from_secs(300),
+            keepalive_interval: Some(Duration::from_secs(30)),
+        }
+    }
+
+    /// The server host (without port or brackets).
+    pub fn server_host(&self) -> &str {
+        split_host_port(&self.server).0
+    }
+
+    /// The server port (5060 when absent).
+    pub fn server_port(&self) -> u16 {
+        split_host_port(&self.server).1.unwrap_or(5060)
+    }
+
+    /// The SIP domain: `domain`, or the server host.
+    pub fn sip_domain(&self) -> String {
+        match &self.domain {
+            Some(d) if !d.is_empty() => d.clone(),
+            _ => {
+                let h = self.server_host();
+                if h.contains(':') {
+                    format!("[{h}]")
+                } else {
+                    h.to_string()
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for UaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UaConfig")
+            .field("server", &self.server)
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("domain", &self.domain)
+            .field("listen", &self.listen)
+            .field("contact", &self.contact)
+            .field("register", &self.register)
+            .field("register_expires", &self.register_expires)
+            .field("subscribe_expires", &self.subscribe_expires)
+            .field("subscribe_rate", &self.subscribe_rate)
+            .field("user_agent", &self.user_agent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits `host`, `host:port`, `[v6]`, `[v6]:port`, bare `v6`.
+pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("sip:")
+        .or_else(|| s.strip_prefix("SIP:"))
+        .unwrap_or(s);
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((host, after)) = rest.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (host, port);
+        }
+    }
+    if s.matches(':').count() == 1 {
+        if let Some((h, p)) = s.split_once(':') {
+            return (h, p.parse().ok());
+        }
+    }
+    (s, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_password() {
+        let c = UaConfig::new("pbx.example:5070", "blf", "s3cr3t-pw");
+        let d = format!("{c:?}");
+        assert!(!d.contains("s3cr3t-pw"), "{d}");
+        assert!(d.contains("<redacted>"));
+        assert_eq!(c.server_host(), "pbx.example");
+        assert_eq!(c.server_port(), 5070);
+        assert_eq!(c.sip_domain(), "pbx.example");
+    }
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(split_host_port("10.0.0.1"), ("10.0.0.1", None));
+        assert_eq!(split_host_port("[::1]:5080"), ("::1", Some(5080)));
+        assert_eq!(split_host_port("::1"), ("::1", None));
+        assert_eq!(split_host_port("sip:pbx:5060"), ("pbx", Some(5060)));
+        let mut c = UaConfig::new("[::1]:5060", "u", "p");
+        assert_eq!(c.sip_domain(), "[::1]");
+        c.domain = Some("example.org".into());
+        assert_eq!(c.sip_domain(), "example.org");
+        assert_eq!("TCP".parse::<Transport>(), Ok(Transport::Tcp));
+        assert!("tls".parse::<Transport>().is_err());
+    }
+}
