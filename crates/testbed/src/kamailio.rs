@@ -534,3 +534,61 @@ fn options_ping(to: SocketAddr, timeout: Duration) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_template_is_fully_substituted() {
+        let mut k = Kamailio {
+            opts: KamailioOptions::default().clean_period(2),
+            port: 23456,
+            dir: run_dir("kamailio-test").unwrap(),
+            proc: None,
+        };
+        k.fresh_state().unwrap();
+        let cfg = fs::read_to_string(k.run_dir().join("kamailio.cfg")).unwrap();
+        assert!(!cfg.contains("@@"), "placeholder left");
+        assert!(cfg.contains("listen=udp:127.0.0.1:23456"));
+        assert!(cfg.contains(r#"alias="127.0.0.1:23456""#));
+        assert!(cfg.contains(r#"modparam("pua", "outbound_proxy", "sip:127.0.0.1:23456")"#));
+        assert!(cfg.contains(r#"modparam("presence", "clean_period", 2)"#));
+        assert!(!cfg.contains("5060\""), "no hard-coded 5060 in a string");
+        let subscribers = fs::read_to_string(k.run_dir().join("dbtext/subscriber")).unwrap();
+        for a in crate::ACCOUNTS {
+            assert!(subscribers.contains(&format!(":{}:127.0.0.1:{}:", a.user, a.password)));
+        }
+        // IPv6 listen address: brackets in URIs and listen lines, bare in $si
+        k.opts.listen_ip = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        k.fresh_state().unwrap();
+        let cfg = fs::read_to_string(k.run_dir().join("kamailio.cfg")).unwrap();
+        assert!(cfg.contains("listen=udp:[::1]:23456"));
+        assert!(cfg.contains(r#"$si == "::1""#));
+        k.port = 0;
+    }
+
+    #[test]
+    fn options_map_to_the_lab_defines() {
+        let o = KamailioOptions::default()
+            .sub_challenge_401()
+            .auth_sha256()
+            .min_expires(60, 2)
+            .dummy_dialog()
+            .with_nat()
+            .with_ipv6();
+        assert_eq!(
+            o.defines(),
+            [
+                "SUB_CHALLENGE_401",
+                "AUTH_SHA256",
+                "PRES_MIN_EXPIRES=60",
+                "MIN_EXPIRES_ACTION=2",
+                "DUMMY_DIALOG",
+                "WITH_NAT",
+                "WITH_IPV6"
+            ]
+        );
+        assert!(KamailioOptions::default().defines().is_empty());
+    }
+}

@@ -55,3 +55,21 @@ pub(crate) fn free_port(ips: &[IpAddr], tcp: bool) -> Result<u16, Error> {
     }
     Err(Error::NoFreePort)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let ip = [IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        let ports: Vec<u16> = (0..50).map(|_| free_port(&ip, true).unwrap()).collect();
+        let unique: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(unique.len(), ports.len());
+        assert!(ports.iter().all(|p| (LOW..HIGH).contains(p)));
+        assert!(ports
+            .iter()
+            .all(|&p| UdpSocket::bind((Ipv4Addr::LOCALHOST, p)).is_ok()));
+    }
+}

@@ -31,14 +31,17 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Start time of `pid` (field 22 of `/proc/<pid>/stat`) and its parent pid;
-/// `None` when the process is gone.
+/// Parent pid and start time (field 22 of `/proc/<pid>/stat`) of `pid`;
+/// `None` when the process is gone (or a zombie waiting to be reaped).
 fn stat(pid: u32) -> Option<(u32, u64)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // the command name (field 2) is in parentheses and may contain spaces
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): ppid is field 4, starttime field 22
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
     let ppid = fields.get(1)?.parse().ok()?;
     let start = fields.get(19)?.parse().ok()?;
     Some((ppid, start))
@@ -190,4 +193,54 @@ pub(crate) fn run_dir(what: &str) -> Result<tempfile::TempDir, Error> {
         dir.disable_cleanup(true);
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_names_the_install_script() {
+        let err = find_program("testbed-no-such-peer").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "testbed-no-such-peer not found: run scripts/install-peers.sh"
+        );
+    }
+
+    #[test]
+    fn tail_returns_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("log");
+        std::fs::write(&f, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&f, 2), "b\nc");
+        assert_eq!(tail(&f, 10), "a\nb\nc");
+        assert_eq!(tail(&dir.path().join("none"), 3), "");
+    }
+
+    #[test]
+    fn stopping_a_child_ends_it_and_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sh");
+        // a child that ignores nothing and has a grandchild
+        cmd.args(["-c", "sleep 30 & wait"]);
+        let mut p = Proc::spawn(cmd, "sh", &dir.path().join("out")).unwrap();
+        let pid = p.pid();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while descendants(pid).is_empty() {
+            assert!(Instant::now() < deadline, "grandchild never started");
+            std::thread::sleep(POLL);
+        }
+        let kids = descendants(pid);
+        p.stop(Duration::from_secs(2));
+        assert!(p.exited().is_some());
+        for (kid, start) in kids {
+            // SIGKILL is delivered asynchronously
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while stat(kid).map(|(_, s)| s) == Some(start) {
+                assert!(Instant::now() < deadline, "child {kid} left running");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
 }

@@ -78,3 +78,48 @@ fn a_broken_define_fails_with_the_log_tail() {
     assert!(err.contains("did not start"), "{err}");
     assert!(err.contains("last lines of"), "{err}");
 }
+
+#[test]
+#[ignore = "real peer: needs kamailio (scripts/install-peers.sh); run by scripts/test-all"]
+fn with_ipv6_also_answers_on_loopback_v6() {
+    let pbx = Kamailio::start(KamailioOptions::default().with_ipv6()).unwrap();
+    let v6 = pbx.sip_addr_v6().unwrap();
+    assert_eq!(v6.ip().to_string(), "::1");
+    assert_eq!(v6.port(), pbx.port());
+    pbx.ping(Duration::from_secs(2)).unwrap();
+    let sock = UdpSocket::bind("[::1]:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let msg = format!(
+        "OPTIONS sip:[::1]:{p} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-v6\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@[::1]>;tag=1\r\nTo: <sip:[::1]:{p}>\r\n\
+         Call-ID: v6-options@[::1]\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        p = v6.port()
+    );
+    sock.send_to(msg.as_bytes(), v6).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, _) = sock.recv_from(&mut buf).unwrap();
+    assert!(buf[..len].starts_with(b"SIP/2.0 200"));
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio (scripts/install-peers.sh); run by scripts/test-all"]
+fn restart_keeping_state_keeps_the_tables_and_state_lost_replaces_them() {
+    let mut pbx = Kamailio::start(KamailioOptions::default()).unwrap();
+    let port = pbx.port();
+    let table = pbx.run_dir().join("dbtext/subscriber");
+    let row = "5:1004:127.0.0.1:pw1004:x:y\n";
+    let mut rows = std::fs::read_to_string(&table).unwrap();
+    rows.push_str(row);
+    std::fs::write(&table, rows).unwrap();
+
+    pbx.restart_keeping_state().unwrap();
+    assert_eq!(pbx.port(), port);
+    pbx.ping(Duration::from_secs(2)).unwrap();
+    assert!(std::fs::read_to_string(&table).unwrap().contains(row));
+
+    pbx.restart_with_state_lost().unwrap();
+    assert_eq!(pbx.port(), port);
+    pbx.ping(Duration::from_secs(2)).unwrap();
+    assert!(!std::fs::read_to_string(&table).unwrap().contains(row));
+}
