@@ -1,0 +1,40 @@
+//! Prints how many typical BLF bodies per second one core parses and aggregates.
+//!
+//! `cargo run --release -p blf --example bodies_per_second`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const BODIES: &[&[u8]] = &[
+    include_bytes!("../tests/fixtures/kamailio/busy_callee_confirmed.xml"),
+    include_bytes!("../tests/fixtures/kamailio/ringing_two_calls_confirmed_early.xml"),
+    include_bytes!("../tests/fixtures/asterisk-pjsip/idle_not_inuse.xml"),
+    include_bytes!("../tests/fixtures/asterisk-pjsip/busy_inuse.xml"),
+    include_bytes!("../tests/fixtures/freeswitch/ringing_incoming_early.xml"),
+];
+
+fn main() {
+    // Warm up, then measure for about two seconds.
+    let mut count: u64 = 0;
+    let run = |count: &mut u64, budget: Duration| {
+        let start = Instant::now();
+        while start.elapsed() < budget {
+            for body in BODIES {
+                let n =
+                    blf::Notification::parse(Some("application/dialog-info+xml"), black_box(body));
+                black_box(n.map(|n| n.line_state()).ok());
+                *count += 1;
+            }
+        }
+        start.elapsed()
+    };
+    run(&mut count, Duration::from_millis(300));
+    count = 0;
+    let elapsed = run(&mut count, Duration::from_secs(2));
+    let per_second = count as f64 / elapsed.as_secs_f64();
+    let avg = BODIES.iter().map(|b| b.len()).sum::<usize>() / BODIES.len();
+    println!(
+        "{per_second:.0} bodies/s ({count} bodies of {avg} bytes on average in {:.2} s, one thread)",
+        elapsed.as_secs_f64()
+    );
+}

@@ -1,0 +1,275 @@
+//! From a line state to what to do with the user's Teams presence.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::line_column;
+use crate::state::LineState;
+
+/// One of the five availability/activity pairs Microsoft Graph accepts for
+/// `setPresence` (application presence sessions). Nothing else can be expressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum PresencePair {
+    /// `Available` / `Available`.
+    AvailableAvailable,
+    /// `Busy` / `InACall`.
+    BusyInACall,
+    /// `Busy` / `InAConferenceCall`.
+    BusyInAConferenceCall,
+    /// `Away` / `Away`.
+    AwayAway,
+    /// `DoNotDisturb` / `Presenting`.
+    DoNotDisturbPresenting,
+}
+
+impl PresencePair {
+    /// All five pairs.
+    pub const ALL: [PresencePair; 5] = [
+        PresencePair::AvailableAvailable,
+        PresencePair::BusyInACall,
+        PresencePair::BusyInAConferenceCall,
+        PresencePair::AwayAway,
+        PresencePair::DoNotDisturbPresenting,
+    ];
+
+    /// Graph `availability` value.
+    pub fn availability(self) -> &'static str {
+        match self {
+            Self::AvailableAvailable => "Available",
+            Self::BusyInACall | Self::BusyInAConferenceCall => "Busy",
+            Self::AwayAway => "Away",
+            Self::DoNotDisturbPresenting => "DoNotDisturb",
+        }
+    }
+
+    /// Graph `activity` value.
+    pub fn activity(self) -> &'static str {
+        match self {
+            Self::AvailableAvailable => "Available",
+            Self::BusyInACall => "InACall",
+            Self::BusyInAConferenceCall => "InAConferenceCall",
+            Self::AwayAway => "Away",
+            Self::DoNotDisturbPresenting => "Presenting",
+        }
+    }
+
+    /// The pair with these Graph values (exact spelling, ignoring ASCII case).
+    pub fn from_parts(availability: &str, activity: &str) -> Option<PresencePair> {
+        Self::ALL.into_iter().find(|p| {
+            p.availability().eq_ignore_ascii_case(availability.trim())
+                && p.activity().eq_ignore_ascii_case(activity.trim())
+        })
+    }
+}
+
+impl fmt::Display for PresencePair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.availability(), self.activity())
+    }
+}
+
+/// What to do with the user's presence for a line state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(tag = "action", content = "pair", rename_all = "lowercase")]
+pub enum PresenceAction {
+    /// Set our presence session to this pair.
+    Set(PresencePair),
+    /// Drop our presence session so the user's own status shows again.
+    Clear,
+    /// Change nothing.
+    Keep,
+}
+
+impl fmt::Display for PresenceAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Set(p) => p.fmt(f),
+            Self::Clear => f.write_str("clear"),
+            Self::Keep => f.write_str("keep"),
+        }
+    }
+}
+
+impl PresenceAction {
+    /// Parses `"Availability/Activity"`, `"clear"` or `"keep"`.
+    pub fn parse(text: &str) -> Option<PresenceAction> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("clear") {
+            return Some(Self::Clear);
+        }
+        if t.eq_ignore_ascii_case("keep") {
+            return Some(Self::Keep);
+        }
+        let (availability, activity) = t.split_once('/')?;
+        PresencePair::from_parts(availability, activity).map(Self::Set)
+    }
+}
+
+/// Line state → presence action, for every line state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mapping {
+    /// Action for [`LineState::Idle`].
+    pub idle: PresenceAction,
+    /// Action for [`LineState::Ringing`].
+    pub ringing: PresenceAction,
+    /// Action for [`LineState::Busy`].
+    pub busy: PresenceAction,
+    /// Action for [`LineState::Hold`].
+    pub hold: PresenceAction,
+    /// Action for [`LineState::Offline`].
+    pub offline: PresenceAction,
+    /// Action for [`LineState::Unknown`].
+    pub unknown: PresenceAction,
+}
+
+impl Default for Mapping {
+    /// busy, hold → `Busy/InACall`; idle, offline → clear; ringing, unknown → keep.
+    fn default() -> Self {
+        Self {
+            idle: PresenceAction::Clear,
+            ringing: PresenceAction::Keep,
+            busy: PresenceAction::Set(PresencePair::BusyInACall),
+            hold: PresenceAction::Set(PresencePair::BusyInACall),
+            offline: PresenceAction::Clear,
+            unknown: PresenceAction::Keep,
+        }
+    }
+}
+
+/// A mapping file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    /// The file could not be read.
+    #[error("cannot read mapping file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file content is invalid.
+    #[error("mapping {origin}line {line}, column {column}: {message}")]
+    Invalid {
+        /// `"file <path> "` or empty for a string.
+        origin: String,
+        /// 1-based line.
+        line: u32,
+        /// 1-based column.
+        column: u32,
+        /// What is wrong, with the valid values.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    idle: Option<Spanned<String>>,
+    ringing: Option<Spanned<String>>,
+    busy: Option<Spanned<String>>,
+    hold: Option<Spanned<String>>,
+    offline: Option<Spanned<String>>,
+    unknown: Option<Spanned<String>>,
+}
+
+/// The valid values of a mapping entry, for error messages.
+pub fn valid_values() -> String {
+    let mut out: Vec<String> = PresencePair::ALL
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect();
+    out.push("\"clear\"".into());
+    out.push("\"keep\"".into());
+    out.join(", ")
+}
+
+impl Mapping {
+    /// The action for a line state.
+    pub fn action(&self, state: LineState) -> PresenceAction {
+        match state {
+            LineState::Idle => self.idle,
+            LineState::Ringing => self.ringing,
+            LineState::Busy => self.busy,
+            LineState::Hold => self.hold,
+            LineState::Offline => self.offline,
+            LineState::Unknown => self.unknown,
+        }
+    }
+
+    /// Parses a TOML mapping; missing keys keep their [default](Mapping::default).
+    ///
+    /// ```toml
+    /// busy = "Busy/InACall"
+    /// hold = "Busy/InACall"
+    /// ringing = "keep"
+    /// idle = "clear"
+    /// offline = "clear"
+    /// unknown = "keep"
+    /// ```
+    pub fn from_toml_str(text: &str) -> Result<Mapping, MappingError> {
+        Self::parse_named(text, "")
+    }
+
+    /// Reads and parses a TOML mapping file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Mapping, MappingError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse_named(&text, &format!("file {} ", path.display()))
+    }
+
+    fn parse_named(text: &str, origin: &str) -> Result<Mapping, MappingError> {
+        let invalid = |offset: usize, message: String| {
+            let (line, column) = line_column(text.as_bytes(), offset);
+            MappingError::Invalid {
+                origin: origin.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let file: MappingFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            invalid(
+                offset,
+                format!(
+                    "{}; keys are idle, ringing, busy, hold, offline, unknown; values are {}",
+                    e.message().trim(),
+                    valid_values()
+                ),
+            )
+        })?;
+        let mut mapping = Mapping::default();
+        for (name, value, slot) in [
+            ("idle", file.idle, &mut mapping.idle),
+            ("ringing", file.ringing, &mut mapping.ringing),
+            ("busy", file.busy, &mut mapping.busy),
+            ("hold", file.hold, &mut mapping.hold),
+            ("offline", file.offline, &mut mapping.offline),
+            ("unknown", file.unknown, &mut mapping.unknown),
+        ] {
+            let Some(value) = value else { continue };
+            match PresenceAction::parse(value.get_ref()) {
+                Some(action) => *slot = action,
+                None => {
+                    return Err(invalid(
+                        value.span().start,
+                        format!(
+                            "invalid value {:?} for {name}; valid values are {} \
+                             (the only availability/activity pairs Microsoft Graph accepts)",
+                            value.get_ref(),
+                            valid_values()
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(mapping)
+    }
+}
