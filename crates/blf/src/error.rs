@@ -139,7 +139,7 @@ mod tests {
     fn line_column_is_one_based_and_counts_characters() {
         assert_eq!(line_column(b"abc", 0), (1, 1));
         assert_eq!(line_column(b"abc\ndef", 5), (2, 2));
-        assert_eq!(line_column("é\nxéy".as_bytes(), 7), (2, 3));
+        assert_eq!(line_column("é\nxéy".as_bytes(), 6), (2, 3));
         assert_eq!(line_column(b"ab", 99), (1, 3));
     }
 
