@@ -1,7 +1,7 @@
 //! Kamailio as registrar + proxy + presence server (`dialog` event package).
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -453,7 +453,7 @@ impl Kamailio {
                 let addrs = std::iter::once(self.sip_addr()).chain(self.sip_addr_v6());
                 addrs.into_iter().all(|a| {
                     options_ping(a, Duration::from_millis(200))
-                        && TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
+                        && options_ping_tcp(a, Duration::from_millis(500))
                 })
             }
         }
@@ -484,24 +484,14 @@ pub(crate) fn listening_in_netns(ns: &str, port: u16, udp: bool) -> bool {
         .unwrap_or(false)
 }
 
-/// One SIP OPTIONS to `to` over UDP; true if a `200` comes back within `timeout`.
-fn options_ping(to: SocketAddr, timeout: Duration) -> bool {
+/// An OPTIONS request to `to` from `me` over `transport` ("UDP"/"TCP").
+fn options_request(to: SocketAddr, me: SocketAddr, transport: &str) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(1);
-    let local: SocketAddr = match to {
-        SocketAddr::V4(_) => (Ipv4Addr::LOCALHOST, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::LOCALHOST, 0).into(),
-    };
-    let Ok(sock) = UdpSocket::bind(local) else {
-        return false;
-    };
-    let Ok(me) = sock.local_addr() else {
-        return false;
-    };
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
     let host = uri_host(to.ip());
-    let msg = format!(
-        "OPTIONS sip:{host}:{port} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {me};branch=z9hG4bK-testbed-{pid}-{n};rport\r\n\
+    format!(
+        "OPTIONS sip:{host}:{port}{param} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {me};branch=z9hG4bK-testbed-{pid}-{n};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:testbed@{host}>;tag=tb{n}\r\n\
          To: <sip:{host}:{port}>\r\n\
@@ -510,7 +500,30 @@ fn options_ping(to: SocketAddr, timeout: Duration) -> bool {
          Content-Length: 0\r\n\r\n",
         port = to.port(),
         pid = std::process::id(),
-    );
+        param = if transport == "TCP" {
+            ";transport=tcp"
+        } else {
+            ""
+        },
+    )
+}
+
+fn local_for(to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V4(_) => (Ipv4Addr::LOCALHOST, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::LOCALHOST, 0).into(),
+    }
+}
+
+/// One SIP OPTIONS to `to` over UDP; true if a `200` comes back within `timeout`.
+fn options_ping(to: SocketAddr, timeout: Duration) -> bool {
+    let Ok(sock) = UdpSocket::bind(local_for(to)) else {
+        return false;
+    };
+    let Ok(me) = sock.local_addr() else {
+        return false;
+    };
+    let msg = options_request(to, me, "UDP");
     if sock.send_to(msg.as_bytes(), to).is_err() {
         return false;
     }
@@ -533,6 +546,39 @@ fn options_ping(to: SocketAddr, timeout: Duration) -> bool {
             Err(_) => return false,
         }
     }
+}
+
+/// One SIP OPTIONS to `to` over TCP; true if a `200` comes back within
+/// `timeout`. A TCP answer needs Kamailio's TCP main and worker processes,
+/// the last ones it forks: a plain connect is accepted by the kernel as soon
+/// as the socket listens, before they exist.
+fn options_ping_tcp(to: SocketAddr, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&to, timeout) else {
+        return false;
+    };
+    let Ok(me) = stream.local_addr() else {
+        return false;
+    };
+    let msg = options_request(to, me, "TCP");
+    if stream.write_all(msg.as_bytes()).is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while got.len() < 12 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => got.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    got.starts_with(b"SIP/2.0 200")
 }
 
 #[cfg(test)]

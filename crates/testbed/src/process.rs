@@ -149,15 +149,27 @@ impl Proc {
             return;
         }
         let pid = self.pid();
-        let kids = descendants(pid);
+        // children are recorded again while it shuts down: one forked late
+        // (start-up not finished) must not be missed and left running
+        let mut kids = descendants(pid);
         signal(pid, Signal::TERM);
-        if self.wait_timeout(grace).is_none() {
-            eprintln!(
-                "testbed: {} (pid {pid}) ignored SIGTERM for {grace:?}, sending SIGKILL",
-                self.name
-            );
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let deadline = Instant::now() + grace;
+        while self.exited().is_none() {
+            for kid in descendants(pid) {
+                if !kids.contains(&kid) {
+                    kids.push(kid);
+                }
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "testbed: {} (pid {pid}) ignored SIGTERM for {grace:?}, sending SIGKILL",
+                    self.name
+                );
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(POLL);
         }
         for (kid, start) in kids {
             if stat(kid).map(|(_, s)| s) == Some(start) {
