@@ -273,6 +273,23 @@ impl Kamailio {
         String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
+    /// Waits until the log contains `needle` (e.g. `"LOCAL NOTIFY"`, logged
+    /// by the config for every NOTIFY Kamailio sends); the deadline is a
+    /// failure guard, the wait ends as soon as the line is there.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !self.log().contains(needle) {
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("{needle:?} in the Kamailio log"),
+                    timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     fn ctl_socket(&self) -> PathBuf {
         self.dir.path().join("kamailio_ctl")
     }

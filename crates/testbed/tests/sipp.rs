@@ -32,7 +32,11 @@ fn a_call_through_kamailio_completes() {
     assert!(log.contains("REQ INVITE sip:1002@127.0.0.1"), "{log}");
     assert!(log.contains("BYE in call"), "{log}");
     // the dialog states reached the presence server (pua PUBLISH -> 200)
-    assert!(log.contains("REPLY 200 OK for PUBLISH"), "{log}");
+    pbx.wait_for_log("REPLY 200 OK for PUBLISH", Duration::from_secs(5))
+        .unwrap();
+    assert!(pbx
+        .wait_for_log("no such line", Duration::from_millis(50))
+        .is_err());
 }
 
 #[test]
