@@ -54,7 +54,9 @@ pub struct KamailioOptions {
     pub port: Option<u16>,
     /// Presence `clean_period` in seconds (also drives expiry NOTIFYs). Default 5.
     pub clean_period: u32,
-    /// Run inside this network namespace (`ip netns exec <name> kamailio ...`).
+    /// Run inside this network namespace (`ip netns exec <name> kamailio ...`);
+    /// the port then defaults to 5060, and readiness is checked with `ss`
+    /// inside the namespace (see [`crate::NatLab::start_kamailio`]).
     pub netns: Option<String>,
     /// Deadline for Kamailio to answer after it was started. Default 15 s.
     pub start_timeout: Duration,
@@ -191,13 +193,20 @@ impl Kamailio {
             attempt += 1;
             k.port = match k.opts.port {
                 Some(p) => p,
+                // a namespace of the test's own has every port free
+                None if k.opts.netns.is_some() => 5060,
                 None => free_port(&k.listen_ips(), true)?,
             };
             k.fresh_state()?;
             match k.launch() {
                 Ok(()) => return Ok(k),
                 // another process took the port between our check and Kamailio's bind
-                Err(e) if k.opts.port.is_none() && attempt < 5 && k.bind_failed() => {
+                Err(e)
+                    if k.opts.port.is_none()
+                        && k.opts.netns.is_none()
+                        && attempt < 5
+                        && k.bind_failed() =>
+                {
                     eprintln!(
                         "testbed: Kamailio could not bind port {}, retrying: {e}",
                         k.port
