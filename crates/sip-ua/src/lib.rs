@@ -4,6 +4,8 @@
 pub mod config;
 pub mod digest;
 pub mod discovery;
+#[cfg(feature = "tokio")]
+pub mod driver;
 pub mod error;
 pub mod framing;
 pub mod headers;

@@ -488,6 +488,11 @@ impl UserAgent {
         self.maybe_finish_shutdown(now);
     }
 
+    /// `true` once [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
     /// `true` once [`shutdown`](Self::shutdown) has finished.
     pub fn is_shut_down(&self) -> bool {
         self.shut_down

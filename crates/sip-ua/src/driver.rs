@@ -1,0 +1,366 @@
+//! A thin tokio driver around [`UserAgent`]: one socket, its timers, a command
+//! channel and an event channel. Feature `tokio` (on by default).
+//!
+//! UDP: one socket for SIP and, if given, address discovery (STUN) to the same
+//! NAT binding. TCP: one connection to the PBX, framed by `Content-Length`,
+//! CRLF keep-alives (RFC 5626), reconnected with capped backoff when it drops
+//! (registration and subscriptions are then refreshed over the new connection).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{Subscription, Transport, UaConfig};
+use crate::discovery::AddressDiscovery;
+use crate::error::Error;
+use crate::framing::{Frame, StreamFramer};
+use crate::message::MAX_MESSAGE_SIZE;
+use crate::ua::{Event, UserAgent};
+
+enum Command {
+    Shutdown(oneshot::Sender<()>),
+    Add(Subscription),
+    Remove(String),
+}
+
+/// Controls a running user agent. Dropping it shuts the user agent down in the
+/// background (un-SUBSCRIBE, un-REGISTER).
+#[derive(Debug)]
+pub struct UaHandle {
+    cmd: mpsc::UnboundedSender<Command>,
+    local_addr: SocketAddr,
+    server_addr: SocketAddr,
+    task: Option<JoinHandle<()>>,
+    shutdown_limit: Duration,
+}
+
+impl UaHandle {
+    /// The local address of the SIP socket (or TCP connection).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The PBX address in use.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server_addr
+    }
+
+    /// Subscribes to one more extension.
+    pub fn add_subscription(&self, sub: Subscription) -> Result<(), Error> {
+        self.cmd.send(Command::Add(sub)).map_err(|_| Error::Stopped)
+    }
+
+    /// Un-subscribes from an extension.
+    pub fn remove_subscription(&self, extension: &str) -> Result<(), Error> {
+        self.cmd
+            .send(Command::Remove(extension.to_string()))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Un-SUBSCRIBEs everything, un-REGISTERs and stops, within a bounded time
+    /// (two Timer F periods, 65 s by default; the task is aborted after that).
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.cmd.send(Command::Shutdown(tx)).is_ok();
+        let task = self.task.take();
+        if sent {
+            let _ = tokio::time::timeout(self.shutdown_limit, rx).await;
+        }
+        if let Some(task) = task {
+            if !task.is_finished() {
+                task.abort();
+            }
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `config.server` (first address).
+pub async fn resolve_server(config: &UaConfig) -> Result<SocketAddr, Error> {
+    let host = config.server_host().to_string();
+    let port = config.server_port();
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut addrs = tokio::net::lookup_host(target.clone())
+        .await
+        .map_err(|e| Error::Resolve {
+            server: config.server.clone(),
+            reason: e.to_string(),
+        })?;
+    addrs.next().ok_or_else(|| Error::Resolve {
+        server: config.server.clone(),
+        reason: "no address".into(),
+    })
+}
+
+/// The local IP the OS would use towards `server` (no packet is sent).
+fn route_source_ip(server: SocketAddr) -> Option<IpAddr> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(bind).ok()?;
+    s.connect(server).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+fn concrete_local(bound: SocketAddr, server: SocketAddr) -> SocketAddr {
+    if bound.ip().is_unspecified() {
+        if let Some(ip) = route_source_ip(server) {
+            return SocketAddr::new(ip, bound.port());
+        }
+    }
+    bound
+}
+
+/// Starts the user agent on a tokio runtime: binds the socket (or connects),
+/// registers and subscribes. Events arrive on the returned receiver.
+pub async fn spawn(
+    config: UaConfig,
+    subscriptions: Vec<Subscription>,
+    discovery: Option<Box<dyn AddressDiscovery>>,
+) -> Result<(UaHandle, mpsc::UnboundedReceiver<Event>), Error> {
+    if config.username.is_empty() {
+        return Err(Error::Config("username is empty".into()));
+    }
+    let server = resolve_server(&config).await?;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let shutdown_limit = config.timers.timer_f() * 2 + Duration::from_secs(1);
+    let (local_addr, task) = match config.transport {
+        Transport::Udp => {
+            let bind = config.listen.unwrap_or_else(|| {
+                if server.is_ipv4() {
+                    (Ipv4Addr::UNSPECIFIED, 0).into()
+                } else {
+                    (Ipv6Addr::UNSPECIFIED, 0).into()
+                }
+            });
+            let socket = UdpSocket::bind(bind).await?;
+            let local = concrete_local(socket.local_addr()?, server);
+            let mut ua = UserAgent::new(config, server, local, subscriptions, Instant::now());
+            if let Some(d) = discovery {
+                ua.set_discovery(d);
+            }
+            let task = tokio::spawn(run_udp(ua, socket, cmd_rx, ev_tx));
+            (local, task)
+        }
+        Transport::Tcp => {
+            let stream = connect_tcp(config.listen, server).await?;
+            let local = stream.local_addr()?;
+            let ua = UserAgent::new(config.clone(), server, local, subscriptions, Instant::now());
+            let task = tokio::spawn(run_tcp(ua, config.listen, stream, cmd_rx, ev_tx));
+            (local, task)
+        }
+    };
+    Ok((
+        UaHandle {
+            cmd: cmd_tx,
+            local_addr,
+            server_addr: server,
+            task: Some(task),
+            shutdown_limit,
+        },
+        ev_rx,
+    ))
+}
+
+fn deliver(ua: &mut UserAgent, events: &mpsc::UnboundedSender<Event>) {
+    while let Some(e) = ua.poll_event() {
+        tracing::debug!(event = ?e, "sip-ua event");
+        // The application may have stopped listening; keep running regardless.
+        let _ = events.send(e);
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+async fn run_udp(
+    mut ua: UserAgent,
+    socket: UdpSocket,
+    mut cmds: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut cmds_open = true;
+    loop {
+        while let Some(t) = ua.poll_transmit() {
+            if let Err(e) = socket.send_to(&t.payload, t.destination).await {
+                tracing::debug!(error = %e, to = %t.destination, "send failed");
+            }
+        }
+        deliver(&mut ua, &events);
+        if ua.is_shut_down() {
+            break;
+        }
+        let deadline = ua
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far_future);
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    if let Some(data) = buf.get(..n) {
+                        ua.handle_input(from, data, Instant::now());
+                    }
+                }
+                Err(e) => {
+                    // ICMP errors surface here on some systems; never spin on them.
+                    tracing::debug!(error = %e, "recv failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
+            c = cmds.recv(), if cmds_open => match c {
+                Some(Command::Shutdown(w)) => {
+                    waiters.push(w);
+                    ua.shutdown(Instant::now());
+                }
+                Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
+                Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
+                None => {
+                    cmds_open = false;
+                    ua.shutdown(Instant::now());
+                }
+            },
+        }
+    }
+    for w in waiters {
+        let _ = w.send(());
+    }
+}
+
+async fn connect_tcp(listen: Option<SocketAddr>, server: SocketAddr) -> Result<TcpStream, Error> {
+    let socket = if server.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(l) = listen {
+        socket.set_reuseaddr(true)?;
+        socket.bind(l)?;
+    }
+    let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(server))
+        .await
+        .map_err(|_| Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn run_tcp(
+    mut ua: UserAgent,
+    listen: Option<SocketAddr>,
+    stream: TcpStream,
+    mut cmds: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let server = ua.server_addr();
+    let mut stream = Some(stream);
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut cmds_open = true;
+    let mut reconnect_failures: u32 = 0;
+    let mut reconnect_at: Option<tokio::time::Instant> = None;
+    loop {
+        // Send what is queued; a write error drops the connection.
+        while let Some(t) = ua.poll_transmit() {
+            if let Some(s) = stream.as_mut() {
+                if let Err(e) = s.write_all(&t.payload).await {
+                    tracing::debug!(error = %e, "TCP write failed");
+                    stream = None;
+                }
+            }
+        }
+        deliver(&mut ua, &events);
+        if ua.is_shut_down() {
+            break;
+        }
+        if stream.is_none() && reconnect_at.is_none() {
+            if ua.is_shutting_down() {
+                // Nothing can be sent any more: give up cleanly.
+                break;
+            }
+            reconnect_failures += 1;
+            let secs = 1u64 << reconnect_failures.min(6);
+            reconnect_at = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
+            framer = StreamFramer::new();
+        }
+        let deadline = ua
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far_future);
+        let reconnect_deadline = reconnect_at.unwrap_or_else(far_future);
+        tokio::select! {
+            r = async {
+                match stream.as_mut() {
+                    Some(s) => s.read(&mut buf).await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(0) | Err(_) => {
+                    tracing::debug!("TCP connection to the PBX closed");
+                    stream = None;
+                }
+                Ok(n) => {
+                    framer.push(buf.get(..n).unwrap_or(&[]));
+                    loop {
+                        match framer.next_frame() {
+                            Ok(Some(Frame::Message(m))) => ua.handle_input(server, &m, Instant::now()),
+                            Ok(Some(Frame::Ping)) => ua.handle_input(server, b"\r\n\r\n", Instant::now()),
+                            Ok(Some(Frame::Pong)) => ua.handle_input(server, b"\r\n", Instant::now()),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "unframeable TCP stream, reconnecting");
+                                stream = None;
+                                break;
+                            }
+                        }
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(reconnect_deadline), if reconnect_at.is_some() => {
+                reconnect_at = None;
+                match connect_tcp(listen, server).await {
+                    Ok(s) => {
+                        if let Ok(local) = s.local_addr() {
+                            ua.set_local_addr(local, Instant::now());
+                        }
+                        stream = Some(s);
+                        reconnect_failures = 0;
+                        ua.handle_transport_reset(Instant::now());
+                    }
+                    Err(e) => tracing::debug!(error = %e, "TCP reconnect failed"),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
+            c = cmds.recv(), if cmds_open => match c {
+                Some(Command::Shutdown(w)) => {
+                    waiters.push(w);
+                    ua.shutdown(Instant::now());
+                }
+                Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
+                Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
+                None => {
+                    cmds_open = false;
+                    ua.shutdown(Instant::now());
+                }
+            },
+        }
+    }
+    for w in waiters {
+        let _ = w.send(());
+    }
+}
