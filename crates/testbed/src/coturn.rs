@@ -23,7 +23,7 @@ pub struct Coturn {
 }
 
 impl Coturn {
-    /// Starts coturn on 127.0.0.1:<free port> and waits until it answers a
+    /// Starts coturn on `127.0.0.1:<free port>` and waits until it answers a
     /// STUN Binding request.
     pub fn start() -> Result<Coturn> {
         Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), None, None)

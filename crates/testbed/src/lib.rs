@@ -39,10 +39,15 @@
 //! assert_eq!(testbed::ACCOUNTS.len(), 4);
 //! ```
 //!
+//! [`NatLab`] builds a NAT out of network namespaces (root only) for the
+//! STUN/NAT tests: the service inside, Kamailio and coturn outside.
+//!
 //! Why hand-written process handling instead of a crate: the needs are small
-//! (spawn, SIGTERM/SIGKILL by pid, a `/proc` scan for the children) and the
-//! crates that do it also kill by name or process group, which this crate
-//! must never do.
+//! (spawn, SIGTERM/SIGKILL by pid through `rustix`, a `/proc` scan for the
+//! children) and keeping it here makes sure that only our own pids are ever
+//! signalled. Why hand-written SIP OPTIONS / STUN probes for readiness: one
+//! fixed request each, and this crate must not depend on the crates it helps
+//! to test.
 
 mod coturn;
 mod kamailio;
