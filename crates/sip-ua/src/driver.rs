@@ -288,6 +288,9 @@ async fn run_tcp(
         if ua.is_shut_down() {
             break;
         }
+        if ua.take_transport_failure() {
+            stream = None;
+        }
         if stream.is_none() && reconnect_at.is_none() {
             if ua.is_shutting_down() {
                 // Nothing can be sent any more: give up cleanly.

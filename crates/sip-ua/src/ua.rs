@@ -222,6 +222,8 @@ pub struct UserAgent {
     shutting_down: bool,
     shut_down: bool,
     keepalive_at: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    transport_failed: bool,
     now: Instant,
 }
 
@@ -235,6 +237,9 @@ impl std::fmt::Debug for UserAgent {
             .finish_non_exhaustive()
     }
 }
+
+/// How long to wait for the answer to a TCP keep-alive (RFC 5626 §4.4.1).
+const PONG_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn random_hex(bytes: usize) -> String {
     let v: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
@@ -337,6 +342,8 @@ impl UserAgent {
             shutting_down: false,
             shut_down: false,
             keepalive_at: cfg.keepalive_interval.map(|i| now + i),
+            pong_deadline: None,
+            transport_failed: false,
             now,
             cfg,
         };
@@ -537,6 +544,7 @@ impl UserAgent {
                 consider(s.timer);
             }
             consider(self.keepalive_at);
+            consider(self.pong_deadline);
             consider(self.discovery.as_ref().and_then(|d| d.poll_timeout()));
         }
         t
@@ -588,7 +596,22 @@ impl UserAgent {
                     payload: b"\r\n\r\n".to_vec(),
                 });
                 self.keepalive_at = Some(now + interval);
+                if self.cfg.transport == Transport::Tcp && self.pong_deadline.is_none() {
+                    self.pong_deadline = Some(now + PONG_TIMEOUT);
+                }
             }
+        }
+        if self.pong_deadline.is_some_and(|t| t <= now) {
+            // RFC 5626 §4.4.1: no pong within 10 s, the flow is dead.
+            self.pong_deadline = None;
+            self.transport_failed = true;
+            self.events.push_back(Event::Unreachable {
+                reason: format!(
+                    "no keep-alive answer from the PBX at {} over TCP",
+                    self.server
+                ),
+                retry_at: None,
+            });
         }
         if self.reg.timer.is_some_and(|t| t <= now) {
             self.reg.timer = None;
@@ -610,6 +633,10 @@ impl UserAgent {
     /// Takes a datagram (or one framed message / keep-alive on TCP) from `from`.
     pub fn handle_input(&mut self, from: SocketAddr, data: &[u8], now: Instant) {
         self.now = now;
+        if from == self.server {
+            // Anything from the PBX shows the flow is alive.
+            self.pong_deadline = None;
+        }
         if is_stun(data) {
             if let Some(d) = self.discovery.as_mut() {
                 if d.handle_datagram(from, data, now) {
@@ -642,10 +669,18 @@ impl UserAgent {
         }
     }
 
+    /// `true` (once) when the connection to the PBX must be considered dead
+    /// (no answer to a TCP keep-alive within 10 s): the driver closes and
+    /// re-opens it, then calls [`handle_transport_reset`](Self::handle_transport_reset).
+    pub fn take_transport_failure(&mut self) -> bool {
+        std::mem::take(&mut self.transport_failed)
+    }
+
     /// Tells the user agent that the transport towards the PBX was re-established
     /// (e.g. a new TCP connection): registration and subscriptions are refreshed now.
     pub fn handle_transport_reset(&mut self, now: Instant) {
         self.now = now;
+        self.pong_deadline = None;
         if self.shutting_down {
             return;
         }

@@ -1,5 +1,6 @@
 //! The user agent against a real Kamailio (registrar, digest auth, presence +
 //! dialog-info) and real SIPp phones, all on 127.0.0.1.
+#![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;

@@ -956,3 +956,60 @@ fn options_answered_other_methods_405() {
     h.input(pbx(), b"\x00\x01garbage");
     assert!(h.sent().is_empty());
 }
+
+#[test]
+fn tcp_keepalive_pong_and_dead_flow() {
+    let mut cfg = config();
+    cfg.transport = sip_ua::Transport::Tcp;
+    cfg.keepalive_interval = Some(Duration::from_secs(30));
+    let mut h = Harness::new(cfg, &[]);
+    let r = h.one_request("REGISTER");
+    assert!(r.top_via().unwrap().starts_with("SIP/2.0/TCP "));
+    assert!(r.headers.get("Contact").unwrap().contains(";transport=tcp"));
+    h.reply(&r, 200, &[("Expires", "3600".into())]);
+    // Reliable transport: no retransmission ever.
+    h.advance_to(h.start + Duration::from_secs(30));
+    let pings: Vec<_> = std::mem::take(&mut h.queue);
+    assert_eq!(pings.len(), 1);
+    assert_eq!(pings[0].payload, b"\r\n\r\n");
+    // Pong within 10 s: alive.
+    h.input(pbx(), b"\r\n");
+    h.advance_to(h.start + Duration::from_secs(45));
+    assert!(!h.ua.take_transport_failure());
+    // Next ping unanswered: dead after 10 s.
+    h.advance_to(h.start + Duration::from_secs(60));
+    assert_eq!(std::mem::take(&mut h.queue)[0].payload, b"\r\n\r\n");
+    h.advance_to(h.start + Duration::from_secs(69));
+    assert!(!h.ua.take_transport_failure());
+    h.advance_to(h.start + Duration::from_secs(70));
+    assert!(h.ua.take_transport_failure());
+    assert!(h
+        .drain_events()
+        .iter()
+        .any(|e| matches!(e, Event::Unreachable { .. })));
+    // After reconnecting, registration is refreshed at once.
+    h.ua.handle_transport_reset(h.now);
+    h.collect();
+    assert_eq!(h.one_request("REGISTER").cseq().unwrap().0, 2);
+    // A ping from the PBX is answered with a pong.
+    h.input(pbx(), b"\r\n\r\n");
+    h.collect();
+    assert_eq!(h.queue.pop().unwrap().payload, b"\r\n");
+}
+
+#[test]
+fn udp_keepalive_is_sent_periodically() {
+    let mut cfg = config();
+    cfg.keepalive_interval = Some(Duration::from_secs(20));
+    let mut h = Harness::new(cfg, &[]);
+    let r = h.one_request("REGISTER");
+    h.reply(&r, 200, &[("Expires", "3600".into())]);
+    h.advance_to(h.start + Duration::from_secs(60));
+    let pings = h
+        .queue
+        .iter()
+        .filter(|t| t.payload == b"\r\n\r\n" && t.destination == pbx())
+        .count();
+    assert_eq!(pings, 3);
+    assert!(!h.ua.take_transport_failure());
+}
