@@ -1,0 +1,177 @@
+//! Errors that say what to fix.
+
+use std::time::Duration;
+
+/// Everything that can go wrong. Messages name the cause and, where possible, the fix.
+/// Secrets and tokens never appear in them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// The configuration cannot work (bad URL, missing value).
+    #[error("invalid Graph configuration: {0}")]
+    Config(String),
+    /// An argument was refused before anything was sent (bad pair, duration, id).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// Entra refused the token request.
+    #[error("Entra refused the token request ({error}{}): {advice}", codes_text(.codes))]
+    Token {
+        /// The OAuth `error` value, e.g. `invalid_client`.
+        error: String,
+        /// The AADSTS codes from `error_codes`.
+        codes: Vec<u32>,
+        /// What to do about it.
+        advice: String,
+        /// Entra's `trace_id`, for a support ticket.
+        trace_id: Option<String>,
+        /// Entra's `correlation_id`, for a support ticket.
+        correlation_id: Option<String>,
+    },
+    /// The token endpoint could not be reached or answered nonsense.
+    #[error("token request failed: {0}")]
+    TokenTransport(String),
+    /// Graph answered 401 again after a fresh token was fetched.
+    #[error("{operation}: Graph refused a freshly issued token (401 {code}: {message}); check that the tenant and Graph base URL belong to the same cloud")]
+    Unauthorized {
+        /// The operation.
+        operation: &'static str,
+        /// Graph error code.
+        code: String,
+        /// Graph error message.
+        message: String,
+    },
+    /// 403: a permission or admin consent is missing. Not retried.
+    #[error("{operation}: 403 Forbidden ({code}); the app registration needs the {permission} application permission with admin consent granted (Entra admin center → App registrations → API permissions → Grant admin consent)")]
+    Forbidden {
+        /// The operation.
+        operation: &'static str,
+        /// The permission the operation needs.
+        permission: &'static str,
+        /// Graph error code.
+        code: String,
+        /// Graph error message (often empty for 403).
+        message: String,
+    },
+    /// 400: the request is wrong; retrying will not help.
+    #[error("{operation}: 400 Bad Request ({code}: {message})")]
+    BadRequest {
+        /// The operation.
+        operation: &'static str,
+        /// Graph error code.
+        code: String,
+        /// Graph error message.
+        message: String,
+    },
+    /// 404: unknown user (or, for clearPresence, no session — which the client treats as success).
+    #[error("{operation}: 404 Not Found ({code}: {message})")]
+    NotFound {
+        /// The operation.
+        operation: &'static str,
+        /// Graph error code.
+        code: String,
+        /// Graph error message.
+        message: String,
+    },
+    /// Still throttled after every retry.
+    #[error("{operation}: still throttled (429) after {attempts} attempts; lower the request rate or the request budget")]
+    Throttled {
+        /// The operation.
+        operation: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx after every retry.
+    #[error(
+        "{operation}: Graph server error {status} after {attempts} attempts ({code}: {message})"
+    )]
+    Server {
+        /// The operation.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Attempts made.
+        attempts: u32,
+        /// Graph error code.
+        code: String,
+        /// Graph error message.
+        message: String,
+    },
+    /// Timeouts or connection errors after every retry.
+    #[error("{operation}: {message} (after {attempts} attempts)")]
+    Transport {
+        /// The operation.
+        operation: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// What failed.
+        message: String,
+    },
+    /// Any other HTTP status.
+    #[error("{operation}: unexpected HTTP {status} ({code}: {message})")]
+    Http {
+        /// The operation.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Graph error code.
+        code: String,
+        /// Graph error message.
+        message: String,
+    },
+    /// The response could not be understood.
+    #[error("{operation}: invalid response: {message}")]
+    InvalidResponse {
+        /// The operation.
+        operation: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+fn codes_text(codes: &[u32]) -> String {
+    codes.iter().map(|c| format!(", AADSTS{c}")).collect()
+}
+
+impl GraphError {
+    /// True when retrying later may succeed (throttling, server errors, transport).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GraphError::Throttled { .. }
+                | GraphError::Server { .. }
+                | GraphError::Transport { .. }
+                | GraphError::TokenTransport(_)
+        )
+    }
+}
+
+/// Advice for an Entra token error, from its AADSTS code (or the OAuth `error` value).
+pub fn entra_advice(error: &str, codes: &[u32]) -> String {
+    for code in codes {
+        let advice = match code {
+            7000215 => "client secret is wrong (use the secret's Value, not its Secret ID)",
+            7000222 => "client secret expired; create a new one under Certificates & secrets and update the configuration",
+            700016 => "application not found in tenant; check the client id and tenant id, and that the app is registered (or consented) in that tenant",
+            90002 => "tenant not found; check the tenant id (a GUID or a verified domain) and the authority host for your cloud",
+            7000218 => "no credential was sent; configure a client secret or a certificate",
+            700027 => "the client assertion failed validation; upload the certificate that matches the private key to the app registration",
+            70011 => "invalid scope; the scope must be '<graph origin>/.default'",
+            9001023 => "use the tenant-specific token endpoint, not /common or /consumers",
+            _ => continue,
+        };
+        return advice.to_owned();
+    }
+    match error {
+        "invalid_client" => {
+            "client authentication failed; check the client id and its secret or certificate".into()
+        }
+        "unauthorized_client" => {
+            "the application is not allowed to use this grant in this tenant".into()
+        }
+        "invalid_scope" => "invalid scope; the scope must be '<graph origin>/.default'".into(),
+        "temporarily_unavailable" => "Entra is temporarily unavailable; retry later".into(),
+        other => format!("unexpected Entra error '{other}'"),
+    }
+}
