@@ -170,6 +170,7 @@ pub enum Ignored {
 #[derive(Debug)]
 struct Transaction {
     server_index: usize,
+    server: SocketAddr,
     id: TransactionId,
     request: Vec<u8>,
     sent: u32,
@@ -209,6 +210,8 @@ pub struct BindingClient {
     config: ClientConfig,
     rng: StdRng,
     state: State,
+    /// From [`set_servers`](Self::set_servers), applied when the next round starts.
+    next_servers: Option<Vec<SocketAddr>>,
     public: Option<Discovery>,
     transmit: Option<Transmit>,
     events: VecDeque<Event>,
@@ -237,6 +240,7 @@ impl BindingClient {
             config,
             rng,
             state: State::Idle { next_round: None },
+            next_servers: None,
             public: None,
             transmit: None,
             events: VecDeque::new(),
@@ -248,6 +252,16 @@ impl BindingClient {
     /// The servers, in the order they are tried.
     pub fn servers(&self) -> &[SocketAddr] {
         &self.servers
+    }
+
+    /// Replaces the server list (e.g. after resolving the names again); used
+    /// from the next round on.
+    pub fn set_servers(&mut self, servers: Vec<SocketAddr>) {
+        if self.is_querying() {
+            self.next_servers = Some(servers);
+        } else {
+            self.servers = servers;
+        }
     }
 
     /// The last discovered address and the server that reported it.
@@ -301,7 +315,7 @@ impl BindingClient {
         enum Action {
             StartRound,
             Retransmit,
-            GiveUp(usize),
+            GiveUp(SocketAddr),
         }
         let action = match &self.state {
             State::Idle { next_round } if next_round.is_some_and(|at| at <= now) => {
@@ -310,20 +324,19 @@ impl BindingClient {
             State::Idle { .. } => return,
             State::Querying { transaction, .. } => {
                 if transaction.give_up_at.is_some_and(|at| at <= now) {
-                    Action::GiveUp(transaction.server_index)
+                    Action::GiveUp(transaction.server)
                 } else if transaction.next_deadline > now {
                     return;
                 } else if transaction.sent < self.config.max_transmissions.max(1) {
                     Action::Retransmit
                 } else {
-                    Action::GiveUp(transaction.server_index)
+                    Action::GiveUp(transaction.server)
                 }
             }
         };
         match action {
             Action::StartRound => self.start_round(now),
-            Action::GiveUp(index) => {
-                let server = self.server(index);
+            Action::GiveUp(server) => {
                 self.server_failed(Failure::Timeout { server }, now);
             }
             Action::Retransmit => {
@@ -331,11 +344,7 @@ impl BindingClient {
                     transaction.sent = transaction.sent.saturating_add(1);
                     transaction.next_deadline =
                         later(now, wait_after(&self.config, transaction.sent));
-                    let destination = self
-                        .servers
-                        .get(transaction.server_index)
-                        .copied()
-                        .unwrap_or(UNSPECIFIED);
+                    let destination = transaction.server;
                     tracing::debug!(server = %destination, n = transaction.sent, "STUN retransmission");
                     self.transmit = Some(Transmit {
                         destination,
@@ -358,15 +367,14 @@ impl BindingClient {
                 return Handled::Ignored(Ignored::Invalid(error));
             }
         };
-        let (server_index, current) = match &self.state {
-            State::Querying { transaction, .. } => (transaction.server_index, transaction.id),
+        let (server, current) = match &self.state {
+            State::Querying { transaction, .. } => (transaction.server, transaction.id),
             State::Idle { .. } => return Handled::Ignored(Ignored::UnknownTransaction),
         };
         if response.transaction_id() != current {
             tracing::debug!(%from, "STUN response to another transaction dropped");
             return Handled::Ignored(Ignored::UnknownTransaction);
         }
-        let server = self.server(server_index);
         match response {
             BindingResponse::Success { mapped, .. } => {
                 self.succeeded(
@@ -397,18 +405,17 @@ impl BindingClient {
     /// current server, the next one is tried at once.
     pub fn handle_send_failure(&mut self, destination: SocketAddr, reason: String, now: Instant) {
         if let State::Querying { transaction, .. } = &self.state {
-            let server = self.server(transaction.server_index);
+            let server = transaction.server;
             if server == destination {
                 self.server_failed(Failure::SendFailed { server, reason }, now);
             }
         }
     }
 
-    fn server(&self, index: usize) -> SocketAddr {
-        self.servers.get(index).copied().unwrap_or(UNSPECIFIED)
-    }
-
     fn start_round(&mut self, now: Instant) {
+        if let Some(servers) = self.next_servers.take() {
+            self.servers = servers;
+        }
         self.start_transaction(0, Vec::new(), now);
     }
 
@@ -427,6 +434,7 @@ impl BindingClient {
         self.state = State::Querying {
             transaction: Transaction {
                 server_index,
+                server,
                 id,
                 request,
                 sent: 1,
@@ -484,11 +492,6 @@ impl BindingClient {
         self.events.push_back(event);
     }
 }
-
-const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    std::net::Ipv4Addr::UNSPECIFIED,
-    0,
-));
 
 /// How long to wait after the `sent`-th request: RTO doubled each time, the
 /// last one `Rm × RTO`.
@@ -906,6 +909,25 @@ pub(crate) mod tests {
             t0,
         );
         assert_eq!(c.poll_transmit(t0).unwrap().destination, addr(S1));
+    }
+
+    #[test]
+    fn new_servers_apply_from_the_next_round() {
+        let t0 = Instant::now();
+        let config = ClientConfig::default().with_refresh_interval(Some(Duration::from_secs(1)));
+        let mut c = BindingClient::with_seed(vec![addr(S1)], config, t0, 15);
+        let r1 = c.poll_transmit(t0).unwrap();
+        c.set_servers(vec![addr(S2)]);
+        assert_eq!(c.servers(), &[addr(S1)], "not during a round");
+        assert_eq!(c.poll_transmit(t0 + ms(500)).unwrap().destination, addr(S1));
+        c.handle_datagram(
+            addr(S1),
+            &success_response(&r1.payload, "203.0.113.1:5060"),
+            t0 + ms(600),
+        );
+        let r2 = c.poll_transmit(t0 + ms(1600)).unwrap();
+        assert_eq!(r2.destination, addr(S2));
+        assert_eq!(c.servers(), &[addr(S2)]);
     }
 
     #[test]

@@ -21,6 +21,12 @@
 //!   `sip_ua::discovery::AddressDiscovery`.
 //!
 //! The wire format is `stun_codec`'s; its error types stay inside this crate.
+//! Written here rather than taken from a crate: the cheap header checks that
+//! demultiplex a shared socket before anything is decoded, telling a
+//! `FINGERPRINT` mismatch from other broken attributes (`stun_codec` reports
+//! both alike, so the message is decoded again without the `FINGERPRINT`), and
+//! the `host[:port]` list parser (`SocketAddr` parsing takes neither host names
+//! nor a default port).
 //!
 //! # Example
 //!
@@ -91,3 +97,8 @@ pub use message::{
 #[cfg(feature = "tokio")]
 pub use query::{query, query_on, query_on_with, resolve_servers};
 pub use server::{parse_server_list, ServerSpec, DEFAULT_PORT};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
