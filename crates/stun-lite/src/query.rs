@@ -131,7 +131,11 @@ pub async fn query_on_with<F>(
 where
     F: FnMut(SocketAddr, &[u8]),
 {
+    if servers.is_empty() {
+        return Err(StunError::NoServers);
+    }
     let local = socket.local_addr()?;
+    let mut skipped = Vec::new();
     let servers: Vec<SocketAddr> = servers
         .iter()
         .filter_map(|server| match (local, server) {
@@ -141,11 +145,17 @@ where
             (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
                 Some(SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()))
             }
-            (SocketAddr::V4(_), SocketAddr::V6(_)) => None,
+            (SocketAddr::V4(_), SocketAddr::V6(_)) => {
+                skipped.push(Failure::SendFailed {
+                    server: *server,
+                    reason: "IPv6 server, IPv4 socket".to_owned(),
+                });
+                None
+            }
         })
         .collect();
     if servers.is_empty() {
-        return Err(StunError::NoServers);
+        return Err(StunError::NoAnswer(skipped));
     }
     let config =
         ClientConfig::one_shot().with_transaction_timeout(Some(per_server(timeout, servers.len())));
@@ -164,8 +174,16 @@ where
         }
         while let Some(event) = client.poll_event() {
             match event {
-                Event::Discovered(discovery) => return Ok(discovery),
-                Event::Failed { failures } => return Err(StunError::NoAnswer(failures)),
+                Event::Discovered(discovery) => {
+                    return Ok(Discovery {
+                        public: canonical(discovery.public),
+                        server: canonical(discovery.server),
+                    })
+                }
+                Event::Failed { failures } => {
+                    skipped.extend(failures);
+                    return Err(StunError::NoAnswer(skipped));
+                }
                 Event::Changed { .. } => {}
             }
         }
@@ -193,6 +211,11 @@ where
             }
         }
     }
+}
+
+/// `::ffff:a.b.c.d` (an IPv4 server reached from an IPv6 socket) as `a.b.c.d`.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
 fn per_server(budget: Duration, servers: usize) -> Duration {

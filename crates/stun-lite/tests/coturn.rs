@@ -1,4 +1,5 @@
 //! Against a real STUN server: coturn on 127.0.0.1 (started by `testbed`).
+#![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The tokio helpers against small scripted STUN servers on 127.0.0.1: lost
 //! requests, wrong transaction ids, garbage, error responses, SIP on the same
 //! socket.
+#![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -10,18 +11,23 @@ use stun_lite::{query, query_on, query_on_with, Failure, StunError, MAGIC_COOKIE
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// A Binding success response to `request` with XOR-MAPPED-ADDRESS `mapped` (IPv4).
+/// A Binding success response to `request` with XOR-MAPPED-ADDRESS `mapped`.
 fn success(request: &[u8], mapped: SocketAddr) -> Vec<u8> {
-    let SocketAddr::V4(v4) = mapped else {
-        panic!("IPv4 only")
+    let mut key = MAGIC_COOKIE.to_be_bytes().to_vec();
+    key.extend_from_slice(&request[8..20]);
+    let (family, ip): (u8, Vec<u8>) = match mapped {
+        SocketAddr::V4(v4) => (1, v4.ip().octets().to_vec()),
+        SocketAddr::V6(v6) => (2, v6.ip().octets().to_vec()),
     };
-    let mut r = vec![0x01, 0x01, 0x00, 0x0c];
-    r.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
-    r.extend_from_slice(&request[8..20]);
-    r.extend_from_slice(&[0x00, 0x20, 0x00, 0x08, 0x00, 0x01]);
-    r.extend_from_slice(&(v4.port() ^ 0x2112).to_be_bytes());
-    let ip = u32::from(*v4.ip()) ^ MAGIC_COOKIE;
-    r.extend_from_slice(&ip.to_be_bytes());
+    let value_len = 4 + ip.len();
+    let mut r = vec![0x01, 0x01];
+    r.extend_from_slice(&((4 + value_len) as u16).to_be_bytes());
+    r.extend_from_slice(&key);
+    r.extend_from_slice(&[0x00, 0x20]);
+    r.extend_from_slice(&(value_len as u16).to_be_bytes());
+    r.extend_from_slice(&[0x00, family]);
+    r.extend_from_slice(&(mapped.port() ^ 0x2112).to_be_bytes());
+    r.extend(ip.iter().zip(&key).map(|(a, k)| a ^ k));
     r
 }
 
@@ -45,11 +51,21 @@ fn error(request: &[u8], code: u16, reason: &str) -> Vec<u8> {
 
 /// A scripted server: for the n-th request (0-based) `script(n, request, from)`
 /// returns the datagrams to send back. Every request is reported on the channel.
-async fn scripted_server<F>(mut script: F) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>)
+async fn scripted_server<F>(script: F) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>)
 where
     F: FnMut(usize, &[u8], SocketAddr) -> Vec<Vec<u8>> + Send + 'static,
 {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    scripted_server_on("127.0.0.1:0", script).await
+}
+
+async fn scripted_server_on<F>(
+    bind: &str,
+    mut script: F,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Vec<u8>>)
+where
+    F: FnMut(usize, &[u8], SocketAddr) -> Vec<Vec<u8>> + Send + 'static,
+{
+    let socket = UdpSocket::bind(bind).await.unwrap();
     let addr = socket.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -221,4 +237,54 @@ async fn sip_on_the_same_socket_is_handed_over_untouched() {
             (server, notify)
         ]
     );
+}
+
+#[tokio::test]
+async fn ipv6_socket_and_server() {
+    let (server, _r) =
+        scripted_server_on("[::1]:0", |_, request, from| vec![success(request, from)]).await;
+    let socket = UdpSocket::bind("[::1]:0").await.unwrap();
+    let found = query_on(&socket, &[server], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(found.public.is_ipv6());
+    assert_eq!(found.public, socket.local_addr().unwrap());
+    // The one-shot form picks an IPv6 socket for an IPv6 server.
+    let found = query(&[server.to_string()], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(found.server, server);
+    assert_eq!(found.public.ip(), server.ip());
+}
+
+#[tokio::test]
+async fn an_ipv4_socket_skips_ipv6_servers() {
+    let (v4, _r) = scripted_server(|_, request, from| vec![success(request, from)]).await;
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let v6: SocketAddr = "[::1]:9".parse().unwrap();
+    let found = query_on(&socket, &[v6, v4], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(found.server, v4);
+    let err = query_on(&socket, &[v6], Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no STUN server answered ([::1]:9: cannot send: IPv6 server, IPv4 socket)"
+    );
+}
+
+#[tokio::test]
+async fn an_ipv6_socket_reaches_ipv4_servers() {
+    let (v4, _r) = scripted_server(|_, request, from| vec![success(request, from)]).await;
+    let Ok(socket) = UdpSocket::bind("[::]:0").await else {
+        panic!("no IPv6 socket")
+    };
+    let found = query_on(&socket, &[v4], Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(found.server, v4, "reported as given, not IPv4-mapped");
+    assert_eq!(found.public.ip(), v4.ip());
+    assert_eq!(found.public.port(), socket.local_addr().unwrap().port());
 }

@@ -3,6 +3,7 @@
 //!
 //! Skipped, with a message saying so, only where network namespaces cannot be
 //! created (not root, no `ip`/`nft`).
+#![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
