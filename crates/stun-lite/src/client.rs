@@ -505,8 +505,10 @@ fn wait_after(config: &ClientConfig, sent: u32) -> Duration {
     wait.unwrap_or(MAX_WAIT).min(MAX_WAIT)
 }
 
+/// `now + wait`, with `wait` capped at [`MAX_WAIT`] (so `Duration::MAX` means
+/// "a day", never an overflow or a timer in the past).
 fn later(now: Instant, wait: Duration) -> Instant {
-    now.checked_add(wait).unwrap_or(now)
+    now.checked_add(wait.min(MAX_WAIT)).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -969,6 +971,15 @@ pub(crate) mod tests {
             wait_after(&ClientConfig::default().with_max_transmissions(100), 60),
             MAX_WAIT
         );
+        // "Never" as Duration::MAX is a day, not a timer in the past.
+        let config = ClientConfig::default()
+            .with_refresh_interval(Some(Duration::MAX))
+            .with_transaction_timeout(Some(Duration::MAX));
+        let mut c = BindingClient::with_seed(vec![addr(S1)], config, t0, 15);
+        let r = c.poll_transmit(t0).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t0 + ms(500)));
+        c.handle_datagram(addr(S1), &success_response(&r.payload, "203.0.113.1:1"), t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + MAX_WAIT));
     }
 
     #[test]
