@@ -96,7 +96,7 @@ pub use message::{
 };
 #[cfg(feature = "tokio")]
 pub use query::{query, query_on, query_on_with, resolve_servers};
-pub use server::{parse_server_list, ServerSpec, DEFAULT_PORT};
+pub use server::{parse_server_list, servers_for_socket, ServerSpec, DEFAULT_PORT};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

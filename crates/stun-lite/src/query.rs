@@ -7,7 +7,7 @@ use tokio::net::UdpSocket;
 
 use crate::client::{BindingClient, ClientConfig, Discovery, Event, Handled};
 use crate::error::{Failure, StunError};
-use crate::server::ServerSpec;
+use crate::server::{reachable_from, ServerSpec};
 
 /// Shortest time given to one server by [`query`] and [`query_on`].
 const MIN_PER_SERVER: Duration = Duration::from_millis(200);
@@ -136,24 +136,17 @@ where
     }
     let local = socket.local_addr()?;
     let mut skipped = Vec::new();
-    let servers: Vec<SocketAddr> = servers
-        .iter()
-        .filter_map(|server| match (local, server) {
-            (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
-                Some(*server)
-            }
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
-                Some(SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()))
-            }
-            (SocketAddr::V4(_), SocketAddr::V6(_)) => {
-                skipped.push(Failure::SendFailed {
-                    server: *server,
-                    reason: "IPv6 server, IPv4 socket".to_owned(),
-                });
-                None
-            }
-        })
-        .collect();
+    let mut usable = Vec::new();
+    for server in servers {
+        match reachable_from(*server, local) {
+            Some(server) => usable.push(server),
+            None => skipped.push(Failure::SendFailed {
+                server: *server,
+                reason: "IPv6 server, IPv4 socket".to_owned(),
+            }),
+        }
+    }
+    let servers = usable;
     if servers.is_empty() {
         return Err(StunError::NoAnswer(skipped));
     }

@@ -136,6 +136,31 @@ pub fn parse_server_list(list: &str) -> Result<Vec<ServerSpec>, StunError> {
         .collect()
 }
 
+/// The servers a socket bound to `local` can reach, in order: the same address
+/// family, IPv4 servers as IPv4-mapped addresses from an IPv6 socket, IPv6
+/// servers dropped for an IPv4 socket. Use it before handing resolved servers to
+/// a [`BindingClient`](crate::BindingClient) that runs on an existing socket, so
+/// no round waits for a server the socket cannot send to.
+pub fn servers_for_socket(servers: &[SocketAddr], local: SocketAddr) -> Vec<SocketAddr> {
+    servers
+        .iter()
+        .filter_map(|server| reachable_from(*server, local))
+        .collect()
+}
+
+/// `server` as a socket bound to `local` must address it, if it can.
+pub(crate) fn reachable_from(server: SocketAddr, local: SocketAddr) -> Option<SocketAddr> {
+    match (local, server) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            Some(server)
+        }
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            Some(SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()))
+        }
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +217,25 @@ mod tests {
             );
         }
         assert!("x".repeat(400).parse::<ServerSpec>().is_err());
+    }
+
+    #[test]
+    fn servers_by_socket_family() {
+        let servers: Vec<SocketAddr> = vec![
+            "[2001:db8::1]:3478".parse().unwrap(),
+            "192.0.2.1:3478".parse().unwrap(),
+        ];
+        assert_eq!(
+            servers_for_socket(&servers, "0.0.0.0:5060".parse().unwrap()),
+            vec!["192.0.2.1:3478".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            servers_for_socket(&servers, "[::]:5060".parse().unwrap()),
+            vec![
+                "[2001:db8::1]:3478".parse::<SocketAddr>().unwrap(),
+                "[::ffff:192.0.2.1]:3478".parse().unwrap()
+            ]
+        );
     }
 
     #[test]
