@@ -69,3 +69,8 @@ pub use types::{
     expiration_iso8601, ObjectId, PreferredPresence, Presence, PresenceState, AVAILABLE_TIMEOUT,
     DEFAULT_EXPIRATION, MAX_EXPIRATION, MIN_EXPIRATION,
 };
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,53 @@
+//! Sets a user Busy/InACall, reads it back, and clears it — against the Graph emulator, so
+//! it runs anywhere: `cargo run -p graph-presence --example set_busy`.
+//!
+//! Against real Graph, build the configuration with `GraphConfig::from_env()` instead
+//! (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`).
+
+use graph_emulator::{EmulatorConfig, GraphEmulator};
+use graph_presence::{Credential, GraphClient, GraphConfig, PresenceState};
+use std::time::Duration;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let emu = GraphEmulator::start(EmulatorConfig::default()).await?;
+    let app = emu.config().clone();
+    println!(
+        "Graph emulator: {} (tokens at {})",
+        emu.base_url(),
+        emu.authority_url()
+    );
+
+    let mut config = GraphConfig::new(
+        app.tenant_id,
+        app.client_id,
+        Credential::Secret(app.client_secret.into()),
+    );
+    config.authority_host = emu.authority_url();
+    config.graph_base_url = emu.base_url();
+    let graph = GraphClient::new(config)?;
+
+    let token = graph.token_check().await?;
+    println!("token ok, {} s left", token.expires_in.as_secs());
+
+    let user = graph.resolve_user("alice@contoso.com").await?;
+    println!("alice@contoso.com → {user}");
+
+    let state: PresenceState = "busy".parse()?;
+    graph
+        .set_presence(&user, state, Some(Duration::from_secs(3600)))
+        .await?;
+    let p = graph.get_presence(&user).await?;
+    println!(
+        "after setPresence({state}): {}/{}",
+        p.availability, p.activity
+    );
+
+    let outcome = graph.clear_presence(&user).await?;
+    let p = graph.get_presence(&user).await?;
+    println!(
+        "after clearPresence ({outcome:?}): {}/{}",
+        p.availability, p.activity
+    );
+    Ok(())
+}
