@@ -121,6 +121,9 @@ pub struct EmulatorConfig {
     /// Accept `client_assertion` (certificate) authentication. The assertion's structure
     /// (header `alg`, claims `iss`/`sub`/`aud`/`exp`) is checked, its signature is not.
     pub accept_client_assertion: bool,
+    /// When not empty, a client assertion's `x5t#S256` header must be one of these
+    /// thumbprints (the certificates uploaded to the app registration).
+    pub certificate_thumbprints: Vec<String>,
     /// Lifetime of issued access tokens (`expires_in`).
     pub token_lifetime: Duration,
     /// The directory.
@@ -144,6 +147,7 @@ impl Default for EmulatorConfig {
             client_secret: "emulator-secret-value".into(),
             secret_expired: false,
             accept_client_assertion: true,
+            certificate_thumbprints: Vec::new(),
             token_lifetime: Duration::from_secs(3599),
             users: vec![
                 EmulatedUser::new("alice@contoso.com", "aaaaaaaa-0000-4000-8000-000000000001"),

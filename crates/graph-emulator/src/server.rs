@@ -231,7 +231,7 @@ fn token_inner(shared: &Shared, tenant: &str, body: &[u8], now: Instant) -> Resp
         (None, Some(assertion)) => {
             let type_ok = form.get("client_assertion_type").map(String::as_str)
                 == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
-            if !cfg.accept_client_assertion || !type_ok || !assertion_ok(assertion, &cfg.client_id, tenant) {
+            if !cfg.accept_client_assertion || !type_ok || !assertion_ok(assertion, &cfg.client_id, tenant, &cfg.certificate_thumbprints) {
                 return entra_error(
                     StatusCode::UNAUTHORIZED,
                     "invalid_client",
@@ -268,7 +268,7 @@ fn token_inner(shared: &Shared, tenant: &str, body: &[u8], now: Instant) -> Resp
 /// Structural check of a client assertion JWT (FACTS §6): `alg` PS256 or RS256, a thumbprint
 /// header, `iss` = `sub` = client id, `aud` naming the tenant's token endpoint. The signature
 /// is not verified (the emulator holds no certificate).
-fn assertion_ok(jwt: &str, client_id: &str, tenant: &str) -> bool {
+fn assertion_ok(jwt: &str, client_id: &str, tenant: &str, thumbprints: &[String]) -> bool {
     use base64::Engine as _;
     let dec = |s: &str| -> Option<Value> {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -289,7 +289,12 @@ fn assertion_ok(jwt: &str, client_id: &str, tenant: &str) -> bool {
         h.get("alg").and_then(Value::as_str),
         Some("PS256" | "RS256")
     );
-    let thumb_ok = h.get("x5t#S256").is_some() || h.get("x5t").is_some();
+    let thumb = h
+        .get("x5t#S256")
+        .or_else(|| h.get("x5t"))
+        .and_then(Value::as_str);
+    let thumb_ok =
+        thumb.is_some_and(|t| thumbprints.is_empty() || thumbprints.iter().any(|k| k == t));
     let iss_ok = c.get("iss").and_then(Value::as_str) == Some(client_id)
         && c.get("sub").and_then(Value::as_str) == Some(client_id);
     let aud_ok = c

@@ -40,6 +40,7 @@ struct Inner {
     http: reqwest::Client,
     oauth: EntraClient,
     scope: String,
+    token_url: String,
     graph_base: url::Url,
     token: tokio::sync::Mutex<Option<CachedToken>>,
     budget: Mutex<RequestBudget>,
@@ -180,7 +181,7 @@ impl GraphClient {
         }
         let authority = endpoint_url("authority host", &config.authority_host)?;
         let graph_base = endpoint_url("Graph base URL", &config.graph_base_url)?;
-        let token_url = format!(
+        let token_url_text = format!(
             "{}/{}/oauth2/v2.0/token",
             authority.as_str().trim_end_matches('/'),
             config.tenant_id
@@ -189,13 +190,15 @@ impl GraphClient {
         let mut oauth = oauth2::Client::new(ClientId::new(config.client_id.clone()))
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(
-                TokenUrl::new(token_url)
+                TokenUrl::new(token_url_text.clone())
                     .map_err(|e| GraphError::Config(format!("token URL: {e}")))?,
             );
         match &config.credential {
             Credential::Secret(s) => {
                 oauth = oauth.set_client_secret(ClientSecret::new(s.expose_secret().to_owned()));
             }
+            // The assertion is made fresh for every token request (see `fetch_token`).
+            Credential::Certificate(_) => {}
         }
         let http = reqwest::Client::builder()
             // No redirects: the token endpoint must not bounce credentials elsewhere.
@@ -212,6 +215,7 @@ impl GraphClient {
                 http,
                 oauth,
                 scope,
+                token_url: token_url_text,
                 graph_base,
                 token: tokio::sync::Mutex::new(None),
                 users: Mutex::new(HashMap::new()),
@@ -272,11 +276,24 @@ impl GraphClient {
     async fn fetch_token(&self) -> Result<(oauth2::AccessToken, Duration), GraphError> {
         let mut attempt = 0;
         loop {
-            let req = self
+            let mut req = self
                 .inner
                 .oauth
                 .exchange_client_credentials()
                 .add_scope(Scope::new(self.inner.scope.clone()));
+            if let Credential::Certificate(cert) = &self.inner.config.credential {
+                let jwt = cert.assertion(
+                    &self.inner.config.client_id,
+                    &self.inner.token_url,
+                    std::time::SystemTime::now(),
+                )?;
+                req = req
+                    .add_extra_param(
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    )
+                    .add_extra_param("client_assertion", jwt);
+            }
             let err = match req.request_async(&self.inner.http).await {
                 Ok(resp) => {
                     // Entra's lifetimes vary (60–90 min): use expires_in, default to 1 h.

@@ -46,6 +46,9 @@ pub enum Credential {
     /// A client secret's **Value** (not its Secret ID). Sent in the request body, as
     /// Microsoft wants.
     Secret(SecretString),
+    /// A certificate: a client assertion (PS256 JWT) signed with its private key — the safer
+    /// option, as nothing reusable crosses the wire.
+    Certificate(crate::cert::CertificateCredential),
 }
 
 /// A Microsoft cloud: its Entra authority host and Graph base URL.

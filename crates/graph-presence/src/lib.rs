@@ -47,6 +47,7 @@
 //! ```
 
 mod budget;
+mod cert;
 mod client;
 mod clock;
 mod config;
@@ -57,6 +58,7 @@ mod token;
 mod types;
 
 pub use budget::{BudgetConfig, RequestBudget};
+pub use cert::CertificateCredential;
 pub use client::{
     backoff_delay, GraphClient, TokenInfo, MAX_BATCH_REQUESTS, MAX_IDS_PER_PRESENCE_READ,
 };

@@ -646,3 +646,45 @@ async fn secrets_and_tokens_stay_out_of_debug_output() {
         assert!(!text.contains("emu."), "no token in {text}");
     }
 }
+
+#[tokio::test]
+async fn certificate_credential_gets_a_token() {
+    let key = include_str!("fixtures/test-app.key.pem");
+    let cert_pem = include_str!("fixtures/test-app.cert.pem");
+    let cert = graph_presence::CertificateCredential::from_pem(key, cert_pem).unwrap();
+    let emu = GraphEmulator::start(EmulatorConfig {
+        certificate_thumbprints: vec![cert.thumbprint_sha256().to_owned()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg = config_for(&emu);
+    cfg.credential = Credential::Certificate(cert);
+    let graph = GraphClient::new(cfg.clone()).unwrap();
+    graph.token_check().await.unwrap();
+    graph
+        .set_presence(&alice(), PresenceState::Away, None)
+        .await
+        .unwrap();
+    assert_eq!(emu.tokens_issued(), 1);
+    assert!(!format!("{cfg:?}").contains("PRIVATE KEY"));
+
+    // A certificate the app registration does not know is refused with advice.
+    let other = GraphEmulator::start(EmulatorConfig {
+        certificate_thumbprints: vec!["someone-else".into()],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut cfg2 = config_for(&other);
+    cfg2.credential = cfg.credential.clone();
+    let e = GraphClient::new(cfg2)
+        .unwrap()
+        .token_check()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("AADSTS700027") && e.to_string().contains("certificate"),
+        "{e}"
+    );
+}
