@@ -146,8 +146,9 @@ impl GraphConfig {
         self
     }
 
-    /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` and optionally
-    /// `AZURE_AUTHORITY_HOST` and `GRAPH_BASE_URL` through `lookup` (e.g.
+    /// Reads `AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` (or
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`: one PEM file holding the private key and the
+    /// certificate) and optionally `AZURE_AUTHORITY_HOST` and `GRAPH_BASE_URL` through `lookup` (e.g.
     /// `|k| std::env::var(k).ok()`). Loading a `.env` file is the caller's business.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, GraphError> {
         let get = |k: &str| {
@@ -156,11 +157,26 @@ impl GraphConfig {
                 .filter(|v| !v.is_empty())
         };
         let need = |k: &str| get(k).ok_or_else(|| GraphError::Config(format!("{k} is not set")));
-        let mut c = GraphConfig::new(
-            need("AZURE_TENANT_ID")?,
-            need("AZURE_CLIENT_ID")?,
-            Credential::Secret(SecretString::new(need("AZURE_CLIENT_SECRET")?)),
-        );
+        let tenant_id = need("AZURE_TENANT_ID")?;
+        let client_id = need("AZURE_CLIENT_ID")?;
+        let credential = match (
+            get("AZURE_CLIENT_SECRET"),
+            get("AZURE_CLIENT_CERTIFICATE_PATH"),
+        ) {
+            (Some(secret), _) => Credential::Secret(SecretString::new(secret)),
+            (None, Some(path)) => {
+                let pem = std::fs::read_to_string(&path).map_err(|e| {
+                    GraphError::Config(format!("AZURE_CLIENT_CERTIFICATE_PATH {path:?}: {e}"))
+                })?;
+                Credential::Certificate(crate::cert::CertificateCredential::from_pem(&pem, &pem)?)
+            }
+            (None, None) => {
+                return Err(GraphError::Config(
+                    "AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH) is not set".into(),
+                ))
+            }
+        };
+        let mut c = GraphConfig::new(tenant_id, client_id, credential);
         if let Some(a) = get("AZURE_AUTHORITY_HOST") {
             c.authority_host = a;
         }
@@ -219,6 +235,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.graph_base_url, "http://127.0.0.1:1/v1.0");
         assert_eq!(c.authority_host, "https://login.microsoftonline.com");
+        let both = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/test-app.both.pem"
+        );
+        let c = GraphConfig::from_env_with(|k| match k {
+            "AZURE_TENANT_ID" | "AZURE_CLIENT_ID" => Some("x".into()),
+            "AZURE_CLIENT_CERTIFICATE_PATH" => Some(both.into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(matches!(c.credential, Credential::Certificate(_)));
         let e = GraphConfig::from_env_with(|_| None).unwrap_err();
         assert!(e.to_string().contains("AZURE_TENANT_ID"));
         assert!(endpoint_url("x", "http://graph.example.com/v1.0").is_err());
