@@ -304,6 +304,15 @@ pub struct GraphEmulator {
 impl GraphEmulator {
     /// Starts the emulator on `127.0.0.1` with an ephemeral port. Needs a tokio runtime.
     pub async fn start(config: EmulatorConfig) -> Result<GraphEmulator, EmulatorError> {
+        Self::start_on(config, 0).await
+    }
+
+    /// Starts the emulator on `127.0.0.1:port` (0 = ephemeral), e.g. for a demo that must
+    /// be reachable at a known address.
+    pub async fn start_on(
+        config: EmulatorConfig,
+        port: u16,
+    ) -> Result<GraphEmulator, EmulatorError> {
         let mut state = State {
             rate_limit: config.rate_limit,
             ..State::default()
@@ -322,7 +331,7 @@ impl GraphEmulator {
                 .users
                 .insert(u.object_id.to_lowercase(), UserState::default());
         }
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .map_err(EmulatorError::Bind)?;
         let addr = listener.local_addr().map_err(EmulatorError::Bind)?;

@@ -459,7 +459,7 @@ impl GraphClient {
                     let retry_after = parse_retry_after(&headers);
                     if attempt < max {
                         let d = match retry_after {
-                            Some(ra) => ra.min(self.inner.config.backoff_max),
+                            Some(ra) => ra.min(self.inner.config.max_retry_after),
                             None => self.backoff(attempt),
                         };
                         tracing::warn!(
@@ -915,7 +915,7 @@ impl GraphClient {
             }
             if !retry.is_empty() {
                 let d = match wait {
-                    Some(w) => w.min(self.inner.config.backoff_max),
+                    Some(w) => w.min(self.inner.config.max_retry_after),
                     None => self.backoff(round),
                 };
                 tracing::warn!(

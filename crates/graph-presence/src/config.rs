@@ -110,8 +110,11 @@ pub struct GraphConfig {
     pub max_retries: u32,
     /// First backoff step for 5xx/timeouts (default 500 ms; doubles each retry, with jitter).
     pub backoff_base: Duration,
-    /// Longest backoff step and longest `Retry-After` honoured (default 60 s).
+    /// Longest backoff step (default 60 s).
     pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured as given (default 5 minutes); longer values are cut
+    /// to this so a bad header cannot stall the client for hours.
+    pub max_retry_after: Duration,
     /// Renew the token when it has less than this left (default 5 minutes).
     pub token_refresh_margin: Duration,
 }
@@ -135,6 +138,7 @@ impl GraphConfig {
             max_retries: 5,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
+            max_retry_after: Duration::from_secs(300),
             token_refresh_margin: Duration::from_secs(5 * 60),
         }
     }
