@@ -688,3 +688,36 @@ async fn certificate_credential_gets_a_token() {
         "{e}"
     );
 }
+
+/// The engine spawns these futures on a multi-threaded runtime: they must be `Send`.
+#[test]
+fn client_futures_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn check(g: &GraphClient, u: &ObjectId) {
+        send(g);
+        send(&g.token_check());
+        send(&g.resolve_user("a@b.c"));
+        send(&g.set_presence(u, PresenceState::Away, None));
+        send(&g.clear_presence(u));
+        send(&g.get_presences(&[]));
+        send(&g.batch(Vec::new()));
+    }
+    let _ = check;
+}
+
+#[tokio::test]
+async fn many_tasks_share_one_token() {
+    let f = fx().await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let g = f.graph.clone();
+        tasks.push(tokio::spawn(async move {
+            g.set_presence(&alice(), PresenceState::BusyInACall, None)
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(f.emu.tokens_issued(), 1, "token fetches are single-flight");
+}
