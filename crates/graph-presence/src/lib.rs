@@ -1,7 +1,8 @@
 //! A Microsoft Graph presence client for app-only services, following Teams' real rules.
 //!
 //! * **Tokens**: client credentials (the `oauth2` crate, credentials in the request body)
-//!   against `{authority}/{tenant}/oauth2/v2.0/token` with scope `{graph origin}/.default`;
+//!   against `{authority}/{tenant}/oauth2/v2.0/token` with scope `{graph origin}/.default`,
+//!   with a client secret or a certificate ([`CertificateCredential`], PS256 assertion);
 //!   cached, renewed ahead of expiry (lifetimes vary 60–90 min), fetched anew once on a 401.
 //!   Entra errors become advice (AADSTS7000215 → "client secret is wrong", …).
 //! * **Users**: UPN → object id with `GET /users/{upn}?$select=id` (guest `#EXT#` UPNs are
