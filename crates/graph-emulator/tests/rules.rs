@@ -452,3 +452,24 @@ async fn missing_permissions_get_403() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test]
+async fn status_message_rules() {
+    let t = start(EmulatorConfig::default()).await;
+    let path = format!("/users/{ALICE}/presence/setStatusMessage");
+    let msg = |ct: &str, expiry: Value| json!({"statusMessage": {"message": {"content": "Out", "contentType": ct}, "expiryDateTime": expiry}});
+    assert_eq!(
+        t.post(&path, msg("html", Value::Null)).await.0,
+        400,
+        "only text"
+    );
+    let with_offset = json!({"dateTime": "2026-11-23T18:00:00Z", "timeZone": "UTC"});
+    assert_eq!(
+        t.post(&path, msg("text", with_offset)).await.0,
+        400,
+        "no offset in dateTime"
+    );
+    let ok = json!({"dateTime": "2026-11-23T18:00:00", "timeZone": "UTC"});
+    assert_eq!(t.post(&path, msg("text", ok)).await.0, 200);
+    assert_eq!(t.emu.status_message(ALICE).unwrap().content, "Out");
+}

@@ -563,6 +563,19 @@ impl GraphClient {
         Ok(id)
     }
 
+    /// Resolves several users one by one (cached ones cost nothing) and reports each
+    /// outcome, e.g. for a configuration check that lists every user that fails and why.
+    pub async fn resolve_users<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(String, Result<ObjectId, GraphError>)> {
+        let mut out = Vec::new();
+        for u in users {
+            out.push((u.to_owned(), self.resolve_user(u).await));
+        }
+        out
+    }
+
     /// The UPN → object id cache (UPNs in lower case), for the caller to persist.
     pub fn user_cache(&self) -> HashMap<String, ObjectId> {
         lock(&self.inner.users).clone()

@@ -721,3 +721,32 @@ async fn many_tasks_share_one_token() {
     }
     assert_eq!(f.emu.tokens_issued(), 1, "token fetches are single-flight");
 }
+
+#[tokio::test]
+async fn resolve_users_reports_each_failure() {
+    let f = fx().await;
+    let r = f
+        .graph
+        .resolve_users([
+            "alice@contoso.com",
+            "nobody@contoso.com",
+            BOB,
+            "$weird@contoso.com",
+        ])
+        .await;
+    assert_eq!(r[0].1.as_ref().unwrap(), &alice());
+    assert!(matches!(r[1].1, Err(GraphError::NotFound { .. })));
+    assert_eq!(r[2].1.as_ref().unwrap().as_str(), BOB);
+    // '$' UPNs use the key syntax /users('$…') and reach the directory.
+    assert!(matches!(r[3].1, Err(GraphError::NotFound { .. })));
+    f.emu
+        .add_user("$weird@contoso.com", "ffffffff-0000-4000-8000-000000000006");
+    let id = f.graph.resolve_user("$weird@contoso.com").await.unwrap();
+    assert_eq!(id.as_str(), "ffffffff-0000-4000-8000-000000000006");
+    let last = f.emu.requests().pop().unwrap();
+    assert!(
+        last.path.starts_with("/users('$weird@contoso.com')"),
+        "{}",
+        last.path
+    );
+}
