@@ -311,3 +311,18 @@ async fn kamailio_over_tcp() {
     call_and_check(&pbx, &mut rx, &mut seen).await;
     h.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer: needs kamailio (scripts/install-peers.sh); run by scripts/test-all"]
+async fn kamailio_423_min_expires_for_subscribe() {
+    let pbx = Kamailio::start(KamailioOptions::default().min_expires(60, 1)).unwrap();
+    let mut cfg = config(&pbx, Transport::Udp);
+    cfg.subscribe_expires = 10;
+    let (h, _rx, seen) = up(&pbx, cfg, &["1001"]).await;
+    // 423 + Min-Expires: 60 → the SUBSCRIBE is sent again asking 60 s.
+    assert!(
+        seen.iter().any(|e| matches!(e, Event::SubscriptionActive { extension, expires: 60 } if extension == "1001")),
+        "{seen:#?}"
+    );
+    h.shutdown().await.unwrap();
+}
