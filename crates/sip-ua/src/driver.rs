@@ -19,12 +19,13 @@ use crate::discovery::AddressDiscovery;
 use crate::error::Error;
 use crate::framing::{Frame, StreamFramer};
 use crate::message::MAX_MESSAGE_SIZE;
-use crate::ua::{Event, UserAgent};
+use crate::ua::{Event, UaStatus, UserAgent};
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
     Add(Subscription),
     Remove(String),
+    Status(oneshot::Sender<UaStatus>),
 }
 
 /// Controls a running user agent. Dropping it shuts the user agent down in the
@@ -59,6 +60,16 @@ impl UaHandle {
         self.cmd
             .send(Command::Remove(extension.to_string()))
             .map_err(|_| Error::Stopped)
+    }
+
+    /// A snapshot of the registration and every subscription (with the last
+    /// error of each, in plain words).
+    pub async fn status(&self) -> Result<UaStatus, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Status(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Un-SUBSCRIBEs everything, un-REGISTERs and stops, within a bounded time
@@ -230,6 +241,9 @@ async fn run_udp(
                 }
                 Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
                 Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
+                Some(Command::Status(reply)) => {
+                    let _ = reply.send(ua.status());
+                }
                 None => {
                     cmds_open = false;
                     ua.shutdown(Instant::now());
@@ -356,6 +370,9 @@ async fn run_tcp(
                 }
                 Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
                 Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
+                Some(Command::Status(reply)) => {
+                    let _ = reply.send(ua.status());
+                }
                 None => {
                     cmds_open = false;
                     ua.shutdown(Instant::now());

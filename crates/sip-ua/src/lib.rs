@@ -131,4 +131,7 @@ pub use error::{Error, ParseError};
 pub use headers::{SubState, SubscriptionState, TerminationReason};
 pub use message::Message;
 pub use transaction::Timers;
-pub use ua::{Event, Notify, Transmit, UserAgent};
+pub use ua::{
+    Event, Notify, RegistrationStatus, SubscriptionPhase, SubscriptionStatus, Transmit, UaStatus,
+    UserAgent,
+};

@@ -118,6 +118,64 @@ pub enum Event {
     ShutDown,
 }
 
+/// Where a subscription stands (see [`UserAgent::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionPhase {
+    /// No dialog; waiting for the next attempt.
+    Waiting,
+    /// Initial SUBSCRIBE sent.
+    Subscribing,
+    /// Accepted; NOTIFYs flow.
+    Active,
+    /// Accepted but `pending` at the PBX.
+    Pending,
+    /// Refresh in flight.
+    Refreshing,
+    /// Un-SUBSCRIBE in flight.
+    Unsubscribing,
+    /// Ended for good (`invariant`, removed, shut down).
+    Closed,
+}
+
+/// The state of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStatus {
+    /// Extension.
+    pub extension: String,
+    /// Event package.
+    pub package: EventPackage,
+    /// Phase.
+    pub phase: SubscriptionPhase,
+    /// When the PBX's grant runs out, while active.
+    pub expires_at: Option<Instant>,
+    /// Next SUBSCRIBE (refresh or retry).
+    pub next_attempt: Option<Instant>,
+    /// What went wrong last, in plain words (cleared on success).
+    pub last_error: Option<String>,
+}
+
+/// The state of the registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationStatus {
+    /// Registered now.
+    pub registered: bool,
+    /// When the granted registration runs out.
+    pub expires_at: Option<Instant>,
+    /// What went wrong last, in plain words.
+    pub last_error: Option<String>,
+    /// The Contact address in use.
+    pub contact: SocketAddr,
+}
+
+/// Snapshot returned by [`UserAgent::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UaStatus {
+    /// Registration.
+    pub registration: RegistrationStatus,
+    /// Every subscription.
+    pub subscriptions: Vec<SubscriptionStatus>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     Register,
@@ -151,6 +209,10 @@ struct Registration {
     failures: u32,
     registered: bool,
     count_423: u32,
+    /// A REGISTER timed out since the last success.
+    unreachable: bool,
+    expires_at: Option<Instant>,
+    last_error: Option<String>,
     /// Contact address of the last successful REGISTER.
     contact: Option<SocketAddr>,
 }
@@ -193,6 +255,8 @@ struct Sub {
     count_423: u32,
     /// `timer` is a pacing slot already taken.
     slot_reserved: bool,
+    expires_at: Option<Instant>,
+    last_error: Option<String>,
 }
 
 /// The sans-IO SIP user agent.
@@ -320,6 +384,9 @@ impl UserAgent {
             failures: 0,
             registered: false,
             count_423: 0,
+            unreachable: false,
+            expires_at: None,
+            last_error: None,
             contact: None,
         };
         let mut ua = Self {
@@ -428,6 +495,8 @@ impl UserAgent {
                 remove_after_unsubscribe: false,
                 count_423: 0,
                 slot_reserved: false,
+                expires_at: None,
+                last_error: None,
             },
         );
     }
@@ -493,6 +562,38 @@ impl UserAgent {
             }
         }
         self.maybe_finish_shutdown(now);
+    }
+
+    /// A snapshot of the registration and every subscription, for operators.
+    pub fn status(&self) -> UaStatus {
+        UaStatus {
+            registration: RegistrationStatus {
+                registered: self.reg.registered,
+                expires_at: self.reg.expires_at,
+                last_error: self.reg.last_error.clone(),
+                contact: self.contact_addr(),
+            },
+            subscriptions: self
+                .subs
+                .values()
+                .map(|s| SubscriptionStatus {
+                    extension: s.ext.clone(),
+                    package: s.package,
+                    phase: match s.phase {
+                        SubPhase::Waiting => SubscriptionPhase::Waiting,
+                        SubPhase::Subscribing => SubscriptionPhase::Subscribing,
+                        SubPhase::Active if s.reported_pending => SubscriptionPhase::Pending,
+                        SubPhase::Active => SubscriptionPhase::Active,
+                        SubPhase::Refreshing => SubscriptionPhase::Refreshing,
+                        SubPhase::Unsubscribing => SubscriptionPhase::Unsubscribing,
+                        SubPhase::Closed => SubscriptionPhase::Closed,
+                    },
+                    expires_at: s.expires_at,
+                    next_attempt: s.timer,
+                    last_error: s.last_error.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// `true` once [`shutdown`](Self::shutdown) was called.
@@ -1013,8 +1114,20 @@ impl UserAgent {
             }
             self.reg.failures = 0;
             self.reg.count_423 = 0;
+            if std::mem::take(&mut self.reg.unreachable) {
+                // The PBX is back after an outage: it may have lost our
+                // subscriptions, so refresh them all now (paced) instead of
+                // waiting for their refresh time (481 → new subscription).
+                for s in self.subs.values_mut() {
+                    if s.phase == SubPhase::Active {
+                        s.timer = Some(now);
+                    }
+                }
+            }
             self.reg.registered = true;
             self.reg.phase = RegPhase::Registered;
+            self.reg.expires_at = Some(now + Duration::from_secs(u64::from(granted)));
+            self.reg.last_error = None;
             self.reg.timer = Some(now + refresh_delay(granted));
             if self.reg.contact != Some(self.contact_addr()) {
                 // The Contact changed while this REGISTER was in flight.
@@ -1063,6 +1176,8 @@ impl UserAgent {
         self.reg.registered = false;
         self.reg.phase = RegPhase::Idle;
         self.reg.timer = Some(retry_at);
+        self.reg.expires_at = None;
+        self.reg.last_error = Some(reason.clone());
         self.events.push_back(Event::RegistrationFailed {
             status,
             reason,
@@ -1165,6 +1280,8 @@ impl UserAgent {
             s.count_423 = 0;
             s.phase = SubPhase::Active;
             s.timer = Some(now + refresh_delay(expires));
+            s.expires_at = Some(now + Duration::from_secs(u64::from(expires)));
+            s.last_error = None;
             self.events.push_back(Event::SubscriptionActive {
                 extension: ext,
                 expires,
@@ -1220,6 +1337,8 @@ impl UserAgent {
         s.pending_tx = None;
         s.phase = SubPhase::Waiting;
         s.timer = Some(retry_at);
+        s.expires_at = None;
+        s.last_error = Some(diagnosis.clone());
         self.events.push_back(Event::SubscriptionFailed {
             extension: s.ext.clone(),
             status,
@@ -1288,6 +1407,7 @@ impl UserAgent {
                     return self.finish_unregister();
                 }
                 self.reg.failures += 1;
+                self.reg.unreachable = true;
                 let retry = now + self.backoff(self.reg.failures);
                 self.events.push_back(Event::Unreachable {
                     reason: format!("no answer from the PBX at {} to REGISTER", self.server),
@@ -1552,6 +1672,11 @@ impl UserAgent {
         s.cseq = 0;
         s.remote_tag = None;
         s.pending_tx = None;
+        s.expires_at = None;
+        s.last_error = Some(match &reason {
+            Some(r) => format!("the PBX ended the subscription to {} (reason {r})", s.ext),
+            None => format!("the PBX ended the subscription to {}", s.ext),
+        });
         let retry_at = delay.map(|d| now + d);
         match retry_at {
             Some(at) => {

@@ -514,6 +514,13 @@ fn subscription_refreshes_by_granted_expiry_and_reauthenticates() {
             expires: 60
         }]
     );
+    let st = h.ua.status();
+    assert_eq!(st.subscriptions[0].phase, sip_ua::SubscriptionPhase::Active);
+    assert_eq!(
+        st.subscriptions[0].expires_at,
+        Some(h.now + Duration::from_secs(60))
+    );
+    assert_eq!(st.subscriptions[0].last_error, None);
 }
 
 #[test]
@@ -578,6 +585,12 @@ fn missing_hint_forbidden_and_bad_event_are_diagnosed_and_retried_slowly() {
         assert_eq!(*st, Some(status));
         assert!(diagnosis.contains(needle), "{diagnosis}");
         assert_eq!(*retry_at, Some(h.now + Duration::from_secs(300)));
+        let st = h.ua.status();
+        assert!(st.registration.registered);
+        let sub = &st.subscriptions[0];
+        assert_eq!(sub.phase, sip_ua::SubscriptionPhase::Waiting);
+        assert_eq!(sub.last_error.as_deref(), Some(diagnosis.as_str()));
+        assert_eq!(sub.next_attempt, *retry_at);
         h.advance_to(h.now + Duration::from_secs(299));
         assert!(h.sent_requests().is_empty());
         h.advance_to(h.now + Duration::from_secs(1));
@@ -1012,4 +1025,38 @@ fn udp_keepalive_is_sent_periodically() {
         .count();
     assert_eq!(pings, 3);
     assert!(!h.ua.take_transport_failure());
+}
+
+#[test]
+fn pbx_back_after_an_outage_gets_every_subscription_refreshed() {
+    let mut cfg = config();
+    cfg.register_expires = 120;
+    let mut h = Harness::new(cfg, &["1001"]);
+    let r = h.one_request("REGISTER");
+    h.reply(&r, 200, &[("Expires", "120".into())]);
+    let s = h.one_request("SUBSCRIBE");
+    h.reply(&s, 200, &[("Expires", "3600".into())]);
+    h.drain_events();
+    // Registration refresh at 88 s goes unanswered (PBX down).
+    h.advance_to(h.start + Duration::from_secs(88) + Duration::from_secs(32));
+    let ev = h.drain_events();
+    let retry = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Unreachable { retry_at, .. } => *retry_at,
+            _ => None,
+        })
+        .expect("unreachable");
+    h.queue.clear();
+    h.advance_to(retry);
+    let r = h.one_request("REGISTER");
+    h.reply(&r, 200, &[("Expires", "120".into())]);
+    // Back: the subscription is refreshed at once, long before its own time.
+    h.advance_to(h.now + Duration::from_millis(20));
+    let refresh = h.one_request("SUBSCRIBE");
+    assert_eq!(refresh.call_id(), s.call_id());
+    h.reply(&refresh, 481, &[]);
+    h.advance_to(h.now + Duration::from_millis(20));
+    let fresh = h.one_request("SUBSCRIBE");
+    assert_ne!(fresh.call_id(), s.call_id());
 }
