@@ -326,3 +326,27 @@ async fn kamailio_423_min_expires_for_subscribe() {
     );
     h.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer: needs kamailio + sipp (scripts/install-peers.sh); run by scripts/test-all"]
+async fn kamailio_tcp_restart_reconnects_and_resubscribes() {
+    let mut pbx = Kamailio::start(KamailioOptions::default()).unwrap();
+    // Long expiry: recovery must come from the reconnect, not from a refresh.
+    let (h, mut rx, mut seen) = up(&pbx, config(&pbx, Transport::Tcp), &["1001", "1002"]).await;
+    tokio::task::block_in_place(|| pbx.restart_with_state_lost()).unwrap();
+    let before = seen.len();
+    wait_until(
+        &mut rx,
+        &mut seen,
+        Duration::from_secs(30),
+        "re-subscription over a new TCP connection",
+        |s| {
+            let after = &s[before..];
+            registered(after) >= 1 && ["1001", "1002"].iter().all(|e| active(after, e) >= 1)
+        },
+    )
+    .await;
+    let mut after: Vec<Event> = Vec::new();
+    call_and_check(&pbx, &mut rx, &mut after).await;
+    h.shutdown().await.unwrap();
+}
