@@ -118,7 +118,8 @@ pub struct UaConfig {
     pub password: String,
     /// SIP domain and default realm; the server host when `None`.
     pub domain: Option<String>,
-    /// Local socket address; the driver picks `0.0.0.0:0` / `[::]:0` when `None`.
+    /// Local socket address; when `None` the driver binds `127.0.0.1:0` / `[::1]:0`
+    /// for a PBX on loopback, else `0.0.0.0:0` / `[::]:0`.
     pub listen: Option<SocketAddr>,
     /// Which address goes into `Contact`.
     pub contact: ContactAddress,

@@ -112,6 +112,16 @@ pub async fn resolve_server(config: &UaConfig) -> Result<SocketAddr, Error> {
     })
 }
 
+/// `127.0.0.1:0` / `[::1]:0` for a PBX on loopback, else `0.0.0.0:0` / `[::]:0`.
+pub fn default_listen(server: SocketAddr) -> SocketAddr {
+    match (server.ip().is_loopback(), server.is_ipv4()) {
+        (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
+        (true, false) => (Ipv6Addr::LOCALHOST, 0).into(),
+        (false, true) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
 /// The local IP the OS would use towards `server` (no packet is sent).
 fn route_source_ip(server: SocketAddr) -> Option<IpAddr> {
     let bind: SocketAddr = if server.is_ipv4() {
@@ -149,13 +159,7 @@ pub async fn spawn(
     let shutdown_limit = config.timers.timer_f() * 2 + Duration::from_secs(1);
     let (local_addr, task) = match config.transport {
         Transport::Udp => {
-            let bind = config.listen.unwrap_or_else(|| {
-                if server.is_ipv4() {
-                    (Ipv4Addr::UNSPECIFIED, 0).into()
-                } else {
-                    (Ipv6Addr::UNSPECIFIED, 0).into()
-                }
-            });
+            let bind = config.listen.unwrap_or_else(|| default_listen(server));
             let socket = UdpSocket::bind(bind).await?;
             let local = concrete_local(socket.local_addr()?, server);
             let mut ua = UserAgent::new(config, server, local, subscriptions, Instant::now());
