@@ -1060,3 +1060,28 @@ fn pbx_back_after_an_outage_gets_every_subscription_refreshed() {
     let fresh = h.one_request("SUBSCRIBE");
     assert_ne!(fresh.call_id(), s.call_id());
 }
+
+#[test]
+fn subscriptions_added_and_removed_at_run_time() {
+    let mut h = registered(&["1001"]);
+    let s1 = subscribe_ok(&mut h, 600);
+    h.drain_events();
+    h.ua.add_subscription(Subscription::presence("1002"), h.now);
+    // The same extension and package again changes nothing.
+    h.ua.add_subscription(Subscription::presence("1002"), h.now);
+    h.advance_to(h.now + Duration::from_millis(20));
+    let s2 = h.one_request("SUBSCRIBE");
+    assert_eq!(s2.headers.get("Event"), Some("presence"));
+    assert_eq!(s2.headers.get("Accept"), Some("application/pidf+xml"));
+    h.reply(&s2, 202, &[("Expires", "600".into())]);
+    assert_eq!(h.ua.subscriptions().len(), 2);
+    h.ua.remove_subscription("1001", h.now);
+    let un = h.one_request("SUBSCRIBE");
+    assert_eq!(un.call_id(), s1.call_id());
+    assert_eq!(expires_of(&un), 0);
+    h.reply(&un, 200, &[("Expires", "0".into())]);
+    assert_eq!(h.ua.subscriptions(), vec![Subscription::presence("1002")]);
+    // Its dialog is gone: a late NOTIFY gets 481.
+    h.input(pbx(), &notify(&s1, 9, "terminated", None));
+    assert_eq!(h.sent()[0].1.status(), Some(481));
+}
