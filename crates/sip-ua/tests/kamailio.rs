@@ -350,3 +350,25 @@ async fn kamailio_tcp_restart_reconnects_and_resubscribes() {
     call_and_check(&pbx, &mut rx, &mut after).await;
     h.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer: needs kamailio (scripts/install-peers.sh); run by scripts/test-all"]
+async fn kamailio_wrong_password_is_reported_not_looped() {
+    let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
+    let mut cfg = config(&pbx, Transport::Udp);
+    cfg.password = "not-the-password".into();
+    let (h, mut rx) = start(cfg, &["1001"]).await;
+    let mut seen = Vec::new();
+    wait_until(&mut rx, &mut seen, Duration::from_secs(10), "RegistrationFailed and SubscriptionFailed", |s| {
+        s.iter().any(|e| matches!(e, Event::RegistrationFailed { reason, .. } if reason.contains("password")))
+            && s.iter().any(|e| matches!(e, Event::SubscriptionFailed { diagnosis, .. } if diagnosis.contains("password")))
+    })
+    .await;
+    // Nothing more for a while: no retry loop (the next attempt is minutes away).
+    let more = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await;
+    assert!(more.is_err(), "unexpected event {more:?}");
+    let st = h.status().await.unwrap();
+    assert!(!st.registration.registered);
+    assert!(st.registration.last_error.unwrap().contains("password"));
+    drop(h);
+}
