@@ -1,0 +1,153 @@
+//! Line state → presence action mapping, defaults and file errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use blf::{LineState, Mapping, MappingError, PresenceAction, PresencePair};
+
+#[test]
+fn defaults() {
+    let m = Mapping::default();
+    assert_eq!(
+        m.action(LineState::Busy),
+        PresenceAction::Set(PresencePair::BusyInACall)
+    );
+    assert_eq!(
+        m.action(LineState::Hold),
+        PresenceAction::Set(PresencePair::BusyInACall)
+    );
+    assert_eq!(m.action(LineState::Idle), PresenceAction::Clear);
+    assert_eq!(m.action(LineState::Offline), PresenceAction::Clear);
+    assert_eq!(m.action(LineState::Ringing), PresenceAction::Keep);
+    assert_eq!(m.action(LineState::Unknown), PresenceAction::Keep);
+}
+
+#[test]
+fn exactly_five_pairs_with_graph_spelling() {
+    let pairs: Vec<String> = PresencePair::ALL.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        pairs,
+        [
+            "Available/Available",
+            "Busy/InACall",
+            "Busy/InAConferenceCall",
+            "Away/Away",
+            "DoNotDisturb/Presenting"
+        ]
+    );
+    assert_eq!(PresencePair::BusyInACall.availability(), "Busy");
+    assert_eq!(PresencePair::BusyInACall.activity(), "InACall");
+    assert_eq!(PresencePair::from_parts("Busy", "Away"), None);
+    assert_eq!(
+        PresencePair::from_parts("Away", "Away"),
+        Some(PresencePair::AwayAway)
+    );
+}
+
+#[test]
+fn example_file_equals_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mapping.example.toml");
+    assert_eq!(Mapping::load(&path).unwrap(), Mapping::default());
+}
+
+#[test]
+fn file_overrides_and_missing_keys_keep_defaults() {
+    let m = Mapping::from_toml_str(
+        "# comment\nringing = \"Busy/InAConferenceCall\"\nhold = \"DoNotDisturb/Presenting\"\nidle = \"Available/Available\"\noffline = \"Away/Away\"\nunknown = \"clear\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.action(LineState::Ringing),
+        PresenceAction::Set(PresencePair::BusyInAConferenceCall)
+    );
+    assert_eq!(
+        m.action(LineState::Hold),
+        PresenceAction::Set(PresencePair::DoNotDisturbPresenting)
+    );
+    assert_eq!(
+        m.action(LineState::Idle),
+        PresenceAction::Set(PresencePair::AvailableAvailable)
+    );
+    assert_eq!(
+        m.action(LineState::Offline),
+        PresenceAction::Set(PresencePair::AwayAway)
+    );
+    assert_eq!(m.action(LineState::Unknown), PresenceAction::Clear);
+    assert_eq!(
+        m.action(LineState::Busy),
+        PresenceAction::Set(PresencePair::BusyInACall)
+    );
+    assert_eq!(Mapping::from_toml_str("").unwrap(), Mapping::default());
+}
+
+fn invalid(text: &str) -> (u32, u32, String) {
+    match Mapping::from_toml_str(text).unwrap_err() {
+        e @ MappingError::Invalid { line, column, .. } => (line, column, e.to_string()),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn invalid_pair_names_line_and_lists_valid_pairs() {
+    let (line, column, msg) = invalid("busy = \"Busy/InACall\"\n\nhold = \"Busy/OnHold\"\n");
+    assert_eq!((line, column), (3, 8));
+    assert!(msg.contains("line 3, column 8"), "{msg}");
+    assert!(msg.contains("\"Busy/OnHold\""), "{msg}");
+    assert!(msg.contains("hold"), "{msg}");
+    for valid in [
+        "Available/Available",
+        "Busy/InACall",
+        "Busy/InAConferenceCall",
+        "Away/Away",
+        "DoNotDisturb/Presenting",
+        "clear",
+        "keep",
+    ] {
+        assert!(msg.contains(valid), "{valid} missing in {msg}");
+    }
+}
+
+#[test]
+fn unknown_key_and_syntax_errors_name_the_line() {
+    let (line, _, msg) = invalid("busy = \"keep\"\ntalking = \"keep\"\n");
+    assert_eq!(line, 2);
+    assert!(
+        msg.contains("talking") && msg.contains("Busy/InACall"),
+        "{msg}"
+    );
+
+    let (line, _, msg) = invalid("busy = \"keep\"\nidle = \n");
+    assert_eq!(line, 2, "{msg}");
+
+    let (line, _, msg) = invalid("idle = 3\n");
+    assert_eq!(line, 1, "{msg}");
+}
+
+#[test]
+fn load_reports_path_and_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mapping.toml");
+    std::fs::write(&path, "ringing = \"Away\"\n").unwrap();
+    let msg = Mapping::load(&path).unwrap_err().to_string();
+    assert!(
+        msg.contains("mapping.toml") && msg.contains("line 1"),
+        "{msg}"
+    );
+    let missing = Mapping::load(dir.path().join("nope.toml")).unwrap_err();
+    assert!(matches!(missing, MappingError::Io { .. }), "{missing}");
+}
+
+#[test]
+fn actions_parse_and_display() {
+    assert_eq!(PresenceAction::parse(" Keep "), Some(PresenceAction::Keep));
+    assert_eq!(PresenceAction::parse("CLEAR"), Some(PresenceAction::Clear));
+    assert_eq!(
+        PresenceAction::parse("busy/inacall"),
+        Some(PresenceAction::Set(PresencePair::BusyInACall))
+    );
+    assert_eq!(PresenceAction::parse("Busy"), None);
+    assert_eq!(
+        PresenceAction::Set(PresencePair::AwayAway).to_string(),
+        "Away/Away"
+    );
+    let json = serde_json::to_value(PresenceAction::Set(PresencePair::BusyInACall)).unwrap();
+    assert_eq!(json["action"], "set");
+}
