@@ -260,7 +260,7 @@ pub(crate) fn parse_root(
                 }
             }
             XEvent::End => return Ok(info),
-            XEvent::Text(_) => {}
+            XEvent::Text(_) | XEvent::RawText(_) => {}
             XEvent::Eof => {
                 return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
             }
@@ -311,7 +311,7 @@ fn parse_dialog(
                             _ => {}
                         })?;
                         let text = if empty {
-                            String::new()
+                            std::borrow::Cow::Borrowed("")
                         } else {
                             xml.read_text()?
                         };
@@ -332,7 +332,7 @@ fn parse_dialog(
                 }
             }
             XEvent::End => return Ok(d),
-            XEvent::Text(_) => {}
+            XEvent::Text(_) | XEvent::RawText(_) => {}
             XEvent::Eof => {
                 return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
             }
@@ -383,7 +383,7 @@ fn parse_participant(xml: &mut Xml<'_>, empty: bool) -> Result<Participant, Pars
                 }
             }
             XEvent::End => return Ok(p),
-            XEvent::Text(_) => {}
+            XEvent::Text(_) | XEvent::RawText(_) => {}
             XEvent::Eof => {
                 return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
             }
@@ -416,7 +416,7 @@ fn parse_target_params(
                 }
             }
             XEvent::End => return Ok(()),
-            XEvent::Text(_) => {}
+            XEvent::Text(_) | XEvent::RawText(_) => {}
             XEvent::Eof => {
                 return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
             }

@@ -132,7 +132,8 @@ pub(crate) fn read_root<'a>(xml: &mut Xml<'a>) -> Result<(Ns, BytesStart<'a>, bo
         match xml.next()? {
             XEvent::Start { ns, start, empty } => return Ok((ns, start, empty)),
             XEvent::Text(t) if t.trim().is_empty() => {}
-            XEvent::Text(_) => {
+            XEvent::RawText(t) if t.iter().all(u8::is_ascii_whitespace) => {}
+            XEvent::Text(_) | XEvent::RawText(_) => {
                 return Err(
                     xml.error_here(ParseErrorKind::MalformedXml, "text before the root element")
                 )

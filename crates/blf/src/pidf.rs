@@ -153,7 +153,7 @@ fn walk(xml: &mut Xml<'_>, pidf: &mut Pidf, tuple: Option<usize>) -> Result<(), 
                     }
                     b"basic" => {
                         let text = if empty {
-                            String::new()
+                            std::borrow::Cow::Borrowed("")
                         } else {
                             xml.read_text()?
                         };
@@ -192,7 +192,7 @@ fn walk(xml: &mut Xml<'_>, pidf: &mut Pidf, tuple: Option<usize>) -> Result<(), 
                 }
             }
             XEvent::End => return Ok(()),
-            XEvent::Text(_) => {}
+            XEvent::Text(_) | XEvent::RawText(_) => {}
             XEvent::Eof => {
                 return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
             }
@@ -222,6 +222,11 @@ fn read_activities(xml: &mut Xml<'_>, out: &mut Vec<String>) -> Result<(), Parse
             }
             XEvent::Text(t) => {
                 for token in t.split_whitespace() {
+                    push_activity(out, token);
+                }
+            }
+            XEvent::RawText(t) => {
+                for token in xml.decode(t)?.split_whitespace() {
                     push_activity(out, token);
                 }
             }

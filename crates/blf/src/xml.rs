@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesStart, BytesText, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
@@ -62,8 +62,10 @@ pub(crate) enum XEvent<'a> {
     },
     /// The innermost open element ends.
     End,
-    /// Character data (text, CDATA, or a resolved entity/character reference).
+    /// Character data (CDATA, or a resolved entity/character reference).
     Text(Cow<'a, str>),
+    /// Text as written; decoded only by the callers that keep text ([`Xml::decode`]).
+    RawText(BytesText<'a>),
     /// End of a complete document.
     Eof,
 }
@@ -137,8 +139,9 @@ impl<'a> Xml<'a> {
     pub(crate) fn next(&mut self) -> Result<XEvent<'a>, ParseError> {
         loop {
             self.event_pos = self.pos(self.reader.buffer_position());
-            let (ns, event) = match self.reader.read_resolved_event() {
-                Ok((ns, event)) => (Ns::classify(&ns), event),
+            // Namespaces are resolved only for start tags: End/Text events do not need them.
+            let event = match self.reader.read_event() {
+                Ok(event) => event,
                 Err(e) => {
                     let at = self.pos(self.reader.error_position());
                     return Err(ParseError::at(
@@ -151,6 +154,7 @@ impl<'a> Xml<'a> {
             };
             match event {
                 Event::Start(start) => {
+                    let ns = Ns::classify(&self.reader.resolve_element(start.name()).0);
                     self.depth += 1;
                     self.check_depth()?;
                     return Ok(XEvent::Start {
@@ -160,6 +164,7 @@ impl<'a> Xml<'a> {
                     });
                 }
                 Event::Empty(start) => {
+                    let ns = Ns::classify(&self.reader.resolve_element(start.name()).0);
                     self.depth += 1;
                     self.check_depth()?;
                     self.depth -= 1;
@@ -173,12 +178,7 @@ impl<'a> Xml<'a> {
                     self.depth = self.depth.saturating_sub(1);
                     return Ok(XEvent::End);
                 }
-                Event::Text(t) => {
-                    let text = t.xml10_content().map_err(|e| {
-                        self.error_here(ParseErrorKind::MalformedXml, e.to_string())
-                    })?;
-                    return Ok(XEvent::Text(text));
-                }
+                Event::Text(t) => return Ok(XEvent::RawText(t)),
                 Event::CData(c) => {
                     let text = c.decode().map_err(|e| {
                         self.error_here(ParseErrorKind::MalformedXml, e.to_string())
@@ -234,6 +234,25 @@ impl<'a> Xml<'a> {
         }
     }
 
+    /// Decodes a [`XEvent::RawText`] (line ends normalised as XML 1.0 says).
+    pub(crate) fn decode(&self, t: BytesText<'a>) -> Result<Cow<'a, str>, ParseError> {
+        let text = match t.into_inner() {
+            Cow::Borrowed(b) => Cow::Borrowed(
+                std::str::from_utf8(b)
+                    .map_err(|e| self.error_here(ParseErrorKind::InvalidUtf8, e.to_string()))?,
+            ),
+            Cow::Owned(v) => Cow::Owned(
+                String::from_utf8(v)
+                    .map_err(|e| self.error_here(ParseErrorKind::InvalidUtf8, e.to_string()))?,
+            ),
+        };
+        if text.contains('\r') {
+            Ok(Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n")))
+        } else {
+            Ok(text)
+        }
+    }
+
     /// Skips the rest of the element whose start was just returned (not for empty elements).
     pub(crate) fn skip_element(&mut self) -> Result<(), ParseError> {
         let mut open = 1usize;
@@ -248,29 +267,42 @@ impl<'a> Xml<'a> {
                         "document ends inside an element",
                     ));
                 }
-                XEvent::Start { empty: true, .. } | XEvent::Text(_) => {}
+                XEvent::Start { empty: true, .. } | XEvent::Text(_) | XEvent::RawText(_) => {}
             }
         }
         Ok(())
     }
 
     /// Reads the text content of the element just started, up to its end, skipping any child
-    /// elements. Surrounding whitespace is kept; callers trim.
-    pub(crate) fn read_text(&mut self) -> Result<String, ParseError> {
-        let mut out = String::new();
+    /// elements. Surrounding whitespace is kept; callers trim. Borrows from the body when the
+    /// text is one piece (the common case).
+    pub(crate) fn read_text(&mut self) -> Result<Cow<'a, str>, ParseError> {
+        let mut out: Option<Cow<'a, str>> = None;
         loop {
-            match self.next()? {
-                XEvent::Text(t) => out.push_str(&t),
-                XEvent::End => return Ok(out),
-                XEvent::Start { empty: false, .. } => self.skip_element()?,
-                XEvent::Start { empty: true, .. } => {}
+            let piece = match self.next()? {
+                XEvent::Text(t) => t,
+                XEvent::RawText(t) => self.decode(t)?,
+                XEvent::End => return Ok(out.unwrap_or(Cow::Borrowed(""))),
+                XEvent::Start { empty: false, .. } => {
+                    self.skip_element()?;
+                    continue;
+                }
+                XEvent::Start { empty: true, .. } => continue,
                 XEvent::Eof => {
                     return Err(self.error_here(
                         ParseErrorKind::MalformedXml,
                         "document ends inside an element",
                     ))
                 }
-            }
+            };
+            out = Some(match out {
+                None => piece,
+                Some(prev) => {
+                    let mut s = prev.into_owned();
+                    s.push_str(&piece);
+                    Cow::Owned(s)
+                }
+            });
         }
     }
 }
@@ -288,7 +320,9 @@ pub(crate) fn for_each_attr<'x>(
     start: &'x BytesStart<'_>,
     mut f: impl FnMut(&[u8], Cow<'x, str>),
 ) -> Result<(), ParseError> {
-    for attr in start.attributes() {
+    // Duplicate-attribute checks would allocate for every element; a repeated attribute
+    // simply takes the last value.
+    for attr in start.attributes().with_checks(false) {
         let attr = attr.map_err(|e| {
             xml.error_here(ParseErrorKind::MalformedXml, format!("bad attribute: {e}"))
         })?;
