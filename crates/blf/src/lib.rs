@@ -86,3 +86,8 @@ pub use notification::{Notification, CONTENT_TYPE_DIALOG_INFO, CONTENT_TYPE_PIDF
 pub use pidf::{Basic, Pidf, Tuple};
 pub use state::{LineState, UnknownLineState};
 pub use tracker::{EmptyBody, Tracker, TrackerEvent, TrackerUpdate};
+
+/// The README's example is compiled and run as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
