@@ -19,7 +19,7 @@ pub const DEFAULT_MAX_DEPTH: usize = 32;
 pub struct Limits {
     /// Largest body accepted, in bytes.
     pub max_body_size: usize,
-    /// Deepest element nesting accepted.
+    /// Deepest element nesting accepted (values above 256 act as 256).
     pub max_depth: usize,
 }
 

@@ -14,6 +14,9 @@ pub(crate) const NS_DIALOG_INFO: &[u8] = b"urn:ietf:params:xml:ns:dialog-info";
 /// `urn:ietf:params:xml:ns:pidf` (RFC 3863).
 pub(crate) const NS_PIDF: &[u8] = b"urn:ietf:params:xml:ns:pidf";
 
+/// Hard ceiling on [`Limits::max_depth`], so a huge configured limit cannot exhaust the stack.
+pub(crate) const MAX_DEPTH_CEILING: usize = 256;
+
 /// Namespace of an element, classified once so handlers match on an enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ns {
@@ -118,7 +121,9 @@ impl<'a> Xml<'a> {
             body,
             offset: body.len() - text.len(),
             reader,
-            max_depth: limits.max_depth,
+            // The PIDF walker recurses once per level: keep the stack bounded whatever the
+            // configured limit.
+            max_depth: limits.max_depth.min(MAX_DEPTH_CEILING),
             depth: 0,
             event_pos: 0,
         }

@@ -511,3 +511,18 @@ fn serialize_for_json_output() {
         "empty"
     );
 }
+
+#[test]
+fn huge_depth_limit_is_capped_so_deep_input_cannot_exhaust_the_stack() {
+    let deep = format!(
+        "<presence xmlns=\"urn:ietf:params:xml:ns:pidf\">{}{}</presence>",
+        "<x>".repeat(100_000),
+        "</x>".repeat(100_000)
+    );
+    let limits = Limits {
+        max_body_size: 1 << 20,
+        max_depth: usize::MAX,
+    };
+    let err = Notification::parse_with(None, deep.as_bytes(), &limits).unwrap_err();
+    assert_eq!(err.kind, ParseErrorKind::TooDeep);
+}
