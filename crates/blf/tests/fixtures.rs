@@ -179,3 +179,33 @@ fn freeswitch_unescaped_display_is_kept_verbatim() {
         Some("Smith & Sons <sip:0201234567@10.0.0.5>")
     );
 }
+
+#[test]
+fn every_truncation_and_byte_flip_of_every_fixture_is_handled() {
+    // Deterministic cousin of the fuzz targets: runs in the normal test suite.
+    for (path, _) in manifest() {
+        let body = std::fs::read(fixtures_dir().join(&path)).unwrap();
+        for cut in 0..body.len() {
+            let piece = &body[..cut];
+            match Notification::parse(None, piece) {
+                Ok(n) => {
+                    let _ = n.line_state();
+                }
+                Err(e) => assert!(e.line >= 1 && e.column >= 1, "{path}[..{cut}]: {e}"),
+            }
+        }
+        let mut flipped = body.clone();
+        for i in (0..flipped.len()).step_by(7) {
+            let original = flipped[i];
+            for b in [b'<', b'>', b'&', b'"', b'/', 0xFF, b':'] {
+                flipped[i] = b;
+                let mut tracker = blf::Tracker::new();
+                if let Ok(n) = Notification::parse(Some("application/dialog-info+xml"), &flipped) {
+                    tracker.apply(n);
+                }
+                let _ = Notification::parse(Some("application/pidf+xml"), &flipped);
+            }
+            flipped[i] = original;
+        }
+    }
+}
