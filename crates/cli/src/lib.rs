@@ -7,3 +7,4 @@
 pub mod extensions;
 pub mod problems;
 pub mod settings;
+pub mod test_notify;
