@@ -5,6 +5,10 @@
 //! `stun-lite` crates.
 
 pub mod extensions;
+pub mod graph_cmd;
 pub mod problems;
 pub mod settings;
+pub mod signals;
+pub mod sip_source;
 pub mod test_notify;
+pub mod watch;

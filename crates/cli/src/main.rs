@@ -6,12 +6,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use sip_blf_sync::test_notify;
+use sip_blf_sync::problems::Problems;
+use sip_blf_sync::settings::{self, Env, SipSettings};
+use sip_blf_sync::{extensions, graph_cmd, test_notify, watch};
 
 /// Carry PBX line state (SIP BLF, RFC 4235) into Microsoft Teams presence.
 #[derive(Parser)]
 #[command(name = "sip-blf-sync", version, about, long_about = None)]
 struct Cli {
+    /// Read settings from this file as well as the environment (default: ./.env
+    /// when it exists). Variables already set in the environment win.
+    #[arg(long, global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +41,56 @@ enum Command {
         #[arg(long, value_name = "TYPE")]
         content_type: Option<String>,
     },
+    /// Register to the PBX, subscribe to every configured extension and print one
+    /// line per line-state change until stopped (no Microsoft tenant needed).
+    ///
+    /// Settings: SIP_SERVER, SIP_TRANSPORT, SIP_USERNAME, SIP_PASSWORD,
+    /// SIP_CONTACT_IP, SIP_LISTEN, STUN_SERVERS, EXTENSIONS_JSON (and .env).
+    Watch {
+        /// One JSON object per line: {"extension", "line_state", "time"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Discover the public address of a UDP socket with STUN.
+    Stun {
+        /// A STUN server as HOST:PORT (repeatable; default: STUN_SERVERS).
+        #[arg(long = "server", value_name = "HOST:PORT")]
+        servers: Vec<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// One-shot checks and actions against Microsoft Graph.
+    ///
+    /// Settings: AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET (or
+    /// AZURE_CLIENT_CERTIFICATE_PATH), GRAPH_BASE_URL, AZURE_AUTHORITY_HOST (and .env).
+    Graph {
+        #[command(subcommand)]
+        action: GraphAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum GraphAction {
+    /// Get a token and resolve every configured user; report what fails and why.
+    Check,
+    /// Show a user's presence.
+    Get {
+        /// UPN (e-mail) or object id.
+        user: String,
+    },
+    /// Set our presence session for a user: busy, available, away, dnd (or Availability/Activity).
+    Set {
+        /// UPN (e-mail) or object id.
+        user: String,
+        /// busy | available | away | dnd | conference | Availability/Activity
+        state: String,
+    },
+    /// Clear our presence session for a user, so the user's own status shows.
+    Clear {
+        /// UPN (e-mail) or object id.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +102,125 @@ fn main() -> ExitCode {
             mapping,
             content_type,
         } => run_test_notify(file, json, mapping, content_type),
+        command => {
+            init_logging();
+            let env = match Env::load(cli.env_file.as_deref()) {
+                Ok(env) => env,
+                Err(p) => return config_failure(&p),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            runtime.block_on(run_async(command, env))
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn config_failure(problems: &Problems) -> ExitCode {
+    eprintln!("sip-blf-sync: the configuration has problems:");
+    for p in &problems.0 {
+        eprintln!("  {p}");
+    }
+    ExitCode::from(2)
+}
+
+async fn run_async(command: Command, env: Env) -> ExitCode {
+    match command {
+        Command::TestNotify { .. } => ExitCode::SUCCESS,
+        Command::Watch { json } => {
+            let sip = SipSettings::from_env(&env);
+            let exts = extensions::load(&settings::extensions_path(&env));
+            let (sip, exts) = match (sip, exts) {
+                (Ok(s), Ok(e)) => (s, e),
+                (s, e) => {
+                    let mut all = Problems::default();
+                    if let Err(p) = s {
+                        all.extend(p.0);
+                    }
+                    if let Err(p) = e {
+                        all.extend(p.0);
+                    }
+                    return config_failure(&all);
+                }
+            };
+            match watch::run(&sip, &exts, json).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Stun { servers, timeout } => {
+            let servers = if servers.is_empty() {
+                match SipSettings::stun_servers_from_env(&env) {
+                    list if list.is_empty() => {
+                        return fail("no STUN server: give --server HOST:PORT or set STUN_SERVERS")
+                    }
+                    list => list,
+                }
+            } else {
+                servers
+            };
+            match stun_lite::query(&servers, std::time::Duration::from_secs(timeout)).await {
+                Ok(found) => {
+                    println!("{} (answered by {})", found.public, found.server);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Graph { action } => {
+            let config = match settings::graph_config(&env) {
+                Ok(c) => c,
+                Err(p) => return config_failure(&p),
+            };
+            let client = match graph_presence::GraphClient::new(config) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
+            };
+            let result = match action {
+                GraphAction::Check => {
+                    let exts = match extensions::load(&settings::extensions_path(&env)) {
+                        Ok(e) => e,
+                        Err(p) => return config_failure(&p),
+                    };
+                    let report = graph_cmd::check(&client, &exts).await;
+                    print!("{}", report.text);
+                    return if report.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    };
+                }
+                GraphAction::Get { user } => graph_cmd::get(&client, &user).await,
+                GraphAction::Set { user, state } => graph_cmd::set(&client, &user, &state).await,
+                GraphAction::Clear { user } => graph_cmd::clear(&client, &user).await,
+            };
+            match result {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

@@ -202,14 +202,7 @@ impl SipSettings {
                 SocketAddr::from(([0, 0, 0, 0], 0))
             }),
         };
-        let stun_servers = env
-            .get("STUN_SERVERS")
-            .unwrap_or(DEFAULT_STUN_SERVERS)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let stun_servers = Self::stun_servers_from_env(env);
         problems.into_result(Self {
             server,
             transport,
@@ -222,6 +215,19 @@ impl SipSettings {
     }
 }
 
+impl SipSettings {
+    /// `STUN_SERVERS` split at commas, or the defaults when unset.
+    pub fn stun_servers_from_env(env: &Env) -> Vec<String> {
+        env.get("STUN_SERVERS")
+            .unwrap_or(DEFAULT_STUN_SERVERS)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 /// `ip:port`, `:port` or a bare port.
 fn parse_listen(v: &str) -> Option<SocketAddr> {
     if let Ok(a) = v.parse() {
@@ -231,70 +237,40 @@ fn parse_listen(v: &str) -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
-/// The Microsoft Graph side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GraphSettings {
-    /// `AZURE_TENANT_ID`: tenant GUID or domain.
-    pub tenant_id: String,
-    /// `AZURE_CLIENT_ID`: the application (client) id; also the presence session id.
-    pub client_id: String,
-    /// `AZURE_CLIENT_SECRET`.
-    pub client_secret: Secret,
-    /// `GRAPH_BASE_URL` (default `https://graph.microsoft.com/v1.0`).
-    pub graph_base_url: String,
-    /// `AZURE_AUTHORITY_HOST` (default `https://login.microsoftonline.com`).
-    pub authority_host: String,
-}
-
-impl GraphSettings {
-    /// Reads the Graph settings; every problem is collected.
-    pub fn from_env(env: &Env) -> Result<Self, Problems> {
-        let mut problems = Problems::default();
-        let mut required = |name: &str, what: &str| -> String {
-            env.get(name).map(str::to_string).unwrap_or_else(|| {
-                problems.push(Problem::in_var(name, format!("is not set: {what}")));
-                String::new()
-            })
-        };
-        let tenant_id = required(
+/// The Microsoft Graph client configuration from `AZURE_TENANT_ID`,
+/// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` (or `AZURE_CLIENT_CERTIFICATE_PATH`),
+/// `AZURE_AUTHORITY_HOST` and `GRAPH_BASE_URL`. Every missing variable is named
+/// at once; the rest is `graph-presence`'s own reading of the same variables.
+pub fn graph_config(env: &Env) -> Result<graph_presence::GraphConfig, Problems> {
+    let mut problems = Problems::default();
+    for (name, what) in [
+        (
             "AZURE_TENANT_ID",
             "the Entra tenant id (Directory (tenant) ID)",
-        );
-        let client_id = required(
+        ),
+        (
             "AZURE_CLIENT_ID",
             "the app registration's Application (client) ID",
-        );
-        let client_secret = Secret::new(required(
-            "AZURE_CLIENT_SECRET",
-            "a client secret's Value (not its Secret ID) from Certificates & secrets",
-        ));
-        let mut url = |name: &str, default: &str| -> String {
-            let v = env
-                .get(name)
-                .unwrap_or(default)
-                .trim_end_matches('/')
-                .to_string();
-            let loopback_http = v.starts_with("http://127.")
-                || v.starts_with("http://localhost")
-                || v.starts_with("http://[::1]");
-            if !(v.starts_with("https://") || loopback_http) {
-                problems.push(Problem::in_var(
-                    name,
-                    format!("{v:?} must be an https:// URL (plain http:// only on loopback, for emulators)"),
-                ));
-            }
-            v
-        };
-        let graph_base_url = url("GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0");
-        let authority_host = url("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com");
-        problems.into_result(Self {
-            tenant_id,
-            client_id,
-            client_secret,
-            graph_base_url,
-            authority_host,
-        })
+        ),
+    ] {
+        if env.get(name).is_none() {
+            problems.push(Problem::in_var(name, format!("is not set: {what}")));
+        }
     }
+    if env.get("AZURE_CLIENT_SECRET").is_none()
+        && env.get("AZURE_CLIENT_CERTIFICATE_PATH").is_none()
+    {
+        problems.push(Problem::in_var(
+            "AZURE_CLIENT_SECRET",
+            "is not set: a client secret's Value (not its Secret ID), \
+             or set AZURE_CLIENT_CERTIFICATE_PATH to a PEM with key and certificate",
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    graph_presence::GraphConfig::from_env_with(|k| env.get(k).map(str::to_string))
+        .map_err(|e| Problems::from(Problem::plain(e.to_string())))
 }
 
 /// Where the extension list is: `EXTENSIONS_JSON`, default `config/extensions.json`
@@ -368,25 +344,20 @@ mod tests {
     }
 
     #[test]
-    fn graph_settings() {
+    fn graph_config_names_every_missing_variable() {
+        let err = graph_config(&Env::default()).unwrap_err().to_string();
+        for v in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
+            assert!(err.contains(&format!("{v}: is not set")), "{err}");
+        }
         let env = Env::from_pairs([
             ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
             ("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
             ("AZURE_CLIENT_SECRET", "s3cr3t"),
-            ("GRAPH_BASE_URL", "http://127.0.0.1:8080/v1.0/"),
+            ("GRAPH_BASE_URL", "http://127.0.0.1:8080/v1.0"),
         ]);
-        let g = GraphSettings::from_env(&env).unwrap();
+        let g = graph_config(&env).unwrap();
         assert_eq!(g.graph_base_url, "http://127.0.0.1:8080/v1.0");
-        assert_eq!(g.authority_host, "https://login.microsoftonline.com");
         assert!(!format!("{g:?}").contains("s3cr3t"));
-
-        let env = Env::from_pairs([("GRAPH_BASE_URL", "http://graph.example.com")]);
-        let err = GraphSettings::from_env(&env).unwrap_err().to_string();
-        assert!(err.contains("AZURE_CLIENT_SECRET: is not set"), "{err}");
-        assert!(
-            err.contains("GRAPH_BASE_URL: \"http://graph.example.com\" must be an https:// URL"),
-            "{err}"
-        );
     }
 
     #[test]
