@@ -1,0 +1,67 @@
+//! `sip-blf-sync watch` behind a real NAT (network namespaces with nftables
+//! masquerade), configured as a user would: `SIP_CONTACT_IP=auto`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use testbed::{KamailioOptions, NatLab};
+
+#[test]
+#[ignore = "real peer: needs Kamailio, coturn, nftables and root for network namespaces (scripts/install-peers.sh); run by scripts/test-all"]
+fn contact_auto_uses_the_nat_mapping_and_notifies_arrive() {
+    if let Err(reason) = NatLab::check() {
+        println!("SKIPPED contact_auto_uses_the_nat_mapping_and_notifies_arrive: network namespaces cannot be created here: {reason}");
+        return;
+    }
+    let lab = NatLab::create().unwrap();
+    let stun = lab.start_coturn().unwrap();
+    // Kamailio without any NAT handling: only a correct Contact gets NOTIFYs through.
+    let pbx = lab.start_kamailio(KamailioOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exts = dir.path().join("extensions.csv");
+    std::fs::write(&exts, "1001,user1@contoso.com\n").unwrap();
+
+    let mut child = lab
+        .inside_command(env!("CARGO_BIN_EXE_sip-blf-sync"))
+        .args(["watch", "--json"])
+        .current_dir(dir.path())
+        .env("SIP_SERVER", pbx.sip_addr().to_string())
+        .env("SIP_USERNAME", "blf")
+        .env("SIP_PASSWORD", "blfsecret")
+        .env("SIP_CONTACT_IP", "auto")
+        .env("STUN_SERVERS", stun.addr().to_string())
+        .env("SIP_LISTEN", format!("{}:5060", lab.inside_ip()))
+        .env("EXTENSIONS_JSON", dir.path().join("extensions.json"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The initial NOTIFY of the subscription reaches us through the NAT.
+    let line = rx.recv_timeout(Duration::from_secs(30));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = line.unwrap_or_else(|_| panic!("no NOTIFY arrived through the NAT; log:\n{stderr}"));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["extension"], "1001");
+    assert_eq!(v["line_state"], "idle");
+    let public = format!("{}:5060", lab.public_ip());
+    assert!(
+        stderr.contains(&format!("registered as sip:blf@{public}")),
+        "the Contact must carry the NAT's public address {public}:\n{stderr}"
+    );
+    assert!(out.status.success(), "{stderr}");
+}
