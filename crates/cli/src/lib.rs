@@ -6,6 +6,7 @@
 
 pub mod extensions;
 pub mod graph_cmd;
+pub mod observe;
 pub mod problems;
 pub mod settings;
 pub mod signals;
