@@ -189,6 +189,31 @@ pub async fn spawn(
     ))
 }
 
+/// Applies one command from the handle; returns whether the command channel
+/// is still open (a dropped handle shuts the agent down).
+fn handle_command(
+    ua: &mut UserAgent,
+    command: Option<Command>,
+    waiters: &mut Vec<oneshot::Sender<()>>,
+) -> bool {
+    match command {
+        Some(Command::Shutdown(w)) => {
+            waiters.push(w);
+            ua.shutdown(Instant::now());
+        }
+        Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
+        Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
+        Some(Command::Status(reply)) => {
+            let _ = reply.send(ua.status());
+        }
+        None => {
+            ua.shutdown(Instant::now());
+            return false;
+        }
+    }
+    true
+}
+
 fn deliver(ua: &mut UserAgent, events: &mpsc::UnboundedSender<Event>) {
     while let Some(e) = ua.poll_event() {
         tracing::debug!(event = ?e, "sip-ua event");
@@ -238,21 +263,9 @@ async fn run_udp(
                 }
             },
             _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
-            c = cmds.recv(), if cmds_open => match c {
-                Some(Command::Shutdown(w)) => {
-                    waiters.push(w);
-                    ua.shutdown(Instant::now());
-                }
-                Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
-                Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
-                Some(Command::Status(reply)) => {
-                    let _ = reply.send(ua.status());
-                }
-                None => {
-                    cmds_open = false;
-                    ua.shutdown(Instant::now());
-                }
-            },
+            c = cmds.recv(), if cmds_open => {
+                cmds_open = handle_command(&mut ua, c, &mut waiters);
+            }
         }
     }
     for w in waiters {
@@ -367,21 +380,9 @@ async fn run_tcp(
                 }
             }
             _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
-            c = cmds.recv(), if cmds_open => match c {
-                Some(Command::Shutdown(w)) => {
-                    waiters.push(w);
-                    ua.shutdown(Instant::now());
-                }
-                Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
-                Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
-                Some(Command::Status(reply)) => {
-                    let _ = reply.send(ua.status());
-                }
-                None => {
-                    cmds_open = false;
-                    ua.shutdown(Instant::now());
-                }
-            },
+            c = cmds.recv(), if cmds_open => {
+                cmds_open = handle_command(&mut ua, c, &mut waiters);
+            }
         }
     }
     for w in waiters {
