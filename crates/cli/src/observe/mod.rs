@@ -1,11 +1,64 @@
 //! What the service shows about itself: counters and gauges for `/metrics`
 //! (Prometheus text format), per-extension status for `/status`, and the
 //! readiness behind `/readyz`. One [`Telemetry`] handle is shared (cheap to
-//! clone) by the SIP source, the engine and the sinks.
+//! clone) by the SIP source, the engine and the sinks; [`serve`] puts it on
+//! HTTP.
+//!
+//! Metrics are kept with the `prometheus-client` crate (the Prometheus
+//! project's own Rust client: typed families, OpenMetrics text encoding).
+//! Totals only in `/metrics` (bounded cardinality: no per-extension series);
+//! the per-extension detail lives in `/status`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `sip_registered` | gauge (0/1) | |
+//! | `graph_token_valid` | gauge (0/1) | |
+//! | `ready` | gauge (0/1) | |
+//! | `extensions_configured` | gauge | |
+//! | `sip_subscriptions` | gauge | `state` = `pending`, `active`, `failed`, `terminated` |
+//! | `blf_lines` | gauge | `state` = a [`LineState`] name, or `none` before the first NOTIFY |
+//! | `sip_notifies_total` | counter | |
+//! | `blf_parse_errors_total` | counter | |
+//! | `graph_calls_total` | counter | `operation`, `outcome` = `ok`, `throttled`, `error` |
+//! | `graph_throttled_total` | counter (429s) | |
+//! | `notify_to_graph_seconds` | histogram, 0.1 ms … 10 s | |
+//!
+//! ```
+//! use sip_blf_sync::observe::{CallOutcome, SubscriptionStatus, Telemetry};
+//!
+//! let telemetry = Telemetry::new();
+//! telemetry.add_extension("1001", "user1@contoso.com");
+//! telemetry.set_subscription("1001", SubscriptionStatus::Active);
+//! telemetry.graph_call("setPresence", CallOutcome::Ok);
+//! assert!(!telemetry.is_ready());
+//! telemetry.set_registered(true);
+//! telemetry.set_token_valid(true);
+//! assert!(telemetry.is_ready());
+//! let text = telemetry.metrics_text();
+//! assert!(text.contains(r#"graph_calls_total{operation="setPresence",outcome="ok"} 1"#));
+//! assert_eq!(telemetry.status_json()["extensions"][0]["subscription"], "active");
+//! ```
 
-use std::time::{Duration, SystemTime};
+mod http;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use blf::LineState;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+pub use http::{
+    parse_http_listen, serve, HttpListenError, HttpServer, DEFAULT_HTTP_LISTEN,
+    METRICS_CONTENT_TYPE,
+};
 
 /// Where one extension's subscription stands, as shown in `/status` and `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -21,6 +74,26 @@ pub enum SubscriptionStatus {
     Terminated,
 }
 
+impl SubscriptionStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [SubscriptionStatus; 4] = [
+        SubscriptionStatus::Pending,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::Failed,
+        SubscriptionStatus::Terminated,
+    ];
+
+    /// Lowercase name, as in `/status` and the `state` label of `sip_subscriptions`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Failed => "failed",
+            Self::Terminated => "terminated",
+        }
+    }
+}
+
 /// Outcome of one Graph call, a label of `graph_calls_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -33,45 +106,388 @@ pub enum CallOutcome {
     Error,
 }
 
-/// The shared handle.
+impl CallOutcome {
+    /// Lowercase name, the `outcome` label of `graph_calls_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Throttled => "throttled",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Why the service is not ready, as reported by `/readyz`.
+pub const NOT_REGISTERED: &str = "not registered with the PBX";
+/// Why the service is not ready, as reported by `/readyz`.
+pub const NO_TOKEN: &str = "no valid Graph token";
+
+/// Upper bounds of the `notify_to_graph_seconds` buckets: 0.1 ms to 10 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GraphCallLabels {
+    operation: String,
+    outcome: &'static str,
+}
+
+/// What `/status` shows for one extension.
 #[derive(Debug, Clone, Default)]
-pub struct Telemetry {}
+struct ExtensionStatus {
+    user: Option<String>,
+    subscription: Option<SubscriptionStatus>,
+    line_state: Option<LineState>,
+    presence: Option<String>,
+    last_notify: Option<SystemTime>,
+    notifies: u64,
+    parse_errors: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    registered: AtomicBool,
+    token_valid: AtomicBool,
+    graph_required: AtomicBool,
+    registered_gauge: Gauge,
+    token_gauge: Gauge,
+    ready_gauge: Gauge,
+    extensions_gauge: Gauge,
+    subscriptions: Family<StateLabel, Gauge>,
+    lines: Family<StateLabel, Gauge>,
+    notifies: Counter,
+    parse_errors: Counter,
+    graph_calls: Family<GraphCallLabels, Counter>,
+    throttled: Counter,
+    latency: Histogram,
+    extensions: Mutex<BTreeMap<String, ExtensionStatus>>,
+}
+
+/// The shared handle: metrics, per-extension status and readiness.
+///
+/// Cloning is cheap (one `Arc`); every method takes `&self` and may be called
+/// from any thread or task at the same time.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Telemetry {
     /// A fresh set of metrics and status.
     pub fn new() -> Self {
-        Self::default()
+        let mut registry = Registry::default();
+        let registered_gauge = Gauge::default();
+        let token_gauge = Gauge::default();
+        let ready_gauge = Gauge::default();
+        let extensions_gauge = Gauge::default();
+        let subscriptions = Family::<StateLabel, Gauge>::default();
+        let lines = Family::<StateLabel, Gauge>::default();
+        let notifies = Counter::default();
+        let parse_errors = Counter::default();
+        let graph_calls = Family::<GraphCallLabels, Counter>::default();
+        let throttled = Counter::default();
+        let latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "sip_registered",
+            "1 while the SIP registration with the PBX is in force",
+            registered_gauge.clone(),
+        );
+        registry.register(
+            "graph_token_valid",
+            "1 while a valid Microsoft Graph token is held",
+            token_gauge.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while the service is ready (registered, token valid)",
+            ready_gauge.clone(),
+        );
+        registry.register(
+            "extensions_configured",
+            "Extensions configured for monitoring",
+            extensions_gauge.clone(),
+        );
+        registry.register(
+            "sip_subscriptions",
+            "Dialog subscriptions by state",
+            subscriptions.clone(),
+        );
+        registry.register("blf_lines", "Monitored lines by line state", lines.clone());
+        registry.register("sip_notifies", "NOTIFY requests received", notifies.clone());
+        registry.register(
+            "blf_parse_errors",
+            "NOTIFY bodies that could not be parsed",
+            parse_errors.clone(),
+        );
+        registry.register(
+            "graph_calls",
+            "Microsoft Graph calls by operation and outcome",
+            graph_calls.clone(),
+        );
+        registry.register(
+            "graph_throttled",
+            "Microsoft Graph calls answered 429 Too Many Requests",
+            throttled.clone(),
+        );
+        registry.register(
+            "notify_to_graph_seconds",
+            "Time from a NOTIFY's arrival to the Graph request it caused",
+            latency.clone(),
+        );
+        // Every subscription state is always exported, at 0 when unused.
+        for status in SubscriptionStatus::ALL {
+            subscriptions
+                .get_or_create(&StateLabel {
+                    state: status.as_str(),
+                })
+                .set(0);
+        }
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                registered: AtomicBool::new(false),
+                token_valid: AtomicBool::new(false),
+                graph_required: AtomicBool::new(true),
+                registered_gauge,
+                token_gauge,
+                ready_gauge,
+                extensions_gauge,
+                subscriptions,
+                lines,
+                notifies,
+                parse_errors,
+                graph_calls,
+                throttled,
+                latency,
+                extensions: Mutex::new(BTreeMap::new()),
+            }),
+        }
     }
+
+    fn extensions(&self) -> MutexGuard<'_, BTreeMap<String, ExtensionStatus>> {
+        // A panic elsewhere while holding the lock leaves plain data behind: keep going.
+        self.inner
+            .extensions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the extension's entry (created if unknown) and refreshes the
+    /// gauges derived from all entries, under one lock so they stay consistent.
+    fn update(&self, extension: &str, f: impl FnOnce(&mut ExtensionStatus)) {
+        let mut map = self.extensions();
+        if !map.contains_key(extension) {
+            map.insert(extension.to_owned(), ExtensionStatus::default());
+        }
+        if let Some(entry) = map.get_mut(extension) {
+            f(entry);
+        }
+        self.refresh_gauges(&map);
+    }
+
+    fn refresh_gauges(&self, map: &BTreeMap<String, ExtensionStatus>) {
+        let inner = &self.inner;
+        inner.extensions_gauge.set(gauge_value(map.len()));
+        for status in SubscriptionStatus::ALL {
+            let n = map
+                .values()
+                .filter(|e| e.subscription.unwrap_or(SubscriptionStatus::Pending) == status)
+                .count();
+            inner
+                .subscriptions
+                .get_or_create(&StateLabel {
+                    state: status.as_str(),
+                })
+                .set(gauge_value(n));
+        }
+        let none = map.values().filter(|e| e.line_state.is_none()).count();
+        inner
+            .lines
+            .get_or_create(&StateLabel { state: "none" })
+            .set(gauge_value(none));
+        for state in LineState::ALL {
+            let n = map.values().filter(|e| e.line_state == Some(state)).count();
+            inner
+                .lines
+                .get_or_create(&StateLabel {
+                    state: state.as_str(),
+                })
+                .set(gauge_value(n));
+        }
+    }
+
+    fn refresh_ready(&self) {
+        let ready = self.is_ready();
+        self.inner.ready_gauge.set(i64::from(ready));
+    }
+
     /// The SIP registration is (or is no longer) in force.
-    pub fn set_registered(&self, _registered: bool) {}
+    pub fn set_registered(&self, registered: bool) {
+        self.inner.registered.store(registered, Ordering::SeqCst);
+        self.inner.registered_gauge.set(i64::from(registered));
+        self.refresh_ready();
+    }
     /// A valid Graph token is (or is no longer) held.
-    pub fn set_token_valid(&self, _valid: bool) {}
+    pub fn set_token_valid(&self, valid: bool) {
+        self.inner.token_valid.store(valid, Ordering::SeqCst);
+        self.inner.token_gauge.set(i64::from(valid));
+        self.refresh_ready();
+    }
+    /// Whether readiness needs a Graph token (default `true`). A run without a
+    /// tenant (`--dry-run`, log sink) sets `false`: it is then ready once registered.
+    pub fn set_graph_required(&self, required: bool) {
+        self.inner.graph_required.store(required, Ordering::SeqCst);
+        self.refresh_ready();
+    }
     /// An extension is configured (with its user); shown in `/status` from the start.
-    pub fn add_extension(&self, _extension: &str, _user: &str) {}
+    pub fn add_extension(&self, extension: &str, user: &str) {
+        self.update(extension, |e| {
+            e.user = Some(user.to_owned());
+            e.subscription.get_or_insert(SubscriptionStatus::Pending);
+        });
+    }
     /// A subscription changed state.
-    pub fn set_subscription(&self, _extension: &str, _status: SubscriptionStatus) {}
+    pub fn set_subscription(&self, extension: &str, status: SubscriptionStatus) {
+        self.update(extension, |e| e.subscription = Some(status));
+    }
     /// A NOTIFY for `extension` arrived at `at`.
-    pub fn notify_received(&self, _extension: &str, _at: SystemTime) {}
+    pub fn notify_received(&self, extension: &str, at: SystemTime) {
+        self.inner.notifies.inc();
+        self.update(extension, |e| {
+            e.notifies += 1;
+            // Out-of-order reports never move the time back.
+            if e.last_notify.is_none_or(|prev| at > prev) {
+                e.last_notify = Some(at);
+            }
+        });
+    }
     /// A NOTIFY body could not be parsed.
-    pub fn parse_error(&self, _extension: &str) {}
+    pub fn parse_error(&self, extension: &str) {
+        self.inner.parse_errors.inc();
+        self.update(extension, |e| e.parse_errors += 1);
+    }
     /// The extension's line state is now `state`.
-    pub fn set_line_state(&self, _extension: &str, _state: LineState) {}
+    pub fn set_line_state(&self, extension: &str, state: LineState) {
+        self.update(extension, |e| e.line_state = Some(state));
+    }
     /// The presence we hold for the extension's user, as text (`Busy/InACall`, `cleared`…).
-    pub fn set_presence(&self, _extension: &str, _presence: &str) {}
+    pub fn set_presence(&self, extension: &str, presence: &str) {
+        self.update(extension, |e| e.presence = Some(presence.to_owned()));
+    }
     /// One Graph call finished (`operation`: `setPresence`, `clearPresence`, `batch`, …).
-    pub fn graph_call(&self, _operation: &str, _outcome: CallOutcome) {}
+    pub fn graph_call(&self, operation: &str, outcome: CallOutcome) {
+        self.inner
+            .graph_calls
+            .get_or_create(&GraphCallLabels {
+                operation: operation.to_owned(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        if outcome == CallOutcome::Throttled {
+            self.inner.throttled.inc();
+        }
+    }
     /// Time from a NOTIFY's arrival to the Graph request it caused.
-    pub fn notify_to_graph(&self, _latency: Duration) {}
+    pub fn notify_to_graph(&self, latency: Duration) {
+        self.inner.latency.observe(latency.as_secs_f64());
+    }
+    /// What is missing for readiness, as the sentences `/readyz` shows
+    /// ([`NOT_REGISTERED`], [`NO_TOKEN`]); empty when ready.
+    pub fn readiness_problems(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if !self.inner.registered.load(Ordering::SeqCst) {
+            missing.push(NOT_REGISTERED);
+        }
+        if self.inner.graph_required.load(Ordering::SeqCst)
+            && !self.inner.token_valid.load(Ordering::SeqCst)
+        {
+            missing.push(NO_TOKEN);
+        }
+        missing
+    }
     /// Whether the service is ready: registered and holding a valid token.
     pub fn is_ready(&self) -> bool {
-        false
+        self.readiness_problems().is_empty()
     }
-    /// The `/status` document.
+    /// The `/status` document, with ages computed against the current time.
     pub fn status_json(&self) -> serde_json::Value {
-        serde_json::Value::Null
+        self.status_json_at(SystemTime::now())
     }
-    /// The `/metrics` text (Prometheus exposition format).
+    /// The `/status` document, with ages computed against `now`.
+    ///
+    /// ```json
+    /// { "ready": false, "missing": ["no valid Graph token"],
+    ///   "registered": true, "token_valid": false, "graph_required": true,
+    ///   "extensions": [ { "extension": "1001", "user": "user1@contoso.com",
+    ///       "subscription": "active", "line_state": "busy", "presence": "Busy/InACall",
+    ///       "last_notify_unix": 1795000000.25, "last_notify_age_seconds": 3.5,
+    ///       "notifies": 4, "parse_errors": 0 } ] }
+    /// ```
+    /// Fields not known yet are `null`; extensions are sorted by number.
+    pub fn status_json_at(&self, now: SystemTime) -> serde_json::Value {
+        let missing = self.readiness_problems();
+        let extensions: Vec<serde_json::Value> = self
+            .extensions()
+            .iter()
+            .map(|(extension, e)| {
+                let unix = e
+                    .last_notify
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64());
+                // A NOTIFY stamped in the future (clock step) shows age 0, not an error.
+                let age = e.last_notify.map(|t| {
+                    now.duration_since(t)
+                        .unwrap_or(Duration::ZERO)
+                        .as_secs_f64()
+                });
+                json!({
+                    "extension": extension,
+                    "user": e.user,
+                    "subscription": e.subscription,
+                    "line_state": e.line_state,
+                    "presence": e.presence,
+                    "last_notify_unix": unix,
+                    "last_notify_age_seconds": age,
+                    "notifies": e.notifies,
+                    "parse_errors": e.parse_errors,
+                })
+            })
+            .collect();
+        json!({
+            "ready": missing.is_empty(),
+            "missing": missing,
+            "registered": self.inner.registered.load(Ordering::SeqCst),
+            "token_valid": self.inner.token_valid.load(Ordering::SeqCst),
+            "graph_required": self.inner.graph_required.load(Ordering::SeqCst),
+            "extensions": extensions,
+        })
+    }
+    /// The `/metrics` text (OpenMetrics text format, which Prometheus reads;
+    /// serve it with [`METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
-        String::new()
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would only drop the text.
+        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
+            out.clear();
+        }
+        out
     }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
