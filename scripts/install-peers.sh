@@ -5,6 +5,7 @@
 #   sip-tester                           SIPp, the phones
 #   coturn                               STUN server (run STUN-only by the tests)
 #   iproute2, nftables, procps           ip netns / ss, the NAT rule, sysctl
+#   systemd                              systemd-analyze verify for the example unit
 # The tests start their own instances on loopback (crates/testbed); the
 # packages' own services are kept stopped and disabled, because their stock
 # configurations listen on every interface.
@@ -14,7 +15,7 @@
 # when there is one.
 set -euo pipefail
 
-PKGS=(kamailio kamailio-presence-modules sip-tester coturn iproute2 nftables procps)
+PKGS=(kamailio kamailio-presence-modules sip-tester coturn iproute2 nftables procps systemd)
 SERVICES=(kamailio coturn)
 
 log() { echo "install-peers: $*"; }
