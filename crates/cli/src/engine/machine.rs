@@ -1,0 +1,898 @@
+//! The per-user logic, sans-IO: line changes and `now` in; presence commands
+//! and the next deadline out.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use blf::{LineState, Mapping, PresenceAction, PresencePair};
+use graph_presence::{refresh_interval, PresenceState};
+
+use super::state::{unix_seconds, AppliedRecord, PersistedState};
+
+/// What a command does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceCommandKind {
+    /// `setPresence` with our session.
+    Set {
+        /// The pair.
+        pair: PresencePair,
+        /// The session's `expirationDuration`.
+        expiration: Duration,
+    },
+    /// `clearPresence` of our session.
+    Clear,
+    /// `setStatusMessage` (an empty text clears the message).
+    StatusMessage {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Why a command is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The line state changed.
+    Change,
+    /// Holding a set presence before its session expires.
+    KeepAlive,
+    /// The periodic re-assertion of every user's desired presence.
+    Reconcile,
+    /// A presence left by an earlier run is corrected.
+    Restart,
+    /// An earlier attempt failed.
+    Retry,
+    /// The service is stopping.
+    Shutdown,
+}
+
+impl Reason {
+    /// Lowercase name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Change => "change",
+            Self::KeepAlive => "keep-alive",
+            Self::Reconcile => "reconcile",
+            Self::Restart => "restart",
+            Self::Retry => "retry",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One thing to do with one user's presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceCommand {
+    /// The extension whose line caused it.
+    pub extension: String,
+    /// The user (UPN or e-mail, as configured).
+    pub user: String,
+    /// What to do.
+    pub kind: PresenceCommandKind,
+    /// Why.
+    pub reason: Reason,
+    /// When the line change that caused it was seen, for the NOTIFY→Graph latency.
+    pub caused_at: Option<Instant>,
+}
+
+impl PresenceCommand {
+    /// The Graph operation's name (`setPresence`, `clearPresence`, `setStatusMessage`).
+    pub fn operation(&self) -> &'static str {
+        match self.kind {
+            PresenceCommandKind::Set { .. } => "setPresence",
+            PresenceCommandKind::Clear => "clearPresence",
+            PresenceCommandKind::StatusMessage { .. } => "setStatusMessage",
+        }
+    }
+}
+
+/// Converts a mapping pair to the Graph client's state.
+pub fn presence_state(pair: PresencePair) -> PresenceState {
+    match pair {
+        PresencePair::AvailableAvailable => PresenceState::Available,
+        PresencePair::BusyInACall => PresenceState::BusyInACall,
+        PresencePair::BusyInAConferenceCall => PresenceState::BusyInAConferenceCall,
+        PresencePair::AwayAway => PresenceState::Away,
+        PresencePair::DoNotDisturbPresenting => PresenceState::DoNotDisturbPresenting,
+    }
+}
+
+/// The engine's timing and behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineSettings {
+    /// Coalescing window for bursts of changes (zero = off).
+    pub debounce: Duration,
+    /// `expirationDuration` of each set presence (PT5M..PT4H).
+    pub expiration: Duration,
+    /// Re-assert every user's desired presence this often (zero = never).
+    pub reconcile_every: Duration,
+    /// After a restart, how long to wait for a first NOTIFY before clearing a
+    /// presence an earlier run left set.
+    pub restart_grace: Duration,
+    /// Wait this long before retrying a failed command.
+    pub retry_after: Duration,
+    /// Status message while the line is busy (set presence is a Busy pair); `None` = off.
+    pub status_message: Option<String>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::ZERO,
+            expiration: Duration::from_secs(3600),
+            reconcile_every: Duration::from_secs(15 * 60),
+            restart_grace: Duration::from_secs(30),
+            retry_after: Duration::from_secs(30),
+            status_message: None,
+        }
+    }
+}
+
+/// What we want or hold for a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Set(PresencePair),
+    Clear,
+}
+
+impl Want {
+    fn text(self) -> String {
+        match self {
+            Want::Set(p) => p.to_string(),
+            Want::Clear => "clear".into(),
+        }
+    }
+    fn parse(text: &str) -> Option<Want> {
+        match PresenceAction::parse(text)? {
+            PresenceAction::Set(p) => Some(Want::Set(p)),
+            PresenceAction::Clear => Some(Want::Clear),
+            PresenceAction::Keep => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    user: String,
+    mapping: Mapping,
+    line: Option<LineState>,
+    /// A debounced change waiting for its window to end.
+    pending: Option<(LineState, Instant, Instant)>,
+    desired: Option<Want>,
+    /// What we last sent (successfully or in flight); `None` = nothing known.
+    applied: Option<Want>,
+    applied_wall: Option<SystemTime>,
+    /// An earlier run's presence, still to be confirmed or corrected.
+    inherited: bool,
+    keepalive_at: Option<Instant>,
+    retry_at: Option<Instant>,
+    status_set: bool,
+    last_notify: Option<Instant>,
+}
+
+/// The sync engine for every configured extension.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use blf::{LineState, Mapping};
+/// use sip_blf_sync::engine::{Engine, EngineSettings, PresenceCommandKind};
+///
+/// let t0 = Instant::now();
+/// let mut engine = Engine::new(EngineSettings::default(), t0);
+/// engine.add_extension("1001", "alice@contoso.com", Mapping::default());
+/// engine.line_changed("1001", LineState::Busy, t0);
+/// let cmds = engine.poll(t0);
+/// assert!(matches!(cmds[0].kind, PresenceCommandKind::Set { .. }));
+/// engine.line_changed("1001", LineState::Idle, t0);
+/// assert_eq!(engine.poll(t0)[0].kind, PresenceCommandKind::Clear);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Engine {
+    settings: EngineSettings,
+    slots: BTreeMap<String, Slot>,
+    started: Instant,
+    next_reconcile: Option<Instant>,
+    out: Vec<PresenceCommand>,
+}
+
+impl Engine {
+    /// An engine with no extensions yet.
+    pub fn new(settings: EngineSettings, now: Instant) -> Self {
+        let next_reconcile =
+            (!settings.reconcile_every.is_zero()).then(|| now + settings.reconcile_every);
+        Self {
+            settings,
+            slots: BTreeMap::new(),
+            started: now,
+            next_reconcile,
+            out: Vec::new(),
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// Monitors `extension` for `user`, with its mapping.
+    pub fn add_extension(&mut self, extension: &str, user: &str, mapping: Mapping) {
+        self.slots.insert(
+            extension.to_owned(),
+            Slot {
+                user: user.to_owned(),
+                mapping,
+                line: None,
+                pending: None,
+                desired: None,
+                applied: None,
+                applied_wall: None,
+                inherited: false,
+                keepalive_at: None,
+                retry_at: None,
+                status_set: false,
+                last_notify: None,
+            },
+        );
+    }
+
+    /// Takes over what an earlier run applied (from the state file): a
+    /// presence left set is corrected once the first line state is known, or
+    /// cleared after [`EngineSettings::restart_grace`] without one.
+    pub fn restore(&mut self, state: &PersistedState) {
+        for slot in self.slots.values_mut() {
+            let Some(record) = state.users.get(&slot.user) else {
+                continue;
+            };
+            if let Some(Want::Set(p)) = Want::parse(&record.applied) {
+                slot.applied = Some(Want::Set(p));
+                slot.inherited = true;
+            }
+        }
+    }
+
+    /// What to persist about applied presences (object ids are the sink's).
+    pub fn applied_records(&self) -> BTreeMap<String, AppliedRecord> {
+        self.slots
+            .iter()
+            .filter_map(|(ext, s)| {
+                let applied = s.applied?;
+                Some((
+                    s.user.clone(),
+                    AppliedRecord {
+                        extension: ext.clone(),
+                        applied: applied.text(),
+                        at_unix: s.applied_wall.map(unix_seconds).unwrap_or(0.0),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The line state of `extension`, as last reported.
+    pub fn line_state(&self, extension: &str) -> Option<LineState> {
+        self.slots.get(extension).and_then(|s| s.line)
+    }
+
+    /// What we hold for the extension's user as text (`Busy/InACall`, `clear`), if anything.
+    pub fn applied(&self, extension: &str) -> Option<String> {
+        self.slots.get(extension)?.applied.map(Want::text)
+    }
+
+    /// Time since the last line report for `extension`.
+    pub fn since_last_notify(&self, extension: &str, now: Instant) -> Option<Duration> {
+        let at = self.slots.get(extension)?.last_notify?;
+        Some(now.saturating_duration_since(at))
+    }
+
+    /// A line changed state (unknown extensions are ignored).
+    pub fn line_changed(&mut self, extension: &str, state: LineState, now: Instant) {
+        let debounce = self.settings.debounce;
+        let Some(slot) = self.slots.get_mut(extension) else {
+            return;
+        };
+        slot.last_notify = Some(now);
+        if debounce.is_zero() {
+            slot.line = Some(state);
+            Self::decide(
+                &self.settings,
+                extension,
+                slot,
+                now,
+                Some(now),
+                &mut self.out,
+            );
+        } else {
+            // The window starts with the first change of a burst; later changes
+            // in it only replace the state that will be sent.
+            let (deadline, first) = match slot.pending {
+                Some((_, deadline, first)) => (deadline, first),
+                None => (now + debounce, now),
+            };
+            slot.pending = Some((state, deadline, first));
+        }
+    }
+
+    fn decide(
+        settings: &EngineSettings,
+        extension: &str,
+        slot: &mut Slot,
+        now: Instant,
+        caused_at: Option<Instant>,
+        out: &mut Vec<PresenceCommand>,
+    ) {
+        let Some(line) = slot.line else { return };
+        let inherited = std::mem::take(&mut slot.inherited);
+        let want = match slot.mapping.action(line) {
+            PresenceAction::Set(p) => Want::Set(p),
+            PresenceAction::Clear => Want::Clear,
+            PresenceAction::Keep => {
+                // An inherited presence kept as is gets refreshed now: its
+                // session's remaining time is unknown.
+                if inherited {
+                    if let Some(Want::Set(p)) = slot.applied {
+                        Self::send(
+                            settings,
+                            extension,
+                            slot,
+                            Want::Set(p),
+                            Reason::Restart,
+                            now,
+                            caused_at,
+                            out,
+                        );
+                    }
+                }
+                return;
+            }
+        };
+        slot.desired = Some(want);
+        let reason = if inherited {
+            Reason::Restart
+        } else {
+            Reason::Change
+        };
+        // An inherited Set is re-sent even when it matches (unknown remaining time).
+        if slot.applied == Some(want) && !(inherited && matches!(want, Want::Set(_))) {
+            return;
+        }
+        if want == Want::Clear && slot.applied.is_none() {
+            // Nothing of ours to clear.
+            return;
+        }
+        Self::send(settings, extension, slot, want, reason, now, caused_at, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        settings: &EngineSettings,
+        extension: &str,
+        slot: &mut Slot,
+        want: Want,
+        reason: Reason,
+        now: Instant,
+        caused_at: Option<Instant>,
+        out: &mut Vec<PresenceCommand>,
+    ) {
+        let mut push = |kind| {
+            out.push(PresenceCommand {
+                extension: extension.to_owned(),
+                user: slot.user.clone(),
+                kind,
+                reason,
+                caused_at,
+            })
+        };
+        match want {
+            Want::Set(pair) => {
+                push(PresenceCommandKind::Set {
+                    pair,
+                    expiration: settings.expiration,
+                });
+                slot.keepalive_at =
+                    Some(now + refresh_interval(presence_state(pair), Some(settings.expiration)));
+                let busy = pair.availability() == "Busy";
+                if let Some(text) = settings.status_message.as_ref() {
+                    if busy && !slot.status_set && reason != Reason::KeepAlive {
+                        push(PresenceCommandKind::StatusMessage { text: text.clone() });
+                        slot.status_set = true;
+                    } else if !busy && slot.status_set {
+                        push(PresenceCommandKind::StatusMessage {
+                            text: String::new(),
+                        });
+                        slot.status_set = false;
+                    }
+                }
+            }
+            Want::Clear => {
+                push(PresenceCommandKind::Clear);
+                slot.keepalive_at = None;
+                if slot.status_set {
+                    push(PresenceCommandKind::StatusMessage {
+                        text: String::new(),
+                    });
+                    slot.status_set = false;
+                }
+            }
+        }
+        slot.applied = Some(want);
+        slot.applied_wall = Some(SystemTime::now());
+        slot.retry_at = None;
+    }
+
+    /// Commands due at `now` (decisions, debounced changes, keep-alives,
+    /// retries, reconciliation, restart corrections), in extension order.
+    pub fn poll(&mut self, now: Instant) -> Vec<PresenceCommand> {
+        let settings = &self.settings;
+        let grace_over = now >= self.started + settings.restart_grace;
+        let reconcile = self.next_reconcile.is_some_and(|t| now >= t);
+        if reconcile {
+            self.next_reconcile = Some(now + settings.reconcile_every);
+        }
+        for (ext, slot) in &mut self.slots {
+            if let Some((state, deadline, first)) = slot.pending {
+                if now >= deadline {
+                    slot.pending = None;
+                    slot.line = Some(state);
+                    Self::decide(settings, ext, slot, now, Some(first), &mut self.out);
+                }
+            }
+            if slot.inherited && grace_over && slot.line.is_none() {
+                // No line report in time: do not leave an old presence standing.
+                slot.inherited = false;
+                Self::send(
+                    settings,
+                    ext,
+                    slot,
+                    Want::Clear,
+                    Reason::Restart,
+                    now,
+                    None,
+                    &mut self.out,
+                );
+                continue;
+            }
+            if slot.inherited {
+                continue;
+            }
+            if let (Some(at), Some(want)) = (slot.retry_at, slot.desired) {
+                if now >= at {
+                    Self::send(
+                        settings,
+                        ext,
+                        slot,
+                        want,
+                        Reason::Retry,
+                        now,
+                        None,
+                        &mut self.out,
+                    );
+                    continue;
+                }
+            }
+            if reconcile {
+                if let Some(want) = slot.desired {
+                    Self::send(
+                        settings,
+                        ext,
+                        slot,
+                        want,
+                        Reason::Reconcile,
+                        now,
+                        None,
+                        &mut self.out,
+                    );
+                    continue;
+                }
+            }
+            if let (Some(at), Some(Want::Set(p))) = (slot.keepalive_at, slot.applied) {
+                if now >= at {
+                    Self::send(
+                        settings,
+                        ext,
+                        slot,
+                        Want::Set(p),
+                        Reason::KeepAlive,
+                        now,
+                        None,
+                        &mut self.out,
+                    );
+                }
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The earliest time [`poll`](Self::poll) has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let grace = self.started + self.settings.restart_grace;
+        self.slots
+            .values()
+            .flat_map(|s| {
+                [
+                    s.pending.map(|(_, d, _)| d),
+                    (s.inherited && s.line.is_none()).then_some(grace),
+                    s.retry_at,
+                    s.keepalive_at
+                        .filter(|_| matches!(s.applied, Some(Want::Set(_)))),
+                ]
+            })
+            .flatten()
+            .chain(self.next_reconcile)
+            .min()
+    }
+
+    /// A command could not be applied: it is retried after
+    /// [`EngineSettings::retry_after`] (with the then desired presence).
+    pub fn command_failed(&mut self, command: &PresenceCommand, now: Instant) {
+        if let Some(slot) = self.slots.get_mut(&command.extension) {
+            if matches!(command.kind, PresenceCommandKind::StatusMessage { .. }) {
+                return;
+            }
+            // What Graph holds is unknown now.
+            slot.applied = None;
+            if slot.desired.is_none() {
+                slot.desired = match command.kind {
+                    PresenceCommandKind::Set { pair, .. } => Some(Want::Set(pair)),
+                    _ => Some(Want::Clear),
+                };
+            }
+            slot.retry_at = Some(now + self.settings.retry_after);
+        }
+    }
+
+    /// Clears every presence we hold (for shutdown); afterwards nothing is held.
+    pub fn shutdown(&mut self, now: Instant) -> Vec<PresenceCommand> {
+        let mut out = Vec::new();
+        for (ext, slot) in &mut self.slots {
+            slot.pending = None;
+            slot.inherited = false;
+            if matches!(slot.applied, Some(Want::Set(_))) {
+                Self::send(
+                    &self.settings,
+                    ext,
+                    slot,
+                    Want::Clear,
+                    Reason::Shutdown,
+                    now,
+                    None,
+                    &mut out,
+                );
+            }
+            slot.retry_at = None;
+            slot.desired = None;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PresenceCommandKind::{Clear, Set};
+
+    const BUSY: PresencePair = PresencePair::BusyInACall;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn engine(settings: EngineSettings, t0: Instant) -> Engine {
+        let mut e = Engine::new(settings, t0);
+        e.add_extension("1001", "alice@contoso.com", Mapping::default());
+        e.add_extension("1002", "bob@contoso.com", Mapping::default());
+        e
+    }
+
+    fn no_reconcile() -> EngineSettings {
+        EngineSettings {
+            reconcile_every: Duration::ZERO,
+            ..EngineSettings::default()
+        }
+    }
+
+    fn kinds(cmds: &[PresenceCommand]) -> Vec<(String, PresenceCommandKind, Reason)> {
+        cmds.iter()
+            .map(|c| (c.extension.clone(), c.kind.clone(), c.reason))
+            .collect()
+    }
+
+    fn set(ext: &str, reason: Reason) -> (String, PresenceCommandKind, Reason) {
+        (
+            ext.into(),
+            Set {
+                pair: BUSY,
+                expiration: HOUR,
+            },
+            reason,
+        )
+    }
+
+    #[test]
+    fn busy_sets_and_idle_clears() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let cmds = e.poll(t0);
+        assert_eq!(kinds(&cmds), vec![set("1001", Reason::Change)]);
+        assert_eq!(cmds[0].user, "alice@contoso.com");
+        assert_eq!(cmds[0].caused_at, Some(t0));
+        e.line_changed("1001", LineState::Idle, t0 + secs(5));
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(5))),
+            vec![("1001".into(), Clear, Reason::Change)]
+        );
+        assert_eq!(e.applied("1001").as_deref(), Some("clear"));
+    }
+
+    #[test]
+    fn idle_without_anything_of_ours_sends_nothing() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Idle, t0);
+        assert!(e.poll(t0).is_empty());
+        assert_eq!(e.next_deadline(), None);
+    }
+
+    #[test]
+    fn no_duplicate_sends() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        assert_eq!(e.poll(t0).len(), 1);
+        // Hold maps to the same pair: nothing new.
+        e.line_changed("1001", LineState::Hold, t0 + secs(1));
+        assert!(e.poll(t0 + secs(1)).is_empty());
+        e.line_changed("1001", LineState::Busy, t0 + secs(2));
+        assert!(e.poll(t0 + secs(2)).is_empty());
+        e.line_changed("1001", LineState::Idle, t0 + secs(3));
+        assert_eq!(e.poll(t0 + secs(3)).len(), 1);
+        e.line_changed("1001", LineState::Offline, t0 + secs(4));
+        assert!(e.poll(t0 + secs(4)).is_empty(), "clear is not sent twice");
+    }
+
+    #[test]
+    fn keep_changes_nothing() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Ringing, t0);
+        assert!(e.poll(t0).is_empty());
+        e.line_changed("1001", LineState::Busy, t0);
+        assert_eq!(e.poll(t0).len(), 1);
+        e.line_changed("1001", LineState::Ringing, t0 + secs(1));
+        e.line_changed("1001", LineState::Unknown, t0 + secs(1));
+        assert!(e.poll(t0 + secs(1)).is_empty());
+        assert_eq!(e.applied("1001").as_deref(), Some("Busy/InACall"));
+    }
+
+    #[test]
+    fn debounce_coalesces_a_burst_into_its_final_state() {
+        let t0 = Instant::now();
+        let mut e = engine(
+            EngineSettings {
+                debounce: Duration::from_millis(500),
+                ..no_reconcile()
+            },
+            t0,
+        );
+        e.line_changed("1001", LineState::Ringing, t0);
+        e.line_changed("1001", LineState::Busy, t0 + Duration::from_millis(100));
+        e.line_changed("1001", LineState::Idle, t0 + Duration::from_millis(200));
+        e.line_changed("1001", LineState::Busy, t0 + Duration::from_millis(300));
+        assert!(e.poll(t0 + Duration::from_millis(499)).is_empty());
+        assert_eq!(e.next_deadline(), Some(t0 + Duration::from_millis(500)));
+        let cmds = e.poll(t0 + Duration::from_millis(500));
+        assert_eq!(kinds(&cmds), vec![set("1001", Reason::Change)]);
+        assert_eq!(
+            cmds[0].caused_at,
+            Some(t0),
+            "latency counts from the burst's start"
+        );
+        // A burst that ends where it started sends nothing.
+        let t1 = t0 + secs(10);
+        e.line_changed("1001", LineState::Idle, t1);
+        e.line_changed("1001", LineState::Busy, t1 + Duration::from_millis(10));
+        assert!(e.poll(t1 + secs(1)).is_empty());
+    }
+
+    #[test]
+    fn keep_alive_before_expiry() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        e.poll(t0);
+        // PT1H: re-sent a minute before the end.
+        let first = t0 + secs(3540);
+        assert_eq!(e.next_deadline(), Some(first));
+        assert!(e.poll(first - secs(1)).is_empty());
+        assert_eq!(kinds(&e.poll(first)), vec![set("1001", Reason::KeepAlive)]);
+        assert_eq!(e.next_deadline(), Some(first + secs(3540)));
+        // Cleared: no more keep-alives.
+        e.line_changed("1001", LineState::Idle, first + secs(1));
+        assert_eq!(e.poll(first + secs(1)).len(), 1);
+        assert_eq!(e.next_deadline(), None);
+        assert!(e.poll(first + secs(3540)).is_empty());
+    }
+
+    #[test]
+    fn available_is_refreshed_within_five_minutes() {
+        let t0 = Instant::now();
+        let mut e = Engine::new(no_reconcile(), t0);
+        let mapping = Mapping {
+            idle: PresenceAction::Set(PresencePair::AvailableAvailable),
+            ..Mapping::default()
+        };
+        e.add_extension("1001", "alice@contoso.com", mapping);
+        e.line_changed("1001", LineState::Idle, t0);
+        let cmds = e.poll(t0);
+        assert!(matches!(
+            cmds[0].kind,
+            Set {
+                pair: PresencePair::AvailableAvailable,
+                ..
+            }
+        ));
+        let due = e.next_deadline().unwrap();
+        assert!(due - t0 < secs(300), "{:?}", due - t0);
+        assert_eq!(due - t0, secs(240));
+        assert_eq!(e.poll(due)[0].reason, Reason::KeepAlive);
+    }
+
+    #[test]
+    fn reconciliation_reasserts_every_user() {
+        let t0 = Instant::now();
+        let every = secs(15 * 60);
+        let mut e = engine(
+            EngineSettings {
+                reconcile_every: every,
+                ..EngineSettings::default()
+            },
+            t0,
+        );
+        e.line_changed("1001", LineState::Busy, t0);
+        e.line_changed("1002", LineState::Idle, t0);
+        assert_eq!(e.poll(t0).len(), 1);
+        assert_eq!(e.next_deadline(), Some(t0 + every));
+        assert!(e.poll(t0 + every - secs(1)).is_empty());
+        assert_eq!(
+            kinds(&e.poll(t0 + every)),
+            vec![
+                set("1001", Reason::Reconcile),
+                ("1002".into(), Clear, Reason::Reconcile)
+            ]
+        );
+        assert_eq!(e.next_deadline(), Some(t0 + every * 2));
+    }
+
+    #[test]
+    fn failures_are_retried_with_the_desired_state() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let cmds = e.poll(t0);
+        e.command_failed(&cmds[0], t0 + secs(1));
+        assert_eq!(e.applied("1001"), None);
+        assert_eq!(e.next_deadline(), Some(t0 + secs(31)));
+        // Meanwhile the line went idle: the retry clears instead.
+        e.line_changed("1001", LineState::Idle, t0 + secs(2));
+        assert!(e.poll(t0 + secs(2)).is_empty());
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(31))),
+            vec![("1001".into(), Clear, Reason::Retry)]
+        );
+        assert!(e.poll(t0 + secs(62)).is_empty());
+    }
+
+    fn left_busy() -> PersistedState {
+        let mut s = PersistedState::default();
+        s.users.insert(
+            "alice@contoso.com".into(),
+            AppliedRecord {
+                extension: "1001".into(),
+                applied: "Busy/InACall".into(),
+                at_unix: 1_795_000_000.0,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn restart_clears_a_stale_busy_at_the_first_idle_notify() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.restore(&left_busy());
+        e.line_changed("1001", LineState::Idle, t0 + secs(1));
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(1))),
+            vec![("1001".into(), Clear, Reason::Restart)]
+        );
+        // bob was not in the state: his idle sends nothing.
+        e.line_changed("1002", LineState::Idle, t0 + secs(1));
+        assert!(e.poll(t0 + secs(100)).is_empty());
+    }
+
+    #[test]
+    fn restart_clears_a_stale_busy_after_the_grace_period_without_notify() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.restore(&left_busy());
+        assert_eq!(e.next_deadline(), Some(t0 + secs(30)));
+        assert!(e.poll(t0 + secs(29)).is_empty());
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(30))),
+            vec![("1001".into(), Clear, Reason::Restart)]
+        );
+        assert!(e.poll(t0 + secs(60)).is_empty());
+    }
+
+    #[test]
+    fn restart_refreshes_a_busy_that_still_matches_once() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.restore(&left_busy());
+        e.line_changed("1001", LineState::Busy, t0 + secs(1));
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(1))),
+            vec![set("1001", Reason::Restart)]
+        );
+        e.line_changed("1001", LineState::Hold, t0 + secs(2));
+        assert!(e.poll(t0 + secs(2)).is_empty());
+    }
+
+    #[test]
+    fn shutdown_clears_what_we_hold() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        e.line_changed("1002", LineState::Idle, t0);
+        e.poll(t0);
+        assert_eq!(
+            kinds(&e.shutdown(t0 + secs(1))),
+            vec![("1001".into(), Clear, Reason::Shutdown)]
+        );
+        assert_eq!(e.applied_records()["alice@contoso.com"].applied, "clear");
+    }
+
+    #[test]
+    fn status_message_while_busy_when_configured() {
+        let t0 = Instant::now();
+        let mut e = engine(
+            EngineSettings {
+                status_message: Some("On a call".into()),
+                ..no_reconcile()
+            },
+            t0,
+        );
+        e.line_changed("1001", LineState::Busy, t0);
+        let cmds = e.poll(t0);
+        assert_eq!(cmds.len(), 2);
+        assert_eq!(
+            cmds[1].kind,
+            PresenceCommandKind::StatusMessage {
+                text: "On a call".into()
+            }
+        );
+        // Keep-alives do not repeat it.
+        assert_eq!(e.poll(t0 + secs(3540)).len(), 1);
+        e.line_changed("1001", LineState::Idle, t0 + secs(3600));
+        let cmds = e.poll(t0 + secs(3600));
+        assert_eq!(cmds.len(), 2);
+        assert_eq!(
+            cmds[1].kind,
+            PresenceCommandKind::StatusMessage {
+                text: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_extensions_are_ignored_and_notify_age_is_tracked() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("9999", LineState::Busy, t0);
+        assert!(e.poll(t0).is_empty());
+        assert_eq!(e.since_last_notify("1001", t0), None);
+        e.line_changed("1001", LineState::Ringing, t0);
+        assert_eq!(e.since_last_notify("1001", t0 + secs(7)), Some(secs(7)));
+        assert_eq!(e.line_state("1001"), Some(LineState::Ringing));
+    }
+}

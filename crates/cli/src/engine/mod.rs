@@ -1,0 +1,285 @@
+//! The sync engine: line-state changes from a [`LineSource`] become presence
+//! commands for a [`PresenceSink`].
+//!
+//! - [`Engine`] is the per-user logic, sans-IO (line changes and `now` in,
+//!   [`PresenceCommand`]s and the next deadline out): mapping, debounce,
+//!   keep-alives, reconciliation, restart correction, shutdown clears.
+//! - [`state`] is the state file (object ids, what was applied), written atomically.
+//! - [`LogSink`] prints decisions (`--dry-run`); [`GraphSink`] applies them
+//!   with Microsoft Graph.
+//! - [`run_engine`] is the tokio loop around them.
+//!
+//! A new source or sink is one trait implementation away.
+
+mod machine;
+mod sinks;
+pub mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use blf::Mapping;
+use tokio::sync::mpsc;
+
+pub use machine::{
+    presence_state, Engine, EngineSettings, PresenceCommand, PresenceCommandKind, Reason,
+};
+pub use sinks::{GraphSink, LogSink, SinkError};
+pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
+
+use crate::observe::Telemetry;
+use crate::problems::{Problem, Problems};
+use crate::settings::Env;
+use crate::sip_source::{Notice, SipSource, SourceEvent};
+
+/// Where line-state changes come from (the PBX, a test channel…).
+pub trait LineSource: Send {
+    /// The next change or notice; `None` once the source has stopped.
+    fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send;
+}
+
+impl LineSource for SipSource {
+    fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send {
+        self.next()
+    }
+}
+
+/// A source fed through a channel (tests, other integrations).
+#[derive(Debug)]
+pub struct ChannelSource(pub mpsc::UnboundedReceiver<SourceEvent>);
+
+impl LineSource for ChannelSource {
+    fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send {
+        self.0.recv()
+    }
+}
+
+/// Where presence commands go.
+pub trait PresenceSink: Send {
+    /// Applies the commands (in order per user); one result per command, in order.
+    fn apply(
+        &mut self,
+        commands: &[PresenceCommand],
+    ) -> impl Future<Output = Vec<Result<(), SinkError>>> + Send;
+
+    /// Reads back users' presence as `Availability/Activity` text, for drift
+    /// reports; sinks that cannot read return an empty list.
+    fn read_back(
+        &mut self,
+        users: &[String],
+    ) -> impl Future<Output = Result<Vec<(String, String)>, SinkError>> + Send {
+        let _ = users;
+        async { Ok(Vec::new()) }
+    }
+
+    /// User → object id, to persist (sinks without ids return an empty map).
+    fn object_ids(&self) -> HashMap<String, String> {
+        HashMap::new()
+    }
+}
+
+/// Default state file.
+pub const DEFAULT_STATE_FILE: &str = "config/presence-state.json";
+
+/// Everything `run` needs for the engine, from the environment.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// `PRESENCE_STATE_JSON` (default `config/presence-state.json`).
+    pub state_file: PathBuf,
+    /// `MAPPING_FILE`: the default mapping (TOML), if set.
+    pub mapping: Mapping,
+    /// Timing and behaviour (`SYNC_DEBOUNCE_MS`, `PRESENCE_EXPIRATION_MINUTES`,
+    /// `RECONCILE_MINUTES`, `STATUS_MESSAGE`).
+    pub settings: EngineSettings,
+    /// Longest time spent clearing presences at shutdown.
+    pub shutdown_limit: Duration,
+}
+
+impl EngineConfig {
+    /// Reads `PRESENCE_STATE_JSON`, `MAPPING_FILE`, `SYNC_DEBOUNCE_MS`,
+    /// `PRESENCE_EXPIRATION_MINUTES` (5..=240, default 60), `RECONCILE_MINUTES`
+    /// (default 15, 0 = off) and `STATUS_MESSAGE` (default none). Every
+    /// problem is reported at once.
+    pub fn from_env(env: &Env) -> Result<Self, Problems> {
+        let mut problems = Problems::default();
+        let mut settings = EngineSettings::default();
+        let number = |name: &str, problems: &mut Problems| -> Option<u64> {
+            let v = env.get(name)?;
+            match v.parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(Problem::in_var(
+                        name,
+                        format!("{v:?} is not a whole number"),
+                    ));
+                    None
+                }
+            }
+        };
+        if let Some(ms) = number("SYNC_DEBOUNCE_MS", &mut problems) {
+            settings.debounce = Duration::from_millis(ms);
+        }
+        if let Some(m) = number("PRESENCE_EXPIRATION_MINUTES", &mut problems) {
+            if (5..=240).contains(&m) {
+                settings.expiration = Duration::from_secs(m * 60);
+            } else {
+                problems.push(Problem::in_var(
+                    "PRESENCE_EXPIRATION_MINUTES",
+                    format!("{m} is outside 5..=240 (Graph accepts PT5M to PT4H)"),
+                ));
+            }
+        }
+        if let Some(m) = number("RECONCILE_MINUTES", &mut problems) {
+            settings.reconcile_every = Duration::from_secs(m * 60);
+        }
+        settings.status_message = env.get("STATUS_MESSAGE").map(str::to_owned);
+        let mapping = match env.get("MAPPING_FILE") {
+            None => Mapping::default(),
+            Some(path) => match Mapping::load(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    problems.push(Problem::in_var("MAPPING_FILE", e.to_string()));
+                    Mapping::default()
+                }
+            },
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            state_file: PathBuf::from(env.get("PRESENCE_STATE_JSON").unwrap_or(DEFAULT_STATE_FILE)),
+            mapping,
+            settings,
+            shutdown_limit: Duration::from_secs(10),
+        })
+    }
+}
+
+/// What [`run_engine`] needs besides the source and the sink.
+#[derive(Debug)]
+pub struct RunOptions {
+    /// The state file to save to (none = no persistence).
+    pub state_file: Option<PathBuf>,
+    /// Longest time spent clearing presences at shutdown.
+    pub shutdown_limit: Duration,
+}
+
+fn tokio_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn save(engine: &Engine, sink: &impl PresenceSink, options: &RunOptions) {
+    let Some(path) = &options.state_file else {
+        return;
+    };
+    let state = PersistedState {
+        object_ids: sink.object_ids().into_iter().collect(),
+        users: engine.applied_records(),
+    };
+    if let Err(e) = state.save(path) {
+        tracing::warn!("cannot save the presence state: {e}");
+    }
+}
+
+async fn apply<K: PresenceSink>(
+    engine: &mut Engine,
+    sink: &mut K,
+    telemetry: &Telemetry,
+    commands: Vec<PresenceCommand>,
+) {
+    if commands.is_empty() {
+        return;
+    }
+    let now = tokio_now();
+    for c in &commands {
+        if let Some(at) = c.caused_at {
+            telemetry.notify_to_graph(now.saturating_duration_since(at));
+        }
+    }
+    let results = sink.apply(&commands).await;
+    let after = tokio_now();
+    for (i, command) in commands.iter().enumerate() {
+        match results.get(i) {
+            Some(Ok(())) => {
+                if let Some(text) = engine.applied(&command.extension) {
+                    let shown = if text == "clear" {
+                        "cleared".to_owned()
+                    } else {
+                        text
+                    };
+                    telemetry.set_presence(&command.extension, &shown);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(
+                    extension = %command.extension,
+                    user = %command.user,
+                    "{} ({}) failed: {e}; retrying in {:?}",
+                    command.operation(),
+                    command.reason.as_str(),
+                    engine.settings().retry_after
+                );
+                engine.command_failed(command, after);
+            }
+            None => engine.command_failed(command, after),
+        }
+    }
+}
+
+/// Runs the engine until the source ends or `shutdown` resolves; then clears
+/// every presence we set (within `options.shutdown_limit`) and saves the
+/// state. Returns the engine for inspection.
+pub async fn run_engine<S: LineSource, K: PresenceSink>(
+    mut source: S,
+    mut sink: K,
+    mut engine: Engine,
+    telemetry: Telemetry,
+    shutdown: impl Future<Output = ()>,
+    options: RunOptions,
+) -> Engine {
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = engine.next_deadline().map(tokio::time::Instant::from_std);
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            event = source.next_event() => match event {
+                None => break,
+                Some(SourceEvent::Line(change)) => {
+                    telemetry.notify_received(&change.extension, SystemTime::now());
+                    telemetry.set_line_state(&change.extension, change.line_state);
+                    engine.line_changed(&change.extension, change.line_state, tokio_now());
+                }
+                Some(SourceEvent::Notice(Notice::Info(text))) => tracing::info!("{text}"),
+                Some(SourceEvent::Notice(Notice::Warning(text))) => tracing::warn!("{text}"),
+            },
+            () = timer => {}
+        }
+        let commands = engine.poll(tokio_now());
+        let changed = !commands.is_empty();
+        apply(&mut engine, &mut sink, &telemetry, commands).await;
+        if changed {
+            save(&engine, &sink, &options);
+        }
+    }
+    let commands = engine.shutdown(tokio_now());
+    if !commands.is_empty() {
+        let limit = options.shutdown_limit;
+        if tokio::time::timeout(limit, apply(&mut engine, &mut sink, &telemetry, commands))
+            .await
+            .is_err()
+        {
+            tracing::warn!("clearing presences at shutdown took longer than {limit:?}; stopped");
+        }
+    }
+    save(&engine, &sink, &options);
+    engine
+}

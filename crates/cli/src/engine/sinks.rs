@@ -1,0 +1,274 @@
+//! The two sinks: [`LogSink`] (print decisions, `--dry-run`) and
+//! [`GraphSink`] (Microsoft Graph).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use graph_presence::{GraphClient, GraphError, ObjectId, OperationOutcome, PresenceOperation};
+
+use super::machine::{presence_state, PresenceCommand, PresenceCommandKind};
+use super::PresenceSink;
+use crate::observe::{CallOutcome, Telemetry};
+
+/// A command could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    /// What went wrong.
+    pub message: String,
+    /// Whether Graph throttled the call (429).
+    pub throttled: bool,
+}
+
+impl From<GraphError> for SinkError {
+    fn from(e: GraphError) -> Self {
+        Self {
+            throttled: matches!(e, GraphError::Throttled { .. }),
+            message: e.to_string(),
+        }
+    }
+}
+
+fn outcome_of(e: &GraphError) -> CallOutcome {
+    if matches!(e, GraphError::Throttled { .. }) {
+        CallOutcome::Throttled
+    } else {
+        CallOutcome::Error
+    }
+}
+
+/// One line describing a decision, e.g.
+/// `1001 alice@contoso.com: setPresence Busy/InACall for 3600 s (change)`.
+pub fn describe(command: &PresenceCommand) -> String {
+    let what = match &command.kind {
+        PresenceCommandKind::Set { pair, expiration } => {
+            format!("setPresence {pair} for {} s", expiration.as_secs())
+        }
+        PresenceCommandKind::Clear => "clearPresence".to_owned(),
+        PresenceCommandKind::StatusMessage { text } if text.is_empty() => {
+            "setStatusMessage (clear)".to_owned()
+        }
+        PresenceCommandKind::StatusMessage { text } => format!("setStatusMessage {text:?}"),
+    };
+    format!(
+        "{} {}: {what} ({})",
+        command.extension,
+        command.user,
+        command.reason.as_str()
+    )
+}
+
+/// Prints each decision instead of calling Graph (`--dry-run`), and keeps
+/// them for inspection.
+#[derive(Debug, Clone, Default)]
+pub struct LogSink {
+    lines: Arc<Mutex<Vec<String>>>,
+    print: bool,
+}
+
+impl LogSink {
+    /// A sink that prints each decision on standard output (and keeps it).
+    pub fn printing() -> Self {
+        Self {
+            lines: Arc::default(),
+            print: true,
+        }
+    }
+    /// A sink that only keeps the decisions.
+    pub fn quiet() -> Self {
+        Self::default()
+    }
+    /// Every decision so far, as printed.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl PresenceSink for LogSink {
+    async fn apply(&mut self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        commands
+            .iter()
+            .map(|c| {
+                let line = describe(c);
+                tracing::info!(target: "sip_blf_sync::decision", "{line}");
+                if self.print {
+                    println!("{line}");
+                }
+                lines.push(line);
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+/// Applies commands with Microsoft Graph: users resolved to object ids
+/// (cached; pre-filled from the state file or the extension list), one call
+/// for a single command, `$batch` for several.
+#[derive(Debug, Clone)]
+pub struct GraphSink {
+    client: GraphClient,
+    telemetry: Telemetry,
+}
+
+impl GraphSink {
+    /// A sink over `client`, reporting each call to `telemetry`.
+    pub fn new(client: GraphClient, telemetry: Telemetry) -> Self {
+        Self { client, telemetry }
+    }
+
+    /// Pre-fills the user → object id cache (invalid ids are skipped).
+    pub fn seed<'a>(&self, ids: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.client.seed_user_cache(
+            ids.into_iter()
+                .filter_map(|(u, id)| Some((u.to_owned(), ObjectId::parse(id).ok()?))),
+        );
+    }
+
+    /// The client.
+    pub fn client(&self) -> &GraphClient {
+        &self.client
+    }
+
+    async fn resolve(&self, user: &str) -> Result<ObjectId, SinkError> {
+        let cached = ObjectId::parse(user).is_ok()
+            || self
+                .client
+                .user_cache()
+                .contains_key(&user.trim().to_lowercase());
+        let r = self.client.resolve_user(user).await;
+        if !cached {
+            self.telemetry.graph_call(
+                "getUser",
+                r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
+            );
+        }
+        r.map_err(SinkError::from)
+    }
+
+    fn operation(command: &PresenceCommand, user: ObjectId) -> PresenceOperation {
+        match &command.kind {
+            PresenceCommandKind::Set { pair, expiration } => PresenceOperation::SetPresence {
+                user,
+                state: presence_state(*pair),
+                expiration: Some(*expiration),
+            },
+            PresenceCommandKind::Clear => PresenceOperation::ClearPresence { user },
+            PresenceCommandKind::StatusMessage { text } => PresenceOperation::SetStatusMessage {
+                user,
+                message: text.clone(),
+                expiry: None,
+            },
+        }
+    }
+
+    async fn single(&self, op: PresenceOperation) -> Result<(), GraphError> {
+        match op {
+            PresenceOperation::SetPresence {
+                user,
+                state,
+                expiration,
+            } => self.client.set_presence(&user, state, expiration).await,
+            PresenceOperation::ClearPresence { user } => {
+                self.client.clear_presence(&user).await.map(|_| ())
+            }
+            PresenceOperation::SetStatusMessage {
+                user,
+                message,
+                expiry,
+            } => {
+                self.client
+                    .set_status_message(&user, &message, expiry)
+                    .await
+            }
+            PresenceOperation::GetPresence { user } => {
+                self.client.get_presence(&user).await.map(|_| ())
+            }
+        }
+    }
+}
+
+impl PresenceSink for GraphSink {
+    async fn apply(&mut self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
+        let mut results: Vec<Option<Result<(), SinkError>>> = vec![None; commands.len()];
+        let mut ops: Vec<(usize, PresenceOperation)> = Vec::new();
+        for (i, c) in commands.iter().enumerate() {
+            match self.resolve(&c.user).await {
+                Ok(id) => ops.push((i, Self::operation(c, id))),
+                Err(e) => {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = Some(Err(e));
+                    }
+                }
+            }
+        }
+        if ops.len() == 1 {
+            if let Some((i, op)) = ops.pop() {
+                let name = op.name();
+                let r = self.single(op).await;
+                self.telemetry.graph_call(
+                    name,
+                    r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
+                );
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r.map_err(SinkError::from));
+                }
+            }
+        } else if !ops.is_empty() {
+            let (indexes, list): (Vec<usize>, Vec<PresenceOperation>) = ops.into_iter().unzip();
+            let answers = self.client.batch(list).await;
+            for (i, (op, r)) in indexes.into_iter().zip(answers) {
+                self.telemetry.graph_call(
+                    op.name(),
+                    r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
+                );
+                let r: Result<OperationOutcome, GraphError> = r;
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Some(r.map(|_| ()).map_err(SinkError::from));
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(SinkError {
+                        message: "no result".into(),
+                        throttled: false,
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn read_back(&mut self, users: &[String]) -> Result<Vec<(String, String)>, SinkError> {
+        let mut ids = Vec::new();
+        for u in users {
+            ids.push((u.clone(), self.resolve(u).await?));
+        }
+        let list: Vec<ObjectId> = ids.iter().map(|(_, id)| id.clone()).collect();
+        let r = self.client.get_presences(&list).await;
+        self.telemetry.graph_call(
+            "getPresencesByUserId",
+            r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
+        );
+        let presences = r?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|(user, id)| {
+                let p = presences
+                    .iter()
+                    .find(|p| p.id.eq_ignore_ascii_case(id.as_str()))?;
+                Some((user, format!("{}/{}", p.availability, p.activity)))
+            })
+            .collect())
+    }
+
+    fn object_ids(&self) -> HashMap<String, String> {
+        self.client
+            .user_cache()
+            .into_iter()
+            .map(|(u, id)| (u, id.as_str().to_owned()))
+            .collect()
+    }
+}
