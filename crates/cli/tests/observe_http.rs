@@ -206,6 +206,19 @@ fn status_ages_are_measured_against_the_given_time() {
     assert_eq!(ext["last_notify_unix"], 1_800_000_000.0);
     // Unknown extension (not added): shown, without a user.
     assert!(ext["user"].is_null());
+    assert!(status["token_expires_in_seconds"].is_null());
+    telemetry.set_token_expiry(Some(t0 + Duration::from_secs(3600)));
+    let status = telemetry.status_json_at(t0 + Duration::from_secs(600));
+    assert_eq!(status["token_expires_in_seconds"], 3000.0);
+    let status = telemetry.status_json_at(t0 + Duration::from_secs(3610));
+    assert_eq!(status["token_expires_in_seconds"], -10.0);
+    assert!(telemetry
+        .metrics_text()
+        .contains("graph_token_expiry_timestamp_seconds 1800003600\n"));
+    telemetry.set_token_expiry(None);
+    assert!(telemetry
+        .metrics_text()
+        .contains("graph_token_expiry_timestamp_seconds 0\n"));
     // A clock stepped back shows age 0 rather than a negative age.
     let status = telemetry.status_json_at(t0 - Duration::from_secs(3));
     assert_eq!(status["extensions"][0]["last_notify_age_seconds"], 0.0);

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `sip_registered` | gauge (0/1) | |
 //! | `graph_token_valid` | gauge (0/1) | |
+//! | `graph_token_expiry_timestamp_seconds` | gauge (Unix time, 0 if unknown) | |
 //! | `ready` | gauge (0/1) | |
 //! | `extensions_configured` | gauge | |
 //! | `sip_subscriptions` | gauge | `state` = `pending`, `active`, `failed`, `terminated` |
@@ -159,6 +160,8 @@ struct Inner {
     graph_required: AtomicBool,
     registered_gauge: Gauge,
     token_gauge: Gauge,
+    token_expiry_gauge: Gauge,
+    token_expiry: Mutex<Option<SystemTime>>,
     ready_gauge: Gauge,
     extensions_gauge: Gauge,
     subscriptions: Family<StateLabel, Gauge>,
@@ -192,6 +195,7 @@ impl Telemetry {
         let mut registry = Registry::default();
         let registered_gauge = Gauge::default();
         let token_gauge = Gauge::default();
+        let token_expiry_gauge = Gauge::default();
         let ready_gauge = Gauge::default();
         let extensions_gauge = Gauge::default();
         let subscriptions = Family::<StateLabel, Gauge>::default();
@@ -210,6 +214,11 @@ impl Telemetry {
             "graph_token_valid",
             "1 while a valid Microsoft Graph token is held",
             token_gauge.clone(),
+        );
+        registry.register(
+            "graph_token_expiry_timestamp_seconds",
+            "When the Graph token held expires (Unix time; 0 if none is known)",
+            token_expiry_gauge.clone(),
         );
         registry.register(
             "ready",
@@ -264,6 +273,8 @@ impl Telemetry {
                 graph_required: AtomicBool::new(true),
                 registered_gauge,
                 token_gauge,
+                token_expiry_gauge,
+                token_expiry: Mutex::new(None),
                 ready_gauge,
                 extensions_gauge,
                 subscriptions,
@@ -346,6 +357,19 @@ impl Telemetry {
         self.inner.token_valid.store(valid, Ordering::SeqCst);
         self.inner.token_gauge.set(i64::from(valid));
         self.refresh_ready();
+    }
+    /// The Graph token held expires at `at` (`None`: no token). Shown in
+    /// `/status` as `token_expires_in_seconds` and in `/metrics`.
+    pub fn set_token_expiry(&self, at: Option<SystemTime>) {
+        let unix = at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        *self
+            .inner
+            .token_expiry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+        self.inner.token_expiry_gauge.set(unix);
     }
     /// Whether readiness needs a Graph token (default `true`). A run without a
     /// tenant (`--dry-run`, log sink) sets `false`: it is then ready once registered.
@@ -431,7 +455,8 @@ impl Telemetry {
     ///
     /// ```json
     /// { "ready": false, "missing": ["no valid Graph token"],
-    ///   "registered": true, "token_valid": false, "graph_required": true,
+    ///   "registered": true, "token_valid": false, "token_expires_in_seconds": null,
+    ///   "graph_required": true,
     ///   "extensions": [ { "extension": "1001", "user": "user1@contoso.com",
     ///       "subscription": "active", "line_state": "busy", "presence": "Busy/InACall",
     ///       "last_notify_unix": 1795000000.25, "last_notify_age_seconds": 3.5,
@@ -440,6 +465,16 @@ impl Telemetry {
     /// Fields not known yet are `null`; extensions are sorted by number.
     pub fn status_json_at(&self, now: SystemTime) -> serde_json::Value {
         let missing = self.readiness_problems();
+        let token_expiry = *self
+            .inner
+            .token_expiry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Negative once expired.
+        let token_expires_in = token_expiry.map(|t| match t.duration_since(now) {
+            Ok(left) => left.as_secs_f64(),
+            Err(past) => -past.duration().as_secs_f64(),
+        });
         let extensions: Vec<serde_json::Value> = self
             .extensions()
             .iter()
@@ -472,6 +507,7 @@ impl Telemetry {
             "missing": missing,
             "registered": self.inner.registered.load(Ordering::SeqCst),
             "token_valid": self.inner.token_valid.load(Ordering::SeqCst),
+            "token_expires_in_seconds": token_expires_in,
             "graph_required": self.inner.graph_required.load(Ordering::SeqCst),
             "extensions": extensions,
         })
