@@ -1,0 +1,182 @@
+//! The engine's tokio driver with a channel source and the log sink, in paused
+//! (virtual) time: keep-alives, shutdown clears, restart correction, state file.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use blf::{LineState, Mapping};
+use sip_blf_sync::engine::{
+    run_engine, AppliedRecord, ChannelSource, Engine, EngineSettings, LogSink, PersistedState,
+    RunOptions,
+};
+use sip_blf_sync::observe::Telemetry;
+use sip_blf_sync::sip_source::{LineChange, SourceEvent};
+use tokio::sync::{mpsc, oneshot};
+
+fn line(ext: &str, state: LineState) -> SourceEvent {
+    SourceEvent::Line(LineChange {
+        extension: ext.into(),
+        line_state: state,
+    })
+}
+
+fn engine(settings: EngineSettings) -> Engine {
+    let mut e = Engine::new(settings, tokio::time::Instant::now().into_std());
+    e.add_extension("1001", "alice@contoso.com", Mapping::default());
+    e.add_extension("1002", "bob@contoso.com", Mapping::default());
+    e
+}
+
+fn settings() -> EngineSettings {
+    EngineSettings {
+        reconcile_every: Duration::ZERO,
+        ..EngineSettings::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_then_shutdown_clears_and_saves_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("presence-state.json");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let sink = LogSink::quiet();
+    let telemetry = Telemetry::new();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        engine(settings()),
+        telemetry.clone(),
+        async {
+            let _ = stop_rx.await;
+        },
+        RunOptions {
+            state_file: Some(state_file.clone()),
+            shutdown_limit: Duration::from_secs(5),
+        },
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tx.send(line("1002", LineState::Idle)).unwrap();
+    // Virtual time: one keep-alive (at 59 min) happens within 61 minutes.
+    tokio::time::sleep(Duration::from_secs(61 * 60)).await;
+    let saved = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert_eq!(saved.warning, None);
+    assert_eq!(
+        saved.state.users["alice@contoso.com"].applied,
+        "Busy/InACall"
+    );
+    stop_tx.send(()).unwrap();
+    let engine = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sink.lines(),
+        vec![
+            "1001 alice@contoso.com: setPresence Busy/InACall for 3600 s (change)",
+            "1001 alice@contoso.com: setPresence Busy/InACall for 3600 s (keep-alive)",
+            "1001 alice@contoso.com: clearPresence (shutdown)",
+        ]
+    );
+    assert_eq!(engine.applied("1001").as_deref(), Some("clear"));
+    let saved = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert_eq!(saved.state.users["alice@contoso.com"].applied, "clear");
+    let status = telemetry.status_json();
+    assert_eq!(status["extensions"][0]["line_state"], "busy");
+    assert_eq!(status["extensions"][0]["presence"], "cleared");
+    // Only the change counts (keep-alives and shutdown clears are not caused by a NOTIFY).
+    let metrics = telemetry.metrics_text();
+    assert!(
+        metrics.contains("notify_to_graph_seconds_count 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_clears_a_busy_left_by_a_killed_run() {
+    let mut left = PersistedState::default();
+    for (user, ext) in [("alice@contoso.com", "1001"), ("bob@contoso.com", "1002")] {
+        left.users.insert(
+            user.into(),
+            AppliedRecord {
+                extension: ext.into(),
+                applied: "Busy/InACall".into(),
+                at_unix: 1_795_000_000.0,
+            },
+        );
+    }
+    let mut e = engine(settings());
+    e.restore(&left);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = LogSink::quiet();
+    let started = Instant::now();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        e,
+        Telemetry::new(),
+        std::future::pending(),
+        RunOptions {
+            state_file: None,
+            shutdown_limit: Duration::from_secs(5),
+        },
+    ));
+    // alice's line reports idle at once; bob's PBX says nothing.
+    tx.send(line("1001", LineState::Idle)).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sink.lines(),
+        vec![
+            "1001 alice@contoso.com: clearPresence (restart)",
+            "1002 bob@contoso.com: clearPresence (restart)",
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "virtual time only"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn debounce_sends_only_the_final_state_of_a_burst() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = LogSink::quiet();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        engine(EngineSettings {
+            debounce: Duration::from_millis(300),
+            ..settings()
+        }),
+        Telemetry::new(),
+        std::future::pending(),
+        RunOptions {
+            state_file: None,
+            shutdown_limit: Duration::from_secs(5),
+        },
+    ));
+    for s in [
+        LineState::Ringing,
+        LineState::Busy,
+        LineState::Idle,
+        LineState::Busy,
+    ] {
+        tx.send(line("1001", s)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.lines(),
+        vec!["1001 alice@contoso.com: setPresence Busy/InACall for 3600 s (change)"]
+    );
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sink.lines().len(), 2, "{:?}", sink.lines());
+}

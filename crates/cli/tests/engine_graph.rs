@@ -1,0 +1,221 @@
+//! The Graph sink (and the driver with it) against the Graph emulator on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use blf::{LineState, Mapping, PresencePair};
+use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, Operation};
+use graph_presence::{Credential, GraphClient, GraphConfig, SecretString};
+use sip_blf_sync::engine::{
+    run_engine, ChannelSource, Engine, EngineSettings, GraphSink, PersistedState, PresenceCommand,
+    PresenceCommandKind, PresenceSink, Reason, RunOptions,
+};
+use sip_blf_sync::observe::Telemetry;
+use sip_blf_sync::sip_source::{LineChange, SourceEvent};
+use tokio::sync::mpsc;
+
+const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const BOB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+fn client(emu: &GraphEmulator) -> GraphClient {
+    let c = emu.config();
+    let mut config = GraphConfig::new(
+        c.tenant_id.clone(),
+        c.client_id.clone(),
+        Credential::Secret(SecretString::new(c.client_secret.clone())),
+    );
+    config.authority_host = emu.authority_url();
+    config.graph_base_url = emu.base_url();
+    config.backoff_base = Duration::from_millis(10);
+    GraphClient::new(config).unwrap()
+}
+
+fn command(ext: &str, user: &str, kind: PresenceCommandKind) -> PresenceCommand {
+    PresenceCommand {
+        extension: ext.into(),
+        user: user.into(),
+        kind,
+        reason: Reason::Change,
+        caused_at: None,
+    }
+}
+
+fn busy() -> PresenceCommandKind {
+    PresenceCommandKind::Set {
+        pair: PresencePair::BusyInACall,
+        expiration: Duration::from_secs(3600),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_then_clear_through_graph() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let telemetry = Telemetry::new();
+    let mut sink = GraphSink::new(client(&emu), telemetry.clone());
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+    let session = emu.app_session(ALICE).expect("a session");
+    assert_eq!(session.session_id, emu.config().client_id);
+    assert_eq!(session.pair.availability, "Busy");
+    assert_eq!(session.pair.activity, "InACall");
+    let shown = emu.presence_of(ALICE).unwrap();
+    assert_eq!(
+        (shown.availability.as_str(), shown.activity.as_str()),
+        ("Busy", "InACall")
+    );
+    assert_eq!(
+        sink.object_ids()
+            .get("alice@contoso.com")
+            .map(String::as_str),
+        Some(ALICE)
+    );
+    let back = sink.read_back(&["alice@contoso.com".into()]).await.unwrap();
+    assert_eq!(
+        back,
+        vec![("alice@contoso.com".into(), "Busy/InACall".into())]
+    );
+
+    let r = sink
+        .apply(&[command(
+            "1001",
+            "alice@contoso.com",
+            PresenceCommandKind::Clear,
+        )])
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+    assert_eq!(emu.app_session(ALICE), None);
+    // The user was resolved once, then taken from the cache.
+    assert_eq!(emu.count(Operation::GetUser), 1);
+    let metrics = telemetry.metrics_text();
+    assert!(
+        metrics.contains(r#"graph_calls_total{operation="setPresence",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"graph_calls_total{operation="clearPresence",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_user_fails_alone() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let mut sink = GraphSink::new(client(&emu), Telemetry::new());
+    let r = sink
+        .apply(&[
+            command("1001", "alice@contoso.com", busy()),
+            command("1004", "dave@contoso.com", busy()),
+        ])
+        .await;
+    assert_eq!(r[0], Ok(()));
+    assert!(r[1].is_err(), "{r:?}");
+    assert!(emu.app_session(ALICE).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_batch_recovers_and_final_presence_matches() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let telemetry = Telemetry::new();
+    let mut sink = GraphSink::new(client(&emu), telemetry.clone());
+    // Resolve first so the faults hit the presence calls.
+    sink.seed([("alice@contoso.com", ALICE), ("bob@contoso.com", BOB)]);
+    emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(1),
+        times: 2,
+    });
+    emu.inject(Fault::ServiceUnavailable { times: 1 });
+    let started = Instant::now();
+    let r = sink
+        .apply(&[
+            command("1001", "alice@contoso.com", busy()),
+            command("1002", "bob@contoso.com", busy()),
+        ])
+        .await;
+    assert_eq!(r, vec![Ok(()), Ok(())]);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    assert!(emu.throttled_count() >= 2);
+    assert_eq!(emu.count(Operation::GetUser), 0, "seeded ids are used");
+    for id in [ALICE, BOB] {
+        let p = emu.presence_of(id).unwrap();
+        assert_eq!(
+            (p.availability.as_str(), p.activity.as_str()),
+            ("Busy", "InACall")
+        );
+    }
+    assert!(
+        emu.count(Operation::Batch) >= 2,
+        "sent as $batch and retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_with_graph_sink_clears_on_shutdown_and_persists_ids() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("presence-state.json");
+    let mut engine = Engine::new(
+        EngineSettings {
+            reconcile_every: Duration::ZERO,
+            ..EngineSettings::default()
+        },
+        Instant::now(),
+    );
+    engine.add_extension("1001", "alice@contoso.com", Mapping::default());
+    engine.add_extension("1002", "bob@contoso.com", Mapping::default());
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (ext, state) in [
+        ("1001", LineState::Busy),
+        ("1002", LineState::Busy),
+        ("1002", LineState::Idle),
+    ] {
+        tx.send(SourceEvent::Line(LineChange {
+            extension: ext.into(),
+            line_state: state,
+        }))
+        .unwrap();
+    }
+    drop(tx);
+    let sink = GraphSink::new(client(&emu), Telemetry::new());
+    let engine = tokio::time::timeout(
+        Duration::from_secs(30),
+        run_engine(
+            ChannelSource(rx),
+            sink,
+            engine,
+            Telemetry::new(),
+            std::future::pending(),
+            RunOptions {
+                state_file: Some(state_file.clone()),
+                shutdown_limit: Duration::from_secs(10),
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(emu.count(Operation::SetPresence), 2);
+    assert_eq!(
+        emu.count(Operation::ClearPresence),
+        2,
+        "bob idle, alice at shutdown"
+    );
+    assert_eq!(emu.app_session(ALICE), None);
+    assert_eq!(emu.app_session(BOB), None);
+    assert_eq!(engine.applied("1001").as_deref(), Some("clear"));
+    let saved = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert_eq!(saved.warning, None);
+    assert_eq!(saved.state.object_ids["alice@contoso.com"], ALICE);
+    assert_eq!(saved.state.users["bob@contoso.com"].applied, "clear");
+}
