@@ -161,6 +161,9 @@ struct Slot {
     /// What we last sent (successfully or in flight); `None` = nothing known.
     applied: Option<Want>,
     applied_wall: Option<SystemTime>,
+    /// The last pair sent with `setPresence`, so a presence whose clear failed
+    /// is still recorded (and corrected after a restart).
+    last_set: Option<PresencePair>,
     /// An earlier run's presence, still to be confirmed or corrected.
     inherited: bool,
     keepalive_at: Option<Instant>,
@@ -225,6 +228,7 @@ impl Engine {
                 desired: None,
                 applied: None,
                 applied_wall: None,
+                last_set: None,
                 inherited: false,
                 keepalive_at: None,
                 retry_at: None,
@@ -244,6 +248,7 @@ impl Engine {
             };
             if let Some(Want::Set(p)) = Want::parse(&record.applied) {
                 slot.applied = Some(Want::Set(p));
+                slot.last_set = Some(p);
                 slot.inherited = true;
             }
         }
@@ -254,7 +259,7 @@ impl Engine {
         self.slots
             .iter()
             .filter_map(|(ext, s)| {
-                let applied = s.applied?;
+                let applied = s.applied.or(s.last_set.map(Want::Set))?;
                 Some((
                     s.user.clone(),
                     AppliedRecord {
@@ -383,6 +388,7 @@ impl Engine {
         };
         match want {
             Want::Set(pair) => {
+                slot.last_set = Some(pair);
                 push(PresenceCommandKind::Set {
                     pair,
                     expiration: settings.expiration,
@@ -850,6 +856,27 @@ mod tests {
             vec![("1001".into(), Clear, Reason::Shutdown)]
         );
         assert_eq!(e.applied_records()["alice@contoso.com"].applied, "clear");
+    }
+
+    #[test]
+    fn a_failed_shutdown_clear_stays_recorded_for_the_next_start() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        e.poll(t0);
+        let cmds = e.shutdown(t0 + secs(1));
+        e.command_failed(&cmds[0], t0 + secs(2));
+        let records = e.applied_records();
+        assert_eq!(records["alice@contoso.com"].applied, "Busy/InACall");
+        let mut next = engine(no_reconcile(), t0);
+        next.restore(&PersistedState {
+            users: records,
+            ..PersistedState::default()
+        });
+        assert_eq!(
+            kinds(&next.poll(t0 + secs(30))),
+            vec![("1001".into(), Clear, Reason::Restart)]
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub use machine::{
 pub use sinks::{GraphSink, LogSink, SinkError};
 pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
 
+use crate::extensions::Extension;
 use crate::observe::Telemetry;
 use crate::problems::{Problem, Problems};
 use crate::settings::Env;
@@ -157,6 +158,44 @@ impl EngineConfig {
     }
 }
 
+impl EngineConfig {
+    /// The engine for the extension list: each extension's user
+    /// ([`Extension::user`]: the object id when configured, else the UPN) with
+    /// its own mapping file when it names one, else the default mapping. Every
+    /// unreadable mapping file is reported at once.
+    pub fn build_engine(&self, extensions: &[Extension], now: Instant) -> Result<Engine, Problems> {
+        let mut problems = Problems::default();
+        let mut engine = Engine::new(self.settings.clone(), now);
+        for ext in extensions {
+            let mapping = match &ext.mapping {
+                None => self.mapping.clone(),
+                Some(path) => match Mapping::load(path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        problems.push(Problem::plain(format!(
+                            "{}: extension {}: mapping {}: {e}",
+                            ext.origin,
+                            ext.extension,
+                            path.display()
+                        )));
+                        continue;
+                    }
+                },
+            };
+            engine.add_extension(&ext.extension, ext.user(), mapping);
+        }
+        problems.into_result(engine)
+    }
+
+    /// The run options for [`run_engine`] (state file, shutdown limit).
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            state_file: Some(self.state_file.clone()),
+            shutdown_limit: self.shutdown_limit,
+        }
+    }
+}
+
 /// What [`run_engine`] needs besides the source and the sink.
 #[derive(Debug)]
 pub struct RunOptions {
@@ -282,4 +321,91 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
     }
     save(&engine, &sink, &options);
     engine
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults() {
+        let c = EngineConfig::from_env(&Env::from_pairs([])).unwrap();
+        assert_eq!(c.state_file, PathBuf::from("config/presence-state.json"));
+        assert_eq!(c.settings, EngineSettings::default());
+        assert_eq!(c.settings.debounce, Duration::ZERO);
+        assert_eq!(c.settings.status_message, None);
+        assert_eq!(c.mapping, Mapping::default());
+    }
+
+    #[test]
+    fn config_from_env_and_every_problem_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = dir.path().join("mapping.toml");
+        std::fs::write(&mapping, "ringing = \"Busy/InACall\"\n").unwrap();
+        let m = mapping.to_string_lossy().into_owned();
+        let env = Env::from_pairs([
+            ("PRESENCE_STATE_JSON", "/var/lib/x/state.json"),
+            ("SYNC_DEBOUNCE_MS", "250"),
+            ("PRESENCE_EXPIRATION_MINUTES", "30"),
+            ("RECONCILE_MINUTES", "0"),
+            ("STATUS_MESSAGE", "On a call"),
+            ("MAPPING_FILE", m.as_str()),
+        ]);
+        let c = EngineConfig::from_env(&env).unwrap();
+        assert_eq!(c.state_file, PathBuf::from("/var/lib/x/state.json"));
+        assert_eq!(c.settings.debounce, Duration::from_millis(250));
+        assert_eq!(c.settings.expiration, Duration::from_secs(1800));
+        assert_eq!(c.settings.reconcile_every, Duration::ZERO);
+        assert_eq!(c.settings.status_message.as_deref(), Some("On a call"));
+        assert_eq!(
+            c.mapping.ringing,
+            blf::PresenceAction::Set(blf::PresencePair::BusyInACall)
+        );
+
+        let bad = Env::from_pairs([
+            ("SYNC_DEBOUNCE_MS", "soon"),
+            ("PRESENCE_EXPIRATION_MINUTES", "1"),
+            ("MAPPING_FILE", "/nonexistent/mapping.toml"),
+        ]);
+        let text = EngineConfig::from_env(&bad).unwrap_err().to_string();
+        for name in [
+            "SYNC_DEBOUNCE_MS",
+            "PRESENCE_EXPIRATION_MINUTES",
+            "MAPPING_FILE",
+        ] {
+            assert!(text.contains(name), "{name} missing in {text}");
+        }
+    }
+
+    #[test]
+    fn per_extension_mapping_overrides_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let mapping = dir.path().join("1002.toml");
+        std::fs::write(&mapping, "busy = \"DoNotDisturb/Presenting\"\n").unwrap();
+        let list = format!(
+            r#"[{{"extension":"1001","email":"alice@contoso.com"}},
+               {{"extension":"1002","email":"bob@contoso.com","mapping":"{}"}}]"#,
+            mapping.display()
+        );
+        let exts =
+            crate::extensions::parse_json(&dir.path().join("extensions.json"), &list).unwrap();
+        let c = EngineConfig::from_env(&Env::from_pairs([])).unwrap();
+        let t0 = Instant::now();
+        let mut engine = c.build_engine(&exts, t0).unwrap();
+        engine.line_changed("1001", blf::LineState::Busy, t0);
+        engine.line_changed("1002", blf::LineState::Busy, t0);
+        let pairs: Vec<String> = engine
+            .poll(t0)
+            .iter()
+            .map(|c| format!("{} {:?}", c.user, c.kind))
+            .collect();
+        assert!(
+            pairs[0].contains("alice@contoso.com") && pairs[0].contains("BusyInACall"),
+            "{pairs:?}"
+        );
+        assert!(
+            pairs[1].contains("bob@contoso.com") && pairs[1].contains("DoNotDisturbPresenting"),
+            "{pairs:?}"
+        );
+    }
 }
