@@ -180,3 +180,84 @@ async fn debounce_sends_only_the_final_state_of_a_burst() {
         .unwrap();
     assert_eq!(sink.lines().len(), 2, "{:?}", sink.lines());
 }
+
+/// A sink written for this test: one trait implementation.
+#[derive(Clone, Default)]
+struct Recording {
+    applied: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    read_backs: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+}
+
+impl sip_blf_sync::engine::PresenceSink for Recording {
+    async fn apply(
+        &mut self,
+        commands: &[sip_blf_sync::engine::PresenceCommand],
+    ) -> Vec<Result<(), sip_blf_sync::engine::SinkError>> {
+        let mut applied = self.applied.lock().unwrap();
+        commands
+            .iter()
+            .map(|c| {
+                applied.push(format!("{} {}", c.user, c.reason.as_str()));
+                Ok(())
+            })
+            .collect()
+    }
+
+    async fn read_back(
+        &mut self,
+        users: &[String],
+    ) -> Result<Vec<(String, String)>, sip_blf_sync::engine::SinkError> {
+        self.read_backs.lock().unwrap().push(users.to_vec());
+        Ok(users
+            .iter()
+            .map(|u| (u.clone(), "Available/Available".to_owned()))
+            .collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconciliation_reasserts_and_reads_back() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = Recording::default();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        engine(EngineSettings {
+            reconcile_every: Duration::from_secs(15 * 60),
+            ..EngineSettings::default()
+        }),
+        Telemetry::new(),
+        std::future::pending(),
+        RunOptions {
+            state_file: None,
+            shutdown_limit: Duration::from_secs(5),
+        },
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tx.send(line("1002", LineState::Idle)).unwrap();
+    tokio::time::sleep(Duration::from_secs(31 * 60)).await;
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        *sink.applied.lock().unwrap(),
+        vec![
+            "alice@contoso.com change",
+            "alice@contoso.com reconcile",
+            "bob@contoso.com reconcile",
+            "alice@contoso.com reconcile",
+            "bob@contoso.com reconcile",
+            "alice@contoso.com shutdown",
+        ]
+    );
+    // Only the users we hold a set presence for are read back.
+    assert_eq!(
+        *sink.read_backs.lock().unwrap(),
+        vec![
+            vec!["alice@contoso.com".to_string()],
+            vec!["alice@contoso.com".to_string()]
+        ]
+    );
+}

@@ -267,6 +267,48 @@ async fn apply<K: PresenceSink>(
     }
 }
 
+/// The users whose presence a reconciliation re-asserted with `setPresence`,
+/// with the availability expected.
+fn reasserted_sets(commands: &[PresenceCommand]) -> Vec<(String, &'static str)> {
+    commands
+        .iter()
+        .filter(|c| c.reason == Reason::Reconcile)
+        .filter_map(|c| match &c.kind {
+            PresenceCommandKind::Set { pair, .. } => Some((c.user.clone(), pair.availability())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// After a reconciliation, reads back the re-asserted users' presence and
+/// reports those that do not show what we hold (e.g. a higher-priority
+/// session of the user's own).
+async fn report_drift<K: PresenceSink>(sink: &mut K, expected: Vec<(String, &'static str)>) {
+    if expected.is_empty() {
+        return;
+    }
+    let users: Vec<String> = expected.iter().map(|(u, _)| u.clone()).collect();
+    match sink.read_back(&users).await {
+        Ok(shown) => {
+            for (user, presence) in shown {
+                let want = expected
+                    .iter()
+                    .find(|(u, _)| *u == user)
+                    .map(|(_, a)| *a)
+                    .unwrap_or_default();
+                let availability = presence.split('/').next().unwrap_or_default();
+                if !availability.eq_ignore_ascii_case(want) {
+                    tracing::warn!(
+                        %user,
+                        "presence drift: shows {presence}, we hold {want}"
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::warn!("presence read-back failed: {e}"),
+    }
+}
+
 /// Runs the engine until the source ends or `shutdown` resolves; then clears
 /// every presence we set (within `options.shutdown_limit`) and saves the
 /// state. Returns the engine for inspection.
@@ -304,7 +346,9 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
         }
         let commands = engine.poll(tokio_now());
         let changed = !commands.is_empty();
+        let reasserted = reasserted_sets(&commands);
         apply(&mut engine, &mut sink, &telemetry, commands).await;
+        report_drift(&mut sink, reasserted).await;
         if changed {
             save(&engine, &sink, &options);
         }

@@ -125,6 +125,16 @@ impl GraphSink {
         );
     }
 
+    /// Pre-fills the cache with the object ids of an earlier run's state file.
+    pub fn seed_from(&self, state: &super::PersistedState) {
+        self.seed(
+            state
+                .object_ids
+                .iter()
+                .map(|(u, id)| (u.as_str(), id.as_str())),
+        );
+    }
+
     /// The client.
     pub fn client(&self) -> &GraphClient {
         &self.client
