@@ -282,3 +282,62 @@ impl PresenceSink for GraphSink {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Reason;
+    use blf::PresencePair;
+    use std::time::Duration;
+
+    fn cmd(kind: PresenceCommandKind, reason: Reason) -> PresenceCommand {
+        PresenceCommand {
+            extension: "1001".into(),
+            user: "alice@contoso.com".into(),
+            kind,
+            reason,
+            caused_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn log_sink_records_each_decision_and_never_fails() {
+        let mut sink = LogSink::quiet();
+        let shared = sink.clone();
+        let commands = [
+            cmd(
+                PresenceCommandKind::Set {
+                    pair: PresencePair::BusyInACall,
+                    expiration: Duration::from_secs(3600),
+                },
+                Reason::Change,
+            ),
+            cmd(
+                PresenceCommandKind::StatusMessage {
+                    text: "On a call".into(),
+                },
+                Reason::Change,
+            ),
+            cmd(
+                PresenceCommandKind::StatusMessage {
+                    text: String::new(),
+                },
+                Reason::Change,
+            ),
+            cmd(PresenceCommandKind::Clear, Reason::Shutdown),
+        ];
+        let results = sink.apply(&commands).await;
+        assert_eq!(results, vec![Ok(()); 4]);
+        assert_eq!(
+            shared.lines(),
+            vec![
+                "1001 alice@contoso.com: setPresence Busy/InACall for 3600 s (change)",
+                "1001 alice@contoso.com: setStatusMessage \"On a call\" (change)",
+                "1001 alice@contoso.com: setStatusMessage (clear) (change)",
+                "1001 alice@contoso.com: clearPresence (shutdown)",
+            ]
+        );
+        assert!(sink.object_ids().is_empty());
+        assert_eq!(sink.read_back(&["x".into()]).await, Ok(Vec::new()));
+    }
+}
