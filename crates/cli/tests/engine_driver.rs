@@ -261,3 +261,61 @@ async fn reconciliation_reasserts_and_reads_back() {
         ]
     );
 }
+
+/// A sink whose calls never finish (a Graph that hangs).
+struct Hanging;
+
+impl sip_blf_sync::engine::PresenceSink for Hanging {
+    async fn apply(
+        &mut self,
+        commands: &[sip_blf_sync::engine::PresenceCommand],
+    ) -> Vec<Result<(), sip_blf_sync::engine::SinkError>> {
+        if commands
+            .iter()
+            .any(|c| c.reason == sip_blf_sync::engine::Reason::Shutdown)
+        {
+            std::future::pending::<()>().await;
+        }
+        commands.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("presence-state.json");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let started = tokio::time::Instant::now();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        Hanging,
+        engine(settings()),
+        Telemetry::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+        RunOptions {
+            state_file: Some(state_file.clone()),
+            shutdown_limit: Duration::from_secs(5),
+        },
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(7),
+        "{took:?}"
+    );
+    let saved = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert_eq!(
+        saved.state.users["alice@contoso.com"].applied,
+        "Busy/InACall"
+    );
+    drop(tx);
+}

@@ -356,11 +356,20 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
     let commands = engine.shutdown(tokio_now());
     if !commands.is_empty() {
         let limit = options.shutdown_limit;
+        let sent = commands.clone();
         if tokio::time::timeout(limit, apply(&mut engine, &mut sink, &telemetry, commands))
             .await
             .is_err()
         {
-            tracing::warn!("clearing presences at shutdown took longer than {limit:?}; stopped");
+            tracing::warn!(
+                "clearing presences at shutdown took longer than {limit:?}; stopped \
+                 (the next start clears what is left)"
+            );
+            // Unconfirmed: keep them recorded as set so the next start corrects them.
+            let now = tokio_now();
+            for command in &sent {
+                engine.command_failed(command, now);
+            }
         }
     }
     save(&engine, &sink, &options);
