@@ -274,7 +274,8 @@ impl Engine {
 
     /// The line state of `extension`, as last reported.
     pub fn line_state(&self, extension: &str) -> Option<LineState> {
-        self.slots.get(extension).and_then(|s| s.line)
+        let slot = self.slots.get(extension)?;
+        slot.pending.map(|(state, _, _)| state).or(slot.line)
     }
 
     /// What we hold for the extension's user as text (`Busy/InACall`, `clear`), if anything.
@@ -288,32 +289,23 @@ impl Engine {
         Some(now.saturating_duration_since(at))
     }
 
-    /// A line changed state (unknown extensions are ignored).
+    /// A line changed state (unknown extensions are ignored); decided by the
+    /// next [`poll`](Self::poll) at or after the debounce window's end.
     pub fn line_changed(&mut self, extension: &str, state: LineState, now: Instant) {
         let debounce = self.settings.debounce;
         let Some(slot) = self.slots.get_mut(extension) else {
             return;
         };
         slot.last_notify = Some(now);
-        if debounce.is_zero() {
-            slot.line = Some(state);
-            Self::decide(
-                &self.settings,
-                extension,
-                slot,
-                now,
-                Some(now),
-                &mut self.out,
-            );
-        } else {
-            // The window starts with the first change of a burst; later changes
-            // in it only replace the state that will be sent.
-            let (deadline, first) = match slot.pending {
-                Some((_, deadline, first)) => (deadline, first),
-                None => (now + debounce, now),
-            };
-            slot.pending = Some((state, deadline, first));
-        }
+        // Decided at the next poll: the window starts with the first change of
+        // a burst; later changes only replace the state that will be sent.
+        // Without debounce the window ends at once, but changes reported
+        // before the next poll still coalesce (a backlog sends its final state).
+        let (deadline, first) = match slot.pending {
+            Some((_, deadline, first)) => (deadline, first),
+            None => (now + debounce, now),
+        };
+        slot.pending = Some((state, deadline, first));
     }
 
     fn decide(
@@ -611,6 +603,24 @@ mod tests {
             },
             reason,
         )
+    }
+
+    #[test]
+    fn changes_before_a_poll_coalesce_even_without_debounce() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        e.poll(t0);
+        // A backlog (e.g. while Graph was slow): busy → idle → busy → idle.
+        for (i, s) in [LineState::Idle, LineState::Busy, LineState::Idle]
+            .into_iter()
+            .enumerate()
+        {
+            e.line_changed("1001", s, t0 + secs(10 + i as u64));
+        }
+        let cmds = e.poll(t0 + secs(12));
+        assert_eq!(kinds(&cmds), vec![("1001".into(), Clear, Reason::Change)]);
+        assert_eq!(cmds[0].caused_at, Some(t0 + secs(10)));
     }
 
     #[test]

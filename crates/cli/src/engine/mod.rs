@@ -37,7 +37,8 @@ use crate::sip_source::{Notice, SipSource, SourceEvent};
 
 /// Where line-state changes come from (the PBX, a test channel…).
 pub trait LineSource: Send {
-    /// The next change or notice; `None` once the source has stopped.
+    /// The next change or notice; `None` once the source has stopped. Must be
+    /// cancel-safe: the driver drops the future when a timer fires first.
     fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send;
 }
 
@@ -267,6 +268,21 @@ async fn apply<K: PresenceSink>(
     }
 }
 
+/// Most events taken at once from a backlog before deciding.
+const MAX_BACKLOG: usize = 10_000;
+
+fn handle(event: SourceEvent, engine: &mut Engine, telemetry: &Telemetry) {
+    match event {
+        SourceEvent::Line(change) => {
+            telemetry.notify_received(&change.extension, SystemTime::now());
+            telemetry.set_line_state(&change.extension, change.line_state);
+            engine.line_changed(&change.extension, change.line_state, tokio_now());
+        }
+        SourceEvent::Notice(Notice::Info(text)) => tracing::info!("{text}"),
+        SourceEvent::Notice(Notice::Warning(text)) => tracing::warn!("{text}"),
+    }
+}
+
 /// The users whose presence a reconciliation re-asserted with `setPresence`,
 /// with the availability expected.
 fn reasserted_sets(commands: &[PresenceCommand]) -> Vec<(String, &'static str)> {
@@ -334,15 +350,27 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
             () = &mut shutdown => break,
             event = source.next_event() => match event {
                 None => break,
-                Some(SourceEvent::Line(change)) => {
-                    telemetry.notify_received(&change.extension, SystemTime::now());
-                    telemetry.set_line_state(&change.extension, change.line_state);
-                    engine.line_changed(&change.extension, change.line_state, tokio_now());
-                }
-                Some(SourceEvent::Notice(Notice::Info(text))) => tracing::info!("{text}"),
-                Some(SourceEvent::Notice(Notice::Warning(text))) => tracing::warn!("{text}"),
+                Some(event) => handle(event, &mut engine, &telemetry),
             },
             () = timer => {}
+        }
+        // Take what else is ready (a backlog after a slow Graph call) so that
+        // only each line's final state is sent.
+        let mut ended = false;
+        for _ in 0..MAX_BACKLOG {
+            let ready = tokio::select! {
+                biased;
+                event = source.next_event() => Some(event),
+                () = std::future::ready(()) => None,
+            };
+            match ready {
+                None => break,
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                Some(Some(event)) => handle(event, &mut engine, &telemetry),
+            }
         }
         let commands = engine.poll(tokio_now());
         let changed = !commands.is_empty();
@@ -351,6 +379,9 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
         report_drift(&mut sink, reasserted).await;
         if changed {
             save(&engine, &sink, &options);
+        }
+        if ended {
+            break;
         }
     }
     let commands = engine.shutdown(tokio_now());
