@@ -194,6 +194,9 @@ pub struct Engine {
     slots: BTreeMap<String, Slot>,
     started: Instant,
     next_reconcile: Option<Instant>,
+    /// Users no longer configured whose presence an earlier run left set:
+    /// record and when to (re)try clearing it.
+    orphans: BTreeMap<String, (AppliedRecord, Instant)>,
     out: Vec<PresenceCommand>,
 }
 
@@ -207,6 +210,7 @@ impl Engine {
             slots: BTreeMap::new(),
             started: now,
             next_reconcile,
+            orphans: BTreeMap::new(),
             out: Vec::new(),
         }
     }
@@ -241,7 +245,17 @@ impl Engine {
     /// Takes over what an earlier run applied (from the state file): a
     /// presence left set is corrected once the first line state is known, or
     /// cleared after [`EngineSettings::restart_grace`] without one.
+    ///
+    /// A user the state file shows with a presence set but who is no longer
+    /// in the extension list is cleared at the first poll.
     pub fn restore(&mut self, state: &PersistedState) {
+        for (user, record) in &state.users {
+            let configured = self.slots.values().any(|s| &s.user == user);
+            if !configured && matches!(Want::parse(&record.applied), Some(Want::Set(_))) {
+                self.orphans
+                    .insert(user.clone(), (record.clone(), self.started));
+            }
+        }
         for slot in self.slots.values_mut() {
             let Some(record) = state.users.get(&slot.user) else {
                 continue;
@@ -269,6 +283,11 @@ impl Engine {
                     },
                 ))
             })
+            .chain(
+                self.orphans
+                    .iter()
+                    .map(|(user, (record, _))| (user.clone(), record.clone())),
+            )
             .collect()
     }
 
@@ -425,6 +444,23 @@ impl Engine {
         if reconcile {
             self.next_reconcile = Some(now + settings.reconcile_every);
         }
+        let due: Vec<String> = self
+            .orphans
+            .iter()
+            .filter(|(_, (_, at))| now >= *at)
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in due {
+            if let Some((record, _)) = self.orphans.remove(&user) {
+                self.out.push(PresenceCommand {
+                    extension: record.extension,
+                    user,
+                    kind: PresenceCommandKind::Clear,
+                    reason: Reason::Restart,
+                    caused_at: None,
+                });
+            }
+        }
         for (ext, slot) in &mut self.slots {
             if let Some((state, deadline, first)) = slot.pending {
                 if now >= deadline {
@@ -515,12 +551,30 @@ impl Engine {
             })
             .flatten()
             .chain(self.next_reconcile)
+            .chain(self.orphans.values().map(|(_, at)| *at))
             .min()
     }
 
     /// A command could not be applied: it is retried after
     /// [`EngineSettings::retry_after`] (with the then desired presence).
     pub fn command_failed(&mut self, command: &PresenceCommand, now: Instant) {
+        let configured = self
+            .slots
+            .get(&command.extension)
+            .is_some_and(|s| s.user == command.user);
+        if !configured && command.kind == PresenceCommandKind::Clear {
+            // A user no longer configured: keep trying (and keep the record).
+            let record = AppliedRecord {
+                extension: command.extension.clone(),
+                applied: PresencePair::BusyInACall.to_string(),
+                at_unix: 0.0,
+            };
+            self.orphans.insert(
+                command.user.clone(),
+                (record, now + self.settings.retry_after),
+            );
+            return;
+        }
         if let Some(slot) = self.slots.get_mut(&command.extension) {
             if matches!(command.kind, PresenceCommandKind::StatusMessage { .. }) {
                 return;
@@ -852,6 +906,45 @@ mod tests {
         );
         e.line_changed("1001", LineState::Hold, t0 + secs(2));
         assert!(e.poll(t0 + secs(2)).is_empty());
+    }
+
+    #[test]
+    fn restart_clears_users_no_longer_configured() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        let mut state = left_busy();
+        state.users.insert(
+            "carol@contoso.com".into(),
+            AppliedRecord {
+                extension: "1003".into(),
+                applied: "Busy/InACall".into(),
+                at_unix: 1_795_000_000.0,
+            },
+        );
+        state.users.insert(
+            "dave@contoso.com".into(),
+            AppliedRecord {
+                extension: "1004".into(),
+                applied: "clear".into(),
+                at_unix: 1_795_000_000.0,
+            },
+        );
+        e.restore(&state);
+        assert_eq!(e.next_deadline(), Some(t0));
+        let cmds = e.poll(t0);
+        assert_eq!(kinds(&cmds), vec![("1003".into(), Clear, Reason::Restart)]);
+        assert_eq!(cmds[0].user, "carol@contoso.com");
+        // It failed: retried later, and still recorded meanwhile.
+        e.command_failed(&cmds[0], t0);
+        assert!(e.applied_records().contains_key("carol@contoso.com"));
+        assert!(e.poll(t0 + secs(29)).is_empty());
+        let cmds = e.poll(t0 + secs(30));
+        assert!(
+            cmds.iter()
+                .any(|c| c.user == "carol@contoso.com" && c.kind == Clear),
+            "{cmds:?}"
+        );
+        assert!(!e.applied_records().contains_key("carol@contoso.com"));
     }
 
     #[test]
