@@ -10,6 +10,37 @@
 //! - [`run_engine`] is the tokio loop around them.
 //!
 //! A new source or sink is one trait implementation away.
+//!
+//! Wiring, as `run --dry-run` does it:
+//!
+//! ```no_run
+//! # async fn demo(env: sip_blf_sync::settings::Env,
+//! #     extensions: Vec<sip_blf_sync::extensions::Extension>,
+//! #     source: sip_blf_sync::sip_source::SipSource) -> Result<(), Box<dyn std::error::Error>> {
+//! use sip_blf_sync::engine::{run_engine, EngineConfig, LogSink};
+//! use sip_blf_sync::observe::Telemetry;
+//!
+//! let config = EngineConfig::from_env(&env)?;
+//! let (engine, loaded) = config.prepare(&extensions, tokio::time::Instant::now().into_std())?;
+//! if let Some(warning) = loaded.warning {
+//!     tracing::warn!("{warning}");
+//! }
+//! // With a tenant: GraphSink::new(client, telemetry.clone()), then sink.seed_from(&loaded.state).
+//! let telemetry = Telemetry::new();
+//! let mut source = source;
+//! let engine = run_engine(
+//!     &mut source,
+//!     LogSink::printing(),
+//!     engine,
+//!     telemetry,
+//!     sip_blf_sync::signals::shutdown_signal(),
+//!     config.run_options(),
+//! )
+//! .await;
+//! // Then un-SUBSCRIBE and un-REGISTER.
+//! source.shutdown(std::time::Duration::from_secs(5)).await;
+//! # drop(engine); Ok(()) }
+//! ```
 
 mod machine;
 mod sinks;
@@ -40,6 +71,13 @@ pub trait LineSource: Send {
     /// The next change or notice; `None` once the source has stopped. Must be
     /// cancel-safe: the driver drops the future when a timer fires first.
     fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send;
+}
+
+/// Lend a source to [`run_engine`] and keep it (e.g. to un-SUBSCRIBE after).
+impl<T: LineSource> LineSource for &mut T {
+    fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send {
+        (**self).next_event()
+    }
 }
 
 impl LineSource for SipSource {
@@ -186,6 +224,20 @@ impl EngineConfig {
             engine.add_extension(&ext.extension, ext.user(), mapping);
         }
         problems.into_result(engine)
+    }
+
+    /// The engine for the extension list with the state file taken over
+    /// ([`Engine::restore`]); the returned [`Loaded`] carries the object ids to
+    /// seed a [`GraphSink`] with and a warning if the file was corrupt.
+    pub fn prepare(
+        &self,
+        extensions: &[Extension],
+        now: Instant,
+    ) -> Result<(Engine, Loaded), Problems> {
+        let mut engine = self.build_engine(extensions, now)?;
+        let loaded = PersistedState::load(&self.state_file, SystemTime::now());
+        engine.restore(&loaded.state);
+        Ok((engine, loaded))
     }
 
     /// The run options for [`run_engine`] (state file, shutdown limit).
@@ -459,6 +511,44 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }
+    }
+
+    #[test]
+    fn prepare_takes_over_the_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_file = dir.path().join("presence-state.json");
+        let mut left = PersistedState::default();
+        left.object_ids.insert(
+            "alice@contoso.com".into(),
+            "aaaaaaaa-0000-4000-8000-000000000001".into(),
+        );
+        left.users.insert(
+            "alice@contoso.com".into(),
+            AppliedRecord {
+                extension: "1001".into(),
+                applied: "Busy/InACall".into(),
+                at_unix: 1.0,
+            },
+        );
+        left.save(&state_file).unwrap();
+        let path = state_file.to_string_lossy().into_owned();
+        let c = EngineConfig::from_env(&Env::from_pairs([("PRESENCE_STATE_JSON", path.as_str())]))
+            .unwrap();
+        assert_eq!(c.run_options().state_file, Some(state_file.clone()));
+        let exts = crate::extensions::parse_json(
+            &dir.path().join("extensions.json"),
+            r#"[{"extension":"1001","email":"alice@contoso.com"}]"#,
+        )
+        .unwrap();
+        let t0 = Instant::now();
+        let (mut engine, loaded) = c.prepare(&exts, t0).unwrap();
+        assert_eq!(loaded.warning, None);
+        assert_eq!(loaded.state.object_ids.len(), 1);
+        engine.line_changed("1001", blf::LineState::Idle, t0);
+        let cmds = engine.poll(t0);
+        assert_eq!(cmds.len(), 1);
+        assert_eq!(cmds[0].kind, PresenceCommandKind::Clear);
+        assert_eq!(cmds[0].reason, Reason::Restart);
     }
 
     #[test]
