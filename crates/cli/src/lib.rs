@@ -9,6 +9,7 @@ pub mod extensions;
 pub mod graph_cmd;
 pub mod observe;
 pub mod problems;
+pub mod run;
 pub mod settings;
 pub mod signals;
 pub mod sip_source;

@@ -51,6 +51,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The service: carry every configured extension's line state into Teams presence.
+    ///
+    /// Without AZURE_TENANT_ID (or with --dry-run) each presence decision is printed
+    /// instead of sent to Microsoft Graph. Stops on SIGINT/SIGTERM, clearing what it set.
+    Run {
+        /// Print the presence decisions instead of calling Microsoft Graph.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Discover the public address of a UDP socket with STUN.
     Stun {
         /// A STUN server as HOST:PORT (repeatable; default: STUN_SERVERS).
@@ -163,6 +172,16 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 }
             };
             match watch::run(&sip, &exts, json).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Run { dry_run } => {
+            let plan = match sip_blf_sync::run::RunPlan::from_env(&env, dry_run) {
+                Ok(p) => p,
+                Err(p) => return config_failure(&p),
+            };
+            match sip_blf_sync::run::run(plan).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }

@@ -12,6 +12,7 @@ use sip_ua::{ContactAddress, Event, Subscription, Transport, UaConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::extensions::{EventPackage, Extension};
+use crate::observe::{SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
 /// One extension's line changed state.
@@ -114,6 +115,7 @@ pub struct SipSource {
     handle: Option<UaHandle>,
     events: UnboundedReceiver<Event>,
     trackers: HashMap<String, Tracker>,
+    telemetry: Telemetry,
 }
 
 impl SipSource {
@@ -136,9 +138,15 @@ impl SipSource {
                 handle: Some(handle),
                 events,
                 trackers,
+                telemetry: Telemetry::new(),
             },
             notices,
         ))
+    }
+
+    /// Reports registration, subscriptions and every NOTIFY to `telemetry`.
+    pub fn set_telemetry(&mut self, telemetry: Telemetry) {
+        self.telemetry = telemetry;
     }
 
     /// The local SIP address.
@@ -157,6 +165,7 @@ impl SipSource {
     }
 
     fn translate(&mut self, event: Event) -> Option<SourceEvent> {
+        self.observe(&event);
         let info = |s: String| Some(SourceEvent::Notice(Notice::Info(s)));
         let warn = |s: String| Some(SourceEvent::Notice(Notice::Warning(s)));
         match event {
@@ -164,10 +173,13 @@ impl SipSource {
                 let tracker = self.trackers.entry(n.extension.clone()).or_default();
                 let parsed = Notification::parse(n.content_type.as_deref(), &n.body);
                 match parsed {
-                    Err(e) => warn(format!(
-                        "NOTIFY for {} not understood, line state unchanged: {e}",
-                        n.extension
-                    )),
+                    Err(e) => {
+                        self.telemetry.parse_error(&n.extension);
+                        warn(format!(
+                            "NOTIFY for {} not understood, line state unchanged: {e}",
+                            n.extension
+                        ))
+                    }
                     Ok(notification) => {
                         let update = tracker.apply(notification);
                         if let TrackerEvent::ResyncNeeded { expected, received } = update.event {
@@ -221,6 +233,31 @@ impl SipSource {
             )),
             Event::Unreachable { reason, .. } => warn(format!("PBX unreachable: {reason}")),
             Event::Unregistered | Event::ShutDown => None,
+        }
+    }
+
+    /// What `/status` and `/metrics` learn from one user-agent event.
+    fn observe(&self, event: &Event) {
+        let t = &self.telemetry;
+        match event {
+            Event::Notify(n) => t.notify_received(&n.extension, std::time::SystemTime::now()),
+            Event::Registered { .. } => t.set_registered(true),
+            Event::RegistrationFailed { .. } | Event::Unreachable { .. } | Event::Unregistered => {
+                t.set_registered(false)
+            }
+            Event::SubscriptionActive { extension, .. } => {
+                t.set_subscription(extension, SubscriptionStatus::Active)
+            }
+            Event::SubscriptionPending { extension } => {
+                t.set_subscription(extension, SubscriptionStatus::Pending)
+            }
+            Event::SubscriptionFailed { extension, .. } => {
+                t.set_subscription(extension, SubscriptionStatus::Failed)
+            }
+            Event::SubscriptionTerminated { extension, .. } => {
+                t.set_subscription(extension, SubscriptionStatus::Terminated)
+            }
+            Event::NotifyRejected { .. } | Event::ContactChanged { .. } | Event::ShutDown => {}
         }
     }
 

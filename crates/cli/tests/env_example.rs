@@ -12,15 +12,32 @@ fn env_example_parses_and_documents_every_variable() {
     assert_eq!(env.get("SIP_TRANSPORT"), Some("udp"));
     // Every variable name the sources mention must be in the example.
     let mut missing = Vec::new();
-    for dir in ["crates/cli/src", "crates/graph-presence/src"] {
+    for dir in [
+        "crates/cli/src",
+        "crates/cli/src/engine",
+        "crates/cli/src/observe",
+        "crates/graph-presence/src",
+    ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let src = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
             for word in
                 src.split(|c: char| !(c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
             {
-                let known_prefix = ["SIP_", "AZURE_", "GRAPH_", "STUN_", "EXTENSIONS_"]
-                    .iter()
-                    .any(|p| word.starts_with(p));
+                let known_prefix = [
+                    "SIP_",
+                    "AZURE_",
+                    "GRAPH_",
+                    "STUN_",
+                    "EXTENSIONS_",
+                    "PRESENCE_",
+                    "MAPPING_",
+                    "SYNC_",
+                    "RECONCILE_",
+                    "STATUS_",
+                    "HTTP_",
+                ]
+                .iter()
+                .any(|p| word.starts_with(p));
                 if known_prefix
                     && word.len() > 5
                     && !text.contains(word)

@@ -1,0 +1,135 @@
+//! `sip-blf-sync run --dry-run` against a real Kamailio with a SIPp call:
+//! the decisions are printed, and /readyz, /status and /metrics answer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use testbed::{Kamailio, KamailioOptions, SippCall};
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no line with {needle:?} within 30 s; seen: {seen:#?}"));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio and sipp (scripts/install-peers.sh); run by scripts/test-all"]
+fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
+    let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extensions.csv"),
+        "1001,user1@contoso.com\n1002,user2@contoso.com\n",
+    )
+    .unwrap();
+    let state = dir.path().join("presence-state.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
+        .args(["run", "--dry-run"])
+        .current_dir(dir.path())
+        .env("SIP_SERVER", pbx.sip_addr().to_string())
+        .env("SIP_USERNAME", "blf")
+        .env("SIP_PASSWORD", "blfsecret")
+        .env("EXTENSIONS_JSON", dir.path().join("extensions.json"))
+        .env("PRESENCE_STATE_JSON", &state)
+        .env("HTTP_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let status_line = wait_for(&err, &mut log, "status on http://");
+    let addr = status_line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/status")
+        .to_string();
+    // Both subscriptions are live once their first NOTIFY arrived.
+    wait_for(&err, &mut log, "subscribed to 100");
+    wait_for(&err, &mut log, "subscribed to 100");
+
+    let mut decisions = Vec::new();
+    let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(300)).unwrap();
+    wait_for(
+        &out,
+        &mut decisions,
+        "1001 user1@contoso.com: setPresence Busy/InACall",
+    );
+    wait_for(
+        &out,
+        &mut decisions,
+        "1002 user2@contoso.com: setPresence Busy/InACall",
+    );
+
+    let (code, _) = http_get(&addr, "/readyz");
+    assert_eq!(code, 200, "registered, and a dry run needs no token");
+    let (code, status) = http_get(&addr, "/status");
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let text = status.to_string();
+    assert!(text.contains("\"1001\""), "{text}");
+    assert!(text.contains("busy"), "{text}");
+    let (code, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("sip_notifies_total"), "{metrics}");
+    assert!(metrics.contains("sip_registered 1"), "{metrics}");
+
+    call.hang_up().unwrap();
+    call.wait().unwrap();
+    wait_for(
+        &out,
+        &mut decisions,
+        "1001 user1@contoso.com: clearPresence",
+    );
+    wait_for(
+        &out,
+        &mut decisions,
+        "1002 user2@contoso.com: clearPresence",
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}; log: {log:#?}");
+    assert!(state.exists(), "the state file is written at shutdown");
+}
