@@ -1,7 +1,11 @@
 //! The NAT lab: namespaces created and removed, STUN and SIP through the NAT.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+
+use common::{binding_request, xor_mapped_v4};
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,23 +23,6 @@ fn skip_unless_available() -> bool {
 
 fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
-}
-
-/// XOR-MAPPED-ADDRESS (IPv4) of a STUN Binding success response.
-fn xor_mapped_v4(resp: &[u8]) -> Option<SocketAddr> {
-    let mut at = 20;
-    while at + 4 <= resp.len() {
-        let kind = u16::from_be_bytes([resp[at], resp[at + 1]]);
-        let len = usize::from(u16::from_be_bytes([resp[at + 2], resp[at + 3]]));
-        let value = resp.get(at + 4..at + 4 + len)?;
-        if kind == 0x0020 && value.get(1) == Some(&0x01) {
-            let port = u16::from_be_bytes([value[2], value[3]]) ^ 0x2112;
-            let ip: [u8; 4] = std::array::from_fn(|i| value[4 + i] ^ [0x21, 0x12, 0xA4, 0x42][i]);
-            return Some(SocketAddr::new(IpAddr::from(ip), port));
-        }
-        at += 4 + len.div_ceil(4) * 4;
-    }
-    None
 }
 
 #[test]
@@ -84,11 +71,8 @@ fn stun_from_inside_sees_the_public_address() {
     assert_eq!(stun.addr(), SocketAddr::new(nat.outside_ip(), 3478));
     let sock = nat.bind_udp_inside(0).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let mut req = [0u8; 20];
-    req[0..2].copy_from_slice(&[0x00, 0x01]);
-    req[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
-    req[8..20].copy_from_slice(b"natlab-stun!");
-    sock.send_to(&req, stun.addr()).unwrap();
+    sock.send_to(&binding_request(b"natlab-stun!"), stun.addr())
+        .unwrap();
     let mut buf = [0u8; 1500];
     let (len, _) = sock.recv_from(&mut buf).unwrap();
     let mapped = xor_mapped_v4(&buf[..len]).unwrap();
