@@ -261,9 +261,7 @@ pub(crate) fn parse_root(
             }
             XEvent::End => return Ok(info),
             XEvent::Text(_) | XEvent::RawText(_) => {}
-            XEvent::Eof => {
-                return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
-            }
+            XEvent::Eof => return Err(xml.ends_inside_element()),
         }
     }
 }
@@ -333,9 +331,7 @@ fn parse_dialog(
             }
             XEvent::End => return Ok(d),
             XEvent::Text(_) | XEvent::RawText(_) => {}
-            XEvent::Eof => {
-                return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
-            }
+            XEvent::Eof => return Err(xml.ends_inside_element()),
         }
     }
 }
@@ -384,9 +380,7 @@ fn parse_participant(xml: &mut Xml<'_>, empty: bool) -> Result<Participant, Pars
             }
             XEvent::End => return Ok(p),
             XEvent::Text(_) | XEvent::RawText(_) => {}
-            XEvent::Eof => {
-                return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
-            }
+            XEvent::Eof => return Err(xml.ends_inside_element()),
         }
     }
 }
@@ -417,9 +411,7 @@ fn parse_target_params(
             }
             XEvent::End => return Ok(()),
             XEvent::Text(_) | XEvent::RawText(_) => {}
-            XEvent::Eof => {
-                return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
-            }
+            XEvent::Eof => return Err(xml.ends_inside_element()),
         }
     }
 }

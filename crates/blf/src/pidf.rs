@@ -193,9 +193,7 @@ fn walk(xml: &mut Xml<'_>, pidf: &mut Pidf, tuple: Option<usize>) -> Result<(), 
             }
             XEvent::End => return Ok(()),
             XEvent::Text(_) | XEvent::RawText(_) => {}
-            XEvent::Eof => {
-                return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
-            }
+            XEvent::Eof => return Err(xml.ends_inside_element()),
         }
     }
 }
@@ -231,9 +229,7 @@ fn read_activities(xml: &mut Xml<'_>, out: &mut Vec<String>) -> Result<(), Parse
                 }
             }
             XEvent::End => return Ok(()),
-            XEvent::Eof => {
-                return Err(xml.error_here(ParseErrorKind::MalformedXml, "unexpected end"))
-            }
+            XEvent::Eof => return Err(xml.ends_inside_element()),
         }
     }
 }

@@ -258,6 +258,15 @@ impl<'a> Xml<'a> {
         }
     }
 
+    /// The error for [`XEvent::Eof`] inside an element. [`Xml::next`] already reports an
+    /// element left open at end of input, so this only guards the element loops.
+    pub(crate) fn ends_inside_element(&self) -> ParseError {
+        self.error_here(
+            ParseErrorKind::MalformedXml,
+            "document ends inside an element",
+        )
+    }
+
     /// Skips the rest of the element whose start was just returned (not for empty elements).
     pub(crate) fn skip_element(&mut self) -> Result<(), ParseError> {
         let mut open = 1usize;
@@ -265,13 +274,7 @@ impl<'a> Xml<'a> {
             match self.next()? {
                 XEvent::Start { empty: false, .. } => open += 1,
                 XEvent::End => open -= 1,
-                XEvent::Eof => {
-                    // `next` already reports an unclosed element at end of input.
-                    return Err(self.error_here(
-                        ParseErrorKind::MalformedXml,
-                        "document ends inside an element",
-                    ));
-                }
+                XEvent::Eof => return Err(self.ends_inside_element()),
                 XEvent::Start { empty: true, .. } | XEvent::Text(_) | XEvent::RawText(_) => {}
             }
         }
@@ -293,12 +296,7 @@ impl<'a> Xml<'a> {
                     continue;
                 }
                 XEvent::Start { empty: true, .. } => continue,
-                XEvent::Eof => {
-                    return Err(self.error_here(
-                        ParseErrorKind::MalformedXml,
-                        "document ends inside an element",
-                    ))
-                }
+                XEvent::Eof => return Err(self.ends_inside_element()),
             };
             out = Some(match out {
                 None => piece,

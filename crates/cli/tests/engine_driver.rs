@@ -13,6 +13,14 @@ use sip_blf_sync::observe::Telemetry;
 use sip_blf_sync::sip_source::{LineChange, SourceEvent};
 use tokio::sync::{mpsc, oneshot};
 
+/// Run options of these tests: five seconds to clear at shutdown.
+fn options(state_file: Option<std::path::PathBuf>) -> RunOptions {
+    RunOptions {
+        state_file,
+        shutdown_limit: Duration::from_secs(5),
+    }
+}
+
 fn line(ext: &str, state: LineState) -> SourceEvent {
     SourceEvent::Line(LineChange {
         extension: ext.into(),
@@ -50,10 +58,7 @@ async fn keep_alive_then_shutdown_clears_and_saves_state() {
         async {
             let _ = stop_rx.await;
         },
-        RunOptions {
-            state_file: Some(state_file.clone()),
-            shutdown_limit: Duration::from_secs(5),
-        },
+        options(Some(state_file.clone())),
     ));
     tx.send(line("1001", LineState::Busy)).unwrap();
     tx.send(line("1002", LineState::Idle)).unwrap();
@@ -116,10 +121,7 @@ async fn restart_clears_a_busy_left_by_a_killed_run() {
         e,
         Telemetry::new(),
         std::future::pending(),
-        RunOptions {
-            state_file: None,
-            shutdown_limit: Duration::from_secs(5),
-        },
+        options(None),
     ));
     // alice's line reports idle at once; bob's PBX says nothing.
     tx.send(line("1001", LineState::Idle)).unwrap();
@@ -155,10 +157,7 @@ async fn debounce_sends_only_the_final_state_of_a_burst() {
         }),
         Telemetry::new(),
         std::future::pending(),
-        RunOptions {
-            state_file: None,
-            shutdown_limit: Duration::from_secs(5),
-        },
+        options(None),
     ));
     for s in [
         LineState::Ringing,
@@ -228,10 +227,7 @@ async fn reconciliation_reasserts_and_reads_back() {
         }),
         Telemetry::new(),
         std::future::pending(),
-        RunOptions {
-            state_file: None,
-            shutdown_limit: Duration::from_secs(5),
-        },
+        options(None),
     ));
     tx.send(line("1001", LineState::Busy)).unwrap();
     tx.send(line("1002", LineState::Idle)).unwrap();
@@ -295,10 +291,7 @@ async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
         async {
             let _ = stop_rx.await;
         },
-        RunOptions {
-            state_file: Some(state_file.clone()),
-            shutdown_limit: Duration::from_secs(5),
-        },
+        options(Some(state_file.clone())),
     ));
     tx.send(line("1001", LineState::Busy)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
