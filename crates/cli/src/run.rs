@@ -67,6 +67,35 @@ fn log_notice(n: &Notice) {
     }
 }
 
+/// How often the Graph token is checked while no call shows its state.
+const TOKEN_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps `/readyz` true to the token: checks it periodically (renewing it
+/// when it is about to expire), logging only changes.
+async fn watch_token(sink: GraphSink) {
+    let mut tick = tokio::time::interval(TOKEN_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate: the token was checked at start.
+    tick.tick().await;
+    let mut was_ok = true;
+    loop {
+        tick.tick().await;
+        match sink.refresh_token_status().await {
+            Ok(()) if !was_ok => {
+                tracing::info!("Microsoft Graph: a valid token is held again");
+                was_ok = true;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if was_ok {
+                    tracing::error!("Microsoft Graph token: {e}");
+                }
+                was_ok = false;
+            }
+        }
+    }
+}
+
 /// Runs the service until SIGINT/SIGTERM, then clears what it set,
 /// un-SUBSCRIBEs, un-REGISTERs and saves its state.
 pub async fn run(plan: RunPlan) -> Result<(), Box<dyn std::error::Error>> {
@@ -137,7 +166,9 @@ pub async fn run(plan: RunPlan) -> Result<(), Box<dyn std::error::Error>> {
         Some(client) => {
             let sink = GraphSink::new(client, telemetry.clone());
             sink.seed_from(&loaded.state);
+            let token_watch = tokio::spawn(watch_token(sink.clone()));
             run_engine(&mut source, sink, engine, telemetry, shutdown, options).await;
+            token_watch.abort();
         }
     }
     tracing::info!("stopping: un-subscribing and un-registering");

@@ -242,9 +242,7 @@ async fn reconciliation_reasserts_and_reads_back() {
         vec![
             "alice@contoso.com change",
             "alice@contoso.com reconcile",
-            "bob@contoso.com reconcile",
             "alice@contoso.com reconcile",
-            "bob@contoso.com reconcile",
             "alice@contoso.com shutdown",
         ]
     );

@@ -18,6 +18,10 @@ const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const BOB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 
 fn client(emu: &GraphEmulator) -> GraphClient {
+    GraphClient::new(config(emu)).unwrap()
+}
+
+fn config(emu: &GraphEmulator) -> GraphConfig {
     let c = emu.config();
     let mut config = GraphConfig::new(
         c.tenant_id.clone(),
@@ -27,7 +31,7 @@ fn client(emu: &GraphEmulator) -> GraphClient {
     config.authority_host = emu.authority_url();
     config.graph_base_url = emu.base_url();
     config.backoff_base = Duration::from_millis(10);
-    GraphClient::new(config).unwrap()
+    config
 }
 
 fn command(ext: &str, user: &str, kind: PresenceCommandKind) -> PresenceCommand {
@@ -217,4 +221,68 @@ async fn driver_with_graph_sink_clears_on_shutdown_and_persists_ids() {
     assert_eq!(saved.state.object_ids["alice@contoso.com"], ALICE);
     assert_eq!(saved.state.users["alice@contoso.com"].applied, "clear");
     assert!(!saved.state.users.contains_key("bob@contoso.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_say_whether_a_retry_can_help() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let mut sink = GraphSink::new(client(&emu), Telemetry::new());
+    let r = sink
+        .apply(&[command("1004", "dave@contoso.com", busy())])
+        .await;
+    let gone = r[0].clone().unwrap_err();
+    assert!(gone.permanent, "{gone:?}");
+    assert!(gone.message.contains("extension list"), "{gone}");
+
+    // More 429s than the client's own retries: transient, with Retry-After.
+    emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(1),
+        times: 6,
+    });
+    let mut quick = config(&emu);
+    quick.max_retries = 0;
+    let mut sink = GraphSink::new(GraphClient::new(quick).unwrap(), Telemetry::new());
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    let throttled = r[0].clone().unwrap_err();
+    assert!(!throttled.permanent && throttled.throttled, "{throttled:?}");
+    assert_eq!(throttled.retry_after, Some(Duration::from_secs(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_state_follows_the_calls() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let telemetry = Telemetry::new();
+    let mut sink = GraphSink::new(client(&emu), telemetry.clone());
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+    let status = telemetry.status_json();
+    assert_eq!(status["token_valid"], true, "{status}");
+    assert!(
+        status["token_expires_in_seconds"].as_f64().unwrap() > 3000.0,
+        "{status}"
+    );
+
+    let mut wrong = config(&emu);
+    wrong.credential = Credential::Secret(SecretString::new("not-the-secret".to_owned()));
+    let mut refused = GraphSink::new(GraphClient::new(wrong).unwrap(), telemetry.clone());
+    let r = refused
+        .apply(&[command("1002", "bob@contoso.com", busy())])
+        .await;
+    assert!(r[0].as_ref().unwrap_err().permanent, "{r:?}");
+    let status = telemetry.status_json();
+    assert_eq!(status["token_valid"], false, "{status}");
+    assert!(status["token_expires_in_seconds"].is_null(), "{status}");
+    assert!(!telemetry.is_ready());
+
+    // The periodic check (or the next good call) shows it valid again.
+    sink.refresh_token_status().await.unwrap();
+    assert_eq!(telemetry.status_json()["token_valid"], true);
 }

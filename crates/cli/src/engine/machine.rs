@@ -59,6 +59,21 @@ impl Reason {
     }
 }
 
+/// How a command failed, which decides when it is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// May succeed later (throttling, server errors, network): retried after
+    /// `retry_after` when the server gave one, else [`EngineSettings::retry_after`].
+    Transient {
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// Will not succeed until someone fixes something (user gone, permission
+    /// missing, credentials refused): retried with a doubling backoff from
+    /// [`EngineSettings::retry_after`] up to [`EngineSettings::permanent_backoff_max`].
+    Permanent,
+}
+
 /// One thing to do with one user's presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceCommand {
@@ -108,8 +123,12 @@ pub struct EngineSettings {
     /// After a restart, how long to wait for a first NOTIFY before clearing a
     /// presence an earlier run left set.
     pub restart_grace: Duration,
-    /// Wait this long before retrying a failed command.
+    /// Wait this long before retrying a failed command (the first step of
+    /// the backoff after a permanent failure).
     pub retry_after: Duration,
+    /// Longest wait between attempts after permanent failures (the backoff
+    /// doubles from [`retry_after`](Self::retry_after) up to this).
+    pub permanent_backoff_max: Duration,
     /// Status message while the line is busy (set presence is a Busy pair); `None` = off.
     pub status_message: Option<String>,
 }
@@ -122,6 +141,7 @@ impl Default for EngineSettings {
             reconcile_every: Duration::from_secs(15 * 60),
             restart_grace: Duration::from_secs(30),
             retry_after: Duration::from_secs(30),
+            permanent_backoff_max: Duration::from_secs(3600),
             status_message: None,
         }
     }
@@ -168,6 +188,8 @@ struct Slot {
     inherited: bool,
     keepalive_at: Option<Instant>,
     retry_at: Option<Instant>,
+    /// Permanent failures in a row (drives the backoff; reset by a success).
+    failures: u32,
     status_set: bool,
     last_notify: Option<Instant>,
 }
@@ -197,6 +219,8 @@ pub struct Engine {
     /// Users no longer configured whose presence an earlier run left set:
     /// record and when to (re)try clearing it.
     orphans: BTreeMap<String, (AppliedRecord, Instant)>,
+    /// Permanent failures in a row clearing an orphan (drives its backoff).
+    orphan_failures: BTreeMap<String, u32>,
     out: Vec<PresenceCommand>,
 }
 
@@ -211,6 +235,7 @@ impl Engine {
             started: now,
             next_reconcile,
             orphans: BTreeMap::new(),
+            orphan_failures: BTreeMap::new(),
             out: Vec::new(),
         }
     }
@@ -236,6 +261,7 @@ impl Engine {
                 inherited: false,
                 keepalive_at: None,
                 retry_at: None,
+                failures: 0,
                 status_set: false,
                 last_notify: None,
             },
@@ -502,8 +528,10 @@ impl Engine {
                     continue;
                 }
             }
+            // A clear that succeeded is known applied; only what we set can
+            // have been lost (session expired, Graph restored) and is re-asserted.
             if reconcile {
-                if let Some(want) = slot.desired {
+                if let Some(want @ Want::Set(_)) = slot.desired {
                     Self::send(
                         settings,
                         ext,
@@ -557,38 +585,85 @@ impl Engine {
 
     /// A command could not be applied: it is retried after
     /// [`EngineSettings::retry_after`] (with the then desired presence).
+    /// Same as [`command_failed_with`](Self::command_failed_with) and a
+    /// transient failure without `Retry-After`.
     pub fn command_failed(&mut self, command: &PresenceCommand, now: Instant) {
+        self.command_failed_with(command, now, Failure::Transient { retry_after: None });
+    }
+
+    /// A command could not be applied, for the given reason: it is retried
+    /// (with the then desired presence) after the returned delay.
+    pub fn command_failed_with(
+        &mut self,
+        command: &PresenceCommand,
+        now: Instant,
+        failure: Failure,
+    ) -> Duration {
+        let settings = &self.settings;
+        let delay = |failures: u32| match failure {
+            Failure::Transient { retry_after } => retry_after.unwrap_or(settings.retry_after),
+            Failure::Permanent => {
+                let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+                settings
+                    .retry_after
+                    .saturating_mul(factor)
+                    .min(settings.permanent_backoff_max)
+            }
+        };
+        let permanent = failure == Failure::Permanent;
         let configured = self
             .slots
             .get(&command.extension)
             .is_some_and(|s| s.user == command.user);
         if !configured && command.kind == PresenceCommandKind::Clear {
             // A user no longer configured: keep trying (and keep the record).
+            let failures = self
+                .orphan_failures
+                .entry(command.user.clone())
+                .or_default();
+            if permanent {
+                *failures = failures.saturating_add(1);
+            }
+            let wait = delay(*failures);
             let record = AppliedRecord {
                 extension: command.extension.clone(),
                 applied: PresencePair::BusyInACall.to_string(),
                 at_unix: 0.0,
             };
-            self.orphans.insert(
-                command.user.clone(),
-                (record, now + self.settings.retry_after),
-            );
-            return;
+            self.orphans
+                .insert(command.user.clone(), (record, now + wait));
+            return wait;
         }
+        let Some(slot) = self.slots.get_mut(&command.extension) else {
+            return Duration::ZERO;
+        };
+        if matches!(command.kind, PresenceCommandKind::StatusMessage { .. }) {
+            return Duration::ZERO;
+        }
+        // What Graph holds is unknown now.
+        slot.applied = None;
+        if slot.desired.is_none() {
+            slot.desired = match command.kind {
+                PresenceCommandKind::Set { pair, .. } => Some(Want::Set(pair)),
+                _ => Some(Want::Clear),
+            };
+        }
+        if permanent {
+            slot.failures = slot.failures.saturating_add(1);
+        }
+        let wait = delay(slot.failures);
+        slot.retry_at = Some(now + wait);
+        wait
+    }
+
+    /// A command was applied: the permanent-failure backoff starts over.
+    pub fn command_succeeded(&mut self, command: &PresenceCommand) {
         if let Some(slot) = self.slots.get_mut(&command.extension) {
-            if matches!(command.kind, PresenceCommandKind::StatusMessage { .. }) {
-                return;
+            if slot.user == command.user {
+                slot.failures = 0;
             }
-            // What Graph holds is unknown now.
-            slot.applied = None;
-            if slot.desired.is_none() {
-                slot.desired = match command.kind {
-                    PresenceCommandKind::Set { pair, .. } => Some(Want::Set(pair)),
-                    _ => Some(Want::Clear),
-                };
-            }
-            slot.retry_at = Some(now + self.settings.retry_after);
         }
+        self.orphan_failures.remove(&command.user);
     }
 
     /// Clears every presence we hold (for shutdown); afterwards nothing is held.
@@ -808,7 +883,7 @@ mod tests {
     }
 
     #[test]
-    fn reconciliation_reasserts_every_user() {
+    fn reconciliation_reasserts_what_we_set_and_not_known_clears() {
         let t0 = Instant::now();
         let every = secs(15 * 60);
         let mut e = engine(
@@ -825,12 +900,97 @@ mod tests {
         assert!(e.poll(t0 + every - secs(1)).is_empty());
         assert_eq!(
             kinds(&e.poll(t0 + every)),
-            vec![
-                set("1001", Reason::Reconcile),
-                ("1002".into(), Clear, Reason::Reconcile)
-            ]
+            vec![set("1001", Reason::Reconcile)]
         );
         assert_eq!(e.next_deadline(), Some(t0 + every * 2));
+        // A clear that went through is not repeated period after period.
+        e.line_changed("1001", LineState::Idle, t0 + every + secs(1));
+        assert_eq!(
+            kinds(&e.poll(t0 + every + secs(1))),
+            vec![("1001".into(), Clear, Reason::Change)]
+        );
+        assert!(e.poll(t0 + every * 2).is_empty());
+        assert!(e.poll(t0 + every * 3).is_empty());
+        // A clear that failed is retried until it goes through, then left alone.
+        e.line_changed("1002", LineState::Busy, t0 + every * 3);
+        e.poll(t0 + every * 3);
+        e.line_changed("1002", LineState::Idle, t0 + every * 3 + secs(1));
+        let cmds = e.poll(t0 + every * 3 + secs(1));
+        e.command_failed(&cmds[0], t0 + every * 3 + secs(1));
+        let cmds = e.poll(t0 + every * 3 + secs(31));
+        assert_eq!(kinds(&cmds), vec![("1002".into(), Clear, Reason::Retry)]);
+        e.command_succeeded(&cmds[0]);
+        assert!(e.poll(t0 + every * 4).is_empty());
+    }
+
+    #[test]
+    fn permanent_failures_back_off_up_to_an_hour_and_a_success_resets() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let mut cmds = e.poll(t0);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            let wait = e.command_failed_with(&cmds[0], now, Failure::Permanent);
+            waits.push(wait.as_secs());
+            assert_eq!(e.next_deadline(), Some(now + wait));
+            assert!(e.poll(now + wait - secs(1)).is_empty());
+            now += wait;
+            cmds = e.poll(now);
+            assert_eq!(kinds(&cmds), vec![set("1001", Reason::Retry)]);
+        }
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        e.command_succeeded(&cmds[0]);
+        e.line_changed("1001", LineState::Idle, now);
+        let cmds = e.poll(now);
+        assert_eq!(
+            e.command_failed_with(&cmds[0], now, Failure::Permanent),
+            secs(30)
+        );
+    }
+
+    #[test]
+    fn transient_failures_wait_for_retry_after_when_given() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let cmds = e.poll(t0);
+        let given = Failure::Transient {
+            retry_after: Some(secs(2)),
+        };
+        for _ in 0..3 {
+            assert_eq!(e.command_failed_with(&cmds[0], t0, given), secs(2));
+        }
+        assert_eq!(e.next_deadline(), Some(t0 + secs(2)));
+        let none = Failure::Transient { retry_after: None };
+        assert_eq!(e.command_failed_with(&cmds[0], t0, none), secs(30));
+    }
+
+    #[test]
+    fn clearing_a_user_no_longer_configured_backs_off_when_it_cannot_succeed() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        let mut state = PersistedState::default();
+        state.users.insert(
+            "carol@contoso.com".into(),
+            AppliedRecord {
+                extension: "1003".into(),
+                applied: "Busy/InACall".into(),
+                at_unix: 1_795_000_000.0,
+            },
+        );
+        e.restore(&state);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let cmds = e.poll(now);
+            assert_eq!(kinds(&cmds), vec![("1003".into(), Clear, Reason::Restart)]);
+            let wait = e.command_failed_with(&cmds[0], now, Failure::Permanent);
+            waits.push(wait.as_secs());
+            now += wait;
+        }
+        assert_eq!(waits, [30, 60, 120]);
     }
 
     #[test]

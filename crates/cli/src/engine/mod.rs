@@ -55,7 +55,7 @@ use blf::Mapping;
 use tokio::sync::mpsc;
 
 pub use machine::{
-    presence_state, Engine, EngineSettings, PresenceCommand, PresenceCommandKind, Reason,
+    presence_state, Engine, EngineSettings, Failure, PresenceCommand, PresenceCommandKind, Reason,
 };
 pub use sinks::{GraphSink, LogSink, SinkError};
 pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
@@ -295,6 +295,7 @@ async fn apply<K: PresenceSink>(
     for (i, command) in commands.iter().enumerate() {
         match results.get(i) {
             Some(Ok(())) => {
+                engine.command_succeeded(command);
                 if let Some(text) = engine.applied(&command.extension) {
                     let shown = if text == "clear" {
                         "cleared".to_owned()
@@ -305,15 +306,25 @@ async fn apply<K: PresenceSink>(
                 }
             }
             Some(Err(e)) => {
-                tracing::warn!(
-                    extension = %command.extension,
-                    user = %command.user,
-                    "{} ({}) failed: {e}; retrying in {:?}",
-                    command.operation(),
-                    command.reason.as_str(),
-                    engine.settings().retry_after
-                );
-                engine.command_failed(command, after);
+                let wait = engine.command_failed_with(command, after, e.failure());
+                if e.permanent {
+                    tracing::error!(
+                        extension = %command.extension,
+                        user = %command.user,
+                        "{} ({}) failed and will keep failing until this is fixed: {e}; \
+                         next attempt in {wait:?}",
+                        command.operation(),
+                        command.reason.as_str(),
+                    );
+                } else {
+                    tracing::warn!(
+                        extension = %command.extension,
+                        user = %command.user,
+                        "{} ({}) failed: {e}; retrying in {wait:?}",
+                        command.operation(),
+                        command.reason.as_str(),
+                    );
+                }
             }
             None => engine.command_failed(command, after),
         }
@@ -325,8 +336,8 @@ const MAX_BACKLOG: usize = 10_000;
 
 fn handle(event: SourceEvent, engine: &mut Engine, telemetry: &Telemetry) {
     match event {
+        // The NOTIFY itself is counted by the source that received it.
         SourceEvent::Line(change) => {
-            telemetry.notify_received(&change.extension, SystemTime::now());
             telemetry.set_line_state(&change.extension, change.line_state);
             engine.line_changed(&change.extension, change.line_state, tokio_now());
         }

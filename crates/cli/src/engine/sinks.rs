@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use graph_presence::{GraphClient, GraphError, ObjectId, OperationOutcome, PresenceOperation};
 
-use super::machine::{presence_state, PresenceCommand, PresenceCommandKind};
+use super::machine::{presence_state, Failure, PresenceCommand, PresenceCommandKind};
 use super::PresenceSink;
 use crate::observe::{CallOutcome, Telemetry};
 
@@ -14,19 +15,77 @@ use crate::observe::{CallOutcome, Telemetry};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
-    /// What went wrong.
+    /// What went wrong (and, for a permanent failure, what to fix).
     pub message: String,
     /// Whether Graph throttled the call (429).
     pub throttled: bool,
+    /// The server's `Retry-After`, if it gave one.
+    pub retry_after: Option<Duration>,
+    /// Retrying will not help until something is fixed (user gone,
+    /// permission missing, credentials refused).
+    pub permanent: bool,
+}
+
+impl SinkError {
+    /// A failure that may go away by itself.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            throttled: false,
+            retry_after: None,
+            permanent: false,
+        }
+    }
+
+    /// A failure that needs a fix before a retry can succeed.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            ..Self::transient(message)
+        }
+    }
+
+    /// How the engine should treat it.
+    pub fn failure(&self) -> Failure {
+        if self.permanent {
+            Failure::Permanent
+        } else {
+            Failure::Transient {
+                retry_after: self.retry_after,
+            }
+        }
+    }
 }
 
 impl From<GraphError> for SinkError {
     fn from(e: GraphError) -> Self {
+        let retry_after = match &e {
+            GraphError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let message = match &e {
+            GraphError::NotFound { .. } => format!(
+                "{e}; the user is not in the tenant (deleted, or a wrong e-mail or object id \
+                 in the extension list): fix the extension list"
+            ),
+            _ => e.to_string(),
+        };
         Self {
             throttled: matches!(e, GraphError::Throttled { .. }),
-            message: e.to_string(),
+            retry_after,
+            permanent: !e.is_transient(),
+            message,
         }
     }
+}
+
+/// Whether the error says that no valid token can be had (as opposed to a
+/// failure of the call itself).
+fn is_auth_failure(e: &GraphError) -> bool {
+    matches!(
+        e,
+        GraphError::Token { .. } | GraphError::TokenTransport(_) | GraphError::Unauthorized { .. }
+    )
 }
 
 fn outcome_of(e: &GraphError) -> CallOutcome {
@@ -140,7 +199,25 @@ impl GraphSink {
         &self.client
     }
 
-    async fn resolve(&self, user: &str) -> Result<ObjectId, SinkError> {
+    /// Checks the token (the cached one unless it is about to expire, else a
+    /// new one) and shows the outcome in `/readyz`, `/status` and `/metrics`.
+    pub async fn refresh_token_status(&self) -> Result<(), GraphError> {
+        match self.client.token_check().await {
+            Ok(info) => {
+                self.telemetry.set_token_valid(true);
+                self.telemetry
+                    .set_token_expiry(Some(SystemTime::now() + info.expires_in));
+                Ok(())
+            }
+            Err(e) => {
+                self.telemetry.set_token_valid(false);
+                self.telemetry.set_token_expiry(None);
+                Err(e)
+            }
+        }
+    }
+
+    async fn resolve(&self, user: &str) -> Result<ObjectId, GraphError> {
         let cached = ObjectId::parse(user).is_ok()
             || self
                 .client
@@ -153,7 +230,7 @@ impl GraphSink {
                 r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
             );
         }
-        r.map_err(SinkError::from)
+        r
     }
 
     fn operation(command: &PresenceCommand, user: ObjectId) -> PresenceOperation {
@@ -200,7 +277,7 @@ impl GraphSink {
 
 impl PresenceSink for GraphSink {
     async fn apply(&mut self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
-        let mut results: Vec<Option<Result<(), SinkError>>> = vec![None; commands.len()];
+        let mut results: Vec<Option<Result<(), GraphError>>> = vec![None; commands.len()];
         let mut ops: Vec<(usize, PresenceOperation)> = Vec::new();
         for (i, c) in commands.iter().enumerate() {
             match self.resolve(&c.user).await {
@@ -221,7 +298,7 @@ impl PresenceSink for GraphSink {
                     r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
                 );
                 if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(r.map_err(SinkError::from));
+                    *slot = Some(r);
                 }
             }
         } else if !ops.is_empty() {
@@ -234,19 +311,25 @@ impl PresenceSink for GraphSink {
                 );
                 let r: Result<OperationOutcome, GraphError> = r;
                 if let Some(slot) = results.get_mut(i) {
-                    *slot = Some(r.map(|_| ()).map_err(SinkError::from));
+                    *slot = Some(r.map(|_| ()));
                 }
             }
         }
+        let flat = results.iter().flatten();
+        let auth_failed = flat.clone().any(|r| r.as_ref().is_err_and(is_auth_failure));
+        let any_ok = flat.clone().any(Result::is_ok);
+        if auth_failed {
+            self.telemetry.set_token_valid(false);
+            self.telemetry.set_token_expiry(None);
+        } else if any_ok {
+            // The call went through with a token: show it (cached, no request).
+            let _ = self.refresh_token_status().await;
+        }
         results
             .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(SinkError {
-                        message: "no result".into(),
-                        throttled: false,
-                    })
-                })
+            .map(|r| match r {
+                Some(r) => r.map_err(SinkError::from),
+                None => Err(SinkError::transient("no result")),
             })
             .collect()
     }
@@ -254,7 +337,7 @@ impl PresenceSink for GraphSink {
     async fn read_back(&mut self, users: &[String]) -> Result<Vec<(String, String)>, SinkError> {
         let mut ids = Vec::new();
         for u in users {
-            ids.push((u.clone(), self.resolve(u).await?));
+            ids.push((u.clone(), self.resolve(u).await.map_err(SinkError::from)?));
         }
         let list: Vec<ObjectId> = ids.iter().map(|(_, id)| id.clone()).collect();
         let r = self.client.get_presences(&list).await;
@@ -288,7 +371,6 @@ mod tests {
     use super::*;
     use crate::engine::Reason;
     use blf::PresencePair;
-    use std::time::Duration;
 
     fn cmd(kind: PresenceCommandKind, reason: Reason) -> PresenceCommand {
         PresenceCommand {
