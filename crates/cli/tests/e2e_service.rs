@@ -295,6 +295,15 @@ impl Lab {
         }
     }
 
+    /// The service started, and both users Busy in a held call.
+    fn start_busy(&self) -> (Setup<'_>, Service, SippCall) {
+        let s = self.setup();
+        let svc = s.start();
+        let call = self.held_call();
+        self.graph.wait_busy(PATIENCE);
+        (s, svc, call)
+    }
+
     /// 1001 calls 1002, who answers after [`RING`]; talks until hung up.
     fn held_call(&self) -> SippCall {
         SippCall::start_held(&self.pbx, "1001", "1002", RING).unwrap()
@@ -379,13 +388,27 @@ fn a_call_sets_both_users_busy_and_the_hang_up_clears_them_within_a_second() {
             "{busy_after:?} {cleared_after:?}"
         );
     }
+    // Every NOTIFY Kamailio sent is counted once.
+    let metric = |name: &str| -> u64 {
+        let (_, metrics) = http_get(&svc.http, "/metrics");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let sent = || lab.pbx.log().matches("LOCAL NOTIFY").count() as u64;
+    wait_until(
+        "sip_notifies_total = NOTIFYs sent by Kamailio",
+        Duration::from_secs(5),
+        || metric("sip_notifies_total") == sent(),
+        || format!("{} counted, {} sent", metric("sip_notifies_total"), sent()),
+    );
+    assert!(sent() >= 6, "{}", sent());
     // The latency histogram is fed on the Graph path.
-    let (_, metrics) = http_get(&svc.http, "/metrics");
-    let count = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("notify_to_graph_seconds_count "))
-        .unwrap_or_else(|| panic!("{metrics}"));
-    assert!(count.trim().parse::<u64>().unwrap() >= 4, "{metrics}");
+    assert!(metric("notify_to_graph_seconds_count") >= 4);
     assert!(svc.status()["ready"] == true, "{}", svc.drain());
     svc.stop();
 }
@@ -481,10 +504,7 @@ fn throttling_server_errors_and_an_expired_token_lose_no_update() {
 fn sigterm_clears_every_presence_we_set_and_exits_zero() {
     let lab = Lab::start();
     let graph = &lab.graph;
-    let s = lab.setup();
-    let svc = s.start();
-    let call = lab.held_call();
-    graph.wait_busy(PATIENCE);
+    let (s, svc, call) = lab.start_busy();
     let stopping = Instant::now();
     svc.stop();
     assert!(graph.no_session_left(), "{}", graph.log());
@@ -497,13 +517,45 @@ fn sigterm_clears_every_presence_we_set_and_exits_zero() {
 
 #[test]
 #[ignore = "real peer: kamailio, sipp"]
+fn sigterm_while_graph_throttles_for_minutes_stops_in_time_and_the_next_start_clears() {
+    let lab = Lab::start();
+    let graph = &lab.graph;
+    let (s, svc, call) = lab.start_busy();
+    graph.emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(60),
+        times: 1000,
+    });
+    call.hang_up().unwrap();
+    call.wait().unwrap();
+    wait_until(
+        "the clears throttled",
+        PATIENCE,
+        || graph.emu.throttled_count() >= 1,
+        || graph.log(),
+    );
+    let stopping = Instant::now();
+    svc.stop();
+    let took = stopping.elapsed();
+    // Well within systemd's 90 s before it would kill the service.
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    // Nothing was confirmed: the state file keeps the Busy for the next start.
+    let saved = std::fs::read_to_string(s.state_file()).unwrap();
+    assert!(saved.contains("Busy/InACall"), "{saved}");
+
+    graph.emu.clear_faults();
+    let restarted = Instant::now();
+    let svc = s.start();
+    graph.wait_cleared(PATIENCE);
+    graph.assert_cleared_since(restarted);
+    svc.stop();
+}
+
+#[test]
+#[ignore = "real peer: kamailio, sipp"]
 fn a_busy_left_by_kill_9_is_cleared_at_the_next_start() {
     let lab = Lab::start();
     let graph = &lab.graph;
-    let s = lab.setup();
-    let svc = s.start();
-    let call = lab.held_call();
-    graph.wait_busy(PATIENCE);
+    let (s, svc, call) = lab.start_busy();
     svc.kill();
     // The line goes idle while nobody watches: the Busy stays in Graph.
     call.hang_up().unwrap();

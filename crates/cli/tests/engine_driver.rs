@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use blf::{LineState, Mapping};
 use sip_blf_sync::engine::{
     run_engine, AppliedRecord, ChannelSource, Engine, EngineSettings, LogSink, PersistedState,
-    RunOptions,
+    Reason, RunOptions,
 };
 use sip_blf_sync::observe::Telemetry;
 use sip_blf_sync::sip_source::{LineChange, SourceEvent};
@@ -256,21 +256,44 @@ async fn reconciliation_reasserts_and_reads_back() {
     );
 }
 
-/// A sink whose calls never finish (a Graph that hangs).
-struct Hanging;
+/// A sink whose calls for one reason never finish (a Graph that hangs or
+/// retries for minutes) and that records the others.
+#[derive(Clone)]
+struct Hangs {
+    on: Reason,
+    done: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
 
-impl sip_blf_sync::engine::PresenceSink for Hanging {
+impl Hangs {
+    fn on(on: Reason) -> Self {
+        Self {
+            on,
+            done: std::sync::Arc::default(),
+        }
+    }
+}
+
+impl sip_blf_sync::engine::PresenceSink for Hangs {
     async fn apply(
         &mut self,
         commands: &[sip_blf_sync::engine::PresenceCommand],
     ) -> Vec<Result<(), sip_blf_sync::engine::SinkError>> {
-        if commands
-            .iter()
-            .any(|c| c.reason == sip_blf_sync::engine::Reason::Shutdown)
-        {
+        if commands.iter().any(|c| c.reason == self.on) {
             std::future::pending::<()>().await;
         }
-        commands.iter().map(|_| Ok(())).collect()
+        let mut done = self.done.lock().unwrap();
+        commands
+            .iter()
+            .map(|c| {
+                done.push(format!(
+                    "{} {} {}",
+                    c.user,
+                    c.operation(),
+                    c.reason.as_str()
+                ));
+                Ok(())
+            })
+            .collect()
     }
 }
 
@@ -283,7 +306,7 @@ async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
     let started = tokio::time::Instant::now();
     let task = tokio::spawn(run_engine(
         ChannelSource(rx),
-        Hanging,
+        Hangs::on(Reason::Shutdown),
         engine(settings()),
         Telemetry::new(),
         async {
@@ -309,4 +332,64 @@ async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
         "Busy/InACall"
     );
     drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_does_not_wait_for_a_slow_graph_and_clears_what_may_be_set() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let sink = Hangs::on(Reason::Change);
+    let started = tokio::time::Instant::now();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        engine(settings()),
+        Telemetry::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+        options(None),
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The set may have reached Graph before it was given up: cleared.
+    assert_eq!(
+        *sink.done.lock().unwrap(),
+        vec!["alice@contoso.com clearPresence shutdown"]
+    );
+    drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_set_is_recorded_before_it_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("presence-state.json");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        Hangs::on(Reason::Change),
+        engine(settings()),
+        Telemetry::new(),
+        std::future::pending(),
+        options(Some(state_file.clone())),
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The call is still in flight: a kill -9 now must leave the Busy recorded.
+    let saved = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert_eq!(
+        saved.state.users["alice@contoso.com"].applied,
+        "Busy/InACall"
+    );
+    task.abort();
 }

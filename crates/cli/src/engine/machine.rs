@@ -666,13 +666,16 @@ impl Engine {
         self.orphan_failures.remove(&command.user);
     }
 
-    /// Clears every presence we hold (for shutdown); afterwards nothing is held.
+    /// Clears every presence we hold, or may hold after a failed command
+    /// (for shutdown); afterwards nothing is held.
     pub fn shutdown(&mut self, now: Instant) -> Vec<PresenceCommand> {
         let mut out = Vec::new();
         for (ext, slot) in &mut self.slots {
             slot.pending = None;
             slot.inherited = false;
-            if matches!(slot.applied, Some(Want::Set(_))) {
+            // After a failure what Graph holds is unknown: clear what may be set.
+            let maybe_set = slot.applied.is_none() && slot.last_set.is_some();
+            if matches!(slot.applied, Some(Want::Set(_))) || maybe_set {
                 Self::send(
                     &self.settings,
                     ext,
@@ -1119,6 +1122,20 @@ mod tests {
             vec![("1001".into(), Clear, Reason::Shutdown)]
         );
         assert_eq!(e.applied_records()["alice@contoso.com"].applied, "clear");
+    }
+
+    #[test]
+    fn shutdown_clears_a_presence_whose_set_failed_as_it_may_be_applied() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let cmds = e.poll(t0);
+        // E.g. cut off by the shutdown while Graph was answering slowly.
+        e.command_failed(&cmds[0], t0 + secs(1));
+        assert_eq!(
+            kinds(&e.shutdown(t0 + secs(1))),
+            vec![("1001".into(), Clear, Reason::Shutdown)]
+        );
     }
 
     #[test]

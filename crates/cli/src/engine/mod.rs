@@ -388,6 +388,15 @@ async fn report_drift<K: PresenceSink>(sink: &mut K, expected: Vec<(String, &'st
     }
 }
 
+/// Commands given up before their outcome was known: what Graph holds is
+/// unknown, so they count as failed.
+fn cut_off(engine: &mut Engine, commands: &[PresenceCommand]) {
+    let now = tokio_now();
+    for command in commands {
+        engine.command_failed(command, now);
+    }
+}
+
 /// Runs the engine until the source ends or `shutdown` resolves; then clears
 /// every presence we set (within `options.shutdown_limit`) and saves the
 /// state. Returns the engine for inspection.
@@ -438,8 +447,30 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
         let commands = engine.poll(tokio_now());
         let changed = !commands.is_empty();
         let reasserted = reasserted_sets(&commands);
-        apply(&mut engine, &mut sink, &telemetry, commands).await;
-        report_drift(&mut sink, reasserted).await;
+        let sent = commands.clone();
+        // Write-ahead: a presence set by a call that a kill -9 interrupts
+        // (before the save below) must still be known to the next start.
+        if commands
+            .iter()
+            .any(|c| matches!(c.kind, PresenceCommandKind::Set { .. }))
+        {
+            save(&engine, &sink, &options);
+        }
+        // Graph may take minutes (Retry-After, backoff): a stop request must
+        // not wait for it.
+        let stopped = tokio::select! {
+            biased;
+            () = &mut shutdown => true,
+            () = async {
+                apply(&mut engine, &mut sink, &telemetry, commands).await;
+                report_drift(&mut sink, reasserted).await;
+            } => false,
+        };
+        if stopped {
+            tracing::info!("stopping while Graph calls were in flight; they are given up");
+            cut_off(&mut engine, &sent);
+            break;
+        }
         if changed {
             save(&engine, &sink, &options);
         }
@@ -460,10 +491,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
                  (the next start clears what is left)"
             );
             // Unconfirmed: keep them recorded as set so the next start corrects them.
-            let now = tokio_now();
-            for command in &sent {
-                engine.command_failed(command, now);
-            }
+            cut_off(&mut engine, &sent);
         }
     }
     save(&engine, &sink, &options);
