@@ -501,6 +501,36 @@ fn throttling_server_errors_and_an_expired_token_lose_no_update() {
 
 #[test]
 #[ignore = "real peer: kamailio, sipp"]
+fn readyz_turns_not_ready_when_graph_refuses_the_token_mid_run() {
+    let lab = Lab::start();
+    let graph = &lab.graph;
+    let svc = lab.setup().start();
+    assert_eq!(http_get(&svc.http, "/readyz").0, 200);
+    // Refused even after the service fetched a new token.
+    graph.emu.inject(Fault::Unauthorized { times: 2 });
+    let call = lab.held_call();
+    let mut body = String::new();
+    wait_until(
+        "/readyz 503",
+        PATIENCE,
+        || {
+            let (code, text) = http_get(&svc.http, "/readyz");
+            body = text;
+            code == 503
+        },
+        || graph.log(),
+    );
+    assert!(body.contains("no valid Graph token"), "{body}");
+    assert!(graph.emu.tokens_issued() >= 2, "{}", graph.log());
+    svc.wait_lines("busy");
+    svc.stop();
+    assert!(graph.no_session_left(), "{}", graph.log());
+    call.hang_up().unwrap();
+    call.wait().unwrap();
+}
+
+#[test]
+#[ignore = "real peer: kamailio, sipp"]
 fn sigterm_clears_every_presence_we_set_and_exits_zero() {
     let lab = Lab::start();
     let graph = &lab.graph;

@@ -35,7 +35,8 @@ pub enum Reason {
     Change,
     /// Holding a set presence before its session expires.
     KeepAlive,
-    /// The periodic re-assertion of every user's desired presence.
+    /// The periodic re-assertion of a presence we set (a session that expired
+    /// or was lost in Graph comes back).
     Reconcile,
     /// A presence left by an earlier run is corrected.
     Restart,
@@ -118,7 +119,8 @@ pub struct EngineSettings {
     pub debounce: Duration,
     /// `expirationDuration` of each set presence (PT5M..PT4H).
     pub expiration: Duration,
-    /// Re-assert every user's desired presence this often (zero = never).
+    /// Re-assert the presences we set this often (zero = never); clears that
+    /// went through are not repeated.
     pub reconcile_every: Duration,
     /// After a restart, how long to wait for a first NOTIFY before clearing a
     /// presence an earlier run left set.

@@ -9,6 +9,14 @@
 //!   with Microsoft Graph.
 //! - [`run_engine`] is the tokio loop around them.
 //!
+//! When Graph fails: a transient failure (429, 5xx, network) is retried after
+//! the server's `Retry-After`, else after 30 s; a permanent one (user not in
+//! the tenant, permission missing, credentials refused) is logged as an error
+//! that says what to fix and retried with a backoff doubling from 30 s to an
+//! hour. A set is recorded in the state file before it is sent, so a crash
+//! never leaves a presence the next start does not know about; a stop does
+//! not wait for calls in flight and clears what they may have set.
+//!
 //! A new source or sink is one trait implementation away.
 //!
 //! Wiring, as `run --dry-run` does it:

@@ -318,12 +318,12 @@ impl PresenceSink for GraphSink {
         let flat = results.iter().flatten();
         let auth_failed = flat.clone().any(|r| r.as_ref().is_err_and(is_auth_failure));
         let any_ok = flat.clone().any(Result::is_ok);
-        if auth_failed {
+        if any_ok {
+            // A call went through with a token: show it (cached, no request).
+            let _ = self.refresh_token_status().await;
+        } else if auth_failed {
             self.telemetry.set_token_valid(false);
             self.telemetry.set_token_expiry(None);
-        } else if any_ok {
-            // The call went through with a token: show it (cached, no request).
-            let _ = self.refresh_token_status().await;
         }
         results
             .into_iter()
