@@ -602,7 +602,11 @@ fn a_busy_left_by_kill_9_is_cleared_at_the_next_start() {
     let svc = s.start();
     graph.wait_cleared(PATIENCE);
     graph.assert_cleared_since(restarted);
-    svc.stop();
+    let log = svc.stop();
+    for user in ["alice", "bob"] {
+        let line = format!("{user}@contoso.com: clearPresence (restart) applied");
+        assert!(log.contains(&line), "{line:?} not in:\n{log}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use graph_presence::{GraphClient, GraphError, ObjectId, OperationOutcome, PresenceOperation};
 
-use super::machine::{presence_state, Failure, PresenceCommand, PresenceCommandKind};
+use super::machine::{presence_state, Failure, PresenceCommand, PresenceCommandKind, Reason};
 use super::PresenceSink;
 use crate::observe::{CallOutcome, Telemetry};
 
@@ -325,6 +325,16 @@ impl PresenceSink for GraphSink {
             self.telemetry.set_token_valid(false);
             self.telemetry.set_token_expiry(None);
         }
+        for (c, r) in commands.iter().zip(&results) {
+            if matches!(r, Some(Ok(()))) {
+                // Routine refreshes only at debug: they would flood the log.
+                if matches!(c.reason, Reason::KeepAlive | Reason::Reconcile) {
+                    tracing::debug!(target: "sip_blf_sync::decision", "{} applied", describe(c));
+                } else {
+                    tracing::info!(target: "sip_blf_sync::decision", "{} applied", describe(c));
+                }
+            }
+        }
         results
             .into_iter()
             .map(|r| match r {
@@ -369,7 +379,6 @@ impl PresenceSink for GraphSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Reason;
     use blf::PresencePair;
 
     fn cmd(kind: PresenceCommandKind, reason: Reason) -> PresenceCommand {
