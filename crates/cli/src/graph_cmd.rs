@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use graph_presence::{ClearOutcome, GraphClient, GraphError, ObjectId, PresenceState};
+use graph_presence::{ClearOutcome, GraphClient, GraphError, ObjectId, PresenceState, TokenInfo};
 
 use crate::extensions::Extension;
 
@@ -54,12 +54,36 @@ pub struct CheckReport {
     pub ok: bool,
 }
 
+/// A token, then every configured user resolved (in the list's order).
+pub struct UserCheck {
+    /// The token request's outcome; no user is looked up without a token.
+    pub token: Result<TokenInfo, GraphError>,
+    /// One result per extension, in order (empty when there is no token).
+    pub users: Vec<Result<ObjectId, GraphError>>,
+}
+
+/// Gets a token, then resolves every configured user.
+pub async fn check_users(client: &GraphClient, extensions: &[Extension]) -> UserCheck {
+    let token = client.token_check().await;
+    let mut users = Vec::new();
+    if token.is_ok() {
+        let names: Vec<&str> = extensions.iter().map(Extension::user).collect();
+        users = client
+            .resolve_users(names.iter().copied())
+            .await
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+    }
+    UserCheck { token, users }
+}
+
 /// `graph check`: a token, then every configured user resolved; each failure
 /// with its reason.
 pub async fn check(client: &GraphClient, extensions: &[Extension]) -> CheckReport {
     let mut text = String::new();
-    let mut ok = true;
-    match client.token_check().await {
+    let outcome = check_users(client, extensions).await;
+    match &outcome.token {
         Ok(info) => {
             let _ = writeln!(
                 text,
@@ -72,24 +96,26 @@ pub async fn check(client: &GraphClient, extensions: &[Extension]) -> CheckRepor
             return CheckReport { text, ok: false };
         }
     }
-    let users: Vec<&str> = extensions.iter().map(Extension::user).collect();
-    let results = client.resolve_users(users.iter().copied()).await;
-    for (ext, (who, result)) in extensions.iter().zip(results) {
+    let mut failed = 0;
+    for (ext, result) in extensions.iter().zip(&outcome.users) {
+        let who = ext.user();
         match result {
             Ok(id) => {
                 let _ = writeln!(text, "{:>8}  {who}: ok ({id})", ext.extension);
             }
             Err(e) => {
-                ok = false;
+                failed += 1;
                 let _ = writeln!(text, "{:>8}  {who}: FAILED: {e}", ext.extension);
             }
         }
     }
-    let failed = text.matches("FAILED").count();
     let _ = writeln!(
         text,
         "{} user(s) checked, {failed} failed",
         extensions.len()
     );
-    CheckReport { text, ok }
+    CheckReport {
+        text,
+        ok: failed == 0,
+    }
 }

@@ -4,6 +4,7 @@
 //! benchmarks; the reusable pieces are the `blf`, `sip-ua`, `graph-presence` and
 //! `stun-lite` crates.
 
+pub mod check;
 pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;

@@ -60,6 +60,21 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check the whole setup once: settings, Graph token and users, PBX
+    /// registration and each extension's subscription; one table with the fix
+    /// for each failure.
+    ///
+    /// Reads the same settings as `run`. Exit status 0 when everything works,
+    /// 1 when something failed, 2 when the configuration has problems.
+    Check {
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Wait at most this many seconds for the PBX and Graph (un-subscribing
+        /// afterwards takes at most 3 s more).
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
     /// Discover the public address of a UDP socket with STUN.
     Stun {
         /// A STUN server as HOST:PORT (repeatable; default: STUN_SERVERS).
@@ -112,7 +127,12 @@ fn main() -> ExitCode {
             content_type,
         } => run_test_notify(file, json, mapping, content_type),
         command => {
-            init_logging();
+            // The check's table says what matters; the log only adds warnings.
+            init_logging(if matches!(command, Command::Check { .. }) {
+                "warn"
+            } else {
+                "info"
+            });
             let env = match Env::load(cli.env_file.as_deref()) {
                 Ok(env) => env,
                 Err(p) => return config_failure(&p),
@@ -130,10 +150,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`), `LOG_FORMAT=json` for JSON lines.
-fn init_logging() {
+/// Logs to stderr; `RUST_LOG` filters (default: `default`), `LOG_FORMAT=json` for JSON lines.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -184,6 +204,27 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             match sip_blf_sync::run::run(plan).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
+            }
+        }
+        Command::Check { json, timeout } => {
+            let plan = match sip_blf_sync::run::RunPlan::from_env(&env, false) {
+                Ok(p) => p,
+                Err(p) => return config_failure(&p),
+            };
+            let timeout = match std::time::Duration::try_from_secs_f64(timeout) {
+                Ok(t) if !t.is_zero() => t,
+                _ => return fail("--timeout: give a number of seconds above 0, e.g. 10"),
+            };
+            let report = sip_blf_sync::check::check(&plan, timeout).await;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::Stun { servers, timeout } => {

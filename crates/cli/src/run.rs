@@ -56,6 +56,23 @@ impl RunPlan {
     }
 }
 
+impl RunPlan {
+    /// The PBX side.
+    pub fn sip(&self) -> &SipSettings {
+        &self.sip
+    }
+
+    /// The extension list.
+    pub fn extensions(&self) -> &[Extension] {
+        &self.extensions
+    }
+
+    /// The Microsoft Graph configuration; `None` for a dry run.
+    pub fn graph(&self) -> Option<&graph_presence::GraphConfig> {
+        self.graph.as_ref()
+    }
+}
+
 fn take<T>(result: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
     result.map_err(|p| problems.extend(p.0)).ok()
 }

@@ -164,6 +164,22 @@ impl SipSource {
         }
     }
 
+    /// The next user-agent event as it came, with what [`next`](Self::next)
+    /// makes of it (for callers that need each subscription's outcome).
+    pub async fn next_raw(&mut self) -> Option<(Event, Option<SourceEvent>)> {
+        let event = self.events.recv().await?;
+        let out = self.translate(event.clone());
+        Some((event, out))
+    }
+
+    /// The line state the NOTIFYs so far give for `extension` (`Unknown`
+    /// before the first one).
+    pub fn line_state(&self, extension: &str) -> LineState {
+        self.trackers
+            .get(extension)
+            .map_or(LineState::Unknown, Tracker::line_state)
+    }
+
     fn translate(&mut self, event: Event) -> Option<SourceEvent> {
         self.observe(&event);
         let info = |s: String| Some(SourceEvent::Notice(Notice::Info(s)));

@@ -1,0 +1,666 @@
+//! `sip-blf-sync check`: the whole chain once, as `run` would see it, with the
+//! fix for each failure.
+//!
+//! 1. The settings, read exactly as `run` reads them ([`RunPlan::from_env`]):
+//!    every problem at once, before anything connects.
+//! 2. Microsoft Graph (when a tenant is configured): a token, then every user
+//!    resolved.
+//! 3. The PBX: REGISTER, one SUBSCRIBE per extension, the first NOTIFY of each;
+//!    then un-SUBSCRIBE and un-REGISTER.
+//!
+//! Graph and the PBX are probed at the same time, both within one time limit,
+//! and the outcome is one table: extension | user | PBX | Graph | fix.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use blf::LineState;
+use graph_presence::{GraphClient, GraphError};
+use serde::Serialize;
+use sip_ua::Event;
+use tokio::time::Instant;
+
+use crate::extensions::Extension;
+use crate::graph_cmd;
+use crate::run::RunPlan;
+use crate::settings::{SipSettings, SipTransport};
+use crate::sip_source::{Notice, SipSource, SourceEvent};
+
+/// The longest wait for un-SUBSCRIBE and un-REGISTER once the probe is over
+/// (on top of the check's own time limit).
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(3);
+
+/// The PBX or Graph as a whole: the line above the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Whether this side works.
+    pub ok: bool,
+    /// What was found.
+    pub text: String,
+    /// What to do about it, when it failed.
+    pub fix: Option<String>,
+}
+
+/// One extension's outcome: one row of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// The extension.
+    pub extension: String,
+    /// The user (UPN or object id).
+    pub user: String,
+    /// Where the entry is (file:line).
+    pub origin: String,
+    /// The PBX side: the line state of the first NOTIFY (`idle`, `busy`…) or
+    /// what went wrong (`404 no hint`, `timeout`…).
+    pub pbx: String,
+    /// The Graph side: `ok`, `not configured (dry run)` or what went wrong.
+    pub graph: String,
+    /// Whether both sides work for this extension.
+    pub ok: bool,
+    /// What to do, when something failed.
+    pub fix: Option<String>,
+}
+
+/// Everything `check` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// Whether everything works (exit status 0).
+    pub ok: bool,
+    /// The PBX: registration.
+    pub sip: Summary,
+    /// Microsoft Graph: the token.
+    pub graph: Summary,
+    /// One row per extension, in the list's order.
+    pub extensions: Vec<Row>,
+}
+
+/// Runs the check within `timeout` (plus at most [`SHUTDOWN_LIMIT`] to
+/// un-SUBSCRIBE and un-REGISTER).
+pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
+    let deadline = Instant::now() + timeout;
+    let exts = plan.extensions();
+    let (graph, sip) = tokio::join!(
+        probe_graph(plan.graph(), exts, deadline, timeout),
+        probe_sip(plan.sip(), exts, deadline, timeout)
+    );
+    let (graph_summary, graph_rows) = graph;
+    let (sip_summary, sip_rows) = sip;
+    let extensions: Vec<Row> = exts
+        .iter()
+        .zip(sip_rows)
+        .zip(graph_rows)
+        .map(|((e, (pbx, pbx_fix)), (graph, graph_fix))| {
+            let fixes: Vec<String> = pbx_fix.into_iter().chain(graph_fix).collect();
+            Row {
+                extension: e.extension.clone(),
+                user: e.user().to_string(),
+                origin: e.origin.clone(),
+                pbx,
+                graph,
+                ok: fixes.is_empty(),
+                fix: (!fixes.is_empty()).then(|| fixes.join("; ")),
+            }
+        })
+        .collect();
+    Report {
+        ok: sip_summary.ok && graph_summary.ok && extensions.iter().all(|r| r.ok),
+        sip: sip_summary,
+        graph: graph_summary,
+        extensions,
+    }
+}
+
+/// One column of every row: its text and, when it failed, the fix.
+type Column = Vec<(String, Option<String>)>;
+
+async fn probe_graph(
+    config: Option<&graph_presence::GraphConfig>,
+    exts: &[Extension],
+    deadline: Instant,
+    timeout: Duration,
+) -> (Summary, Column) {
+    let every = |text: &str, fix: Option<&str>| -> Column {
+        exts.iter()
+            .map(|_| (text.to_string(), fix.map(str::to_string)))
+            .collect()
+    };
+    let Some(config) = config else {
+        let summary = Summary {
+            ok: true,
+            text: "not configured (dry run): AZURE_TENANT_ID is not set, presence is only printed"
+                .into(),
+            fix: None,
+        };
+        return (summary, every("not configured (dry run)", None));
+    };
+    let client = match GraphClient::new(config.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            let summary = failed(
+                e.to_string(),
+                "check the AZURE_* and GRAPH_BASE_URL settings",
+            );
+            return (summary, every("not started", Some("see Graph above")));
+        }
+    };
+    let outcome =
+        match tokio::time::timeout_at(deadline, graph_cmd::check_users(&client, exts)).await {
+            Ok(o) => o,
+            Err(_) => {
+                let summary = failed(
+                    format!("no answer within {} s", timeout.as_secs_f32()),
+                    "check GRAPH_BASE_URL, AZURE_AUTHORITY_HOST and the network (proxy, firewall)",
+                );
+                return (summary, every("timeout", Some("see Graph above")));
+            }
+        };
+    let info = match outcome.token {
+        Ok(info) => info,
+        Err(e) => {
+            let summary = failed(
+                format!("no token: {e}"),
+                "fix AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or the certificate)",
+            );
+            return (
+                summary,
+                every("no token", Some("get a Graph token first (see above)")),
+            );
+        }
+    };
+    let summary = Summary {
+        ok: true,
+        text: format!(
+            "token ok (valid for {} more minutes)",
+            info.expires_in.as_secs() / 60
+        ),
+        fix: None,
+    };
+    let rows = exts
+        .iter()
+        .zip(outcome.users)
+        .map(|(ext, result)| match result {
+            Ok(id) if ext.object_id.is_some() => (format!("ok (object id {id})"), None),
+            Ok(_) => ("ok".to_string(), None),
+            Err(e) => graph_failure(&e, ext),
+        })
+        .collect();
+    (summary, rows)
+}
+
+/// The Graph column and the fix for a user that could not be resolved.
+fn graph_failure(e: &GraphError, ext: &Extension) -> (String, Option<String>) {
+    let (text, fix) = match e {
+        GraphError::NotFound { .. } => (
+            "404 no such user".to_string(),
+            format!(
+                "no such user in tenant: check the e-mail in {}",
+                ext.origin
+            ),
+        ),
+        GraphError::Forbidden { permission, .. } => (
+            "403 forbidden".to_string(),
+            format!(
+                "give the app registration the {permission} application permission and grant admin consent"
+            ),
+        ),
+        GraphError::InvalidInput(m) => (
+            "invalid user".to_string(),
+            format!("{m}: check the e-mail in {}", ext.origin),
+        ),
+        other => ("failed".to_string(), other.to_string()),
+    };
+    (text, Some(fix))
+}
+
+fn failed(text: String, fix: &str) -> Summary {
+    Summary {
+        ok: false,
+        text,
+        fix: Some(fix.to_string()),
+    }
+}
+
+/// The registration as the probe saw it.
+enum Registration {
+    Waiting,
+    Registered(String),
+    Refused { status: Option<u16>, reason: String },
+    Unreachable(String),
+    NotStarted(String),
+}
+
+/// One subscription as the probe saw it.
+#[derive(Default)]
+struct Probe {
+    phase: Phase,
+    notified: bool,
+    line: Option<LineState>,
+    notify_problem: Option<String>,
+}
+
+#[derive(Default, PartialEq)]
+enum Phase {
+    #[default]
+    Waiting,
+    Active,
+    Pending,
+    Failed {
+        status: Option<u16>,
+        diagnosis: String,
+    },
+    Terminated(String),
+}
+
+impl Probe {
+    /// Nothing more to wait for.
+    fn settled(&self) -> bool {
+        match self.phase {
+            Phase::Waiting => false,
+            Phase::Active | Phase::Pending => self.notified,
+            Phase::Failed { .. } | Phase::Terminated(_) => true,
+        }
+    }
+}
+
+async fn probe_sip(
+    settings: &SipSettings,
+    exts: &[Extension],
+    deadline: Instant,
+    timeout: Duration,
+) -> (Summary, Column) {
+    let mut probes: HashMap<String, Probe> = exts
+        .iter()
+        .map(|e| (e.extension.clone(), Probe::default()))
+        .collect();
+    let mut registration = Registration::Waiting;
+    match tokio::time::timeout_at(deadline, SipSource::start(settings, exts)).await {
+        Err(_) => {}
+        Ok(Err(e)) => registration = Registration::NotStarted(e.to_string()),
+        Ok(Ok((mut source, _))) => {
+            watch_until_settled(&mut source, &mut registration, &mut probes, deadline).await;
+            source.shutdown(SHUTDOWN_LIMIT).await;
+        }
+    }
+    let summary = sip_summary(settings, &registration, timeout);
+    let rows = exts
+        .iter()
+        .map(|e| match probes.get(&e.extension) {
+            Some(p) => sip_row(settings, e, p, &registration, timeout),
+            None => ("not subscribed".to_string(), Some("see SIP above".into())),
+        })
+        .collect();
+    (summary, rows)
+}
+
+/// Reads the user agent's events until the registration failed, every
+/// subscription settled, or `deadline`.
+async fn watch_until_settled(
+    source: &mut SipSource,
+    registration: &mut Registration,
+    probes: &mut HashMap<String, Probe>,
+    deadline: Instant,
+) {
+    loop {
+        let registered = matches!(registration, Registration::Registered(_));
+        if registered && probes.values().all(Probe::settled) {
+            return;
+        }
+        if matches!(
+            registration,
+            Registration::Refused { .. } | Registration::Unreachable(_)
+        ) {
+            return;
+        }
+        let (event, translated) = match tokio::time::timeout_at(deadline, source.next_raw()).await {
+            Ok(Some(e)) => e,
+            Ok(None) | Err(_) => return,
+        };
+        match event {
+            Event::Registered { contact, .. } => *registration = Registration::Registered(contact),
+            Event::RegistrationFailed {
+                status: Some(status),
+                reason,
+                ..
+            } => {
+                *registration = Registration::Refused {
+                    status: Some(status),
+                    reason,
+                }
+            }
+            Event::RegistrationFailed { status: None, .. } => {}
+            Event::Unreachable { reason, .. } => *registration = Registration::Unreachable(reason),
+            Event::SubscriptionActive { extension, .. } => {
+                set_phase(probes, &extension, Phase::Active)
+            }
+            Event::SubscriptionPending { extension } => {
+                set_phase(probes, &extension, Phase::Pending)
+            }
+            Event::SubscriptionFailed {
+                extension,
+                status,
+                diagnosis,
+                ..
+            } => set_phase(probes, &extension, Phase::Failed { status, diagnosis }),
+            Event::SubscriptionTerminated {
+                extension, reason, ..
+            } => {
+                let reason = reason.map_or_else(|| "no reason given".into(), |r| r.to_string());
+                set_phase(probes, &extension, Phase::Terminated(reason))
+            }
+            Event::Notify(n) => {
+                let line = source.line_state(&n.extension);
+                if let Some(p) = probes.get_mut(&n.extension) {
+                    p.notified = true;
+                    p.line = Some(line);
+                    if let Some(SourceEvent::Notice(Notice::Warning(w))) = translated {
+                        p.notify_problem = Some(w);
+                    }
+                }
+            }
+            Event::Unregistered
+            | Event::ShutDown
+            | Event::NotifyRejected { .. }
+            | Event::ContactChanged { .. } => {}
+        }
+    }
+}
+
+/// Records a subscription's outcome; the first failure is kept.
+fn set_phase(probes: &mut HashMap<String, Probe>, extension: &str, phase: Phase) {
+    if let Some(p) = probes.get_mut(extension) {
+        if !matches!(p.phase, Phase::Failed { .. } | Phase::Terminated(_)) {
+            p.phase = phase;
+        }
+    }
+}
+
+fn transport_name(settings: &SipSettings) -> &'static str {
+    match settings.transport {
+        SipTransport::Udp => "udp",
+        SipTransport::Tcp => "tcp",
+    }
+}
+
+/// Wrong credentials: the PBX challenged again, or refused the account.
+fn credentials_refused(status: Option<u16>) -> bool {
+    matches!(status, Some(401 | 403 | 404 | 407))
+}
+
+fn sip_summary(settings: &SipSettings, registration: &Registration, timeout: Duration) -> Summary {
+    let server = format!("{} ({})", settings.server, transport_name(settings));
+    let unreachable = "check SIP_SERVER and SIP_TRANSPORT, that the PBX is running, \
+                       and that no firewall drops SIP between here and the PBX";
+    match registration {
+        Registration::Registered(contact) => Summary {
+            ok: true,
+            text: format!(
+                "registered at {server} as {} (contact {contact})",
+                settings.username
+            ),
+            fix: None,
+        },
+        Registration::Refused { status, reason } if credentials_refused(*status) => failed(
+            format!("registration at {server} refused: {reason}"),
+            "fix SIP_USERNAME/SIP_PASSWORD",
+        ),
+        Registration::Refused { reason, .. } => failed(
+            format!("registration at {server} refused: {reason}"),
+            "see the PBX's log for why it refuses the REGISTER",
+        ),
+        Registration::Unreachable(reason) => {
+            failed(format!("PBX unreachable: {reason}"), unreachable)
+        }
+        Registration::Waiting => failed(
+            format!(
+                "no answer from the PBX at {server} within {} s",
+                timeout.as_secs_f32()
+            ),
+            unreachable,
+        ),
+        Registration::NotStarted(e) => failed(
+            format!("cannot reach the PBX at {server}: {e}"),
+            unreachable,
+        ),
+    }
+}
+
+fn sip_row(
+    settings: &SipSettings,
+    ext: &Extension,
+    probe: &Probe,
+    registration: &Registration,
+    timeout: Duration,
+) -> (String, Option<String>) {
+    let x = &ext.extension;
+    let secs = timeout.as_secs_f32();
+    match registration {
+        Registration::Registered(_) => {}
+        Registration::Refused { status, .. } if credentials_refused(*status) => {
+            return (
+                "not registered".into(),
+                Some("fix SIP_USERNAME/SIP_PASSWORD".into()),
+            )
+        }
+        Registration::Refused { .. } => {
+            return ("not registered".into(), Some("see SIP above".into()))
+        }
+        Registration::Waiting | Registration::Unreachable(_) | Registration::NotStarted(_) => {
+            return ("PBX unreachable".into(), Some("see SIP above".into()))
+        }
+    }
+    match &probe.phase {
+        Phase::Waiting => (
+            "timeout".into(),
+            Some(format!(
+                "no answer to SUBSCRIBE for {x} within {secs} s: see the PBX's log"
+            )),
+        ),
+        Phase::Failed {
+            status: None,
+            diagnosis,
+        } => ("timeout".into(), Some(diagnosis.clone())),
+        Phase::Failed {
+            status: Some(s),
+            diagnosis,
+        } => {
+            let text = match s {
+                404 => "404 no hint".to_string(),
+                403 => "403 forbidden".to_string(),
+                489 => "489 bad event".to_string(),
+                s => format!("{s} refused"),
+            };
+            (text, Some(diagnosis.clone()))
+        }
+        Phase::Terminated(reason) => (
+            format!("terminated ({reason})"),
+            Some(format!(
+                "the PBX ended the subscription to {x} at once: check that extension {x} exists and has a BLF hint"
+            )),
+        ),
+        Phase::Active | Phase::Pending if !probe.notified => (
+            "no NOTIFY".into(),
+            Some(format!(
+                "subscribed to {x} but no NOTIFY within {secs} s: the PBX cannot reach our Contact \
+                 (check SIP_CONTACT_IP, NAT and firewall)"
+            )),
+        ),
+        Phase::Pending => (
+            "pending".into(),
+            Some(format!(
+                "the PBX holds the subscription to {x} as pending: allow user {} to watch {x}",
+                settings.username
+            )),
+        ),
+        Phase::Active => match &probe.notify_problem {
+            Some(w) => ("NOTIFY not understood".into(), Some(w.clone())),
+            None => (
+                probe
+                    .line
+                    .unwrap_or(LineState::Unknown)
+                    .as_str()
+                    .to_string(),
+                None,
+            ),
+        },
+    }
+}
+
+impl Report {
+    /// The report as text: the PBX and Graph lines, then the table.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (name, s) in [("SIP:  ", &self.sip), ("Graph:", &self.graph)] {
+            let _ = write!(
+                out,
+                "{name} {}{}",
+                if s.ok { "" } else { "FAILED: " },
+                s.text
+            );
+            if let Some(fix) = &s.fix {
+                let _ = write!(out, "; {fix}");
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+        let header = ["extension", "user", "PBX", "Graph", "fix"];
+        let rows: Vec<[&str; 5]> = self
+            .extensions
+            .iter()
+            .map(|r| {
+                [
+                    r.extension.as_str(),
+                    r.user.as_str(),
+                    r.pbx.as_str(),
+                    r.graph.as_str(),
+                    r.fix.as_deref().unwrap_or(""),
+                ]
+            })
+            .collect();
+        let mut widths = header.map(|h| h.chars().count());
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in std::iter::once(&header).chain(&rows) {
+            let mut line = String::new();
+            for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+                if i + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    let _ = write!(line, "{cell:<w$}  ");
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        let failed = self.extensions.iter().filter(|r| !r.ok).count();
+        let _ = writeln!(
+            out,
+            "\n{} extension(s) checked: {} ok, {failed} failed",
+            self.extensions.len(),
+            self.extensions.len() - failed
+        );
+        out
+    }
+
+    /// The report as one JSON object (`ok`, `sip`, `graph`, `extensions`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ext: &str, pbx: &str, fix: Option<&str>) -> Row {
+        Row {
+            extension: ext.into(),
+            user: format!("u{ext}@contoso.com"),
+            origin: format!("config/extensions.json:{ext}"),
+            pbx: pbx.into(),
+            graph: "ok".into(),
+            ok: fix.is_none(),
+            fix: fix.map(str::to_string),
+        }
+    }
+
+    fn report() -> Report {
+        Report {
+            ok: false,
+            sip: Summary {
+                ok: true,
+                text: "registered".into(),
+                fix: None,
+            },
+            graph: Summary {
+                ok: true,
+                text: "token ok".into(),
+                fix: None,
+            },
+            extensions: vec![
+                row("1001", "idle", None),
+                row("1002", "404 no hint", Some("add a hint")),
+            ],
+        }
+    }
+
+    #[test]
+    fn text_is_one_aligned_table_with_a_count() {
+        let text = report().to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "SIP:   registered");
+        assert_eq!(lines[1], "Graph: token ok");
+        let header = lines[3];
+        let second = lines[5];
+        assert!(header.starts_with("extension  user"), "{text}");
+        // Columns line up: "PBX" starts where each row's PBX cell starts.
+        assert_eq!(header.find("PBX"), second.find("404 no hint"), "{text}");
+        assert!(second.ends_with("add a hint"), "{text}");
+        assert!(
+            text.contains("2 extension(s) checked: 1 ok, 1 failed"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_has_the_report_shape() {
+        let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["sip"]["ok"], true);
+        assert_eq!(v["extensions"][1]["pbx"], "404 no hint");
+        assert_eq!(v["extensions"][1]["fix"], "add a hint");
+        assert!(v["extensions"][0]["fix"].is_null());
+    }
+
+    #[test]
+    fn wrong_credentials_name_the_variables_on_every_row() {
+        let settings = SipSettings::from_env(&crate::settings::Env::from_pairs([
+            ("SIP_SERVER", "127.0.0.1:5060"),
+            ("SIP_USERNAME", "blf"),
+            ("SIP_PASSWORD", "wrong"),
+        ]))
+        .unwrap();
+        let reg = Registration::Refused {
+            status: Some(401),
+            reason: "the PBX rejected the password for user blf".into(),
+        };
+        let t = Duration::from_secs(10);
+        let s = sip_summary(&settings, &reg, t);
+        assert!(!s.ok);
+        assert_eq!(s.fix.as_deref(), Some("fix SIP_USERNAME/SIP_PASSWORD"));
+        let ext = Extension {
+            extension: "1001".into(),
+            email: "a@contoso.com".into(),
+            object_id: None,
+            event: crate::extensions::EventPackage::Dialog,
+            mapping: None,
+            origin: "x:2".into(),
+        };
+        let (pbx, fix) = sip_row(&settings, &ext, &Probe::default(), &reg, t);
+        assert_eq!(pbx, "not registered");
+        assert_eq!(fix.as_deref(), Some("fix SIP_USERNAME/SIP_PASSWORD"));
+    }
+}
