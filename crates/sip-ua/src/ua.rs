@@ -545,19 +545,29 @@ impl UserAgent {
             return;
         }
         self.shutting_down = true;
-        let ids: Vec<u64> = self.subs.keys().copied().collect();
-        for id in ids {
-            let Some(s) = self.subs.get(&id) else {
-                continue;
-            };
-            let dialog_up = s.remote_tag.is_some()
+        let dialog_up = |s: &Sub| {
+            s.remote_tag.is_some()
                 && matches!(
                     s.phase,
                     SubPhase::Active | SubPhase::Refreshing | SubPhase::Subscribing
-                );
-            if dialog_up {
-                self.send_unsubscribe(id, now);
-            } else if s.phase != SubPhase::Unsubscribing {
+                )
+        };
+        // Every un-SUBSCRIBE goes out first: closing a subscription that has
+        // no dialog may finish the shutdown, which sends the un-REGISTER.
+        let (up, rest): (Vec<u64>, Vec<u64>) = self
+            .subs
+            .keys()
+            .copied()
+            .partition(|id| self.subs.get(id).is_some_and(dialog_up));
+        for id in up {
+            self.send_unsubscribe(id, now);
+        }
+        for id in rest {
+            if self
+                .subs
+                .get(&id)
+                .is_some_and(|s| s.phase != SubPhase::Unsubscribing)
+            {
                 self.close_sub(id);
             }
         }

@@ -819,6 +819,28 @@ fn shutdown_unsubscribes_then_unregisters() {
 }
 
 #[test]
+fn a_failed_subscription_does_not_unregister_before_the_others_unsubscribe() {
+    // 1001 (first in order) was refused; 1002 is up: its un-SUBSCRIBE comes
+    // first, the un-REGISTER only after its answer.
+    let mut h = registered(&["1001", "1002"]);
+    let s = h.one_request("SUBSCRIBE");
+    h.reply(&s, 404, &[]);
+    h.advance_to(h.now + Duration::from_millis(20));
+    subscribe_ok(&mut h, 600);
+    h.drain_events();
+    h.ua.shutdown(h.now);
+    let sent = h.sent_requests();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].method(), Some("SUBSCRIBE"));
+    assert_eq!(expires_of(&sent[0]), 0);
+    h.reply(&sent[0], 200, &[("Expires", "0".into())]);
+    let unreg = h.one_request("REGISTER");
+    assert_eq!(expires_of(&unreg), 0);
+    h.reply(&unreg, 200, &[]);
+    assert!(h.ua.is_shut_down());
+}
+
+#[test]
 fn shutdown_is_bounded_when_the_pbx_is_gone() {
     let mut h = registered(&["1001"]);
     subscribe_ok(&mut h, 600);
