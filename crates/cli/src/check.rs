@@ -10,6 +10,10 @@
 //!
 //! Graph and the PBX are probed at the same time, both within one time limit,
 //! and the outcome is one table: extension | user | PBX | Graph | fix.
+//!
+//! A PBX that accepts a subscription to any extension passes that extension:
+//! Kamailio's presence server reports an unknown user as idle, while Asterisk
+//! answers 404 when the hint is missing.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -3,6 +3,10 @@
 //! This library is the binary's inside, exposed for its integration tests and
 //! benchmarks; the reusable pieces are the `blf`, `sip-ua`, `graph-presence` and
 //! `stun-lite` crates.
+//!
+//! One module per command: [`run`] (the service), [`check`] (the whole chain
+//! once, one table with the fix for each failure), [`watch`], [`graph_cmd`]
+//! and [`test_notify`].
 
 pub mod check;
 pub mod engine;
