@@ -184,8 +184,21 @@ pub async fn run(plan: RunPlan) -> Result<(), Box<dyn std::error::Error>> {
             let sink = GraphSink::new(client, telemetry.clone());
             sink.seed_from(&loaded.state);
             let token_watch = tokio::spawn(watch_token(sink.clone()));
+            let users: Vec<String> = plan
+                .extensions
+                .iter()
+                .map(|e| e.user().to_owned())
+                .collect();
+            let warm = sink.clone();
+            // In the background: a throttled directory must not delay the start.
+            let warm_up = tokio::spawn(async move {
+                for (user, e) in warm.warm_up(&users).await {
+                    tracing::error!(%user, "cannot look up the user: {e}");
+                }
+            });
             run_engine(&mut source, sink, engine, telemetry, shutdown, options).await;
             token_watch.abort();
+            warm_up.abort();
         }
     }
     tracing::info!("stopping: un-subscribing and un-registering");

@@ -286,3 +286,23 @@ async fn the_token_state_follows_the_calls() {
     sink.refresh_token_status().await.unwrap();
     assert_eq!(telemetry.status_json()["token_valid"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_looks_users_up_once_and_names_those_missing() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let mut sink = GraphSink::new(client(&emu), Telemetry::new());
+    let failed = sink
+        .warm_up(&["alice@contoso.com".into(), "dave@contoso.com".into()])
+        .await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "dave@contoso.com");
+    assert!(failed[0].1.permanent, "{failed:?}");
+    assert_eq!(emu.count(Operation::GetUser), 2);
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    assert_eq!(r, vec![Ok(())]);
+    assert_eq!(emu.count(Operation::GetUser), 2, "taken from the cache");
+}

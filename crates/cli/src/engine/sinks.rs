@@ -199,6 +199,20 @@ impl GraphSink {
         &self.client
     }
 
+    /// Looks up the object id of every user not known yet, so that the first
+    /// change of each line costs one Graph call, and a user missing from the
+    /// tenant is reported at start. Returns the users that could not be
+    /// looked up, with why.
+    pub async fn warm_up(&self, users: &[String]) -> Vec<(String, SinkError)> {
+        let mut failed = Vec::new();
+        for user in users {
+            if let Err(e) = self.resolve(user).await {
+                failed.push((user.clone(), SinkError::from(e)));
+            }
+        }
+        failed
+    }
+
     /// Checks the token (the cached one unless it is about to expire, else a
     /// new one) and shows the outcome in `/readyz`, `/status` and `/metrics`.
     pub async fn refresh_token_status(&self) -> Result<(), GraphError> {
