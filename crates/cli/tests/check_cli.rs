@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use graph_emulator::{EmulatorConfig, GraphEmulator};
-use testbed::{Kamailio, KamailioOptions};
+use testbed::{Kamailio, KamailioOptions, SippCall};
 
 /// What the binary was given: SIP settings, an extension list, maybe a tenant.
 struct Check {
@@ -491,4 +491,30 @@ fn kamailio_reports_an_unknown_extension_as_idle() {
     assert_eq!(v["extensions"][1]["extension"], "4711", "{v:#}");
     assert_eq!(v["extensions"][1]["pbx"], "idle", "{v:#}");
     assert_eq!(v["extensions"][1]["graph"], "not configured (dry run)");
+}
+
+/// The PBX column is the line state of the first NOTIFY: busy during a call.
+#[test]
+#[ignore = "real peer: kamailio and sipp"]
+fn a_line_in_a_call_shows_busy() {
+    let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
+    let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(100)).unwrap();
+    let c = Check::new("1001,alice@contoso.com\n1002,bob@contoso.com\n1003,carol@contoso.com\n")
+        .pbx(&pbx.sip_addr().to_string(), "blfsecret");
+    // The call reaches the presence server a little after it is answered:
+    // check again until it shows, within a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let out = c.run_blocking(&["--json"]);
+        let v = json(&out);
+        let both_busy = (0..2).all(|i| v["extensions"][i]["pbx"] == "busy");
+        if both_busy || Instant::now() > deadline {
+            break v;
+        }
+    };
+    call.hang_up().unwrap();
+    assert_eq!(v["extensions"][0]["pbx"], "busy", "{v:#}");
+    assert_eq!(v["extensions"][1]["pbx"], "busy", "{v:#}");
+    assert_eq!(v["extensions"][2]["pbx"], "idle", "{v:#}");
+    assert_eq!(v["ok"], true, "{v:#}");
 }
