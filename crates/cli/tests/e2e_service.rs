@@ -496,6 +496,11 @@ fn throttling_server_errors_and_an_expired_token_lose_no_update() {
     graph.assert_cleared_since(hung_up);
     let status = svc.status();
     assert_eq!(status["token_valid"], true, "{status}");
+    // What the service believes matches Graph and the lines.
+    for ext in status["extensions"].as_array().unwrap() {
+        assert_eq!(ext["line_state"], "idle", "{status}");
+        assert_eq!(ext["presence"], "cleared", "{status}");
+    }
     svc.stop();
 }
 
