@@ -9,6 +9,10 @@
 //! `SHA-512-256-sess` (names case-insensitive); `qop=auth` and `auth-int` (used
 //! only when `auth` is not offered) or no qop (RFC 2069 style); hex nonce count;
 //! random cnonce; `stale=true`; the strongest of several challenges is answered.
+//!
+//! The server side is here too: [`Challenge::to_header_value`] writes a
+//! challenge, [`parse_credentials`] reads the answer and
+//! [`Credentials::verify`] checks it.
 
 use md5::Md5;
 use sha2::{Digest as _, Sha256, Sha512_256};
@@ -387,6 +391,153 @@ impl DigestSession {
     }
 }
 
+impl Challenge {
+    /// A new challenge for a server to send: `qop=auth` when `qop` is set.
+    pub fn new(realm: impl Into<String>, nonce: impl Into<String>, algorithm: Algorithm) -> Self {
+        Self {
+            realm: realm.into(),
+            nonce: nonce.into(),
+            opaque: None,
+            algorithm,
+            qop: vec![Qop::Auth],
+            stale: false,
+        }
+    }
+
+    /// The value of a `WWW-Authenticate` / `Proxy-Authenticate` header carrying
+    /// this challenge (the server side of [`parse_challenges`]).
+    pub fn to_header_value(&self) -> String {
+        let mut v = format!(
+            "Digest realm=\"{}\", nonce=\"{}\", algorithm={}",
+            escape(&self.realm),
+            escape(&self.nonce),
+            self.algorithm.name()
+        );
+        if !self.qop.is_empty() {
+            let q: Vec<&str> = self
+                .qop
+                .iter()
+                .map(|q| match q {
+                    Qop::Auth => "auth",
+                    Qop::AuthInt => "auth-int",
+                })
+                .collect();
+            v.push_str(&format!(", qop=\"{}\"", q.join(",")));
+        }
+        if let Some(o) = &self.opaque {
+            v.push_str(&format!(", opaque=\"{}\"", escape(o)));
+        }
+        if self.stale {
+            v.push_str(", stale=true");
+        }
+        v
+    }
+}
+
+/// Credentials from an `Authorization` or `Proxy-Authorization` header: what a
+/// server checks (see [`Credentials::verify`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `username`
+    pub username: String,
+    /// `realm`
+    pub realm: String,
+    /// `nonce`
+    pub nonce: String,
+    /// `uri` (the digest-uri, as the client hashed it)
+    pub uri: String,
+    /// `response`
+    pub response: String,
+    /// `algorithm` (MD5 when absent)
+    pub algorithm: Algorithm,
+    /// `qop`, when the client used one.
+    pub qop: Option<Qop>,
+    /// `nc` (nonce count), when `qop` is used.
+    pub nc: Option<u32>,
+    /// `cnonce`
+    pub cnonce: Option<String>,
+    /// `opaque`
+    pub opaque: Option<String>,
+}
+
+/// Parses a `Digest` credentials header value. `None` when it is another
+/// scheme, lacks a required parameter, or names an unknown algorithm or qop.
+pub fn parse_credentials(value: &str) -> Option<Credentials> {
+    if value.len() > MAX_CHALLENGE_LEN {
+        return None;
+    }
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    let mut params: Vec<(String, &str)> = Vec::new();
+    for element in split_top_level_commas(rest) {
+        if let Some((k, v)) = element.split_once('=') {
+            params.push((k.trim().to_ascii_lowercase(), unquote(v.trim())));
+        }
+    }
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+    let algorithm = match get("algorithm") {
+        Some(a) => Algorithm::from_name(a)?,
+        None => Algorithm::Md5,
+    };
+    let qop = match get("qop") {
+        None => None,
+        Some(q) if q.eq_ignore_ascii_case("auth") => Some(Qop::Auth),
+        Some(q) if q.eq_ignore_ascii_case("auth-int") => Some(Qop::AuthInt),
+        Some(_) => return None,
+    };
+    let nc = match get("nc") {
+        Some(n) => Some(u32::from_str_radix(n, 16).ok()?),
+        None => None,
+    };
+    Some(Credentials {
+        username: get("username")?.replace("\\\"", "\"").replace("\\\\", "\\"),
+        realm: get("realm")?.replace("\\\"", "\"").replace("\\\\", "\\"),
+        nonce: get("nonce")?.to_string(),
+        uri: get("uri")?.to_string(),
+        response: get("response")?.to_ascii_lowercase(),
+        algorithm,
+        qop,
+        nc,
+        cnonce: get("cnonce").map(str::to_string),
+        opaque: get("opaque").map(str::to_string),
+    })
+}
+
+impl Credentials {
+    /// `true` when `response` is what `password` gives for this request
+    /// (`method` from the request line, `body` for `auth-int`). The comparison
+    /// takes the same time wherever the first difference is.
+    pub fn verify(&self, password: &str, method: &str, body: &[u8]) -> bool {
+        if self.qop.is_some() && (self.nc.is_none() || self.cnonce.is_none()) {
+            return false;
+        }
+        let expected = compute_response(
+            self.algorithm,
+            &self.username,
+            password,
+            &self.realm,
+            &self.nonce,
+            self.cnonce.as_deref().unwrap_or(""),
+            self.nc.unwrap_or(0),
+            self.qop,
+            method,
+            &self.uri,
+            body,
+        );
+        constant_time_eq(expected.as_bytes(), self.response.as_bytes())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -575,6 +726,69 @@ mod tests {
             p.on_challenge(&r, "u"),
             Err(AuthError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn server_side_challenge_and_verify() {
+        // A challenge the server writes parses back to the same challenge.
+        let mut ch = Challenge::new("pbx.test", "n0nce", Algorithm::Sha256);
+        ch.opaque = Some("op".into());
+        let cs = parse_challenges(&ch.to_header_value());
+        assert_eq!(cs, vec![ch.clone()]);
+        ch.stale = true;
+        assert!(parse_challenges(&ch.to_header_value())[0].stale);
+
+        // What the client session answers verifies with the right password only.
+        for algorithm in [Algorithm::Md5, Algorithm::Sha256, Algorithm::Sha512_256Sess] {
+            let ch = Challenge::new("pbx.test", "abc", algorithm);
+            let raw = format!(
+                "SIP/2.0 401 Unauthorized\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: {}\r\nContent-Length: 0\r\n\r\n",
+                ch.to_header_value()
+            );
+            let mut s = DigestSession::new();
+            s.on_challenge(&Message::parse(raw.as_bytes()).unwrap(), "blf")
+                .unwrap();
+            let (_, v) = s
+                .authorize("blf", "secret", "SUBSCRIBE", "sip:1001@pbx.test", b"")
+                .unwrap();
+            let c = parse_credentials(&v).unwrap();
+            assert_eq!(c.username, "blf");
+            assert_eq!(c.realm, "pbx.test");
+            assert_eq!(c.nonce, "abc");
+            assert_eq!(c.algorithm, algorithm);
+            assert_eq!(c.qop, Some(Qop::Auth));
+            assert_eq!(c.nc, Some(1));
+            assert!(c.verify("secret", "SUBSCRIBE", b""), "{algorithm:?}");
+            assert!(!c.verify("wrong", "SUBSCRIBE", b""));
+            assert!(!c.verify("secret", "REGISTER", b""));
+        }
+    }
+
+    #[test]
+    fn rfc7616_credentials_verify() {
+        let v = format!(
+            r#"Digest username="{USER}", realm="{REALM}", uri="/dir/index.html", algorithm=MD5, nonce="{NONCE}", nc=00000001, cnonce="{CNONCE}", qop=auth, response="8ca523f5e9506fed4657c9700eebdbec", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#
+        );
+        let c = parse_credentials(&v).unwrap();
+        assert!(c.verify(PASS, "GET", b""));
+        assert!(!c.verify(PASS, "POST", b""));
+        // Other schemes, missing parameters and unknown algorithms give None.
+        assert!(parse_credentials("Basic dXNlcjpwYXNz").is_none());
+        assert!(parse_credentials(r#"Digest username="u", realm="r""#).is_none());
+        assert!(parse_credentials(
+            r#"Digest username="u", realm="r", nonce="n", uri="sip:r", response="x", algorithm=SHA-1"#
+        )
+        .is_none());
+        assert!(parse_credentials(
+            r#"Digest username="u", realm="r", nonce="n", uri="sip:r", response="x", qop=auth, nc=zz, cnonce="c""#
+        )
+        .is_none());
+        // qop without nc/cnonce never verifies.
+        let c = parse_credentials(
+            r#"Digest username="u", realm="r", nonce="n", uri="sip:r", response="x", qop=auth"#,
+        )
+        .unwrap();
+        assert!(!c.verify("p", "REGISTER", b""));
     }
 
     #[test]
