@@ -4,11 +4,13 @@
 //! benchmarks; the reusable pieces are the `blf`, `sip-ua`, `graph-presence` and
 //! `stun-lite` crates.
 //!
-//! One module per command: [`run`] (the service), [`check`] (the whole chain
-//! once, one table with the fix for each failure), [`watch`], [`graph_cmd`]
-//! and [`test_notify`].
+//! One module per command: [`run`] (the service), [`demo`] (the service
+//! between an embedded PBX and Graph), [`check`] (the whole chain once, one
+//! table with the fix for each failure), [`watch`], [`graph_cmd`] and
+//! [`test_notify`].
 
 pub mod check;
+pub mod demo;
 pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;

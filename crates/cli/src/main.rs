@@ -60,6 +60,33 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The whole flow on this machine with no PBX and no tenant: an embedded PBX
+    /// plays a day at the office, an embedded Microsoft Graph shows the presence,
+    /// and the real service runs between them.
+    ///
+    /// Shows each extension's line state and Teams presence as they change (a
+    /// table on a terminal, one line per change otherwise), serves /status and
+    /// /metrics, stops at the end of the day or on Ctrl-C, clearing what it set.
+    /// Reads no settings and writes nothing outside a temporary directory.
+    Demo {
+        /// Time factor: 10 plays the 60 s day in 6 s.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Extensions watched: the five of the script, and generated ones above
+        /// five (a quick load check).
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        extensions: usize,
+        /// Address of /status and /metrics (default: HTTP_LISTEN, else 127.0.0.1 on a free port).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// Write a JSON summary (per user: the line states and presences seen,
+        /// the Graph requests, the final presence) to this file.
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
+        /// One line per change even on a terminal.
+        #[arg(long)]
+        plain: bool,
+    },
     /// Check the whole setup once: settings, Graph token and users, PBX
     /// registration and each extension's subscription; one table with the fix
     /// for each failure.
@@ -128,11 +155,13 @@ fn main() -> ExitCode {
         } => run_test_notify(file, json, mapping, content_type),
         command => {
             // The check's table says what matters; the log only adds warnings.
-            init_logging(if matches!(command, Command::Check { .. }) {
-                "warn"
-            } else {
-                "info"
-            });
+            init_logging(
+                if matches!(command, Command::Check { .. } | Command::Demo { .. }) {
+                    "warn"
+                } else {
+                    "info"
+                },
+            );
             let env = match Env::load(cli.env_file.as_deref()) {
                 Ok(env) => env,
                 Err(p) => return config_failure(&p),
@@ -203,6 +232,34 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             };
             match sip_blf_sync::run::run(plan).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        Command::Demo {
+            speed,
+            extensions,
+            http,
+            summary_json,
+            plain,
+        } => {
+            let listen = http.as_deref().or(env.get("HTTP_LISTEN"));
+            let http = match listen {
+                None => None,
+                Some(v) => match sip_blf_sync::observe::parse_http_listen(Some(v)) {
+                    Ok(Some(addr)) => Some(addr),
+                    Ok(None) => None,
+                    Err(e) => return fail(format!("--http: {e}")),
+                },
+            };
+            let options = sip_blf_sync::demo::DemoOptions {
+                speed,
+                extensions,
+                http,
+                summary_json,
+                table: plain.then_some(false),
+            };
+            match sip_blf_sync::demo::run(options).await {
+                Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(e),
             }
         }

@@ -67,6 +67,12 @@ impl RunPlan {
         &self.extensions
     }
 
+    /// Gives the presence clearing at stop this long (default 10 s): with many
+    /// users, Graph's request budget makes clearing them all take longer.
+    pub fn set_shutdown_limit(&mut self, limit: Duration) {
+        self.engine.shutdown_limit = limit;
+    }
+
     /// The Microsoft Graph configuration; `None` for a dry run.
     pub fn graph(&self) -> Option<&graph_presence::GraphConfig> {
         self.graph.as_ref()
@@ -116,7 +122,16 @@ async fn watch_token(sink: GraphSink) {
 /// Runs the service until SIGINT/SIGTERM, then clears what it set,
 /// un-SUBSCRIBEs, un-REGISTERs and saves its state.
 pub async fn run(plan: RunPlan) -> Result<(), Box<dyn std::error::Error>> {
-    let telemetry = Telemetry::new();
+    run_until(plan, Telemetry::new(), crate::signals::shutdown_signal()).await
+}
+
+/// [`run`] reporting to `telemetry` and stopping (the same way) when
+/// `shutdown` resolves; `demo` drives it with its own stop and status page.
+pub async fn run_until(
+    plan: RunPlan,
+    telemetry: Telemetry,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
     for e in &plan.extensions {
         telemetry.add_extension(&e.extension, e.user());
     }
@@ -166,7 +181,6 @@ pub async fn run(plan: RunPlan) -> Result<(), Box<dyn std::error::Error>> {
         plan.extensions.len(),
         plan.sip.server
     );
-    let shutdown = crate::signals::shutdown_signal();
     let options = plan.engine.run_options();
     match client {
         None => {
