@@ -176,3 +176,50 @@ fn demo_refuses_a_speed_of_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--speed"));
 }
+
+#[test]
+fn ctrl_c_mid_call_clears_the_presence_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary_path = dir.path().join("summary.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
+        .args(["demo", "--speed", "1", "--summary-json"])
+        .arg(&summary_path)
+        .current_dir(dir.path())
+        .env_remove("HTTP_LISTEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    // Bob dials Alice: his presence turns Busy; then Ctrl-C.
+    wait_for(
+        &lines,
+        &mut seen,
+        "Bob       line busy     Teams Busy/InACall",
+    );
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    wait_for(
+        &lines,
+        &mut seen,
+        "stopped: every presence the service set is cleared",
+    );
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?} {seen:#?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    assert_eq!(summary["app_sessions_left"], 0);
+    let bob = &summary["users"][1];
+    assert_eq!(bob["extension"], "1002");
+    assert_eq!(
+        strings(&bob["graph_requests"]),
+        ["setPresence 200", "clearPresence 200"]
+    );
+    assert_eq!(bob["final_presence"], "Available/Available");
+}

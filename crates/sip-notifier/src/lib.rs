@@ -27,6 +27,8 @@
 //!   subscription; changes made meanwhile go out, newest state only, once it
 //!   is answered. 481 (and the other codes of RFC 6665 §4.2.2) or no answer
 //!   ends the subscription.
+//! - NOTIFYs go to the address the SUBSCRIBE came from (as a PBX does for a
+//!   watcher behind NAT), with the watcher's Contact as Request-URI.
 //! - Responses honour `rport` (RFC 3581); retransmitted requests get the same
 //!   answer; no input panics.
 //!

@@ -250,6 +250,8 @@ pub struct Notifier {
     by_dialog: HashMap<String, u64>,
     txs: HashMap<u64, Tx>,
     bindings: HashMap<String, Binding>,
+    /// Binding id → account, for the expiry timers.
+    binding_ids: HashMap<u64, String>,
     nonces: HashMap<String, Instant>,
     nonce_order: VecDeque<(Instant, String)>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
@@ -280,6 +282,7 @@ impl Notifier {
             by_dialog: HashMap::new(),
             txs: HashMap::new(),
             bindings: HashMap::new(),
+            binding_ids: HashMap::new(),
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -392,6 +395,7 @@ impl Notifier {
             self.end_sub(id, "deactivated", EndReason::Shutdown, now);
         }
         self.bindings.clear();
+        self.binding_ids.clear();
     }
 
     /// `true` after [`shutdown`](Self::shutdown) once no NOTIFY is in flight.
@@ -440,7 +444,7 @@ impl Notifier {
                     .subs
                     .get(&id)
                     .is_some_and(|s| s.timer_at == Some(at) && s.ending.is_none()),
-                TimerKey::Reg(id) => self.bindings.values().any(|b| b.id == id),
+                TimerKey::Reg(id) => self.binding_ids.contains_key(&id),
             };
             if live {
                 return;
@@ -718,7 +722,7 @@ impl Notifier {
             return r;
         };
         if contact.trim() == "*" {
-            if self.bindings.remove(&user).is_some() {
+            if self.remove_binding(&user) {
                 self.events.push_back(NotifierEvent::Unregistered {
                     user,
                     expired: false,
@@ -737,7 +741,7 @@ impl Notifier {
             }
         };
         if expires == 0 {
-            if self.bindings.remove(&user).is_some() {
+            if self.remove_binding(&user) {
                 self.events.push_back(NotifierEvent::Unregistered {
                     user,
                     expired: false,
@@ -747,6 +751,8 @@ impl Notifier {
         }
         let id = self.next_id();
         let expires_at = now + Duration::from_secs(u64::from(expires));
+        self.remove_binding(&user);
+        self.binding_ids.insert(id, user.clone());
         self.bindings.insert(
             user.clone(),
             Binding {
@@ -1238,17 +1244,26 @@ impl Notifier {
     }
 
     fn on_reg_timer(&mut self, id: u64, at: Instant) {
-        let user = self
-            .bindings
-            .iter()
-            .find(|(_, b)| b.id == id && b.expires_at <= at)
-            .map(|(u, _)| u.clone());
-        if let Some(user) = user {
-            self.bindings.remove(&user);
+        let Some(user) = self.binding_ids.get(&id).cloned() else {
+            return;
+        };
+        if self.bindings.get(&user).is_some_and(|b| b.expires_at <= at) {
+            self.remove_binding(&user);
             self.events.push_back(NotifierEvent::Unregistered {
                 user,
                 expired: true,
             });
+        }
+    }
+
+    /// Forgets an account's binding; `true` when it had one.
+    fn remove_binding(&mut self, user: &str) -> bool {
+        match self.bindings.remove(user) {
+            Some(b) => {
+                self.binding_ids.remove(&b.id);
+                true
+            }
+            None => false,
         }
     }
 }

@@ -674,3 +674,50 @@ fn presence_subscription_gets_asterisk_style_pidf() {
         assert_eq!(line_state(&last), want);
     }
 }
+
+#[test]
+fn registration_is_granted_refreshed_and_expires() {
+    let t0 = Instant::now();
+    let mut n = Notifier::new(config(false), addr(PBX), t0);
+    let register = |cseq: u32, expires: u32| {
+        format!(
+            "REGISTER sip:pbx.test SIP/2.0\r\nVia: SIP/2.0/UDP {WATCHER};branch=z9hG4bKr{cseq}\r\n\
+             From: <sip:blf@pbx.test>;tag=r\r\nTo: <sip:blf@pbx.test>\r\nCall-ID: reg\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:blf@{WATCHER}>\r\nExpires: {expires}\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    n.handle_input(addr(WATCHER), register(1, 60).as_bytes(), t0);
+    let ok = drain(&mut n).remove(0);
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        ok.headers.get("Contact"),
+        Some(format!("<sip:blf@{WATCHER}>;expires=60").as_str())
+    );
+    // Refreshed at 50 s: still there at 60 s, gone at 110 s.
+    let t1 = t0 + Duration::from_secs(50);
+    n.handle_input(addr(WATCHER), register(2, 60).as_bytes(), t1);
+    drain(&mut n);
+    n.handle_timeout(t0 + Duration::from_secs(60));
+    assert_eq!(n.stats().registrations, 1);
+    n.handle_timeout(t1 + Duration::from_secs(60));
+    assert_eq!(n.stats().registrations, 0);
+    let ev = events(&mut n);
+    assert!(ev.contains(&NotifierEvent::Unregistered {
+        user: "blf".into(),
+        expired: true
+    }));
+    assert_eq!(
+        n.poll_timeout().map(|t| t > t1 + Duration::from_secs(60)),
+        None
+    );
+    // Expires: 0 removes it.
+    let t2 = t1 + Duration::from_secs(100);
+    n.handle_input(addr(WATCHER), register(3, 60).as_bytes(), t2);
+    n.handle_input(addr(WATCHER), register(4, 0).as_bytes(), t2);
+    assert_eq!(n.stats().registrations, 0);
+    assert!(events(&mut n).contains(&NotifierEvent::Unregistered {
+        user: "blf".into(),
+        expired: false
+    }));
+}

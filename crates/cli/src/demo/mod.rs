@@ -83,7 +83,7 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
         .unwrap_or_else(|| std::io::stdout().is_terminal());
 
     // The PBX, with a fresh password: the digest path runs as with a real one.
-    let password = format!("demo-{:016x}", rand_u64());
+    let password = format!("demo-{:016x}", rand::random::<u64>());
     let mut pbx_config = NotifierConfig::new("demo.pbx", vec![Account::new("blf", &password)]);
     pbx_config.notify_events = false;
     for s in &script.steps {
@@ -251,13 +251,6 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
 
 fn io(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    h.finish()
 }
 
 /// Waits until every watched extension has its first line state, then plays
