@@ -140,7 +140,15 @@ pub struct SipSettings {
     pub listen: SocketAddr,
     /// `STUN_SERVERS`: comma-separated `host:port`.
     pub stun_servers: Vec<String>,
+    /// `SIP_SUBSCRIBE_EXPIRES`: requested subscription lifetime, seconds. Over
+    /// UDP a PBX that restarts and forgets its subscriptions is noticed at the
+    /// next refresh, so a shorter lifetime recovers sooner at the price of more
+    /// SUBSCRIBEs.
+    pub subscribe_expires: u32,
 }
+
+/// Default of `SIP_SUBSCRIBE_EXPIRES`, seconds.
+pub const DEFAULT_SUBSCRIBE_EXPIRES: u32 = 600;
 
 /// Default STUN servers when `STUN_SERVERS` is unset.
 pub const DEFAULT_STUN_SERVERS: &str = "stun.l.google.com:19302,stun1.l.google.com:19302";
@@ -203,6 +211,19 @@ impl SipSettings {
             }),
         };
         let stun_servers = Self::stun_servers_from_env(env);
+        let subscribe_expires = match env.get("SIP_SUBSCRIBE_EXPIRES") {
+            None => DEFAULT_SUBSCRIBE_EXPIRES,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (10..=86_400).contains(&n) => n,
+                _ => {
+                    problems.push(Problem::in_var(
+                        "SIP_SUBSCRIBE_EXPIRES",
+                        format!("{v:?} is not a number of seconds from 10 to 86400"),
+                    ));
+                    DEFAULT_SUBSCRIBE_EXPIRES
+                }
+            },
+        };
         problems.into_result(Self {
             server,
             transport,
@@ -211,6 +232,7 @@ impl SipSettings {
             contact,
             listen,
             stun_servers,
+            subscribe_expires,
         })
     }
 }
@@ -298,12 +320,14 @@ mod tests {
         assert_eq!(s.contact, ContactSetting::Auto);
         assert_eq!(s.listen, "0.0.0.0:0".parse().unwrap());
         assert_eq!(s.stun_servers.len(), 2);
+        assert_eq!(s.subscribe_expires, DEFAULT_SUBSCRIBE_EXPIRES);
         assert!(!format!("{s:?}").contains("blfsecret"));
 
         let env = Env::from_pairs([
             ("SIP_TRANSPORT", "sctp"),
             ("SIP_CONTACT_IP", "nope"),
             ("SIP_LISTEN", ":5062x"),
+            ("SIP_SUBSCRIBE_EXPIRES", "5"),
         ]);
         let err = SipSettings::from_env(&env).unwrap_err().to_string();
         for needle in [
@@ -313,6 +337,7 @@ mod tests {
             "SIP_TRANSPORT: \"sctp\" is not supported",
             "SIP_CONTACT_IP: \"nope\" is not an IP address",
             "SIP_LISTEN: \":5062x\" is not an address",
+            "SIP_SUBSCRIBE_EXPIRES: \"5\" is not a number of seconds",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }

@@ -60,6 +60,7 @@ pub fn ua_config(settings: &SipSettings) -> UaConfig {
         ContactSetting::Auto => ContactAddress::Discovered,
     };
     config.user_agent = concat!("sip-blf-sync/", env!("CARGO_PKG_VERSION")).to_string();
+    config.subscribe_expires = settings.subscribe_expires;
     config
 }
 
