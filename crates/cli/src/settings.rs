@@ -145,10 +145,15 @@ pub struct SipSettings {
     /// next refresh, so a shorter lifetime recovers sooner at the price of more
     /// SUBSCRIBEs.
     pub subscribe_expires: u32,
+    /// `SIP_SUBSCRIBE_RATE`: most new SUBSCRIBEs per second (default 50; 0 = no pacing).
+    pub subscribe_rate: u32,
 }
 
 /// Default of `SIP_SUBSCRIBE_EXPIRES`, seconds.
 pub const DEFAULT_SUBSCRIBE_EXPIRES: u32 = 600;
+
+/// Default of `SIP_SUBSCRIBE_RATE`: new SUBSCRIBEs per second.
+pub const DEFAULT_SUBSCRIBE_RATE: u32 = 50;
 
 /// Default STUN servers when `STUN_SERVERS` is unset.
 pub const DEFAULT_STUN_SERVERS: &str = "stun.l.google.com:19302,stun1.l.google.com:19302";
@@ -224,6 +229,16 @@ impl SipSettings {
                 }
             },
         };
+        let subscribe_rate = match env.get("SIP_SUBSCRIBE_RATE") {
+            None => DEFAULT_SUBSCRIBE_RATE,
+            Some(v) => v.trim().parse::<u32>().unwrap_or_else(|_| {
+                problems.push(Problem::in_var(
+                    "SIP_SUBSCRIBE_RATE",
+                    format!("{v:?} is not a whole number (SUBSCRIBEs per second, 0 = no pacing)"),
+                ));
+                DEFAULT_SUBSCRIBE_RATE
+            }),
+        };
         problems.into_result(Self {
             server,
             transport,
@@ -233,6 +248,7 @@ impl SipSettings {
             listen,
             stun_servers,
             subscribe_expires,
+            subscribe_rate,
         })
     }
 }
@@ -321,6 +337,7 @@ mod tests {
         assert_eq!(s.listen, "0.0.0.0:0".parse().unwrap());
         assert_eq!(s.stun_servers.len(), 2);
         assert_eq!(s.subscribe_expires, DEFAULT_SUBSCRIBE_EXPIRES);
+        assert_eq!(s.subscribe_rate, DEFAULT_SUBSCRIBE_RATE);
         assert!(!format!("{s:?}").contains("blfsecret"));
 
         let env = Env::from_pairs([
@@ -328,6 +345,7 @@ mod tests {
             ("SIP_CONTACT_IP", "nope"),
             ("SIP_LISTEN", ":5062x"),
             ("SIP_SUBSCRIBE_EXPIRES", "5"),
+            ("SIP_SUBSCRIBE_RATE", "fast"),
         ]);
         let err = SipSettings::from_env(&env).unwrap_err().to_string();
         for needle in [
@@ -338,6 +356,7 @@ mod tests {
             "SIP_CONTACT_IP: \"nope\" is not an IP address",
             "SIP_LISTEN: \":5062x\" is not an address",
             "SIP_SUBSCRIBE_EXPIRES: \"5\" is not a number of seconds",
+            "SIP_SUBSCRIBE_RATE: \"fast\" is not a whole number",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }

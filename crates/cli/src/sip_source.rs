@@ -61,6 +61,11 @@ pub fn ua_config(settings: &SipSettings) -> UaConfig {
     };
     config.user_agent = concat!("sip-blf-sync/", env!("CARGO_PKG_VERSION")).to_string();
     config.subscribe_expires = settings.subscribe_expires;
+    // 0 = unpaced: sip-ua's interval, one second divided by u32::MAX, rounds to zero.
+    config.subscribe_rate = match settings.subscribe_rate {
+        0 => u32::MAX,
+        n => n,
+    };
     config
 }
 

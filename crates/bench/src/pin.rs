@@ -1,0 +1,14 @@
+//! Pinning threads and processes to one core, for the "one core" figures.
+
+/// Pins the calling thread to `cpu`; `false` when the system refuses (e.g. the
+/// core is outside the allowed set), in which case the thread stays unpinned.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
+/// How many cores this process may run on.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -1,0 +1,271 @@
+//! The service path in-process, wired as `sip-blf-sync run` wires it: the SIP
+//! source (sip-ua) → the engine → the Graph sink → the Graph client, on a
+//! runtime of its own (optionally pinned to one core), with every
+//! NOTIFY→Graph latency sample kept.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use graph_emulator::GraphEmulator;
+use graph_presence::BudgetConfig;
+use sip_blf_sync::engine::{run_engine, EngineConfig, GraphSink, RunOptions};
+use sip_blf_sync::observe::Telemetry;
+use sip_blf_sync::settings::{self, Env, SipSettings};
+use sip_blf_sync::sip_source::SipSource;
+use tokio::sync::oneshot;
+
+use crate::fixture::{graph_env, Fixture};
+use crate::BenchError;
+
+/// How to run the in-process service.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// The environment `run` would read (SIP, Graph, extension list, engine).
+    pub env: Vec<(String, String)>,
+    /// Graph request budget; `None` keeps the client's default (Graph's
+    /// documented 1,500 per 30 s).
+    pub budget: Option<BudgetConfig>,
+    /// Pin the service's threads to this core.
+    pub cpu: Option<usize>,
+    /// Runtime worker threads (the binary uses one per core).
+    pub workers: usize,
+}
+
+impl ServiceOptions {
+    /// The fixture's extensions against the notifier at `pbx` and `emulator`;
+    /// no SUBSCRIBE pacing, debounce off, no reconciliation during a run.
+    pub fn new(fixture: &Fixture, emulator: &GraphEmulator, pbx: SocketAddr) -> Self {
+        let mut env = vec![
+            ("SIP_SERVER".to_owned(), pbx.to_string()),
+            ("SIP_USERNAME".to_owned(), "blf".to_owned()),
+            ("SIP_PASSWORD".to_owned(), "blf".to_owned()),
+            ("SIP_CONTACT_IP".to_owned(), pbx.ip().to_string()),
+            ("SIP_SUBSCRIBE_RATE".to_owned(), "0".to_owned()),
+            (
+                "EXTENSIONS_JSON".to_owned(),
+                fixture.extensions_path().display().to_string(),
+            ),
+            (
+                "PRESENCE_STATE_JSON".to_owned(),
+                fixture.dir().join("state.json").display().to_string(),
+            ),
+            ("SYNC_DEBOUNCE_MS".to_owned(), "0".to_owned()),
+            ("RECONCILE_MINUTES".to_owned(), "0".to_owned()),
+        ];
+        env.extend(graph_env(emulator));
+        Self {
+            env,
+            budget: None,
+            cpu: None,
+            workers: crate::pin::cores(),
+        }
+    }
+
+    /// Sets (or adds) one variable.
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(k, _)| k != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// A running in-process service.
+pub struct Service {
+    telemetry: Telemetry,
+    samples: Arc<Mutex<Vec<Duration>>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+    sip_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("sip_addr", &self.sip_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts the service on its own runtime; returns once the SIP socket is up
+    /// (registration and subscriptions then proceed).
+    pub fn start(options: ServiceOptions) -> Result<Service, BenchError> {
+        let telemetry = Telemetry::new();
+        let samples: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let sink = samples.clone();
+        telemetry.set_latency_hook(Arc::new(move |d| {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(d);
+        }));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+        let t = telemetry.clone();
+        let thread = std::thread::Builder::new()
+            .name("service".into())
+            .spawn(move || run_thread(options, t, stop_rx, ready_tx))?;
+        match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => Ok(Service {
+                telemetry,
+                samples,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+                sip_addr: Some(addr),
+            }),
+            Ok(Err(e)) => Err(BenchError::setup(format!("service: {e}"))),
+            Err(_) => Err(BenchError::setup("service did not start within 60 s")),
+        }
+    }
+
+    /// The shared telemetry (`/status` and `/metrics` content).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// The local SIP address.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip_addr
+    }
+
+    /// Every NOTIFY→Graph latency sample so far.
+    pub fn latency_samples(&self) -> Vec<Duration> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Drops the samples so far (after a warm-up).
+    pub fn clear_samples(&self) {
+        self.samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// How many subscriptions are active, from `/status`.
+    pub fn active_subscriptions(&self) -> usize {
+        count_status(&self.telemetry, "subscription", "active")
+    }
+
+    /// NOTIFYs taken in, from `/status` (per-extension counters).
+    pub fn notifies(&self) -> u64 {
+        let status = self.telemetry.status_json();
+        status["extensions"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["notifies"].as_u64()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Stops the engine (clearing presences as at SIGTERM), un-subscribes and
+    /// joins the runtime.
+    pub fn stop(mut self) -> Result<(), BenchError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(Err(e))) => Err(BenchError::Peer(e)),
+            Some(Err(_)) => Err(BenchError::Peer("service thread panicked".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// How many extensions show `value` in `field` of `/status`.
+pub fn count_status(telemetry: &Telemetry, field: &str, value: &str) -> usize {
+    let status = telemetry.status_json();
+    status["extensions"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e[field] == value).count())
+        .unwrap_or(0)
+}
+
+fn run_thread(
+    options: ServiceOptions,
+    telemetry: Telemetry,
+    stop: oneshot::Receiver<()>,
+    ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+) -> Result<(), String> {
+    let cpu = options.cpu;
+    if let Some(cpu) = cpu {
+        crate::pin::pin_current_thread(cpu);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.workers.max(1))
+        .enable_all()
+        .on_thread_start(move || {
+            if let Some(cpu) = cpu {
+                crate::pin::pin_current_thread(cpu);
+            }
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let to_serve = ready.clone();
+    let result = runtime.block_on(async move {
+        // Spawned, so the work runs on the (pinned) workers, as in the binary.
+        let task = tokio::spawn(serve(options, telemetry, stop, to_serve));
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    if let Err(e) = &result {
+        // A failure before start-up finished must still reach `start`.
+        let _ = ready.send(Err(e.clone()));
+    }
+    result
+}
+
+async fn serve(
+    options: ServiceOptions,
+    telemetry: Telemetry,
+    stop: oneshot::Receiver<()>,
+    ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
+) -> Result<(), String> {
+    let env = Env::from_pairs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let sip = SipSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let extensions = sip_blf_sync::extensions::load(&settings::extensions_path(&env))
+        .map_err(|e| e.to_string())?;
+    let engine_config = EngineConfig::from_env(&env).map_err(|e| e.to_string())?;
+    let mut graph = settings::graph_config(&env).map_err(|e| e.to_string())?;
+    if let Some(budget) = options.budget {
+        graph.request_budget = budget;
+    }
+    for e in &extensions {
+        telemetry.add_extension(&e.extension, e.user());
+    }
+    let (engine, loaded) = engine_config
+        .prepare(&extensions, tokio::time::Instant::now().into_std())
+        .map_err(|e| e.to_string())?;
+    let client = graph_presence::GraphClient::new(graph).map_err(|e| e.to_string())?;
+    let info = client.token_check().await.map_err(|e| e.to_string())?;
+    telemetry.set_token_valid(true);
+    telemetry.set_token_expiry(Some(std::time::SystemTime::now() + info.expires_in));
+    let (mut source, _notices) = SipSource::start(&sip, &extensions)
+        .await
+        .map_err(|e| e.to_string())?;
+    source.set_telemetry(telemetry.clone());
+    let addr = source
+        .local_addr()
+        .ok_or_else(|| "no SIP socket".to_owned())?;
+    let _ = ready.send(Ok(addr));
+    let sink = GraphSink::new(client, telemetry.clone());
+    sink.seed_from(&loaded.state);
+    let options = RunOptions {
+        state_file: None,
+        shutdown_limit: engine_config.shutdown_limit,
+    };
+    run_engine(
+        &mut source,
+        sink,
+        engine,
+        telemetry,
+        async {
+            let _ = stop.await;
+        },
+        options,
+    )
+    .await;
+    source.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}
