@@ -95,6 +95,11 @@ pub fn index_of(extension: &str) -> Option<usize> {
     n.checked_sub(FIRST_EXTENSION as usize)
 }
 
+/// The index of one of our object ids.
+pub fn index_of_object_id(id: &str) -> Option<usize> {
+    usize::from_str_radix(id.get(..8)?, 16).ok()
+}
+
 /// User `i`'s UPN.
 pub fn upn(i: usize) -> String {
     format!("user{i}@contoso.com")
@@ -117,6 +122,7 @@ mod tests {
         assert_eq!(list[2].extension, extension(2));
         assert_eq!(list[2].user(), object_id(2));
         assert_eq!(index_of(&extension(2)), Some(2));
+        assert_eq!(index_of_object_id(&object_id(12345)), Some(12345));
         assert!(graph_emulator::is_guid(&object_id(12345)));
     }
 }

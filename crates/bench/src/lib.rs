@@ -30,6 +30,7 @@ pub mod figures;
 pub mod fixture;
 pub mod pin;
 pub mod procfs;
+pub mod runs;
 pub mod service;
 pub mod sipp;
 

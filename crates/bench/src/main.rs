@@ -1,2 +1,209 @@
-//! placeholder
-fn main() {}
+//! `sip-blf-sync-bench`: one subcommand per figure; each prints a small table
+//! (or `--json`). See docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use sip_blf_sync_bench::figures::Report;
+use sip_blf_sync_bench::runs::{self, Pacing};
+use sip_blf_sync_bench::BenchError;
+
+/// Benchmarks of sip-blf-sync: latency, throughput, memory, start-up, Graph economy, parsing.
+#[derive(Parser)]
+#[command(name = "sip-blf-sync-bench", version, about)]
+struct Cli {
+    /// Print one JSON document instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Tiny sizes, a few seconds in all: checks that the harness works, measures nothing.
+    #[arg(long, global = true)]
+    smoke: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Notifier {
+    /// SIPp (sip-tester) with crates/bench/sipp/notifier.xml.
+    Sipp,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// NOTIFY received → Graph request sent, p50/p99/max, debounce off.
+    Latency {
+        /// Subscribed extensions.
+        #[arg(long, default_value_t = 10_000)]
+        extensions: usize,
+        /// NOTIFYs per second, spread over every extension.
+        #[arg(long, default_value_t = 2_000.0)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Who sends the NOTIFYs.
+        #[arg(long, value_enum, default_value_t = Notifier::Sipp)]
+        notifier: Notifier,
+    },
+    /// The highest NOTIFY rate taken on one core with no NOTIFY lost or unanswered.
+    Throughput {
+        /// Subscribed extensions.
+        #[arg(long, default_value_t = 10_000)]
+        extensions: usize,
+        /// Offered rates to try, NOTIFYs per second, in increasing order.
+        #[arg(long, value_delimiter = ',', default_value = "5000,10000,15000,20000")]
+        rates: Vec<f64>,
+        /// Seconds of load per rate.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Who sends the NOTIFYs.
+        #[arg(long, value_enum, default_value_t = Notifier::Sipp)]
+        notifier: Notifier,
+    },
+    /// Resident set size of the `sip-blf-sync run` process with 1,000 and 10,000 subscriptions.
+    Memory {
+        /// Subscription counts to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        extensions: Vec<usize>,
+        /// The service binary (default: `sip-blf-sync` beside this one, else this
+        /// binary's own copy of `run`).
+        #[arg(long)]
+        service_bin: Option<PathBuf>,
+    },
+    /// Time from process start to every subscription active, per /status.
+    Startup {
+        /// Subscriptions.
+        #[arg(long, default_value_t = 10_000)]
+        extensions: usize,
+        /// SUBSCRIBE pacing: none, or the default 50 per second.
+        #[arg(long, value_enum, default_value_t = Pacing::Unlimited)]
+        pacing: Pacing,
+        /// The service binary (as for `memory`).
+        #[arg(long)]
+        service_bin: Option<PathBuf>,
+    },
+    /// Graph requests per 1,000 line-state changes with flapping lines, debounce and `$batch`.
+    GraphEconomy {
+        /// Users (one extension each).
+        #[arg(long, default_value_t = 300)]
+        users: usize,
+        /// Flap-then-settle rounds.
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// Debounce window (SYNC_DEBOUNCE_MS).
+        #[arg(long, default_value_t = 500)]
+        debounce_ms: u64,
+    },
+    /// `blf` bodies parsed per second on one core.
+    Parse,
+    /// Every benchmark in turn (start-up with both pacings).
+    All {
+        /// The service binary (as for `memory`).
+        #[arg(long)]
+        service_bin: Option<PathBuf>,
+    },
+    /// The service itself (`sip-blf-sync run`, same code), for machines where
+    /// the `sip-blf-sync` binary is not built beside this one.
+    #[command(hide = true)]
+    Serve,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve) {
+        return runs::serve();
+    }
+    let smoke = cli.smoke;
+    let reports = match run(cli.command, smoke) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+    } else {
+        for r in &reports {
+            println!("{}", r.table());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
+    let rt = runs::harness_runtime()?;
+    let secs = |s: u64| Duration::from_secs(if smoke { 2 } else { s });
+    Ok(match command {
+        Command::Latency {
+            extensions,
+            rate,
+            seconds,
+            notifier: Notifier::Sipp,
+        } => {
+            let (n, rate) = if smoke { (20, 40.0) } else { (extensions, rate) };
+            vec![runs::latency(&rt, n, rate, secs(seconds))?]
+        }
+        Command::Throughput {
+            extensions,
+            rates,
+            seconds,
+            notifier: Notifier::Sipp,
+        } => {
+            let (n, rates) = if smoke {
+                (20, vec![40.0, 80.0])
+            } else {
+                (extensions, rates)
+            };
+            vec![runs::throughput(&rt, n, &rates, secs(seconds))?]
+        }
+        Command::Memory {
+            extensions,
+            service_bin,
+        } => {
+            let sizes = if smoke { vec![10, 20] } else { extensions };
+            vec![runs::memory(&rt, &sizes, service_bin)?]
+        }
+        Command::Startup {
+            extensions,
+            pacing,
+            service_bin,
+        } => {
+            let n = if smoke { 20 } else { extensions };
+            vec![runs::startup(&rt, n, pacing, service_bin)?]
+        }
+        Command::GraphEconomy {
+            users,
+            rounds,
+            debounce_ms,
+        } => {
+            let (users, rounds) = if smoke { (20, 1) } else { (users, rounds) };
+            vec![runs::graph_economy(&rt, users, rounds, Duration::from_millis(debounce_ms))?]
+        }
+        Command::Parse => vec![runs::parse(secs(2))],
+        Command::All { service_bin } => {
+            let small = |n: usize| if smoke { 20 } else { n };
+            vec![
+                runs::parse(secs(2)),
+                runs::graph_economy(&rt, small(300), if smoke { 1 } else { 4 }, Duration::from_millis(500))?,
+                runs::latency(&rt, small(10_000), if smoke { 40.0 } else { 2_000.0 }, secs(20))?,
+                runs::throughput(
+                    &rt,
+                    small(10_000),
+                    &if smoke { vec![40.0] } else { vec![5_000.0, 10_000.0, 15_000.0, 20_000.0] },
+                    secs(10),
+                )?,
+                runs::memory(&rt, &if smoke { vec![10, 20] } else { vec![1_000, 10_000] }, service_bin.clone())?,
+                runs::startup(&rt, small(10_000), Pacing::Unlimited, service_bin.clone())?,
+                runs::startup(&rt, small(10_000), Pacing::Default, service_bin)?,
+            ]
+        }
+        Command::Serve => Vec::new(),
+    })
+}

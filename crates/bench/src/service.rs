@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use graph_emulator::GraphEmulator;
 use graph_presence::BudgetConfig;
@@ -75,6 +76,7 @@ impl ServiceOptions {
 pub struct Service {
     telemetry: Telemetry,
     samples: Arc<Mutex<Vec<Duration>>>,
+    receipts: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
     sip_addr: Option<SocketAddr>,
@@ -98,6 +100,15 @@ impl Service {
         telemetry.set_latency_hook(Arc::new(move |d| {
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(d);
         }));
+        let receipts: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+        let book = receipts.clone();
+        telemetry.set_notify_hook(Arc::new(move |extension, at| {
+            book.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(extension.to_owned())
+                .or_default()
+                .push(at);
+        }));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
         let t = telemetry.clone();
@@ -108,6 +119,7 @@ impl Service {
             Ok(Ok(addr)) => Ok(Service {
                 telemetry,
                 samples,
+                receipts,
                 stop: Some(stop_tx),
                 thread: Some(thread),
                 sip_addr: Some(addr),
@@ -135,6 +147,14 @@ impl Service {
             .clone()
     }
 
+    /// When each NOTIFY arrived, per extension, in order.
+    pub fn receipts(&self) -> HashMap<String, Vec<Instant>> {
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Drops the samples so far (after a warm-up).
     pub fn clear_samples(&self) {
         self.samples
@@ -148,13 +168,14 @@ impl Service {
         count_status(&self.telemetry, "subscription", "active")
     }
 
-    /// NOTIFYs taken in, from `/status` (per-extension counters).
+    /// NOTIFYs taken in.
     pub fn notifies(&self) -> u64 {
-        let status = self.telemetry.status_json();
-        status["extensions"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|e| e["notifies"].as_u64()).sum())
-            .unwrap_or(0)
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|v| v.len() as u64)
+            .sum()
     }
 
     /// Stops the engine (clearing presences as at SIGTERM), un-subscribes and
@@ -268,4 +289,25 @@ async fn serve(
     .await;
     source.shutdown(Duration::from_secs(2)).await;
     Ok(())
+}
+
+/// NOTIFY arrival → Graph request arrival at the emulator, for every presence
+/// operation the emulator logged (batch sub-requests included): each is
+/// matched with the latest NOTIFY of its extension that arrived before it.
+pub fn graph_latencies(
+    receipts: &HashMap<String, Vec<Instant>>,
+    log: &[graph_emulator::LoggedRequest],
+) -> Vec<Duration> {
+    use graph_emulator::Operation;
+    log.iter()
+        .filter(|r| matches!(r.operation, Operation::SetPresence | Operation::ClearPresence))
+        .filter_map(|r| {
+            let id = r.path.split('/').skip_while(|s| *s != "users").nth(1)?;
+            let ext = crate::fixture::extension(crate::fixture::index_of_object_id(id)?);
+            let times = receipts.get(&ext)?;
+            let i = times.partition_point(|t| *t <= r.at);
+            let caused = times.get(i.checked_sub(1)?)?;
+            Some(r.at.saturating_duration_since(*caused))
+        })
+        .collect()
 }

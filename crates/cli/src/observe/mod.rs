@@ -172,11 +172,24 @@ struct Inner {
     throttled: Counter,
     latency: Histogram,
     latency_hook: HookSlot,
+    notify_hook: std::sync::OnceLock<NotifyHookSlot>,
     extensions: Mutex<BTreeMap<String, ExtensionStatus>>,
 }
 
 /// Receives every NOTIFY→Graph latency sample (benchmarks keep the raw values).
 pub type LatencyHook = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// Receives the extension and arrival time of every NOTIFY (benchmarks match
+/// them with the Graph requests they caused).
+pub type NotifyHook = Arc<dyn Fn(&str, std::time::Instant) + Send + Sync>;
+
+struct NotifyHookSlot(NotifyHook);
+
+impl std::fmt::Debug for NotifyHookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("set")
+    }
+}
 
 #[derive(Default)]
 struct HookSlot(std::sync::OnceLock<LatencyHook>);
@@ -306,6 +319,7 @@ impl Telemetry {
                 throttled,
                 latency,
                 latency_hook: HookSlot::default(),
+                notify_hook: std::sync::OnceLock::new(),
                 extensions: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -418,6 +432,9 @@ impl Telemetry {
     }
     /// A NOTIFY for `extension` arrived at `at`.
     pub fn notify_received(&self, extension: &str, at: SystemTime) {
+        if let Some(hook) = self.inner.notify_hook.get() {
+            (hook.0)(extension, std::time::Instant::now());
+        }
         self.inner.notifies.inc();
         self.update(extension, |e| {
             e.notifies += 1;
@@ -465,6 +482,12 @@ impl Telemetry {
     /// ignored and return `false`.
     pub fn set_latency_hook(&self, hook: LatencyHook) -> bool {
         self.inner.latency_hook.0.set(hook).is_ok()
+    }
+    /// Also hands every [`notify_received`](Self::notify_received) to `hook`
+    /// with the monotonic time of the call. Set once; later calls are ignored
+    /// and return `false`.
+    pub fn set_notify_hook(&self, hook: NotifyHook) -> bool {
+        self.inner.notify_hook.set(NotifyHookSlot(hook)).is_ok()
     }
     /// What is missing for readiness, as the sentences `/readyz` shows
     /// ([`NOT_REGISTERED`], [`NO_TOKEN`]); empty when ready.
