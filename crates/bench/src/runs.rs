@@ -67,7 +67,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         if Instant::now() > deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -310,16 +310,15 @@ impl ServiceProcess {
         })
     }
 
+    /// Active subscriptions per `/metrics` (cheap to serve, unlike `/status`
+    /// with 10,000 entries, so polling it does not slow the service down).
     fn active(&self) -> usize {
-        let Ok(text) = http_get(self.http, "/status") else {
+        let Ok(text) = http_get(self.http, "/metrics") else {
             return 0;
         };
-        let Ok(status) = serde_json::from_str::<serde_json::Value>(&text) else {
-            return 0;
-        };
-        status["extensions"]
-            .as_array()
-            .map(|a| a.iter().filter(|e| e["subscription"] == "active").count())
+        text.lines()
+            .find_map(|l| l.strip_prefix("sip_subscriptions{state=\"active\"} "))
+            .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }
 

@@ -163,9 +163,14 @@ impl Service {
             .clear();
     }
 
-    /// How many subscriptions are active, from `/status`.
+    /// How many subscriptions are active (the `sip_subscriptions` gauge).
     pub fn active_subscriptions(&self) -> usize {
-        count_status(&self.telemetry, "subscription", "active")
+        self.telemetry
+            .metrics_text()
+            .lines()
+            .find_map(|l| l.strip_prefix("sip_subscriptions{state=\"active\"} "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// NOTIFYs taken in.
@@ -190,15 +195,6 @@ impl Service {
             _ => Ok(()),
         }
     }
-}
-
-/// How many extensions show `value` in `field` of `/status`.
-pub fn count_status(telemetry: &Telemetry, field: &str, value: &str) -> usize {
-    let status = telemetry.status_json();
-    status["extensions"]
-        .as_array()
-        .map(|a| a.iter().filter(|e| e[field] == value).count())
-        .unwrap_or(0)
 }
 
 fn run_thread(

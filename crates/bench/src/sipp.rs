@@ -21,7 +21,8 @@ pub struct SippOptions {
     /// Mean pause between two NOTIFYs of one subscription; each pause is drawn
     /// uniformly from half to one and a half times this.
     pub mean_pause: Duration,
-    /// Confirmed/terminated pairs per subscription after the initial NOTIFY.
+    /// Confirmed/terminated pairs per subscription after the initial NOTIFY
+    /// (0: the initial NOTIFY only, and SIPp runs until stopped).
     pub loops: u32,
     /// Pin SIPp to this core (`taskset`).
     pub cpu: Option<usize>,
@@ -94,8 +95,18 @@ impl SippNotifier {
             .args(["-sf", "notifier.xml", "-i", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .args(["-t", "u1", "-nostdin", "-trace_counts", "-trace_err", "-fd", "1"])
-            // Every subscription, plus the REGISTER.
-            .args(["-m", &(options.subscriptions + 1).to_string()])
+            // SIPp's own socket buffer (default 64 KiB) would drop the SUBSCRIBE burst.
+            .args(["-buff_size", "4194304"])
+            // Every subscription, plus the REGISTER; without NOTIFY loops it
+            // keeps answering (a SUBSCRIBE retried after a time-out is a new call).
+            .args([
+                "-m",
+                &if options.loops == 0 {
+                    u32::MAX.to_string()
+                } else {
+                    (options.subscriptions + 1).to_string()
+                },
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

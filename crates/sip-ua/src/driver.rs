@@ -91,6 +91,27 @@ impl UaHandle {
     }
 }
 
+/// Receive buffer asked for on the UDP socket (the kernel caps it at
+/// `net.core.rmem_max`): the answers and first NOTIFYs for thousands of
+/// subscriptions arrive in one burst, far more than the default ~200 KiB holds.
+const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
+
+/// Most datagrams handled in a row before sending and looking at timers.
+const MAX_BURST: usize = 256;
+
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // Best effort: a smaller buffer still works, it only drops more in a burst.
+    let _ = socket.set_recv_buffer_size(UDP_RECV_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(UdpSocket::from_std(socket.into())?)
+}
+
 /// Resolves `config.server` (first address).
 pub async fn resolve_server(config: &UaConfig) -> Result<SocketAddr, Error> {
     let host = config.server_host().to_string();
@@ -160,7 +181,7 @@ pub async fn spawn(
     let (local_addr, task) = match config.transport {
         Transport::Udp => {
             let bind = config.listen.unwrap_or_else(|| default_listen(server));
-            let socket = UdpSocket::bind(bind).await?;
+            let socket = bind_udp(bind)?;
             let local = concrete_local(socket.local_addr()?, server);
             let mut ua = UserAgent::new(config, server, local, subscriptions, Instant::now());
             if let Some(d) = discovery {
@@ -252,8 +273,22 @@ async fn run_udp(
         tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
+                    let now = Instant::now();
                     if let Some(data) = buf.get(..n) {
-                        ua.handle_input(from, data, Instant::now());
+                        ua.handle_input(from, data, now);
+                    }
+                    // Take what else is queued before the timers are looked at
+                    // again: with thousands of subscriptions that look costs more
+                    // than a message, and a burst would otherwise overflow the socket.
+                    for _ in 0..MAX_BURST {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => {
+                                if let Some(data) = buf.get(..n) {
+                                    ua.handle_input(from, data, Instant::now());
+                                }
+                            }
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(e) => {
