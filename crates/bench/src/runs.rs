@@ -117,23 +117,44 @@ fn load_run(
         cpu: if one_core { other_core() } else { None },
     };
     let mut sipp = SippNotifier::start(options)?;
-    let mut service_options = ServiceOptions::new(&fixture, &emulator, sipp.addr());
+    // Paced start: SIPp answers an unpaced burst of 10,000 SUBSCRIBEs too slowly,
+    // and a SUBSCRIBE retransmitted meanwhile makes it abort that call.
+    let mut service_options = ServiceOptions::new(&fixture, &emulator, sipp.addr())
+        .set("SIP_SUBSCRIBE_RATE", "1000");
     service_options.budget = Some(unlimited_budget());
     if one_core {
         service_options.cpu = Some(0);
         service_options.workers = 1;
     }
     let service = Service::start(service_options)?;
-    let active_by = Instant::now() + Duration::from_secs(60) + mean_pause;
-    wait_until(Duration::from_secs(60), || service.active_subscriptions() >= n);
+    wait_until(Duration::from_secs(30) + Duration::from_millis(n as u64), || {
+        service.active_subscriptions() >= n
+    });
     let active = service.active_subscriptions();
     let load_start = Instant::now();
     let expected = Duration::from_secs_f64(mean_pause.as_secs_f64() * 1.5 * 2.0 * f64::from(loops));
-    let (finished, _) = sipp.wait(expected + Duration::from_secs(60))?;
-    let load_time = load_start.elapsed();
-    if !finished {
-        sipp.stop();
+    // The load ends when SIPp has sent every NOTIFY (or stops sending).
+    let target = options.notifies_per_subscription() * n as u64;
+    let deadline = load_start + expected + Duration::from_secs(60);
+    let mut last_sent = (0u64, load_start);
+    let mut finished = false;
+    while Instant::now() < deadline {
+        if sipp.wait(Duration::from_millis(250))?.0 {
+            finished = true;
+            break;
+        }
+        let sent = sipp.counts().map(|c| c.notifies_sent).unwrap_or(0);
+        if sent > last_sent.0 {
+            last_sent = (sent, Instant::now());
+        }
+        if sent >= target || last_sent.1.elapsed() > Duration::from_secs(10) {
+            break;
+        }
     }
+    let load_time = last_sent.1.saturating_duration_since(load_start);
+    // Answers to the last NOTIFYs.
+    std::thread::sleep(Duration::from_secs(2));
+    sipp.stop();
     let counts = sipp.counts()?;
     // Let the service drain what it took in.
     let mut last = (u64::MAX, usize::MAX);
@@ -144,7 +165,6 @@ fn load_run(
         std::thread::sleep(Duration::from_millis(200));
         settled
     });
-    let _ = active_by;
     let taken_in = service.notifies();
     let samples = crate::service::graph_latencies(&service.receipts(), &emulator.requests());
     let engine_samples = service.latency_samples();
@@ -196,6 +216,11 @@ pub fn latency(
     report.push(Figure::new(
         "NOTIFY retransmissions",
         run.counts.retransmissions as f64,
+        "",
+    ));
+    report.push(Figure::new(
+        "SIPp unexpected messages",
+        run.counts.unexpected as f64,
         "",
     ));
     report.lost_notifies = Some(run.lost());
