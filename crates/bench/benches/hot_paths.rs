@@ -27,7 +27,11 @@ fn telemetry(c: &mut Criterion) {
             i = (i + 1) % EXTENSIONS;
             let ext = (20_000 + i).to_string();
             t.notify_received(&ext, SystemTime::now());
-            let state = if i % 2 == 0 { LineState::Busy } else { LineState::Idle };
+            let state = if i % 2 == 0 {
+                LineState::Busy
+            } else {
+                LineState::Idle
+            };
             t.set_line_state(&ext, state);
         })
     });
@@ -59,7 +63,11 @@ fn engine(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let ext = (20_000 + i % EXTENSIONS).to_string();
-            let state = if (i / EXTENSIONS) % 2 == 0 { LineState::Busy } else { LineState::Idle };
+            let state = if (i / EXTENSIONS) % 2 == 0 {
+                LineState::Busy
+            } else {
+                LineState::Idle
+            };
             e.line_changed(&ext, state, now);
             black_box(e.poll(now))
         })

@@ -64,7 +64,10 @@ impl Fixture {
     }
 
     /// Starts the Graph emulator (needs a tokio runtime).
-    pub async fn emulator(&self, rate_limit: Option<RateLimit>) -> Result<GraphEmulator, BenchError> {
+    pub async fn emulator(
+        &self,
+        rate_limit: Option<RateLimit>,
+    ) -> Result<GraphEmulator, BenchError> {
         GraphEmulator::start(self.emulator_config(rate_limit))
             .await
             .map_err(|e| BenchError::setup(e.to_string()))

@@ -147,7 +147,11 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
             seconds,
             notifier: Notifier::Sipp,
         } => {
-            let (n, rate) = if smoke { (20, 40.0) } else { (extensions, rate) };
+            let (n, rate) = if smoke {
+                (20, 40.0)
+            } else {
+                (extensions, rate)
+            };
             vec![runs::latency(&rt, n, rate, secs(seconds))?]
         }
         Command::Throughput {
@@ -184,22 +188,49 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
             debounce_ms,
         } => {
             let (users, rounds) = if smoke { (20, 1) } else { (users, rounds) };
-            vec![runs::graph_economy(&rt, users, rounds, Duration::from_millis(debounce_ms))?]
+            vec![runs::graph_economy(
+                &rt,
+                users,
+                rounds,
+                Duration::from_millis(debounce_ms),
+            )?]
         }
         Command::Parse => vec![runs::parse(secs(2))],
         Command::All { service_bin } => {
             let small = |n: usize| if smoke { 20 } else { n };
             vec![
                 runs::parse(secs(2)),
-                runs::graph_economy(&rt, small(300), if smoke { 1 } else { 4 }, Duration::from_millis(500))?,
-                runs::latency(&rt, small(10_000), if smoke { 40.0 } else { 2_000.0 }, secs(20))?,
+                runs::graph_economy(
+                    &rt,
+                    small(300),
+                    if smoke { 1 } else { 4 },
+                    Duration::from_millis(500),
+                )?,
+                runs::latency(
+                    &rt,
+                    small(10_000),
+                    if smoke { 40.0 } else { 2_000.0 },
+                    secs(20),
+                )?,
                 runs::throughput(
                     &rt,
                     small(10_000),
-                    &if smoke { vec![40.0] } else { vec![5_000.0, 10_000.0, 15_000.0, 20_000.0] },
+                    &if smoke {
+                        vec![40.0]
+                    } else {
+                        vec![5_000.0, 10_000.0, 15_000.0, 20_000.0]
+                    },
                     secs(10),
                 )?,
-                runs::memory(&rt, &if smoke { vec![10, 20] } else { vec![1_000, 10_000] }, service_bin.clone())?,
+                runs::memory(
+                    &rt,
+                    &if smoke {
+                        vec![10, 20]
+                    } else {
+                        vec![1_000, 10_000]
+                    },
+                    service_bin.clone(),
+                )?,
                 runs::startup(&rt, small(10_000), Pacing::Unlimited, service_bin.clone())?,
                 runs::startup(&rt, small(10_000), Pacing::Default, service_bin)?,
             ]

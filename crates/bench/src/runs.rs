@@ -119,17 +119,18 @@ fn load_run(
     let mut sipp = SippNotifier::start(options)?;
     // Paced start: SIPp answers an unpaced burst of 10,000 SUBSCRIBEs too slowly,
     // and a SUBSCRIBE retransmitted meanwhile makes it abort that call.
-    let mut service_options = ServiceOptions::new(&fixture, &emulator, sipp.addr())
-        .set("SIP_SUBSCRIBE_RATE", "1000");
+    let mut service_options =
+        ServiceOptions::new(&fixture, &emulator, sipp.addr()).set("SIP_SUBSCRIBE_RATE", "1000");
     service_options.budget = Some(unlimited_budget());
     if one_core {
         service_options.cpu = Some(0);
         service_options.workers = 1;
     }
     let service = Service::start(service_options)?;
-    wait_until(Duration::from_secs(30) + Duration::from_millis(n as u64), || {
-        service.active_subscriptions() >= n
-    });
+    wait_until(
+        Duration::from_secs(30) + Duration::from_millis(n as u64),
+        || service.active_subscriptions() >= n,
+    );
     let active = service.active_subscriptions();
     let load_start = Instant::now();
     let expected = Duration::from_secs_f64(mean_pause.as_secs_f64() * 1.5 * 2.0 * f64::from(loops));
@@ -203,8 +204,16 @@ pub fn latency(
         ),
     );
     report.push(Figure::new("subscriptions active", run.active as f64, ""));
-    report.push(Figure::new("NOTIFY rate sent", run.sent_rate(&options), "/s"));
-    report.push(Figure::new("Graph operations", run.samples.len() as f64, ""));
+    report.push(Figure::new(
+        "NOTIFY rate sent",
+        run.sent_rate(&options),
+        "/s",
+    ));
+    report.push(Figure::new(
+        "Graph operations",
+        run.samples.len() as f64,
+        "",
+    ));
     if let Some((p50, p99, max)) = percentiles_ms(&run.samples) {
         report.push(Figure::new("p50", p50, "ms"));
         report.push(Figure::new("p99", p99, "ms").at_most(1.0));
@@ -249,7 +258,11 @@ pub fn throughput(
         let sent = run.sent_rate(&options);
         let lost = run.lost();
         let clean = lost == 0 && run.counts.retransmissions == 0;
-        report.push(Figure::new(format!("offered {rate:.0}/s: SIPp sent"), sent, "/s"));
+        report.push(Figure::new(
+            format!("offered {rate:.0}/s: SIPp sent"),
+            sent,
+            "/s",
+        ));
         report.push(Figure::new(
             format!("offered {rate:.0}/s: answered / sent"),
             run.counts.answered as f64 / (run.counts.notifies_sent.max(1)) as f64,
@@ -269,7 +282,9 @@ pub fn throughput(
     }
     report.push(Figure::new("highest clean rate", best.unwrap_or(0.0), "/s").at_least(10_000.0));
     report.lost_notifies = Some(lost_at_best);
-    report.note("clean = every NOTIFY answered 200 at the first transmission and taken in by the service");
+    report.note(
+        "clean = every NOTIFY answered 200 at the first transmission and taken in by the service",
+    );
     Ok(report)
 }
 
@@ -373,13 +388,18 @@ impl Drop for ServiceProcess {
 }
 
 fn free_tcp_port() -> Result<u16, BenchError> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut body = String::new();
     s.read_to_string(&mut body)?;
     Ok(body
@@ -395,7 +415,16 @@ fn bring_up(
     n: usize,
     pacing: Pacing,
     service_bin: Option<PathBuf>,
-) -> Result<(ServiceProcess, Duration, SippNotifier, GraphEmulator, Fixture), BenchError> {
+) -> Result<
+    (
+        ServiceProcess,
+        Duration,
+        SippNotifier,
+        GraphEmulator,
+        Fixture,
+    ),
+    BenchError,
+> {
     let fixture = Fixture::new(n)?;
     let emulator = rt.block_on(fixture.emulator(None))?;
     let sipp = SippNotifier::start(SippOptions {
@@ -432,10 +461,14 @@ pub fn memory(
     sizes: &[usize],
     service_bin: Option<PathBuf>,
 ) -> Result<Report, BenchError> {
-    let mut report = Report::new("memory", "the service process, every subscription active, idle lines");
+    let mut report = Report::new(
+        "memory",
+        "the service process, every subscription active, idle lines",
+    );
     let mut program = String::new();
     for &n in sizes {
-        let (mut service, _, _sipp, _emu, _fixture) = bring_up(rt, n, Pacing::Unlimited, service_bin.clone())?;
+        let (mut service, _, _sipp, _emu, _fixture) =
+            bring_up(rt, n, Pacing::Unlimited, service_bin.clone())?;
         // Let the initial NOTIFYs settle.
         std::thread::sleep(Duration::from_secs(1));
         let m = crate::procfs::memory(service.child.id())
@@ -446,7 +479,11 @@ pub fn memory(
             f = f.at_most(64.0);
         }
         report.push(f);
-        report.push(Figure::new(format!("VmHWM at {n} (peak)"), m.hwm_kib as f64 / 1024.0, "MiB"));
+        report.push(Figure::new(
+            format!("VmHWM at {n} (peak)"),
+            m.hwm_kib as f64 / 1024.0,
+            "MiB",
+        ));
         program = service.program.clone();
         service.stop();
     }
@@ -467,7 +504,10 @@ pub fn startup(
         Pacing::Unlimited => "startup (pacing unlimited)",
         Pacing::Default => "startup (default pacing, 50/s)",
     };
-    let mut report = Report::new(name, format!("{n} subscriptions, SIPp notifier on loopback"));
+    let mut report = Report::new(
+        name,
+        format!("{n} subscriptions, SIPp notifier on loopback"),
+    );
     let mut f = Figure::new(format!("start to {n} active"), took.as_secs_f64(), "s");
     if pacing == Pacing::Unlimited {
         f = f.at_most(15.0);
@@ -537,14 +577,22 @@ pub fn graph_economy(
         let mut changes = 0u64;
         let flap = Duration::from_millis(400);
         for round in 0..rounds {
-            let final_state = if round % 2 == 0 { LineState::Busy } else { LineState::Idle };
+            let final_state = if round % 2 == 0 {
+                LineState::Busy
+            } else {
+                LineState::Idle
+            };
             let start = tokio::time::Instant::now();
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             let mut k = 0u32;
             while start.elapsed() < flap {
                 tick.tick().await;
                 k += 1;
-                let state = if (k + round) % 2 == 0 { LineState::Busy } else { LineState::Idle };
+                let state = if (k + round) % 2 == 0 {
+                    LineState::Busy
+                } else {
+                    LineState::Idle
+                };
                 for i in 0..users {
                     send(i, state);
                 }
@@ -555,7 +603,11 @@ pub fn graph_economy(
             }
             changes += users as u64;
             // Wait until Graph shows every user's final state.
-            let want = if final_state == LineState::Busy { "Busy" } else { "Offline" };
+            let want = if final_state == LineState::Busy {
+                "Busy"
+            } else {
+                "Offline"
+            };
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while tokio::time::Instant::now() < deadline {
                 let done = (0..users).all(|i| {
@@ -671,7 +723,10 @@ pub fn parse(duration: Duration) -> Report {
         }
     }
     let rate = count as f64 / start.elapsed().as_secs_f64();
-    let mut report = Report::new("parse", "blf dialog-info bodies (Kamailio, Asterisk, FreeSWITCH), one thread");
+    let mut report = Report::new(
+        "parse",
+        "blf dialog-info bodies (Kamailio, Asterisk, FreeSWITCH), one thread",
+    );
     report.push(Figure::new("bodies parsed per second", rate, "/s"));
     report
 }

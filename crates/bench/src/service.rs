@@ -3,10 +3,10 @@
 //! runtime of its own (optionally pinned to one core), with every
 //! NOTIFY→Graph latency sample kept.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use graph_emulator::GraphEmulator;
@@ -296,7 +296,12 @@ pub fn graph_latencies(
 ) -> Vec<Duration> {
     use graph_emulator::Operation;
     log.iter()
-        .filter(|r| matches!(r.operation, Operation::SetPresence | Operation::ClearPresence))
+        .filter(|r| {
+            matches!(
+                r.operation,
+                Operation::SetPresence | Operation::ClearPresence
+            )
+        })
         .filter_map(|r| {
             let id = r.path.split('/').skip_while(|s| *s != "users").nth(1)?;
             let ext = crate::fixture::extension(crate::fixture::index_of_object_id(id)?);

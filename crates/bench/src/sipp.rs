@@ -75,7 +75,9 @@ pub struct SippNotifier {
 impl SippNotifier {
     /// Starts SIPp on a free loopback port and waits until it listens.
     pub fn start(options: SippOptions) -> Result<SippNotifier, BenchError> {
-        let dir = tempfile::Builder::new().prefix("blf-bench-sipp-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("blf-bench-sipp-")
+            .tempdir()?;
         let mean = options.mean_pause.as_millis().max(2);
         let xml = NOTIFIER_XML
             .replace("@PAUSE_MIN_MS@", &(mean / 2).to_string())
@@ -94,7 +96,15 @@ impl SippNotifier {
         cmd.current_dir(dir.path())
             .args(["-sf", "notifier.xml", "-i", "127.0.0.1", "-p"])
             .arg(port.to_string())
-            .args(["-t", "u1", "-nostdin", "-trace_counts", "-trace_err", "-fd", "1"])
+            .args([
+                "-t",
+                "u1",
+                "-nostdin",
+                "-trace_counts",
+                "-trace_err",
+                "-fd",
+                "1",
+            ])
             // SIPp's own socket buffer (default 64 KiB) would drop the SUBSCRIBE burst.
             .args(["-buff_size", "4194304"])
             // Every subscription, plus the REGISTER; without NOTIFY loops it
@@ -232,8 +242,11 @@ fn free_udp_port() -> Result<u16, BenchError> {
 /// Sums the last row of a SIPp `-trace_counts` file: per scenario step,
 /// `<n>_<MSG>_Sent`, `_Retrans`, `_Timeout`, `_Recv`, `_Unexp` columns.
 pub fn parse_counts(text: &str) -> Option<SippCounts> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines.next()?.split(';').collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() < 2 {
+        return None;
+    }
+    let header: Vec<&str> = lines.first()?.split(';').collect();
     let last: Vec<&str> = lines.last()?.split(';').collect();
     let mut c = SippCounts::default();
     for (name, value) in header.iter().zip(last.iter()) {
@@ -256,7 +269,50 @@ pub fn parse_counts(text: &str) -> Option<SippCounts> {
             c.subscribes += v;
         } else if name.contains("_200_") && name.ends_with("_Recv") {
             c.answered += v;
+        } else if name.contains("_200_") && name.ends_with("_Timeout") {
+            // A NOTIFY whose 200 never came (retransmissions exhausted).
+            c.timeouts += v;
         }
     }
     Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_the_last_row() {
+        let text = "CurrentTime;ElapsedTime;0_REGISTER_Recv;1_SUBSCRIBE_Recv;2_200_Sent;\
+                    3_NOTIFY_Sent;3_NOTIFY_Retrans;4_200_Recv;4_200_Timeout;4_200_Unexp;\
+                    7_NOTIFY_Sent;8_200_Recv\n\
+                    t;e;0;1;1;1;0;1;0;0;0;0\n\
+                    t;e;1;10;10;10;2;9;1;0;10;10\n";
+        let c = parse_counts(text).unwrap();
+        assert_eq!(
+            c,
+            SippCounts {
+                subscribes: 10,
+                notifies_sent: 20,
+                retransmissions: 2,
+                timeouts: 1,
+                answered: 19,
+                unexpected: 0,
+            }
+        );
+        assert_eq!(c.unanswered(), 1);
+        assert_eq!(parse_counts("only;a;header\n"), None);
+    }
+
+    #[test]
+    fn rate_and_notifies_per_subscription() {
+        let o = SippOptions {
+            subscriptions: 10_000,
+            mean_pause: Duration::from_secs(5),
+            loops: 3,
+            cpu: None,
+        };
+        assert_eq!(o.notifies_per_subscription(), 7);
+        assert_eq!(o.rate(), 2_000.0);
+    }
 }

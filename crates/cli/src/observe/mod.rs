@@ -196,7 +196,11 @@ struct HookSlot(std::sync::OnceLock<LatencyHook>);
 
 impl std::fmt::Debug for HookSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "set" } else { "unset" })
+        f.write_str(if self.0.get().is_some() {
+            "set"
+        } else {
+            "unset"
+        })
     }
 }
 
@@ -583,4 +587,3 @@ impl Telemetry {
         out
     }
 }
-
