@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sip_ua::digest::{parse_credentials, Challenge};
 use sip_ua::headers::{contact_expires, parse_delta_seconds, parse_event, parse_via};
-use sip_ua::message::{name_addr_param, param, split_name_addr, Headers, StartLine};
+use sip_ua::message::{name_addr_param, param, split_name_addr, StartLine};
 use sip_ua::transaction::{ClientOutput, ClientTransaction, ServerTransactions};
 use sip_ua::{Message, Transmit};
 
@@ -532,57 +532,27 @@ impl Notifier {
         reason: &str,
         to_tag: Option<&str>,
     ) -> Message {
-        let mut h = Headers::new();
-        let mut first = true;
-        for v in req.headers.get_list("Via") {
-            if first && param(v, "rport").is_some() {
-                let (base, params) = v.split_once(';').unwrap_or((v, ""));
-                let mut out = String::with_capacity(v.len() + 40);
-                out.push_str(base);
-                for p in params.split(';') {
-                    let name = p.split('=').next().unwrap_or("").trim();
-                    if name.eq_ignore_ascii_case("rport") || name.eq_ignore_ascii_case("received") {
-                        continue;
-                    }
-                    out.push(';');
-                    out.push_str(p);
+        let mut r = req.response(status, reason, || match to_tag {
+            Some(t) => t.to_string(),
+            None => self.new_tag(),
+        });
+        if let Some(v) = req.top_via().filter(|v| param(v, "rport").is_some()) {
+            let (base, params) = v.split_once(';').unwrap_or((v, ""));
+            let mut out = String::with_capacity(v.len() + 40);
+            out.push_str(base);
+            for p in params.split(';') {
+                let name = p.split('=').next().unwrap_or("").trim();
+                if name.eq_ignore_ascii_case("rport") || name.eq_ignore_ascii_case("received") {
+                    continue;
                 }
-                let _ = write!(out, ";received={};rport={}", from.ip(), from.port());
-                h.push("Via", out);
-            } else {
-                h.push("Via", v);
+                out.push(';');
+                out.push_str(p);
             }
-            first = false;
+            let _ = write!(out, ";received={};rport={}", from.ip(), from.port());
+            r.headers.replace_first("Via", out);
         }
-        if let Some(f) = req.headers.get("From") {
-            h.push("From", f);
-        }
-        if let Some(t) = req.headers.get("To") {
-            if req.to_tag().is_none() {
-                let tag = match to_tag {
-                    Some(t) => t.to_string(),
-                    None => self.new_tag(),
-                };
-                h.push("To", format!("{t};tag={tag}"));
-            } else {
-                h.push("To", t);
-            }
-        }
-        if let Some(c) = req.call_id() {
-            h.push("Call-ID", c);
-        }
-        if let Some(c) = req.headers.get("CSeq") {
-            h.push("CSeq", c);
-        }
-        h.push("Server", self.config.server_name.clone());
-        Message {
-            start: StartLine::Response {
-                status,
-                reason: reason.into(),
-            },
-            headers: h,
-            body: Vec::new(),
-        }
+        r.headers.push("Server", self.config.server_name.clone());
+        r
     }
 
     fn reject(

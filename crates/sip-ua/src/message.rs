@@ -76,6 +76,20 @@ impl Headers {
         self.remove(name);
         self.push(name, value);
     }
+    /// Replaces the value of the first `name` field; `false` when there is none.
+    pub fn replace_first(&mut self, name: &str, value: impl Into<String>) -> bool {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some((_, v)) => {
+                *v = value.into();
+                true
+            }
+            None => false,
+        }
+    }
     /// Iterates over `(name, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
@@ -294,6 +308,45 @@ impl Message {
     pub fn top_via(&self) -> Option<&str> {
         self.headers.get_list("Via").into_iter().next()
     }
+
+    /// A response to this request as RFC 3261 §8.2.6.2 builds it: every `Via`
+    /// value (one header each), `From`, `To` (with `tag=new_to_tag()` when it
+    /// has no tag), `Call-ID` and `CSeq`; no body.
+    pub fn response(
+        &self,
+        status: u16,
+        reason: &str,
+        new_to_tag: impl FnOnce() -> String,
+    ) -> Message {
+        let mut h = Headers::new();
+        for v in self.headers.get_list("Via") {
+            h.push("Via", v);
+        }
+        if let Some(f) = self.headers.get("From") {
+            h.push("From", f);
+        }
+        if let Some(t) = self.headers.get("To") {
+            if self.to_tag().is_none() {
+                h.push("To", format!("{t};tag={}", new_to_tag()));
+            } else {
+                h.push("To", t);
+            }
+        }
+        if let Some(c) = self.call_id() {
+            h.push("Call-ID", c);
+        }
+        if let Some(c) = self.headers.get("CSeq") {
+            h.push("CSeq", c);
+        }
+        Message {
+            start: StartLine::Response {
+                status,
+                reason: reason.into(),
+            },
+            headers: h,
+            body: Vec::new(),
+        }
+    }
 }
 
 fn canonical_name(name: &str) -> String {
@@ -458,6 +511,37 @@ pub fn param<'a>(value: &'a str, name: &str) -> Option<Option<&'a str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_copies_the_dialog_headers_and_tags_to_only_once() {
+        let req = Message::parse(
+            b"SUBSCRIBE sip:1001@pbx SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb\r\n\
+From: <sip:blf@pbx>;tag=f1\r\nTo: <sip:1001@pbx>\r\nCall-ID: c1\r\nCSeq: 7 SUBSCRIBE\r\n\
+Event: dialog\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let r = req.response(200, "OK", || "t9".into());
+        assert_eq!(r.status(), Some(200));
+        assert_eq!(r.headers.get_all("Via").count(), 2);
+        assert_eq!(r.top_via(), Some("SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKa"));
+        assert_eq!(r.to_tag(), Some("t9"));
+        assert_eq!(
+            (r.call_id(), r.cseq()),
+            (Some("c1"), Some((7, "SUBSCRIBE")))
+        );
+        assert!(r.headers.get("Event").is_none());
+        // An in-dialog request keeps its To tag.
+        let again = r.response(200, "OK", || unreachable!("already tagged"));
+        assert_eq!(again.to_tag(), Some("t9"));
+        let mut h = r.headers.clone();
+        assert!(h.replace_first("Via", "SIP/2.0/UDP x"));
+        assert_eq!(
+            h.get_list("Via"),
+            ["SIP/2.0/UDP x", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb"]
+        );
+        assert!(!h.replace_first("Route", "x"));
+    }
 
     const NOTIFY: &str = "NOTIFY sip:blf@127.0.0.1:5090 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK569e.6842ce62000000000000000000000000.0\r\n\

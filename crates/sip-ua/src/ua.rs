@@ -1505,35 +1505,9 @@ impl UserAgent {
     }
 
     fn response_to(&self, req: &Message, status: u16, reason: &str) -> Message {
-        let mut h = crate::message::Headers::new();
-        for v in req.headers.get_all("Via") {
-            h.push("Via", v);
-        }
-        if let Some(f) = req.headers.get("From") {
-            h.push("From", f);
-        }
-        if let Some(t) = req.headers.get("To") {
-            if req.to_tag().is_none() {
-                h.push("To", format!("{t};tag={}", random_hex(8)));
-            } else {
-                h.push("To", t);
-            }
-        }
-        if let Some(c) = req.call_id() {
-            h.push("Call-ID", c);
-        }
-        if let Some(c) = req.headers.get("CSeq") {
-            h.push("CSeq", c);
-        }
-        h.push("User-Agent", self.cfg.user_agent.clone());
-        Message {
-            start: StartLine::Response {
-                status,
-                reason: reason.into(),
-            },
-            headers: h,
-            body: Vec::new(),
-        }
+        let mut r = req.response(status, reason, || random_hex(8));
+        r.headers.push("User-Agent", self.cfg.user_agent.clone());
+        r
     }
 
     fn find_dialog(&self, msg: &Message) -> Result<u64, String> {
