@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_get, lines_of, wait_for};
+use common::{http_get, lines_of, status_addr, wait_for};
 
 /// The line states printed for `ext`, in order, without repeats.
 fn line_states(lines: &[String], ext: &str) -> Vec<String> {
@@ -63,12 +63,7 @@ fn demo_plays_the_day_serves_status_and_clears_every_presence() {
 
     // /status answers while the demo runs (before it prints its first change).
     let status_line = wait_for(&lines, &mut seen, "status:  http://");
-    let addr = status_line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches("/status")
-        .to_string();
+    let addr = status_addr(&status_line);
     let (code, body) = http_get(&addr, "/status");
     assert_eq!(code, 200, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{http_get, lines_of, wait_for, wait_until};
+use common::{http_get, lines_of, status_addr, wait_for, wait_until};
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, LoggedRequest, Operation, RateLimit};
 use testbed::{Kamailio, KamailioOptions, SippCall};
 
@@ -166,12 +166,7 @@ impl Setup<'_> {
         let lines = lines_of(child.stderr.take().unwrap());
         let mut seen = Vec::new();
         let line = wait_for(&lines, &mut seen, "status on http://");
-        let http = line
-            .split("http://")
-            .nth(1)
-            .unwrap()
-            .trim_end_matches("/status")
-            .to_string();
+        let http = status_addr(&line);
         let svc = Service {
             child,
             lines,

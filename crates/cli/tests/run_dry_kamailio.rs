@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{http_get, lines_of, wait_for};
+use common::{http_get, lines_of, status_addr, wait_for};
 use testbed::{Kamailio, KamailioOptions, SippCall};
 
 #[test]
@@ -39,12 +39,7 @@ fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
     let err = lines_of(child.stderr.take().unwrap());
     let mut log = Vec::new();
     let status_line = wait_for(&err, &mut log, "status on http://");
-    let addr = status_line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .trim_end_matches("/status")
-        .to_string();
+    let addr = status_addr(&status_line);
     // Both subscriptions are live once their first NOTIFY arrived.
     wait_for(&err, &mut log, "subscribed to 100");
     wait_for(&err, &mut log, "subscribed to 100");

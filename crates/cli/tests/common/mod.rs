@@ -22,6 +22,12 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The `host:port` of the status URL (`http://host:port/status`) printed in `line`.
+pub fn status_addr(line: &str) -> String {
+    let url = line.split("http://").nth(1).unwrap();
+    url.trim_end_matches("/status").to_string()
+}
+
 /// The lines of `r`, read by a thread, as they come.
 pub fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
