@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use sip_blf_sync_bench::figures::Report;
-use sip_blf_sync_bench::runs::{self, Pacing};
+use sip_blf_sync_bench::runs::{self, NotifierKind as Notifier, Pacing};
 use sip_blf_sync_bench::BenchError;
 
 /// Benchmarks of sip-blf-sync: latency, throughput, memory, start-up, Graph economy, parsing.
@@ -23,12 +23,6 @@ struct Cli {
     smoke: bool,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Notifier {
-    /// SIPp (sip-tester) with crates/bench/sipp/notifier.xml.
-    Sipp,
 }
 
 #[derive(Subcommand)]
@@ -145,27 +139,27 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
             extensions,
             rate,
             seconds,
-            notifier: Notifier::Sipp,
+            notifier,
         } => {
             let (n, rate) = if smoke {
                 (20, 40.0)
             } else {
                 (extensions, rate)
             };
-            vec![runs::latency(&rt, n, rate, secs(seconds))?]
+            vec![runs::latency(&rt, notifier, n, rate, secs(seconds))?]
         }
         Command::Throughput {
             extensions,
             rates,
             seconds,
-            notifier: Notifier::Sipp,
+            notifier,
         } => {
             let (n, rates) = if smoke {
                 (20, vec![40.0, 80.0])
             } else {
                 (extensions, rates)
             };
-            vec![runs::throughput(&rt, n, &rates, secs(seconds))?]
+            vec![runs::throughput(&rt, notifier, n, &rates, secs(seconds))?]
         }
         Command::Memory {
             extensions,
@@ -208,12 +202,14 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                 )?,
                 runs::latency(
                     &rt,
+                    Notifier::Sipp,
                     small(10_000),
                     if smoke { 40.0 } else { 2_000.0 },
                     secs(20),
                 )?,
                 runs::throughput(
                     &rt,
+                    Notifier::Sipp,
                     small(10_000),
                     &if smoke {
                         vec![40.0]

@@ -71,7 +71,16 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// One SIPp-driven run of the in-process service.
+/// Who sends the NOTIFYs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NotifierKind {
+    /// SIPp (sip-tester) with `crates/bench/sipp/notifier.xml`: an independent peer.
+    Sipp,
+    /// This workspace's `sip-notifier`, driven by the harness at a set rate.
+    Ours,
+}
+
+/// One load run of the in-process service.
 struct LoadRun {
     counts: SippCounts,
     taken_in: u64,
@@ -100,6 +109,128 @@ impl LoadRun {
 }
 
 fn load_run(
+    rt: &tokio::runtime::Runtime,
+    notifier: NotifierKind,
+    n: usize,
+    rate: f64,
+    seconds: Duration,
+    one_core: bool,
+) -> Result<(LoadRun, SippOptions), BenchError> {
+    match notifier {
+        NotifierKind::Sipp => load_run_sipp(rt, n, rate, seconds, one_core),
+        NotifierKind::Ours => load_run_ours(rt, n, rate, seconds, one_core),
+    }
+}
+
+/// `sip-notifier` on the harness runtime; the harness changes lines round-robin
+/// at `rate` (alternating a confirmed call and no call) for `seconds`.
+fn load_run_ours(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    rate: f64,
+    seconds: Duration,
+    one_core: bool,
+) -> Result<(LoadRun, SippOptions), BenchError> {
+    use sip_notifier::{
+        Account, DialogSpec, DialogState, Direction, NotifierConfig, NotifierServer,
+    };
+    let fixture = Fixture::new(n)?;
+    let emulator = rt.block_on(fixture.emulator(None))?;
+    let mut config = NotifierConfig::new("127.0.0.1", vec![Account::new("blf", "blf")])
+        .with_extensions((0..n).map(fixture::extension));
+    config.require_auth = false;
+    config.notify_events = false;
+    let notifier = rt
+        .block_on(NotifierServer::start(
+            config,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        ))
+        .map_err(|e| BenchError::setup(format!("sip-notifier: {e}")))?;
+    let mut service_options = ServiceOptions::new(&fixture, &emulator, notifier.local_addr());
+    service_options.budget = Some(unlimited_budget());
+    if one_core {
+        service_options.cpu = Some(0);
+        service_options.workers = 1;
+    }
+    let service = Service::start(service_options)?;
+    wait_until(
+        Duration::from_secs(30) + Duration::from_millis(n as u64),
+        || service.active_subscriptions() >= n,
+    );
+    let active = service.active_subscriptions();
+    let stats = |h: &sip_notifier::NotifierHandle| rt.block_on(h.stats()).unwrap_or_default();
+    // The initial NOTIFYs answered before the load starts.
+    wait_until(Duration::from_secs(10), || {
+        let s = stats(&notifier);
+        s.notifies_answered + s.notifies_failed >= s.notifies_sent
+    });
+    let before = stats(&notifier);
+    let load_start = Instant::now();
+    let total = (rate * seconds.as_secs_f64()) as u64;
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        let mut done = 0u64;
+        while done < total {
+            tick.tick().await;
+            let due = ((load_start.elapsed().as_secs_f64() * rate) as u64).min(total);
+            while done < due {
+                let i = (done % n as u64) as usize;
+                let round = done / n as u64;
+                let dialogs = if round % 2 == 0 {
+                    vec![DialogSpec::new(
+                        format!("call-{round}"),
+                        Direction::Recipient,
+                        DialogState::Confirmed,
+                    )]
+                } else {
+                    Vec::new()
+                };
+                let _ = notifier.set_line(fixture::extension(i), dialogs);
+                done += 1;
+            }
+        }
+    });
+    let load_time = load_start.elapsed();
+    wait_until(Duration::from_secs(30), || {
+        let s = stats(&notifier);
+        s.notifies_answered + s.notifies_failed >= s.notifies_sent
+            && service.notifies() >= s.notifies_sent
+    });
+    let after = stats(&notifier);
+    let counts = SippCounts {
+        subscribes: after.active_subscriptions as u64,
+        notifies_sent: after.notifies_sent,
+        // Those of the start-up burst are not the load's.
+        retransmissions: after.retransmissions - before.retransmissions.min(after.retransmissions),
+        timeouts: after.notifies_failed,
+        answered: after.notifies_answered,
+        unexpected: after.rejected,
+    };
+    let taken_in = service.notifies();
+    let samples = crate::service::graph_latencies(&service.receipts(), &emulator.requests());
+    let engine_samples = service.latency_samples();
+    service.stop()?;
+    let _ = rt.block_on(notifier.shutdown_within(Duration::from_secs(2)));
+    let options = SippOptions {
+        subscriptions: before.notifies_sent as usize,
+        mean_pause: Duration::from_secs_f64(n as f64 / rate),
+        loops: 0,
+        cpu: None,
+    };
+    Ok((
+        LoadRun {
+            counts,
+            taken_in,
+            samples,
+            engine_samples,
+            load_time,
+            active,
+        },
+        options,
+    ))
+}
+
+fn load_run_sipp(
     rt: &tokio::runtime::Runtime,
     n: usize,
     rate: f64,
@@ -191,15 +322,17 @@ fn load_run(
 /// over `n` extensions, debounce off.
 pub fn latency(
     rt: &tokio::runtime::Runtime,
+    notifier: NotifierKind,
     n: usize,
     rate: f64,
     seconds: Duration,
 ) -> Result<Report, BenchError> {
-    let (run, options) = load_run(rt, n, rate, seconds, false)?;
+    let (run, options) = load_run(rt, notifier, n, rate, seconds, false)?;
     let mut report = Report::new(
         "latency",
         format!(
-            "{n} extensions, {rate:.0} NOTIFY/s offered by SIPp, debounce off, {} cores",
+            "{n} extensions, {rate:.0} NOTIFY/s offered by {}, debounce off, {} cores",
+            notifier_name(notifier),
             crate::pin::cores()
         ),
     );
@@ -228,7 +361,7 @@ pub fn latency(
         "",
     ));
     report.push(Figure::new(
-        "SIPp unexpected messages",
+        "unexpected messages at the notifier",
         run.counts.unexpected as f64,
         "",
     ));
@@ -243,23 +376,27 @@ pub fn latency(
 /// Throughput: the highest offered rate taken on one core with nothing lost.
 pub fn throughput(
     rt: &tokio::runtime::Runtime,
+    notifier: NotifierKind,
     n: usize,
     rates: &[f64],
     seconds: Duration,
 ) -> Result<Report, BenchError> {
     let mut report = Report::new(
         "throughput",
-        format!("{n} extensions, service pinned to one core, SIPp and Graph emulator on the other"),
+        format!(
+            "{n} extensions, service pinned to one core, {} and Graph emulator on the other",
+            notifier_name(notifier)
+        ),
     );
     let mut best: Option<f64> = None;
     let mut lost_at_best = 0;
     for &rate in rates {
-        let (run, options) = load_run(rt, n, rate, seconds, true)?;
+        let (run, options) = load_run(rt, notifier, n, rate, seconds, true)?;
         let sent = run.sent_rate(&options);
         let lost = run.lost();
         let clean = lost == 0 && run.counts.retransmissions == 0;
         report.push(Figure::new(
-            format!("offered {rate:.0}/s: SIPp sent"),
+            format!("offered {rate:.0}/s: notifier sent"),
             sent,
             "/s",
         ));
@@ -286,6 +423,13 @@ pub fn throughput(
         "clean = every NOTIFY answered 200 at the first transmission and taken in by the service",
     );
     Ok(report)
+}
+
+fn notifier_name(n: NotifierKind) -> &'static str {
+    match n {
+        NotifierKind::Sipp => "SIPp",
+        NotifierKind::Ours => "sip-notifier",
+    }
 }
 
 /// The service process: the `sip-blf-sync` binary beside this one when built,

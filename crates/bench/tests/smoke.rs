@@ -90,3 +90,16 @@ fn startup_unlimited_and_default_pacing() {
         assert!(figure(&r[0], "start to 20 active") > 0.0);
     }
 }
+
+#[test]
+fn latency_with_our_notifier() {
+    let r = smoke(&["latency", "--notifier", "ours"]);
+    assert!(figure(&r[0], "Graph operations") > 0.0);
+    assert_eq!(figure(&r[0], "subscriptions active"), 20.0);
+}
+
+#[test]
+fn throughput_with_our_notifier() {
+    let r = smoke(&["throughput", "--notifier", "ours"]);
+    assert!(figure(&r[0], "highest clean rate") > 0.0);
+}
