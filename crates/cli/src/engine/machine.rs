@@ -1,7 +1,7 @@
 //! The per-user logic, sans-IO: line changes and `now` in; presence commands
 //! and the next deadline out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use blf::{LineState, Mapping, PresenceAction, PresencePair};
@@ -194,6 +194,8 @@ struct Slot {
     failures: u32,
     status_set: bool,
     last_notify: Option<Instant>,
+    /// The times this slot has in [`Engine::wake`].
+    armed: Vec<Instant>,
 }
 
 /// The sync engine for every configured extension.
@@ -223,6 +225,12 @@ pub struct Engine {
     orphans: BTreeMap<String, (AppliedRecord, Instant)>,
     /// Permanent failures in a row clearing an orphan (drives its backoff).
     orphan_failures: BTreeMap<String, u32>,
+    /// When a slot has something to do: (time, extension), kept in step with
+    /// each slot's timers. With it a poll touches the due slots, not every one.
+    wake: BTreeSet<(Instant, String)>,
+    /// The restart grace period is over and was handled (one pass over every
+    /// slot), or no earlier presence was restored.
+    grace_done: bool,
     out: Vec<PresenceCommand>,
 }
 
@@ -238,6 +246,8 @@ impl Engine {
             next_reconcile,
             orphans: BTreeMap::new(),
             orphan_failures: BTreeMap::new(),
+            wake: BTreeSet::new(),
+            grace_done: true,
             out: Vec::new(),
         }
     }
@@ -266,6 +276,7 @@ impl Engine {
                 failures: 0,
                 status_set: false,
                 last_notify: None,
+                armed: Vec::new(),
             },
         );
     }
@@ -292,6 +303,7 @@ impl Engine {
                 slot.applied = Some(Want::Set(p));
                 slot.last_set = Some(p);
                 slot.inherited = true;
+                self.grace_done = false;
             }
         }
     }
@@ -352,7 +364,33 @@ impl Engine {
             Some((_, deadline, first)) => (deadline, first),
             None => (now + debounce, now),
         };
+        let new_window = slot.pending.is_none();
         slot.pending = Some((state, deadline, first));
+        if new_window {
+            Self::arm(&mut self.wake, extension, slot);
+        }
+    }
+
+    /// Puts the slot's current timers into the wake index, in place of the
+    /// ones it had there.
+    fn arm(wake: &mut BTreeSet<(Instant, String)>, extension: &str, slot: &mut Slot) {
+        let keepalive = slot
+            .keepalive_at
+            .filter(|_| matches!(slot.applied, Some(Want::Set(_))));
+        let times = [slot.pending.map(|(_, d, _)| d), slot.retry_at, keepalive];
+        let times = times.into_iter().flatten();
+        if slot.armed.iter().copied().eq(times.clone()) {
+            return;
+        }
+        let mut key = (Instant::now(), extension.to_owned());
+        for at in slot.armed.drain(..) {
+            key.0 = at;
+            wake.remove(&key);
+        }
+        for at in times {
+            wake.insert((at, extension.to_owned()));
+            slot.armed.push(at);
+        }
     }
 
     fn decide(
@@ -489,97 +527,117 @@ impl Engine {
                 });
             }
         }
-        for (ext, slot) in &mut self.slots {
-            if let Some((state, deadline, first)) = slot.pending {
-                if now >= deadline {
-                    slot.pending = None;
-                    slot.line = Some(state);
-                    Self::decide(settings, ext, slot, now, Some(first), &mut self.out);
-                }
-            }
-            if slot.inherited && grace_over && slot.line.is_none() {
-                // No line report in time: do not leave an old presence standing.
-                slot.inherited = false;
-                Self::send(
+        // Every slot on reconciliation and once the restart grace is over;
+        // otherwise only the slots whose timers are due.
+        let full = reconcile || (grace_over && !self.grace_done);
+        self.grace_done |= grace_over;
+        if full {
+            self.wake.clear();
+            for (ext, slot) in &mut self.slots {
+                slot.armed.clear();
+                Self::poll_slot(
                     settings,
                     ext,
                     slot,
-                    Want::Clear,
-                    Reason::Restart,
                     now,
-                    None,
+                    grace_over,
+                    reconcile,
                     &mut self.out,
                 );
-                continue;
+                Self::arm(&mut self.wake, ext, slot);
             }
-            if slot.inherited {
-                continue;
+        } else {
+            let mut due = Vec::new();
+            // Left in the index: arm() below replaces the slot's entries.
+            for (_, ext) in self.wake.iter().take_while(|(at, _)| *at <= now) {
+                due.push(ext.clone());
             }
-            if let (Some(at), Some(want)) = (slot.retry_at, slot.desired) {
-                if now >= at {
-                    Self::send(
-                        settings,
-                        ext,
-                        slot,
-                        want,
-                        Reason::Retry,
-                        now,
-                        None,
-                        &mut self.out,
-                    );
-                    continue;
-                }
-            }
-            // A clear that succeeded is known applied; only what we set can
-            // have been lost (session expired, Graph restored) and is re-asserted.
-            if reconcile {
-                if let Some(want @ Want::Set(_)) = slot.desired {
-                    Self::send(
-                        settings,
-                        ext,
-                        slot,
-                        want,
-                        Reason::Reconcile,
-                        now,
-                        None,
-                        &mut self.out,
-                    );
-                    continue;
-                }
-            }
-            if let (Some(at), Some(Want::Set(p))) = (slot.keepalive_at, slot.applied) {
-                if now >= at {
-                    Self::send(
-                        settings,
-                        ext,
-                        slot,
-                        Want::Set(p),
-                        Reason::KeepAlive,
-                        now,
-                        None,
-                        &mut self.out,
-                    );
+            due.sort_unstable();
+            due.dedup();
+            for ext in due {
+                if let Some(slot) = self.slots.get_mut(&ext) {
+                    Self::poll_slot(settings, &ext, slot, now, grace_over, false, &mut self.out);
+                    Self::arm(&mut self.wake, &ext, slot);
                 }
             }
         }
         std::mem::take(&mut self.out)
     }
 
+    /// One slot's due work: a debounced change, the restart correction, a
+    /// retry, reconciliation or a keep-alive.
+    fn poll_slot(
+        settings: &EngineSettings,
+        ext: &str,
+        slot: &mut Slot,
+        now: Instant,
+        grace_over: bool,
+        reconcile: bool,
+        out: &mut Vec<PresenceCommand>,
+    ) {
+        if let Some((state, deadline, first)) = slot.pending {
+            if now >= deadline {
+                slot.pending = None;
+                slot.line = Some(state);
+                Self::decide(settings, ext, slot, now, Some(first), out);
+            }
+        }
+        if slot.inherited && grace_over && slot.line.is_none() {
+            // No line report in time: do not leave an old presence standing.
+            slot.inherited = false;
+            Self::send(
+                settings,
+                ext,
+                slot,
+                Want::Clear,
+                Reason::Restart,
+                now,
+                None,
+                out,
+            );
+            return;
+        }
+        if slot.inherited {
+            return;
+        }
+        if let (Some(at), Some(want)) = (slot.retry_at, slot.desired) {
+            if now >= at {
+                Self::send(settings, ext, slot, want, Reason::Retry, now, None, out);
+                return;
+            }
+        }
+        // A clear that succeeded is known applied; only what we set can
+        // have been lost (session expired, Graph restored) and is re-asserted.
+        if reconcile {
+            if let Some(want @ Want::Set(_)) = slot.desired {
+                Self::send(settings, ext, slot, want, Reason::Reconcile, now, None, out);
+                return;
+            }
+        }
+        if let (Some(at), Some(Want::Set(p))) = (slot.keepalive_at, slot.applied) {
+            if now >= at {
+                Self::send(
+                    settings,
+                    ext,
+                    slot,
+                    Want::Set(p),
+                    Reason::KeepAlive,
+                    now,
+                    None,
+                    out,
+                );
+            }
+        }
+    }
+
     /// The earliest time [`poll`](Self::poll) has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let grace = self.started + self.settings.restart_grace;
-        self.slots
-            .values()
-            .flat_map(|s| {
-                [
-                    s.pending.map(|(_, d, _)| d),
-                    (s.inherited && s.line.is_none()).then_some(grace),
-                    s.retry_at,
-                    s.keepalive_at
-                        .filter(|_| matches!(s.applied, Some(Want::Set(_)))),
-                ]
-            })
-            .flatten()
+        let grace = (!self.grace_done).then_some(self.started + self.settings.restart_grace);
+        self.wake
+            .first()
+            .map(|(at, _)| *at)
+            .into_iter()
+            .chain(grace)
             .chain(self.next_reconcile)
             .chain(self.orphans.values().map(|(_, at)| *at))
             .min()
@@ -655,6 +713,7 @@ impl Engine {
         }
         let wait = delay(slot.failures);
         slot.retry_at = Some(now + wait);
+        Self::arm(&mut self.wake, &command.extension, slot);
         wait
     }
 
