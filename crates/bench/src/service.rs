@@ -269,7 +269,11 @@ async fn serve(
     let sink = GraphSink::new(client, telemetry.clone());
     sink.seed_from(&loaded.state);
     let options = RunOptions {
-        state_file: None,
+        // The real service saves its state file each turn; NO_STATE_FILE=1
+        // leaves it out, to see the engine and Graph path alone.
+        state_file: std::env::var_os("NO_STATE_FILE")
+            .is_none()
+            .then(|| engine_config.state_file.clone()),
         shutdown_limit: engine_config.shutdown_limit,
     };
     run_engine(
