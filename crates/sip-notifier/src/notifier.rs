@@ -464,21 +464,11 @@ impl Notifier {
         if method == "ACK" {
             return;
         }
-        let Some(top_via) = msg.top_via() else {
+        if msg.top_via().is_none() {
             self.stats.malformed += 1;
             return;
-        };
-        let branch = parse_via(top_via)
-            .ok()
-            .and_then(|v| v.branch)
-            .unwrap_or_default();
-        let key = format!(
-            "{}|{}|{}|{}",
-            branch,
-            msg.call_id().unwrap_or(""),
-            msg.headers.get("CSeq").unwrap_or(""),
-            from
-        );
+        }
+        let key = ServerTransactions::key(&msg, from);
         if let Some(resp) = self.server_txs.retransmission(&key) {
             let payload = resp.to_vec();
             self.transmits.push_back(Transmit {

@@ -7,6 +7,8 @@
 //! request for Timer J (64·T1; zero on reliable transports) and answers a
 //! retransmitted request with the same response.
 
+use crate::headers::parse_via;
+use crate::message::Message;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -196,6 +198,24 @@ impl ServerTransactions {
     /// Nothing remembered.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The key of a server transaction (RFC 3261 §17.2.3): the top Via's
+    /// branch, Call-ID, CSeq and the sender, so that a retransmission finds
+    /// the response given the first time.
+    pub fn key(request: &Message, from: SocketAddr) -> String {
+        let branch = request
+            .top_via()
+            .and_then(|v| parse_via(v).ok())
+            .and_then(|v| v.branch)
+            .unwrap_or_default();
+        format!(
+            "{}|{}|{}|{}",
+            branch,
+            request.call_id().unwrap_or(""),
+            request.headers.get("CSeq").unwrap_or(""),
+            from
+        )
     }
 
     /// The cached response of a retransmitted request.

@@ -1457,18 +1457,7 @@ impl UserAgent {
         if method == "ACK" {
             return;
         }
-        let branch = msg
-            .top_via()
-            .and_then(|v| parse_via(v).ok())
-            .and_then(|v| v.branch)
-            .unwrap_or_default();
-        let key = format!(
-            "{}|{}|{}|{}",
-            branch,
-            msg.call_id().unwrap_or(""),
-            msg.headers.get("CSeq").unwrap_or(""),
-            from
-        );
+        let key = ServerTransactions::key(&msg, from);
         if let Some(resp) = self.server_txs.retransmission(&key) {
             let payload = resp.to_vec();
             self.transmits.push_back(Transmit {
