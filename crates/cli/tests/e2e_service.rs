@@ -303,6 +303,17 @@ impl Lab {
     fn held_call(&self) -> SippCall {
         SippCall::start_held(&self.pbx, "1001", "1002", RING).unwrap()
     }
+
+    /// Kamailio restarts with its state lost, then a call: Graph must show
+    /// it and its end.
+    fn call_after_state_loss(&mut self) {
+        self.pbx.restart_with_state_lost().unwrap();
+        let call = self.held_call();
+        self.graph.wait_busy(PATIENCE);
+        call.hang_up().unwrap();
+        self.graph.wait_cleared(PATIENCE);
+        call.wait().unwrap();
+    }
 }
 
 /// Converts a wall-clock time of the service (as `/status` shows it) to this
@@ -419,13 +430,7 @@ fn presence_follows_the_next_call_after_kamailio_lost_its_state() {
     let svc = s.start();
     drop(s);
 
-    lab.pbx.restart_with_state_lost().unwrap();
-    let graph = &lab.graph;
-    let call = lab.held_call();
-    graph.wait_busy(PATIENCE);
-    call.hang_up().unwrap();
-    graph.wait_cleared(PATIENCE);
-    call.wait().unwrap();
+    lab.call_after_state_loss();
     let log = svc.stop();
     // Subscribed again by itself after the restart.
     for ext in ["1001", "1002"] {
@@ -444,15 +449,9 @@ fn over_udp_a_short_subscription_lifetime_recovers_from_kamailio_losing_its_stat
     let svc = s.start();
     drop(s);
 
-    lab.pbx.restart_with_state_lost().unwrap();
     // The call starts while Kamailio knows no subscription: it shows once the
     // next refresh got its 481 and the new subscription's first NOTIFY came.
-    let graph = &lab.graph;
-    let call = lab.held_call();
-    graph.wait_busy(PATIENCE);
-    call.hang_up().unwrap();
-    graph.wait_cleared(PATIENCE);
-    call.wait().unwrap();
+    lab.call_after_state_loss();
     svc.stop();
 }
 
