@@ -55,7 +55,21 @@ impl Watch {
 
     /// Reads lines until `extension` reports `state` (a time-out is a failure).
     fn expect(&mut self, extension: &str, state: &str) {
+        self.expect_all(&[(extension, state)]);
+    }
+
+    /// Reads lines until each `(extension, state)` was reported, in any order:
+    /// NOTIFYs of two subscriptions race.
+    fn expect_all(&mut self, wanted: &[(&str, &str)]) {
+        let from = self.seen.len();
         loop {
+            let missing: Vec<_> = wanted
+                .iter()
+                .filter(|(e, s)| !self.seen[from..].iter().any(|(x, y)| x == e && y == s))
+                .collect();
+            let Some((extension, state)) = missing.first().copied() else {
+                return;
+            };
             let v = self
                 .lines
                 .recv_timeout(Duration::from_secs(30))
@@ -68,10 +82,7 @@ impl Watch {
             let ext = v["extension"].as_str().unwrap().to_string();
             let st = v["line_state"].as_str().unwrap().to_string();
             assert!(v["time"].is_number(), "{v}");
-            self.seen.push((ext.clone(), st.clone()));
-            if ext == extension && st == state {
-                return;
-            }
+            self.seen.push((ext, st));
         }
     }
 
@@ -107,16 +118,14 @@ fn watch_prints_a_live_call_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut watch = Watch::start(&pbx, dir.path());
     // The first NOTIFY of each subscription (no dialogs) tells us it is live.
-    watch.expect("1001", "idle");
-    watch.expect("1002", "idle");
+    watch.expect_all(&[("1001", "idle"), ("1002", "idle")]);
 
     let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(300)).unwrap();
     watch.expect("1001", "busy");
     watch.expect("1002", "busy");
     call.hang_up().unwrap();
     call.wait().unwrap();
-    watch.expect("1001", "idle");
-    watch.expect("1002", "idle");
+    watch.expect_all(&[("1001", "idle"), ("1002", "idle")]);
 
     assert_eq!(watch.seen("1001"), ["idle", "busy", "idle"]);
     let callee = watch.seen("1002");
