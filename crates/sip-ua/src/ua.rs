@@ -1,6 +1,6 @@
 //! The sans-IO user agent: registration, subscriptions and NOTIFY handling.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -275,6 +275,9 @@ pub struct UserAgent {
     contact_in_use: Option<SocketAddr>,
     reg: Registration,
     subs: BTreeMap<u64, Sub>,
+    /// Every subscription's `timer`, by time: the next deadline and the due
+    /// subscriptions without a scan of them all (10,000 at a large PBX).
+    sub_timers: TimerIndex,
     by_call_id: HashMap<String, u64>,
     next_id: u64,
     txs: HashMap<String, (ClientTransaction, Owner)>,
@@ -398,6 +401,7 @@ impl UserAgent {
             contact_in_use: None,
             reg,
             subs: BTreeMap::new(),
+            sub_timers: TimerIndex::default(),
             by_call_id: HashMap::new(),
             next_id: 1,
             txs: HashMap::new(),
@@ -485,7 +489,7 @@ impl UserAgent {
                 remote_tag: None,
                 remote_target: None,
                 route_set: Vec::new(),
-                timer: (self.subs_started && !self.shutting_down).then_some(now),
+                timer: None,
                 auth: DigestSession::new(),
                 expires_req: self.cfg.subscribe_expires,
                 failures: 0,
@@ -499,6 +503,10 @@ impl UserAgent {
                 last_error: None,
             },
         );
+        if let Some(sub) = self.subs.get_mut(&id) {
+            let at = (self.subs_started && !self.shutting_down).then_some(now);
+            self.sub_timers.set(id, &mut sub.timer, at);
+        }
     }
 
     /// Ends the subscription(s) to `extension` (un-SUBSCRIBE when a dialog is up).
@@ -651,9 +659,7 @@ impl UserAgent {
         consider(self.server_txs.poll_timeout());
         if !self.shutting_down {
             consider(self.reg.timer);
-            for s in self.subs.values() {
-                consider(s.timer);
-            }
+            consider(self.sub_timers.first());
             consider(self.keepalive_at);
             consider(self.pong_deadline);
             consider(self.discovery.as_ref().and_then(|d| d.poll_timeout()));
@@ -730,15 +736,10 @@ impl UserAgent {
                 self.send_register(now, false);
             }
         }
-        let due: Vec<u64> = self
-            .subs
-            .iter()
-            .filter(|(_, s)| s.timer.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
+        for id in self.sub_timers.due(now) {
             self.on_sub_timer(id, now);
         }
+        debug_assert!(self.sub_timers.matches(&self.subs));
     }
 
     /// Takes a datagram (or one framed message / keep-alive on TCP) from `from`.
@@ -778,6 +779,7 @@ impl UserAgent {
         } else {
             self.handle_response(msg, now);
         }
+        debug_assert!(self.sub_timers.matches(&self.subs));
     }
 
     /// `true` (once) when the connection to the PBX must be considered dead
@@ -798,9 +800,9 @@ impl UserAgent {
         if self.reg.phase == RegPhase::Registered {
             self.reg.timer = Some(now);
         }
-        for s in self.subs.values_mut() {
+        for (id, s) in self.subs.iter_mut() {
             if s.phase == SubPhase::Active {
-                s.timer = Some(now);
+                self.sub_timers.set(*id, &mut s.timer, Some(now));
             }
         }
     }
@@ -968,7 +970,7 @@ impl UserAgent {
             body: Vec::new(),
         };
         s.pending_tx = Some(branch.clone());
-        s.timer = None;
+        self.sub_timers.set(id, &mut s.timer, None);
         s.phase = if expires == 0 {
             SubPhase::Unsubscribing
         } else if in_dialog {
@@ -1001,7 +1003,7 @@ impl UserAgent {
         let Some(s) = self.subs.get_mut(&id) else {
             return;
         };
-        s.timer = None;
+        self.sub_timers.set(id, &mut s.timer, None);
         let phase = s.phase;
         let expires = s.expires_req;
         let reserved = std::mem::take(&mut s.slot_reserved);
@@ -1010,7 +1012,7 @@ impl UserAgent {
                 if !reserved {
                     if let Some(at) = self.take_slot(now) {
                         if let Some(s) = self.subs.get_mut(&id) {
-                            s.timer = Some(at);
+                            self.sub_timers.set(id, &mut s.timer, Some(at));
                             s.slot_reserved = true;
                         }
                         return;
@@ -1027,9 +1029,9 @@ impl UserAgent {
             return;
         }
         self.subs_started = true;
-        for s in self.subs.values_mut() {
+        for (id, s) in self.subs.iter_mut() {
             if s.phase == SubPhase::Waiting && s.timer.is_none() {
-                s.timer = Some(now);
+                self.sub_timers.set(*id, &mut s.timer, Some(now));
             }
         }
     }
@@ -1128,9 +1130,9 @@ impl UserAgent {
                 // The PBX is back after an outage: it may have lost our
                 // subscriptions, so refresh them all now (paced) instead of
                 // waiting for their refresh time (481 → new subscription).
-                for s in self.subs.values_mut() {
+                for (id, s) in self.subs.iter_mut() {
                     if s.phase == SubPhase::Active {
-                        s.timer = Some(now);
+                        self.sub_timers.set(*id, &mut s.timer, Some(now));
                     }
                 }
             }
@@ -1289,7 +1291,8 @@ impl UserAgent {
             }
             s.count_423 = 0;
             s.phase = SubPhase::Active;
-            s.timer = Some(now + refresh_delay(expires));
+            self.sub_timers
+                .set(id, &mut s.timer, Some(now + refresh_delay(expires)));
             s.expires_at = Some(now + Duration::from_secs(u64::from(expires)));
             s.last_error = None;
             self.events.push_back(Event::SubscriptionActive {
@@ -1346,7 +1349,7 @@ impl UserAgent {
         s.remote_tag = None;
         s.pending_tx = None;
         s.phase = SubPhase::Waiting;
-        s.timer = Some(retry_at);
+        self.sub_timers.set(id, &mut s.timer, Some(retry_at));
         s.expires_at = None;
         s.last_error = Some(diagnosis.clone());
         self.events.push_back(Event::SubscriptionFailed {
@@ -1364,7 +1367,7 @@ impl UserAgent {
             .is_some_and(|s| s.remove_after_unsubscribe);
         if let Some(s) = self.subs.get_mut(&id) {
             s.phase = SubPhase::Closed;
-            s.timer = None;
+            self.sub_timers.set(id, &mut s.timer, None);
             s.pending_tx = None;
         }
         if remove && !self.shutting_down {
@@ -1374,8 +1377,9 @@ impl UserAgent {
     }
 
     fn drop_sub(&mut self, id: u64) {
-        if let Some(s) = self.subs.remove(&id) {
+        if let Some(mut s) = self.subs.remove(&id) {
             self.by_call_id.remove(&s.call_id);
+            self.sub_timers.set(id, &mut s.timer, None);
         }
     }
 
@@ -1578,7 +1582,7 @@ impl UserAgent {
                 if let (Some(e), SubPhase::Active) = (state.expires, s.phase) {
                     let refresh = now + refresh_delay(e);
                     if s.timer.is_none_or(|t| refresh < t) {
-                        s.timer = Some(refresh);
+                        self.sub_timers.set(id, &mut s.timer, Some(refresh));
                     }
                 }
             }
@@ -1654,11 +1658,11 @@ impl UserAgent {
         match retry_at {
             Some(at) => {
                 s.phase = SubPhase::Waiting;
-                s.timer = Some(at);
+                self.sub_timers.set(id, &mut s.timer, Some(at));
             }
             None => {
                 s.phase = SubPhase::Closed;
-                s.timer = None;
+                self.sub_timers.set(id, &mut s.timer, None);
             }
         }
         self.events.push_back(Event::SubscriptionTerminated {
@@ -1685,9 +1689,9 @@ impl UserAgent {
             // The REGISTER in flight carries the old Contact: send again after it.
             self.reg.timer = None;
         }
-        for s in self.subs.values_mut() {
+        for (id, s) in self.subs.iter_mut() {
             if s.phase == SubPhase::Active {
-                s.timer = Some(now);
+                self.sub_timers.set(*id, &mut s.timer, Some(now));
             }
         }
     }
@@ -1702,4 +1706,75 @@ pub fn is_stun(data: &[u8]) -> bool {
     data.len() >= 20
         && matches!(data.first(), Some(0x00) | Some(0x01))
         && data.get(4..8) == Some(&[0x21, 0x12, 0xA4, 0x42][..])
+}
+
+/// Subscription timers ordered by time. Kept in step with each
+/// subscription's `timer` by [`TimerIndex::set`], the only way it changes.
+#[derive(Debug, Default)]
+struct TimerIndex(BTreeSet<(Instant, u64)>);
+
+impl TimerIndex {
+    /// Sets subscription `id`'s `timer` to `at`, and the index with it.
+    fn set(&mut self, id: u64, timer: &mut Option<Instant>, at: Option<Instant>) {
+        if *timer == at {
+            return;
+        }
+        if let Some(old) = timer.take() {
+            self.0.remove(&(old, id));
+        }
+        if let Some(t) = at {
+            self.0.insert((t, id));
+        }
+        *timer = at;
+    }
+
+    /// The earliest timer.
+    fn first(&self) -> Option<Instant> {
+        self.0.first().map(|(t, _)| *t)
+    }
+
+    /// The subscriptions whose timer is due at `now`, earliest first.
+    fn due(&self, now: Instant) -> Vec<u64> {
+        self.0
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    /// Whether the index holds exactly the subscriptions' timers (checked in
+    /// debug builds).
+    fn matches(&self, subs: &BTreeMap<u64, Sub>) -> bool {
+        let timers: BTreeSet<(Instant, u64)> = subs
+            .iter()
+            .filter_map(|(id, s)| Some((s.timer?, *id)))
+            .collect();
+        timers == self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timer_index_follows_every_change_of_a_timer() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut index = TimerIndex::default();
+        let (mut a, mut b) = (None, None);
+        index.set(1, &mut a, Some(at(30)));
+        index.set(2, &mut b, Some(at(10)));
+        assert_eq!(index.first(), Some(at(10)));
+        assert_eq!(index.due(at(20)), vec![2]);
+        // Moved later, then cleared: the old entries go with it.
+        index.set(2, &mut b, Some(at(40)));
+        assert_eq!(index.first(), Some(at(30)));
+        assert_eq!(index.due(at(40)), vec![1, 2]);
+        index.set(1, &mut a, None);
+        assert_eq!((a, b), (None, Some(at(40))));
+        assert_eq!(index.due(at(100)), vec![2]);
+        index.set(2, &mut b, None);
+        assert_eq!(index.first(), None);
+    }
 }
