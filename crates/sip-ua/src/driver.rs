@@ -235,16 +235,36 @@ fn handle_command(
     true
 }
 
-fn deliver(ua: &mut UserAgent, events: &mpsc::UnboundedSender<Event>) {
+/// Hands the user agent's events to the application; whether there were any.
+fn deliver(ua: &mut UserAgent, events: &mpsc::UnboundedSender<Event>) -> bool {
+    let mut any = false;
     while let Some(e) = ua.poll_event() {
         tracing::debug!(event = ?e, "sip-ua event");
         // The application may have stopped listening; keep running regardless.
         let _ = events.send(e);
+        any = true;
     }
+    any
 }
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(3600)
+}
+
+/// Delivers the events and sends what the user agent has to send. When
+/// there were events, yields once: the task they woke runs on this worker
+/// right away instead of after the rest of a burst (tokio keeps a woken
+/// task on the waking worker, where no other worker can take it).
+async fn flush_udp(ua: &mut UserAgent, socket: &UdpSocket, events: &mpsc::UnboundedSender<Event>) {
+    let delivered = deliver(ua, events);
+    while let Some(t) = ua.poll_transmit() {
+        if let Err(e) = socket.send_to(&t.payload, t.destination).await {
+            tracing::debug!(error = %e, to = %t.destination, "send failed");
+        }
+    }
+    if delivered {
+        tokio::task::yield_now().await;
+    }
 }
 
 async fn run_udp(
@@ -257,12 +277,7 @@ async fn run_udp(
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut cmds_open = true;
     loop {
-        while let Some(t) = ua.poll_transmit() {
-            if let Err(e) = socket.send_to(&t.payload, t.destination).await {
-                tracing::debug!(error = %e, to = %t.destination, "send failed");
-            }
-        }
-        deliver(&mut ua, &events);
+        flush_udp(&mut ua, &socket, &events).await;
         if ua.is_shut_down() {
             break;
         }
@@ -270,37 +285,43 @@ async fn run_udp(
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(far_future);
-        tokio::select! {
+        let first = tokio::select! {
             r = socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let now = Instant::now();
-                    if let Some(data) = buf.get(..n) {
-                        ua.handle_input(from, data, now);
-                    }
-                    // Take what else is queued before the timers are looked at
-                    // again: with thousands of subscriptions that look costs more
-                    // than a message, and a burst would otherwise overflow the socket.
-                    for _ in 0..MAX_BURST {
-                        match socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                if let Some(data) = buf.get(..n) {
-                                    ua.handle_input(from, data, Instant::now());
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
+                Ok((n, from)) => Some((n, from, Instant::now())),
                 Err(e) => {
                     // ICMP errors surface here on some systems; never spin on them.
                     tracing::debug!(error = %e, "recv failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                    None
                 }
             },
-            _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep_until(deadline) => {
+                ua.handle_timeout(Instant::now());
+                None
+            }
             c = cmds.recv(), if cmds_open => {
                 cmds_open = handle_command(&mut ua, c, &mut waiters);
+                None
             }
+        };
+        // Take what else is queued before the timers are looked at again
+        // (a burst would otherwise overflow the socket), answering and
+        // delivering each message as it is taken.
+        let mut next = first;
+        let mut taken = 0;
+        while let Some((n, from, now)) = next {
+            if let Some(data) = buf.get(..n) {
+                ua.handle_input(from, data, now);
+            }
+            taken += 1;
+            if taken >= MAX_BURST {
+                break;
+            }
+            flush_udp(&mut ua, &socket, &events).await;
+            next = socket
+                .try_recv_from(&mut buf)
+                .ok()
+                .map(|(n, from)| (n, from, Instant::now()));
         }
     }
     for w in waiters {
@@ -342,6 +363,7 @@ async fn run_tcp(
     let mut reconnect_at: Option<tokio::time::Instant> = None;
     loop {
         // Send what is queued; a write error drops the connection.
+        deliver(&mut ua, &events);
         while let Some(t) = ua.poll_transmit() {
             if let Some(s) = stream.as_mut() {
                 if let Err(e) = s.write_all(&t.payload).await {
@@ -350,7 +372,6 @@ async fn run_tcp(
                 }
             }
         }
-        deliver(&mut ua, &events);
         if ua.is_shut_down() {
             break;
         }

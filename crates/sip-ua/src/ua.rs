@@ -36,6 +36,9 @@ pub struct Notify {
     pub body: Vec<u8>,
     /// `Subscription-State`, if it parsed.
     pub subscription_state: Option<SubscriptionState>,
+    /// When it arrived: the `now` of the [`UserAgent::handle_input`] call
+    /// that carried it.
+    pub received_at: Instant,
 }
 
 /// What happened; poll with [`UserAgent::poll_event`].
@@ -1563,6 +1566,7 @@ impl UserAgent {
             content_type,
             body: msg.body.clone(),
             subscription_state: sub_state.clone(),
+            received_at: now,
         }));
         if shutting_down || matches!(s.phase, SubPhase::Unsubscribing | SubPhase::Closed) {
             return ok;

@@ -625,6 +625,9 @@ fn notify_handling_spoofed_unparsable_backwards_and_retransmitted() {
         n.subscription_state.as_ref().unwrap().state,
         SubState::Active
     );
+    // Stamped with the time the input came in (the start of the
+    // NOTIFY→presence latency an application measures).
+    assert_eq!(n.received_at, h.now);
     // Retransmission: same answer, no second event.
     h.input(pbx(), &notify(&s, 5, "active;expires=599", Some(body)));
     let again = h.sent();
