@@ -707,15 +707,13 @@ pub fn graph_economy(
             async {
                 let _ = stop_rx.await;
             },
-            RunOptions {
-                state_file: None,
-                shutdown_limit: Duration::from_secs(1),
-            },
+            RunOptions::new(None, Duration::from_secs(1)),
         ));
         let send = |i: usize, state: LineState| {
             let _ = tx.send(SourceEvent::Line(LineChange {
                 extension: fixture::extension(i),
                 line_state: state,
+                received_at: None,
             }));
         };
         let mut changes = 0u64;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use graph_emulator::GraphEmulator;
 use graph_presence::BudgetConfig;
-use sip_blf_sync::engine::{run_engine, EngineConfig, GraphSink, RunOptions};
+use sip_blf_sync::engine::{run_engine, EngineConfig, GraphSink};
 use sip_blf_sync::observe::Telemetry;
 use sip_blf_sync::settings::{self, Env, SipSettings};
 use sip_blf_sync::sip_source::SipSource;
@@ -268,14 +268,19 @@ async fn serve(
     let _ = ready.send(Ok(addr));
     let sink = GraphSink::new(client, telemetry.clone());
     sink.seed_from(&loaded.state);
-    let options = RunOptions {
-        // The real service saves its state file each turn; NO_STATE_FILE=1
-        // leaves it out, to see the engine and Graph path alone.
-        state_file: std::env::var_os("NO_STATE_FILE")
-            .is_none()
-            .then(|| engine_config.state_file.clone()),
-        shutdown_limit: engine_config.shutdown_limit,
-    };
+    let mut options = engine_config.run_options();
+    // For comparisons: NO_STATE_FILE=1 leaves the state file out (the
+    // engine and Graph path alone); CALLS_IN_FLIGHT=N sets how many Graph
+    // calls may be in flight at once (1: one turn at a time).
+    if std::env::var_os("NO_STATE_FILE").is_some() {
+        options.state_file = None;
+    }
+    if let Some(n) = std::env::var("CALLS_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.calls_in_flight = n;
+    }
     run_engine(
         &mut source,
         sink,

@@ -22,6 +22,9 @@ pub struct LineChange {
     pub extension: String,
     /// Its new line state.
     pub line_state: LineState,
+    /// When the NOTIFY that reported it arrived (`None`: when the engine
+    /// takes it), the start of the NOTIFY→Graph latency.
+    pub received_at: Option<Instant>,
 }
 
 /// Something worth telling the operator that is not a line change.
@@ -214,6 +217,7 @@ impl SipSource {
                         update.changed.then_some(SourceEvent::Line(LineChange {
                             extension: n.extension,
                             line_state: update.line_state,
+                            received_at: Some(n.received_at),
                         }))
                     }
                 }
@@ -262,7 +266,9 @@ impl SipSource {
     fn observe(&self, event: &Event) {
         let t = &self.telemetry;
         match event {
-            Event::Notify(n) => t.notify_received(&n.extension, std::time::SystemTime::now()),
+            Event::Notify(n) => {
+                t.notify_arrived(&n.extension, std::time::SystemTime::now(), n.received_at)
+            }
             Event::Registered { .. } => t.set_registered(true),
             Event::RegistrationFailed { .. } | Event::Unreachable { .. } | Event::Unregistered => {
                 t.set_registered(false)

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{http_get, lines_of, status_addr, wait_for, wait_until};
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, LoggedRequest, Operation, RateLimit};
+use sip_blf_sync::engine::PersistedState;
 use testbed::{Kamailio, KamailioOptions, SippCall};
 
 const BUSY: &str = "Busy/InACall";
@@ -616,8 +617,13 @@ fn a_busy_left_by_kill_9_is_cleared_at_the_next_start() {
         "{}",
         graph.log()
     );
-    let saved = std::fs::read_to_string(s.state_file()).unwrap();
-    assert!(saved.contains("Busy/InACall"), "{saved}");
+    // Recorded before the calls were sent: in the journal beside the
+    // snapshot, which the next start reads.
+    let saved = PersistedState::load(&s.state_file(), SystemTime::now());
+    assert_eq!(saved.warning, None);
+    for user in ["alice@contoso.com", "bob@contoso.com"] {
+        assert_eq!(saved.state.users[user].applied, "Busy/InACall", "{saved:?}");
+    }
 
     let restarted = Instant::now();
     let svc = s.start();

@@ -15,16 +15,14 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Run options of these tests: five seconds to clear at shutdown.
 fn options(state_file: Option<std::path::PathBuf>) -> RunOptions {
-    RunOptions {
-        state_file,
-        shutdown_limit: Duration::from_secs(5),
-    }
+    RunOptions::new(state_file, Duration::from_secs(5))
 }
 
 fn line(ext: &str, state: LineState) -> SourceEvent {
     SourceEvent::Line(LineChange {
         extension: ext.into(),
         line_state: state,
+        received_at: None,
     })
 }
 
@@ -189,7 +187,7 @@ struct Recording {
 
 impl sip_blf_sync::engine::PresenceSink for Recording {
     async fn apply(
-        &mut self,
+        &self,
         commands: &[sip_blf_sync::engine::PresenceCommand],
     ) -> Vec<Result<(), sip_blf_sync::engine::SinkError>> {
         let mut applied = self.applied.lock().unwrap();
@@ -203,7 +201,7 @@ impl sip_blf_sync::engine::PresenceSink for Recording {
     }
 
     async fn read_back(
-        &mut self,
+        &self,
         users: &[String],
     ) -> Result<Vec<(String, String)>, sip_blf_sync::engine::SinkError> {
         self.read_backs.lock().unwrap().push(users.to_vec());
@@ -275,7 +273,7 @@ impl Hangs {
 
 impl sip_blf_sync::engine::PresenceSink for Hangs {
     async fn apply(
-        &mut self,
+        &self,
         commands: &[sip_blf_sync::engine::PresenceCommand],
     ) -> Vec<Result<(), sip_blf_sync::engine::SinkError>> {
         if commands.iter().any(|c| c.reason == self.on) {
@@ -390,6 +388,131 @@ async fn a_set_is_recorded_before_it_is_sent() {
     assert_eq!(
         saved.state.users["alice@contoso.com"].applied,
         "Busy/InACall"
+    );
+    task.abort();
+}
+
+/// A sink whose calls for one user wait until the test lets them through,
+/// and that records each call (its commands) as it starts and as it ends.
+#[derive(Clone)]
+struct Gated {
+    user: &'static str,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Gated {
+    fn on(user: &'static str) -> Self {
+        Self {
+            user,
+            gate: std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+            log: std::sync::Arc::default(),
+        }
+    }
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl sip_blf_sync::engine::PresenceSink for Gated {
+    async fn apply(
+        &self,
+        commands: &[sip_blf_sync::engine::PresenceCommand],
+    ) -> Vec<Result<(), sip_blf_sync::engine::SinkError>> {
+        let call: Vec<String> = commands
+            .iter()
+            .map(|c| format!("{} {}", c.user, c.operation()))
+            .collect();
+        let call = call.join(" + ");
+        self.log.lock().unwrap().push(format!("start {call}"));
+        if commands.iter().any(|c| c.user == self.user) {
+            self.gate.acquire().await.unwrap().forget();
+        }
+        self.log.lock().unwrap().push(format!("done {call}"));
+        commands.iter().map(|_| Ok(())).collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_does_not_wait_for_another_users_call_and_each_user_stays_in_order() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = Gated::on("alice@contoso.com");
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        engine(settings()),
+        Telemetry::new(),
+        std::future::pending(),
+        options(None),
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Alice's set hangs; meanwhile her line flaps and bob's line changes.
+    tx.send(line("1001", LineState::Idle)).unwrap();
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tx.send(line("1001", LineState::Idle)).unwrap();
+    tx.send(line("1002", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.log(),
+        vec![
+            "start alice@contoso.com setPresence",
+            "start bob@contoso.com setPresence",
+            "done bob@contoso.com setPresence",
+        ]
+    );
+    // Once alice's set is answered, her final state (idle) goes out.
+    sink.gate.add_permits(2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        sink.log()[3..],
+        [
+            "done alice@contoso.com setPresence",
+            "start alice@contoso.com clearPresence",
+            "done alice@contoso.com clearPresence",
+            // At the end: bob's set is cleared.
+            "start bob@contoso.com clearPresence",
+            "done bob@contoso.com clearPresence",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_every_call_in_flight_changes_wait_and_go_out_together() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let sink = Gated::on("alice@contoso.com");
+    let mut options = options(None);
+    options.calls_in_flight = 1;
+    let mut e = engine(settings());
+    e.add_extension("1003", "carol@contoso.com", Mapping::default());
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        e,
+        Telemetry::new(),
+        std::future::pending(),
+        options,
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tx.send(line("1002", LineState::Busy)).unwrap();
+    tx.send(line("1003", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sink.log(), vec!["start alice@contoso.com setPresence"]);
+    sink.gate.add_permits(1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.log()[1..],
+        [
+            "done alice@contoso.com setPresence",
+            "start bob@contoso.com setPresence + carol@contoso.com setPresence",
+            "done bob@contoso.com setPresence + carol@contoso.com setPresence",
+        ]
     );
     task.abort();
 }

@@ -57,7 +57,7 @@ async fn set_then_clear_through_graph() {
         .await
         .unwrap();
     let telemetry = Telemetry::new();
-    let mut sink = GraphSink::new(client(&emu), telemetry.clone());
+    let sink = GraphSink::new(client(&emu), telemetry.clone());
     let r = sink
         .apply(&[command("1001", "alice@contoso.com", busy())])
         .await;
@@ -110,7 +110,7 @@ async fn unknown_user_fails_alone() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await
         .unwrap();
-    let mut sink = GraphSink::new(client(&emu), Telemetry::new());
+    let sink = GraphSink::new(client(&emu), Telemetry::new());
     let r = sink
         .apply(&[
             command("1001", "alice@contoso.com", busy()),
@@ -128,7 +128,7 @@ async fn throttled_batch_recovers_and_final_presence_matches() {
         .await
         .unwrap();
     let telemetry = Telemetry::new();
-    let mut sink = GraphSink::new(client(&emu), telemetry.clone());
+    let sink = GraphSink::new(client(&emu), telemetry.clone());
     // Resolve first so the faults hit the presence calls.
     sink.seed([("alice@contoso.com", ALICE), ("bob@contoso.com", BOB)]);
     emu.inject(Fault::TooManyRequests {
@@ -188,6 +188,7 @@ async fn driver_with_graph_sink_clears_on_shutdown_and_persists_ids() {
         tx.send(SourceEvent::Line(LineChange {
             extension: ext.into(),
             line_state: state,
+            received_at: None,
         }))
         .unwrap();
     }
@@ -201,10 +202,7 @@ async fn driver_with_graph_sink_clears_on_shutdown_and_persists_ids() {
             engine,
             Telemetry::new(),
             std::future::pending(),
-            RunOptions {
-                state_file: Some(state_file.clone()),
-                shutdown_limit: Duration::from_secs(10),
-            },
+            RunOptions::new(Some(state_file.clone()), Duration::from_secs(10)),
         ),
     )
     .await
@@ -228,7 +226,7 @@ async fn failures_say_whether_a_retry_can_help() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await
         .unwrap();
-    let mut sink = GraphSink::new(client(&emu), Telemetry::new());
+    let sink = GraphSink::new(client(&emu), Telemetry::new());
     let r = sink
         .apply(&[command("1004", "dave@contoso.com", busy())])
         .await;
@@ -243,7 +241,7 @@ async fn failures_say_whether_a_retry_can_help() {
     });
     let mut quick = config(&emu);
     quick.max_retries = 0;
-    let mut sink = GraphSink::new(GraphClient::new(quick).unwrap(), Telemetry::new());
+    let sink = GraphSink::new(GraphClient::new(quick).unwrap(), Telemetry::new());
     let r = sink
         .apply(&[command("1001", "alice@contoso.com", busy())])
         .await;
@@ -258,7 +256,7 @@ async fn the_token_state_follows_the_calls() {
         .await
         .unwrap();
     let telemetry = Telemetry::new();
-    let mut sink = GraphSink::new(client(&emu), telemetry.clone());
+    let sink = GraphSink::new(client(&emu), telemetry.clone());
     let r = sink
         .apply(&[command("1001", "alice@contoso.com", busy())])
         .await;
@@ -272,7 +270,7 @@ async fn the_token_state_follows_the_calls() {
 
     let mut wrong = config(&emu);
     wrong.credential = Credential::Secret(SecretString::new("not-the-secret".to_owned()));
-    let mut refused = GraphSink::new(GraphClient::new(wrong).unwrap(), telemetry.clone());
+    let refused = GraphSink::new(GraphClient::new(wrong).unwrap(), telemetry.clone());
     let r = refused
         .apply(&[command("1002", "bob@contoso.com", busy())])
         .await;
@@ -292,7 +290,7 @@ async fn warm_up_looks_users_up_once_and_names_those_missing() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await
         .unwrap();
-    let mut sink = GraphSink::new(client(&emu), Telemetry::new());
+    let sink = GraphSink::new(client(&emu), Telemetry::new());
     let failed = sink
         .warm_up(&["alice@contoso.com".into(), "dave@contoso.com".into()])
         .await;

@@ -194,6 +194,9 @@ struct Slot {
     failures: u32,
     status_set: bool,
     last_notify: Option<Instant>,
+    /// Commands sent for this slot whose outcome is not known yet (see
+    /// [`Engine::dispatched`]); while any are, the slot sends nothing new.
+    in_flight: u32,
     /// The times this slot has in [`Engine::wake`].
     armed: Vec<Instant>,
 }
@@ -276,6 +279,7 @@ impl Engine {
                 failures: 0,
                 status_set: false,
                 last_notify: None,
+                in_flight: 0,
                 armed: Vec::new(),
             },
         );
@@ -312,23 +316,32 @@ impl Engine {
     pub fn applied_records(&self) -> BTreeMap<String, AppliedRecord> {
         self.slots
             .iter()
-            .filter_map(|(ext, s)| {
-                let applied = s.applied.or(s.last_set.map(Want::Set))?;
-                Some((
-                    s.user.clone(),
-                    AppliedRecord {
-                        extension: ext.clone(),
-                        applied: applied.text(),
-                        at_unix: s.applied_wall.map(unix_seconds).unwrap_or(0.0),
-                    },
-                ))
-            })
+            .filter_map(|(ext, s)| Some((s.user.clone(), Self::record_of(ext, s)?)))
             .chain(
                 self.orphans
                     .iter()
                     .map(|(user, (record, _))| (user.clone(), record.clone())),
             )
             .collect()
+    }
+
+    /// What to persist about `user` of `extension` now: their entry in
+    /// [`applied_records`](Self::applied_records), if they have one.
+    pub fn applied_record(&self, extension: &str, user: &str) -> Option<AppliedRecord> {
+        match self.slots.get(extension).filter(|s| s.user == user) {
+            Some(slot) => Self::record_of(extension, slot),
+            None => self.orphans.get(user).map(|(record, _)| record.clone()),
+        }
+    }
+
+    /// A presence we hold, or may hold after a failed command.
+    fn record_of(extension: &str, slot: &Slot) -> Option<AppliedRecord> {
+        let applied = slot.applied.or(slot.last_set.map(Want::Set))?;
+        Some(AppliedRecord {
+            extension: extension.to_owned(),
+            applied: applied.text(),
+            at_unix: slot.applied_wall.map(unix_seconds).unwrap_or(0.0),
+        })
     }
 
     /// The line state of `extension`, as last reported.
@@ -378,7 +391,9 @@ impl Engine {
             .keepalive_at
             .filter(|_| matches!(slot.applied, Some(Want::Set(_))));
         let times = [slot.pending.map(|(_, d, _)| d), slot.retry_at, keepalive];
-        let times = times.into_iter().flatten();
+        // A slot with a call in flight waits for its outcome, not for a timer.
+        let held = slot.in_flight > 0;
+        let times = times.into_iter().flatten().filter(|_| !held);
         if slot.armed.iter().copied().eq(times.clone()) {
             return;
         }
@@ -575,6 +590,9 @@ impl Engine {
         reconcile: bool,
         out: &mut Vec<PresenceCommand>,
     ) {
+        if slot.in_flight > 0 {
+            return;
+        }
         if let Some((state, deadline, first)) = slot.pending {
             if now >= deadline {
                 slot.pending = None;
@@ -643,6 +661,40 @@ impl Engine {
             .min()
     }
 
+    /// Marks `commands` as sent. Until each one's outcome is reported
+    /// ([`command_succeeded`](Self::command_succeeded) or
+    /// [`command_failed`](Self::command_failed)), its user gets no new
+    /// command: changes wait and are decided once the outcome is in. A driver
+    /// with several calls in flight needs this, or two calls for one user
+    /// could reach Graph out of order; one that reports every outcome before
+    /// it polls again need not call it.
+    pub fn dispatched(&mut self, commands: &[PresenceCommand]) {
+        for c in commands {
+            if let Some(slot) = self.slots.get_mut(&c.extension) {
+                if slot.user == c.user {
+                    slot.in_flight = slot.in_flight.saturating_add(1);
+                    Self::arm(&mut self.wake, &c.extension, slot);
+                }
+            }
+        }
+    }
+
+    /// The outcome of a command marked by [`dispatched`](Self::dispatched) is
+    /// in; the last one frees its slot.
+    fn settled(&mut self, command: &PresenceCommand) {
+        if let Some(slot) = self.slots.get_mut(&command.extension) {
+            if slot.user == command.user && slot.in_flight > 0 {
+                slot.in_flight -= 1;
+                Self::arm(&mut self.wake, &command.extension, slot);
+            }
+        }
+    }
+
+    /// Whether some command of `extension` awaits its outcome.
+    pub fn in_flight(&self, extension: &str) -> bool {
+        self.slots.get(extension).is_some_and(|s| s.in_flight > 0)
+    }
+
     /// A command could not be applied: it is retried after
     /// [`EngineSettings::retry_after`] (with the then desired presence).
     /// Same as [`command_failed_with`](Self::command_failed_with) and a
@@ -659,6 +711,7 @@ impl Engine {
         now: Instant,
         failure: Failure,
     ) -> Duration {
+        self.settled(command);
         let settings = &self.settings;
         let delay = |failures: u32| match failure {
             Failure::Transient { retry_after } => retry_after.unwrap_or(settings.retry_after),
@@ -719,6 +772,7 @@ impl Engine {
 
     /// A command was applied: the permanent-failure backoff starts over.
     pub fn command_succeeded(&mut self, command: &PresenceCommand) {
+        self.settled(command);
         if let Some(slot) = self.slots.get_mut(&command.extension) {
             if slot.user == command.user {
                 slot.failures = 0;
@@ -814,6 +868,53 @@ mod tests {
         let cmds = e.poll(t0 + secs(12));
         assert_eq!(kinds(&cmds), vec![("1001".into(), Clear, Reason::Change)]);
         assert_eq!(cmds[0].caused_at, Some(t0 + secs(10)));
+    }
+
+    #[test]
+    fn a_user_with_a_command_in_flight_waits_for_its_outcome() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let first = e.poll(t0);
+        e.dispatched(&first);
+        assert!(e.in_flight("1001"));
+        // While alice's set is in flight her line flaps; bob's changes.
+        for (i, s) in [LineState::Idle, LineState::Busy, LineState::Idle]
+            .into_iter()
+            .enumerate()
+        {
+            e.line_changed("1001", s, t0 + secs(1 + i as u64));
+        }
+        e.line_changed("1002", LineState::Busy, t0 + secs(1));
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(4))),
+            vec![set("1002", Reason::Change)]
+        );
+        // Nothing is due for alice until the outcome is in (no busy wake-ups).
+        assert!(e.next_deadline().is_some_and(|t| t > t0 + secs(60)));
+        assert_eq!(e.poll(t0 + secs(5)), vec![]);
+        e.command_succeeded(&first[0]);
+        assert!(!e.in_flight("1001"));
+        // Then only the final state, caused by the first change that waited.
+        let cmds = e.poll(t0 + secs(5));
+        assert_eq!(kinds(&cmds), vec![("1001".into(), Clear, Reason::Change)]);
+        assert_eq!(cmds[0].caused_at, Some(t0 + secs(1)));
+    }
+
+    #[test]
+    fn a_failed_command_in_flight_frees_its_user_for_the_retry() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.line_changed("1001", LineState::Busy, t0);
+        let first = e.poll(t0);
+        e.dispatched(&first);
+        e.command_failed(&first[0], t0 + secs(1));
+        assert!(!e.in_flight("1001"));
+        assert_eq!(e.next_deadline(), Some(t0 + secs(31)));
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(31))),
+            vec![set("1001", Reason::Retry)]
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - [`Engine`] is the per-user logic, sans-IO (line changes and `now` in,
 //!   [`PresenceCommand`]s and the next deadline out): mapping, debounce,
 //!   keep-alives, reconciliation, restart correction, shutdown clears.
-//! - [`state`] is the state file (object ids, what was applied), written atomically.
+//! - [`state`] is the state file (object ids, what was applied): a snapshot
+//!   written atomically and a journal of changes ([`StateStore`]).
 //! - [`LogSink`] prints decisions (`--dry-run`); [`GraphSink`] applies them
 //!   with Microsoft Graph.
 //! - [`run_engine`] is the tokio loop around them.
@@ -16,6 +17,13 @@
 //! hour. A set is recorded in the state file before it is sent, so a crash
 //! never leaves a presence the next start does not know about; a stop does
 //! not wait for calls in flight and clears what they may have set.
+//!
+//! Up to [`RunOptions::calls_in_flight`] sink calls run at once, each for
+//! other users: a change that comes while a call is in flight goes out at
+//! once instead of waiting for it. A user with a call in flight gets no
+//! second one until the first is answered, so Graph sees each user's changes
+//! in order; when every call is in flight, changes wait and go out together
+//! (one `$batch`), each line with its final state only.
 //!
 //! A new source or sink is one trait implementation away.
 //!
@@ -53,13 +61,15 @@
 mod machine;
 mod sinks;
 pub mod state;
+mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use blf::Mapping;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use tokio::sync::mpsc;
 
 pub use machine::{
@@ -67,6 +77,7 @@ pub use machine::{
 };
 pub use sinks::{GraphSink, LogSink, SinkError};
 pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
+pub use store::{StateStore, COMPACT_AFTER_LINES};
 
 use crate::extensions::Extension;
 use crate::observe::Telemetry;
@@ -105,17 +116,21 @@ impl LineSource for ChannelSource {
 }
 
 /// Where presence commands go.
-pub trait PresenceSink: Send {
+///
+/// [`run_engine`] may call [`apply`](Self::apply) again before an earlier
+/// call has finished (never with a user whose call is still in flight), so
+/// a sink that keeps state keeps it behind a lock or in a shared client.
+pub trait PresenceSink: Send + Sync {
     /// Applies the commands (in order per user); one result per command, in order.
     fn apply(
-        &mut self,
+        &self,
         commands: &[PresenceCommand],
     ) -> impl Future<Output = Vec<Result<(), SinkError>>> + Send;
 
     /// Reads back users' presence as `Availability/Activity` text, for drift
     /// reports; sinks that cannot read return an empty list.
     fn read_back(
-        &mut self,
+        &self,
         users: &[String],
     ) -> impl Future<Output = Result<Vec<(String, String)>, SinkError>> + Send {
         let _ = users;
@@ -250,12 +265,14 @@ impl EngineConfig {
 
     /// The run options for [`run_engine`] (state file, shutdown limit).
     pub fn run_options(&self) -> RunOptions {
-        RunOptions {
-            state_file: Some(self.state_file.clone()),
-            shutdown_limit: self.shutdown_limit,
-        }
+        RunOptions::new(Some(self.state_file.clone()), self.shutdown_limit)
     }
 }
+
+/// Sink calls in flight at once by default. Graph answers each in well under
+/// a second; four keep a change from waiting behind another user's call
+/// without giving up `$batch` when many lines change together.
+pub const DEFAULT_CALLS_IN_FLIGHT: usize = 4;
 
 /// What [`run_engine`] needs besides the source and the sink.
 #[derive(Debug)]
@@ -264,41 +281,158 @@ pub struct RunOptions {
     pub state_file: Option<PathBuf>,
     /// Longest time spent clearing presences at shutdown.
     pub shutdown_limit: Duration,
+    /// Most sink calls in flight at once (at least 1).
+    pub calls_in_flight: usize,
+}
+
+impl RunOptions {
+    /// The options with [`DEFAULT_CALLS_IN_FLIGHT`].
+    pub fn new(state_file: Option<PathBuf>, shutdown_limit: Duration) -> Self {
+        Self {
+            state_file,
+            shutdown_limit,
+            calls_in_flight: DEFAULT_CALLS_IN_FLIGHT,
+        }
+    }
 }
 
 fn tokio_now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn save(engine: &Engine, sink: &impl PresenceSink, options: &RunOptions) {
-    let Some(path) = &options.state_file else {
-        return;
-    };
-    let state = PersistedState {
-        object_ids: sink.object_ids().into_iter().collect(),
-        users: engine.applied_records(),
-    };
-    if let Err(e) = state.save(path) {
-        tracing::warn!("cannot save the presence state: {e}");
+/// How often the state file is looked at even without much journal: the
+/// object ids looked up since the last fold are saved then.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(600);
+
+fn object_ids(sink: &impl PresenceSink) -> BTreeMap<String, String> {
+    sink.object_ids().into_iter().collect()
+}
+
+/// The state file while the loop runs: a journal line per change, folded
+/// into the snapshot now and then off the loop.
+struct Persistence {
+    path: Option<PathBuf>,
+    store: Option<StateStore>,
+    next_checkpoint: Instant,
+    /// Object ids in the last snapshot (a new one is worth a fold).
+    saved_ids: usize,
+}
+
+impl Persistence {
+    fn open(path: Option<PathBuf>, sink: &impl PresenceSink) -> Self {
+        let mut p = Self {
+            path,
+            store: None,
+            next_checkpoint: tokio_now() + CHECKPOINT_EVERY,
+            saved_ids: 0,
+        };
+        p.reopen(sink);
+        p
+    }
+
+    fn reopen(&mut self, sink: &impl PresenceSink) {
+        let Some(path) = &self.path else { return };
+        let ids = object_ids(sink);
+        self.saved_ids = ids.len();
+        match StateStore::open(path, ids) {
+            Ok(store) => self.store = Some(store),
+            Err(e) => tracing::error!(
+                "cannot save the presence state: {e}; a restart could not correct what \
+                 this run sets (retried every {} minutes)",
+                CHECKPOINT_EVERY.as_secs() / 60
+            ),
+        }
+    }
+
+    /// Records the current state of the commands' users (with `sets_only`,
+    /// of those the commands set: the write-ahead before a call).
+    fn record(&mut self, engine: &Engine, commands: &[PresenceCommand], sets_only: bool) {
+        let Some(store) = &mut self.store else { return };
+        let mut users: Vec<(&str, &str)> = commands
+            .iter()
+            .filter(|c| !sets_only || matches!(c.kind, PresenceCommandKind::Set { .. }))
+            .map(|c| (c.extension.as_str(), c.user.as_str()))
+            .collect();
+        users.dedup();
+        let records: Vec<(&str, Option<AppliedRecord>)> = users
+            .into_iter()
+            .map(|(ext, user)| (user, engine.applied_record(ext, user)))
+            .collect();
+        if let Err(e) = store.record(records.iter().map(|(u, r)| (*u, r.as_ref()))) {
+            tracing::warn!("cannot save the presence state: {e}");
+        }
+    }
+
+    /// Folds the journal into the snapshot when it has grown, and every
+    /// [`CHECKPOINT_EVERY`] when something changed.
+    fn checkpoint(&mut self, sink: &impl PresenceSink) {
+        let now = tokio_now();
+        let periodic = now >= self.next_checkpoint;
+        if periodic {
+            self.next_checkpoint = now + CHECKPOINT_EVERY;
+            if self.store.is_none() {
+                self.reopen(sink);
+                return;
+            }
+        }
+        let Some(store) = &mut self.store else { return };
+        if !store.compaction_due() && !periodic {
+            return;
+        }
+        let ids = object_ids(sink);
+        if store.compaction_due() || store.journal_lines() > 0 || ids.len() != self.saved_ids {
+            self.saved_ids = ids.len();
+            if let Err(e) = store.compact(ids) {
+                tracing::warn!("cannot save the presence state: {e}");
+            }
+        }
+    }
+
+    /// At the stop: the engine's whole state and the object ids into the
+    /// snapshot.
+    fn close(self, engine: &Engine, sink: &impl PresenceSink) {
+        let Some(store) = self.store else { return };
+        let records = engine.applied_records();
+        let result = store.close(
+            records.iter().map(|(u, r)| (u.as_str(), Some(r))),
+            object_ids(sink),
+        );
+        if let Err(e) = result {
+            tracing::warn!("cannot save the presence state: {e}");
+        }
     }
 }
 
-async fn apply<K: PresenceSink>(
-    engine: &mut Engine,
-    sink: &mut K,
-    telemetry: &Telemetry,
+/// One sink call: the commands, then the read-back of what a reconciliation
+/// re-asserted. Returns the call's id and one result per command.
+async fn call<K: PresenceSink>(
+    sink: &K,
+    id: u64,
     commands: Vec<PresenceCommand>,
-) {
-    if commands.is_empty() {
-        return;
-    }
+) -> (u64, Vec<Result<(), SinkError>>) {
+    let reasserted = reasserted_sets(&commands);
+    let results = sink.apply(&commands).await;
+    report_drift(sink, reasserted).await;
+    (id, results)
+}
+
+/// The commands' NOTIFY→Graph latency, as they are sent.
+fn sending(telemetry: &Telemetry, commands: &[PresenceCommand]) {
     let now = tokio_now();
-    for c in &commands {
+    for c in commands {
         if let Some(at) = c.caused_at {
             telemetry.notify_to_graph(now.saturating_duration_since(at));
         }
     }
-    let results = sink.apply(&commands).await;
+}
+
+/// Tells the engine (and `/status`) how each command of a call went.
+fn settle(
+    engine: &mut Engine,
+    telemetry: &Telemetry,
+    commands: &[PresenceCommand],
+    results: &[Result<(), SinkError>],
+) {
     let after = tokio_now();
     for (i, command) in commands.iter().enumerate() {
         match results.get(i) {
@@ -347,7 +481,9 @@ fn handle(event: SourceEvent, engine: &mut Engine, telemetry: &Telemetry) {
         // The NOTIFY itself is counted by the source that received it.
         SourceEvent::Line(change) => {
             telemetry.set_line_state(&change.extension, change.line_state);
-            engine.line_changed(&change.extension, change.line_state, tokio_now());
+            // From the NOTIFY's arrival: the latency counts the hop here too.
+            let at = change.received_at.unwrap_or_else(tokio_now);
+            engine.line_changed(&change.extension, change.line_state, at);
         }
         SourceEvent::Notice(Notice::Info(text)) => tracing::info!("{text}"),
         SourceEvent::Notice(Notice::Warning(text)) => tracing::warn!("{text}"),
@@ -370,7 +506,7 @@ fn reasserted_sets(commands: &[PresenceCommand]) -> Vec<(String, &'static str)> 
 /// After a reconciliation, reads back the re-asserted users' presence and
 /// reports those that do not show what we hold (e.g. a higher-priority
 /// session of the user's own).
-async fn report_drift<K: PresenceSink>(sink: &mut K, expected: Vec<(String, &'static str)>) {
+async fn report_drift<K: PresenceSink>(sink: &K, expected: Vec<(String, &'static str)>) {
     if expected.is_empty() {
         return;
     }
@@ -396,48 +532,58 @@ async fn report_drift<K: PresenceSink>(sink: &mut K, expected: Vec<(String, &'st
     }
 }
 
-/// Commands given up before their outcome was known: what Graph holds is
-/// unknown, so they count as failed.
-fn cut_off(engine: &mut Engine, commands: &[PresenceCommand]) {
-    let now = tokio_now();
-    for command in commands {
-        engine.command_failed(command, now);
-    }
-}
-
 /// Runs the engine until the source ends or `shutdown` resolves; then clears
 /// every presence we set (within `options.shutdown_limit`) and saves the
 /// state. Returns the engine for inspection.
 pub async fn run_engine<S: LineSource, K: PresenceSink>(
     mut source: S,
-    mut sink: K,
+    sink: K,
     mut engine: Engine,
     telemetry: Telemetry,
     shutdown: impl Future<Output = ()>,
     options: RunOptions,
 ) -> Engine {
     tokio::pin!(shutdown);
+    let mut persistence = Persistence::open(options.state_file.clone(), &sink);
+    let limit = options.calls_in_flight.max(1);
+    let mut calls = FuturesUnordered::new();
+    // The commands of each call in flight, by call id.
+    let mut in_flight: HashMap<u64, Vec<PresenceCommand>> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut ended = false;
+    let mut stopped = false;
     loop {
-        let deadline = engine.next_deadline().map(tokio::time::Instant::from_std);
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        // With every call in flight, nothing can be sent before one returns.
+        let room = calls.len() < limit;
+        let wake = room
+            .then(|| engine.next_deadline())
+            .flatten()
+            .map_or(persistence.next_checkpoint, |d| {
+                d.min(persistence.next_checkpoint)
+            });
+        let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
         tokio::select! {
             biased;
-            () = &mut shutdown => break,
-            event = source.next_event() => match event {
-                None => break,
+            () = &mut shutdown => {
+                stopped = true;
+                break;
+            }
+            Some(done) = calls.next(), if !calls.is_empty() => {
+                let (id, results): (u64, Vec<Result<(), SinkError>>) = done;
+                finish(&mut engine, &telemetry, &mut persistence, &mut in_flight, id, &results);
+            }
+            event = source.next_event(), if !ended => match event {
+                None => ended = true,
                 Some(event) => handle(event, &mut engine, &telemetry),
             },
             () = timer => {}
         }
-        // Take what else is ready (a backlog after a slow Graph call) so that
+        // Take what else is ready (a backlog after a busy spell) so that
         // only each line's final state is sent.
-        let mut ended = false;
         for _ in 0..MAX_BACKLOG {
+            if ended {
+                break;
+            }
             let ready = tokio::select! {
                 biased;
                 event = source.next_event() => Some(event),
@@ -445,65 +591,76 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
             };
             match ready {
                 None => break,
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
+                Some(None) => ended = true,
                 Some(Some(event)) => handle(event, &mut engine, &telemetry),
             }
         }
-        let commands = engine.poll(tokio_now());
-        let changed = !commands.is_empty();
-        let reasserted = reasserted_sets(&commands);
-        let sent = commands.clone();
-        // Write-ahead: a presence set by a call that a kill -9 interrupts
-        // (before the save below) must still be known to the next start.
-        if commands
-            .iter()
-            .any(|c| matches!(c.kind, PresenceCommandKind::Set { .. }))
-        {
-            save(&engine, &sink, &options);
+        if calls.len() < limit {
+            let commands = engine.poll(tokio_now());
+            if !commands.is_empty() {
+                engine.dispatched(&commands);
+                // Write-ahead: a presence set by a call that a kill -9
+                // interrupts must still be known to the next start.
+                persistence.record(&engine, &commands, true);
+                sending(&telemetry, &commands);
+                next_id += 1;
+                in_flight.insert(next_id, commands.clone());
+                calls.push(call(&sink, next_id, commands));
+            }
         }
-        // Graph may take minutes (Retry-After, backoff): a stop request must
-        // not wait for it.
-        let stopped = tokio::select! {
-            biased;
-            () = &mut shutdown => true,
-            () = async {
-                apply(&mut engine, &mut sink, &telemetry, commands).await;
-                report_drift(&mut sink, reasserted).await;
-            } => false,
-        };
-        if stopped {
-            tracing::info!("stopping while Graph calls were in flight; they are given up");
-            cut_off(&mut engine, &sent);
-            break;
-        }
-        if changed {
-            save(&engine, &sink, &options);
-        }
-        if ended {
+        persistence.checkpoint(&sink);
+        if ended && calls.is_empty() {
             break;
         }
     }
+    if stopped && !in_flight.is_empty() {
+        // Graph may take minutes (Retry-After, backoff): a stop does not wait.
+        tracing::info!("stopping while Graph calls were in flight; they are given up");
+        let now = tokio_now();
+        for commands in in_flight.values() {
+            for command in commands {
+                engine.command_failed(command, now);
+            }
+        }
+    }
+    drop(calls);
     let commands = engine.shutdown(tokio_now());
     if !commands.is_empty() {
         let limit = options.shutdown_limit;
-        let sent = commands.clone();
-        if tokio::time::timeout(limit, apply(&mut engine, &mut sink, &telemetry, commands))
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "clearing presences at shutdown took longer than {limit:?}; stopped \
-                 (the next start clears what is left)"
-            );
-            // Unconfirmed: keep them recorded as set so the next start corrects them.
-            cut_off(&mut engine, &sent);
+        sending(&telemetry, &commands);
+        match tokio::time::timeout(limit, sink.apply(&commands)).await {
+            Ok(results) => settle(&mut engine, &telemetry, &commands, &results),
+            Err(_) => {
+                tracing::warn!(
+                    "clearing presences at shutdown took longer than {limit:?}; stopped \
+                     (the next start clears what is left)"
+                );
+                // Unconfirmed: keep them recorded as set so the next start corrects them.
+                let now = tokio_now();
+                for command in &commands {
+                    engine.command_failed(command, now);
+                }
+            }
         }
     }
-    save(&engine, &sink, &options);
+    persistence.close(&engine, &sink);
     engine
+}
+
+/// A call returned: its outcome into the engine and the state file.
+fn finish(
+    engine: &mut Engine,
+    telemetry: &Telemetry,
+    persistence: &mut Persistence,
+    in_flight: &mut HashMap<u64, Vec<PresenceCommand>>,
+    id: u64,
+    results: &[Result<(), SinkError>],
+) {
+    let Some(commands) = in_flight.remove(&id) else {
+        return;
+    };
+    settle(engine, telemetry, &commands, results);
+    persistence.record(engine, &commands, false);
 }
 
 #[cfg(test)]

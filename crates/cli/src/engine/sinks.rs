@@ -144,7 +144,7 @@ impl LogSink {
 }
 
 impl PresenceSink for LogSink {
-    async fn apply(&mut self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
+    async fn apply(&self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
         let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
         commands
             .iter()
@@ -290,7 +290,7 @@ impl GraphSink {
 }
 
 impl PresenceSink for GraphSink {
-    async fn apply(&mut self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
+    async fn apply(&self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
         let mut results: Vec<Option<Result<(), GraphError>>> = vec![None; commands.len()];
         let mut ops: Vec<(usize, PresenceOperation)> = Vec::new();
         for (i, c) in commands.iter().enumerate() {
@@ -358,7 +358,7 @@ impl PresenceSink for GraphSink {
             .collect()
     }
 
-    async fn read_back(&mut self, users: &[String]) -> Result<Vec<(String, String)>, SinkError> {
+    async fn read_back(&self, users: &[String]) -> Result<Vec<(String, String)>, SinkError> {
         let mut ids = Vec::new();
         for u in users {
             ids.push((u.clone(), self.resolve(u).await.map_err(SinkError::from)?));
@@ -407,7 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn log_sink_records_each_decision_and_never_fails() {
-        let mut sink = LogSink::quiet();
+        let sink = LogSink::quiet();
         let shared = sink.clone();
         let commands = [
             cmd(

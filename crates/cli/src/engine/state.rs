@@ -2,12 +2,24 @@
 //! last applied per user, so a restart (even after `kill -9`) can correct a
 //! presence left behind.
 //!
-//! Written atomically: a temporary file in the same directory, `fsync`, then
-//! `rename` over the old file (and an `fsync` of the directory), so a crash
-//! leaves either the old or the new file, never a torn one. A file that cannot
-//! be parsed is set aside as `<name>.corrupt-<unix seconds>` and reported; the
-//! service starts from an empty state instead of failing.
-
+//! Two parts:
+//! - the snapshot, `<file>`: the whole state, written atomically (a temporary
+//!   file in the same directory, `fsync`, `rename` over the old file, `fsync`
+//!   of the directory), so a crash leaves either the old or the new file;
+//! - the journal, `<file>.journal` (and `<file>.journal.old` while it is being
+//!   folded into the snapshot): one JSON line per user whose record changed,
+//!   appended by the running service ([`super::StateStore`]). Rewriting the
+//!   whole snapshot for every change cost 8 ms at 10,000 users; a journal
+//!   line costs a few microseconds.
+//!
+//! Each journal starts with a header line naming its generation; the snapshot
+//! names the last generation folded into it. [`PersistedState::load`] reads the
+//! snapshot and replays the newer journals in order, up to the first line that
+//! does not parse (the torn end of a write a crash interrupted).
+//!
+//! A snapshot that cannot be parsed is set aside as
+//! `<name>.corrupt-<unix seconds>` and reported; the service starts from the
+//! journals alone (or an empty state) instead of failing.
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +50,86 @@ pub struct PersistedState {
     /// User → what we last applied.
     #[serde(default)]
     pub users: BTreeMap<String, AppliedRecord>,
+    /// The last journal generation folded into this snapshot (0: none).
+    #[serde(default)]
+    pub journal_generation: u64,
+}
+
+/// The first line of a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JournalHeader {
+    /// Journals are replayed in generation order; those not newer than the
+    /// snapshot's [`PersistedState::journal_generation`] are already in it.
+    pub generation: u64,
+}
+
+/// One journal line: a user's record as it now stands (`None`: removed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct JournalEntry {
+    /// The user.
+    pub user: String,
+    /// The record, or `None` when the user no longer has one.
+    pub record: Option<AppliedRecord>,
+}
+
+/// The journal being appended to.
+pub(crate) fn journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal")
+}
+
+/// The journal being folded into the snapshot.
+pub(crate) fn old_journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal.old")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// A journal as read: its generation, its entries, and a warning when a line
+/// other than the last could not be parsed (the last may be a torn write).
+#[derive(Debug)]
+pub(crate) struct JournalRead {
+    pub generation: u64,
+    pub entries: Vec<JournalEntry>,
+    pub warning: Option<String>,
+}
+
+/// Reads a journal; `None` when it does not exist or has no valid header.
+pub(crate) fn read_journal(path: &Path) -> Option<JournalRead> {
+    let bytes = match std::fs::metadata(path) {
+        Ok(m) if m.len() <= MAX_STATE_FILE_BYTES => std::fs::read(path).ok()?,
+        _ => return None,
+    };
+    let mut lines = bytes.split(|b| *b == b'\n');
+    let header: JournalHeader = serde_json::from_slice(lines.next()?).ok()?;
+    let mut entries = Vec::new();
+    let mut warning = None;
+    let rest: Vec<&[u8]> = lines.filter(|l| !l.is_empty()).collect();
+    for (i, line) in rest.iter().enumerate() {
+        match serde_json::from_slice::<JournalEntry>(line) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                if i + 1 < rest.len() {
+                    warning = Some(format!(
+                        "journal {}: line {} does not parse ({e}); the {} line(s) from there on are \
+                         ignored",
+                        path.display(),
+                        i + 2,
+                        rest.len() - i
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    Some(JournalRead {
+        generation: header.generation,
+        entries,
+        warning,
+    })
 }
 
 /// Errors writing the state file.
@@ -80,49 +172,55 @@ pub fn unix_seconds(t: SystemTime) -> f64 {
 }
 
 impl PersistedState {
-    /// Loads `path`. Missing file → empty state, no warning. Unreadable or
-    /// unparsable file → empty state, the file renamed to
-    /// `<name>.corrupt-<unix seconds>`, and a warning naming both.
+    /// Loads `path` and replays its journals. Missing file → empty state, no
+    /// warning. Unreadable or unparsable snapshot → the file renamed to
+    /// `<name>.corrupt-<unix seconds>`, a warning naming both, and the state
+    /// the journals alone give.
+    ///
+    /// Safe while a service writes the files: a journal folded into the
+    /// snapshot between two reads shows as a gap in the generations, and the
+    /// files are read again.
     pub fn load(path: &Path, now: SystemTime) -> Loaded {
-        let text = match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::default(),
-            Err(e) => {
-                return Loaded {
-                    state: Self::default(),
-                    warning: Some(format!(
-                        "state file {}: cannot read ({e}); starting without it",
-                        path.display()
-                    )),
-                }
-            }
-            Ok(m) if m.len() > MAX_STATE_FILE_BYTES => {
-                Err(format!("larger than {MAX_STATE_FILE_BYTES} bytes"))
-            }
-            Ok(_) => std::fs::read(path).map_err(|e| e.to_string()),
+        let (mut state, mut warning) = match read_snapshot(path) {
+            Ok(state) => (state.unwrap_or_default(), None),
+            Err(reason) => (Self::default(), Some(set_aside(path, now, &reason))),
         };
-        let parsed = text.and_then(|bytes| {
-            serde_json::from_slice::<PersistedState>(&bytes).map_err(|e| e.to_string())
-        });
-        match parsed {
-            Ok(state) => Loaded {
-                state,
-                warning: None,
-            },
-            Err(reason) => {
-                let aside = corrupt_name(path, now);
-                let moved = match std::fs::rename(path, &aside) {
-                    Ok(()) => format!("set aside as {}", aside.display()),
-                    Err(e) => format!("could not be set aside ({e})"),
-                };
-                Loaded {
-                    state: Self::default(),
-                    warning: Some(format!(
-                        "state file {} is corrupt ({reason}); {moved}; starting from an empty state",
-                        path.display()
-                    )),
+        for attempt in 0..3 {
+            let mut journals: Vec<JournalRead> = [old_journal_path(path), journal_path(path)]
+                .iter()
+                .filter_map(|p| read_journal(p))
+                .filter(|j| j.generation > state.journal_generation)
+                .collect();
+            journals.sort_by_key(|j| j.generation);
+            let contiguous = journals
+                .iter()
+                .zip(state.journal_generation + 1..)
+                .all(|(j, expected)| j.generation == expected);
+            if !contiguous && attempt < 2 {
+                // The snapshot changed under us (a fold finished): read it again.
+                if let Ok(Some(newer)) = read_snapshot(path) {
+                    state = newer;
                 }
+                continue;
             }
+            for journal in journals {
+                warning = warning.or(journal.warning);
+                state.replay(journal.generation, journal.entries);
+            }
+            break;
         }
+        Loaded { state, warning }
+    }
+
+    /// Applies a journal's entries on top of this state.
+    pub(crate) fn replay(&mut self, generation: u64, entries: Vec<JournalEntry>) {
+        for entry in entries {
+            match entry.record {
+                Some(record) => self.users.insert(entry.user, record),
+                None => self.users.remove(&entry.user),
+            };
+        }
+        self.journal_generation = self.journal_generation.max(generation);
     }
 
     /// Writes the state to `path` atomically (temp file in the same directory,
@@ -164,6 +262,35 @@ impl PersistedState {
             io(e)
         })
     }
+}
+
+/// The snapshot alone: `Ok(None)` when missing, `Err` with the reason when it
+/// cannot be read or parsed.
+pub(crate) fn read_snapshot(path: &Path) -> Result<Option<PersistedState>, String> {
+    let bytes = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read: {e}")),
+        Ok(m) if m.len() > MAX_STATE_FILE_BYTES => {
+            return Err(format!("larger than {MAX_STATE_FILE_BYTES} bytes"))
+        }
+        Ok(_) => std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?,
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Moves an unusable snapshot out of the way; the warning for the operator.
+fn set_aside(path: &Path, now: SystemTime, reason: &str) -> String {
+    let aside = corrupt_name(path, now);
+    let moved = match std::fs::rename(path, &aside) {
+        Ok(()) => format!("set aside as {}", aside.display()),
+        Err(e) => format!("could not be set aside ({e})"),
+    };
+    format!(
+        "state file {} is corrupt ({reason}); {moved}; starting without it",
+        path.display()
+    )
 }
 
 fn corrupt_name(path: &Path, now: SystemTime) -> PathBuf {

@@ -436,8 +436,13 @@ impl Telemetry {
     }
     /// A NOTIFY for `extension` arrived at `at`.
     pub fn notify_received(&self, extension: &str, at: SystemTime) {
+        self.notify_arrived(extension, at, std::time::Instant::now());
+    }
+    /// A NOTIFY for `extension` arrived at `at`, read off the socket at
+    /// `received` (monotonic; what the notify hook gets).
+    pub fn notify_arrived(&self, extension: &str, at: SystemTime, received: std::time::Instant) {
         if let Some(hook) = self.inner.notify_hook.get() {
-            (hook.0)(extension, std::time::Instant::now());
+            (hook.0)(extension, received);
         }
         self.inner.notifies.inc();
         self.update(extension, |e| {
@@ -488,7 +493,7 @@ impl Telemetry {
         self.inner.latency_hook.0.set(hook).is_ok()
     }
     /// Also hands every [`notify_received`](Self::notify_received) to `hook`
-    /// with the monotonic time of the call. Set once; later calls are ignored
+    /// with the monotonic time the NOTIFY was read off the socket. Set once; later calls are ignored
     /// and return `false`.
     pub fn set_notify_hook(&self, hook: NotifyHook) -> bool {
         self.inner.notify_hook.set(NotifyHookSlot(hook)).is_ok()
