@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use sip_blf_sync_bench::figures::Report;
-use sip_blf_sync_bench::runs::{self, NotifierKind as Notifier, Pacing};
+use sip_blf_sync_bench::runs::{self, Cores, NotifierKind as Notifier, Pacing};
 use sip_blf_sync_bench::BenchError;
 
 /// Benchmarks of sip-blf-sync: latency, throughput, memory, start-up, Graph economy, parsing.
@@ -41,6 +41,9 @@ enum Command {
         /// Who sends the NOTIFYs.
         #[arg(long, value_enum, default_value_t = Notifier::Sipp)]
         notifier: Notifier,
+        /// Where the service and its peers run.
+        #[arg(long, value_enum, default_value_t = Cores::Split)]
+        cores: Cores,
     },
     /// The highest NOTIFY rate taken on one core with no NOTIFY lost or unanswered.
     Throughput {
@@ -140,13 +143,14 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
             rate,
             seconds,
             notifier,
+            cores,
         } => {
             let (n, rate) = if smoke {
                 (20, 40.0)
             } else {
                 (extensions, rate)
             };
-            vec![runs::latency(&rt, notifier, n, rate, secs(seconds))?]
+            vec![runs::latency(&rt, notifier, n, rate, secs(seconds), cores)?]
         }
         Command::Throughput {
             extensions,
@@ -206,6 +210,15 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                     small(10_000),
                     if smoke { 40.0 } else { 2_000.0 },
                     secs(20),
+                    Cores::Split,
+                )?,
+                runs::latency(
+                    &rt,
+                    Notifier::Sipp,
+                    small(10_000),
+                    if smoke { 40.0 } else { 2_000.0 },
+                    secs(20),
+                    Cores::Shared,
                 )?,
                 runs::throughput(
                     &rt,

@@ -80,14 +80,31 @@ pub enum NotifierKind {
     Ours,
 }
 
+/// Where the latency run puts the service and its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cores {
+    /// The service on core 0 (one runtime worker); the notifier, the Graph
+    /// emulator and the harness on core 1, as peers on other machines would be.
+    Split,
+    /// Everything shares every core (the service with one worker per core).
+    Shared,
+}
+
 /// One load run of the in-process service.
 struct LoadRun {
     counts: SippCounts,
     taken_in: u64,
-    samples: Vec<Duration>,
+    /// Every NOTIFY's arrival at the service.
+    arrivals: Vec<Instant>,
+    /// Per Graph operation: the arrival of the NOTIFY that caused it, and
+    /// the time from there to the request's arrival at the emulator.
+    samples: Vec<(Instant, Duration)>,
     /// The engine's own part: line change seen → Graph call started.
     engine_samples: Vec<Duration>,
-    /// First NOTIFY of the load phase to SIPp's exit.
+    /// HTTP requests that carried presence operations (a `$batch` counts once).
+    graph_requests: u64,
+    /// From the first NOTIFY of the load phase to the last, as they
+    /// arrived at the service (each subscription's first NOTIFY is not load).
     load_time: Duration,
     /// Subscriptions active before the load.
     active: usize,
@@ -207,7 +224,12 @@ fn load_run_ours(
         unexpected: after.rejected,
     };
     let taken_in = service.notifies();
-    let samples = crate::service::graph_latencies(&service.receipts(), &emulator.requests());
+    let receipts = service.receipts();
+    let arrivals = receipts.values().flatten().copied().collect();
+    let load_time = load_span(&receipts).unwrap_or(load_time);
+    let log = emulator.requests();
+    let samples = crate::service::graph_latencies(&receipts, &log);
+    let graph_requests = crate::service::graph_requests(&log);
     let engine_samples = service.latency_samples();
     service.stop()?;
     let _ = rt.block_on(notifier.shutdown_within(Duration::from_secs(2)));
@@ -221,8 +243,10 @@ fn load_run_ours(
         LoadRun {
             counts,
             taken_in,
+            arrivals,
             samples,
             engine_samples,
+            graph_requests,
             load_time,
             active,
         },
@@ -298,7 +322,12 @@ fn load_run_sipp(
         settled
     });
     let taken_in = service.notifies();
-    let samples = crate::service::graph_latencies(&service.receipts(), &emulator.requests());
+    let receipts = service.receipts();
+    let arrivals = receipts.values().flatten().copied().collect();
+    let load_time = load_span(&receipts).unwrap_or(load_time);
+    let log = emulator.requests();
+    let samples = crate::service::graph_latencies(&receipts, &log);
+    let graph_requests = crate::service::graph_requests(&log);
     let engine_samples = service.latency_samples();
     if counts.unexpected > 0 || !finished {
         tracing::warn!("sipp: {}", sipp.errors());
@@ -309,13 +338,41 @@ fn load_run_sipp(
         LoadRun {
             counts,
             taken_in,
+            arrivals,
             samples,
             engine_samples,
+            graph_requests,
             load_time,
             active,
         },
         options,
     ))
+}
+
+/// First to last NOTIFY after each subscription's first (the initial state).
+fn load_span(receipts: &std::collections::HashMap<String, Vec<Instant>>) -> Option<Duration> {
+    let load = receipts.values().flat_map(|times| times.iter().skip(1));
+    let first = load.clone().min()?;
+    let last = load.max()?;
+    Some(last.saturating_duration_since(*first))
+}
+
+/// NOTIFY arrivals per second, from the first one.
+fn per_second(arrivals: &[Instant]) -> Vec<u64> {
+    let Some(first) = arrivals.iter().min() else {
+        return Vec::new();
+    };
+    let mut bins = Vec::new();
+    for t in arrivals {
+        let i = t.saturating_duration_since(*first).as_secs() as usize;
+        if bins.len() <= i {
+            bins.resize(i + 1, 0);
+        }
+        if let Some(b) = bins.get_mut(i) {
+            *b += 1;
+        }
+    }
+    bins
 }
 
 /// Latency: NOTIFY received → Graph request sent, at `rate` NOTIFYs per second
@@ -326,19 +383,43 @@ pub fn latency(
     n: usize,
     rate: f64,
     seconds: Duration,
+    cores: Cores,
 ) -> Result<Report, BenchError> {
-    let (run, options) = load_run(rt, notifier, n, rate, seconds, false)?;
+    let (run, options) = load_run(rt, notifier, n, rate, seconds, cores == Cores::Split)?;
+    let placement = match cores {
+        Cores::Split => "service on core 0, notifier and Graph emulator on core 1".to_owned(),
+        Cores::Shared => format!("everything sharing {} cores", crate::pin::cores()),
+    };
     let mut report = Report::new(
         "latency",
         format!(
-            "{n} extensions, {rate:.0} NOTIFY/s offered by {}, debounce off, {} cores",
+            "{n} extensions, {rate:.0} NOTIFY/s offered by {}, debounce off, {placement}",
             notifier_name(notifier),
-            crate::pin::cores()
         ),
     );
     report.push(Figure::new("subscriptions active", run.active as f64, ""));
+    // SIPp's calls start as they are subscribed and pause at random, so the
+    // rate ramps up and down around a plateau at the offered rate.
+    let bins = per_second(&run.arrivals);
+    let first = run.arrivals.iter().min().copied();
+    let loaded = |at: &Instant| {
+        first.is_some_and(|f| {
+            let i = at.saturating_duration_since(f).as_secs() as usize;
+            bins.get(i).is_some_and(|c| *c as f64 >= 0.9 * rate)
+        })
+    };
     report.push(Figure::new(
-        "NOTIFY rate sent",
+        "NOTIFYs in the busiest second",
+        bins.iter().max().copied().unwrap_or(0) as f64,
+        "",
+    ));
+    report.push(Figure::new(
+        "seconds at >= 90 % of the offered rate",
+        bins.iter().filter(|c| **c as f64 >= 0.9 * rate).count() as f64,
+        "s",
+    ));
+    report.push(Figure::new(
+        "NOTIFY rate sent, whole run (ramps included)",
         run.sent_rate(&options),
         "/s",
     ));
@@ -347,13 +428,28 @@ pub fn latency(
         run.samples.len() as f64,
         "",
     ));
-    if let Some((p50, p99, max)) = percentiles_ms(&run.samples) {
+    report.push(Figure::new(
+        "operations per Graph HTTP request",
+        run.samples.len() as f64 / run.graph_requests.max(1) as f64,
+        "",
+    ));
+    let all: Vec<Duration> = run.samples.iter().map(|(_, d)| *d).collect();
+    if let Some((p50, p99, max)) = percentiles_ms(&all) {
         report.push(Figure::new("p50", p50, "ms"));
         report.push(Figure::new("p99", p99, "ms").at_most(1.0));
         report.push(Figure::new("max", max, "ms"));
     }
+    let plateau: Vec<Duration> = run
+        .samples
+        .iter()
+        .filter(|(at, _)| loaded(at))
+        .map(|(_, d)| *d)
+        .collect();
+    if let Some((_, p99, _)) = percentiles_ms(&plateau) {
+        report.push(Figure::new("p99 in those seconds", p99, "ms").at_most(1.0));
+    }
     if let Some((_, p99, _)) = percentiles_ms(&run.engine_samples) {
-        report.push(Figure::new("p99 in the engine alone", p99, "ms"));
+        report.push(Figure::new("p99 to the Graph call's start", p99, "ms"));
     }
     report.push(Figure::new(
         "NOTIFY retransmissions",
@@ -367,8 +463,9 @@ pub fn latency(
     ));
     report.lost_notifies = Some(run.lost());
     report.note(
-        "from the NOTIFY's arrival in the service (SIP source) to the Graph request's arrival \
-         at the emulator (batch sub-requests each count)",
+        "from the NOTIFY's arrival at the service's SIP socket to the Graph request's arrival \
+         at the emulator (batch sub-requests each count); \"to the Graph call's start\": to \
+         the moment the engine hands the call to the Graph client",
     );
     Ok(report)
 }
@@ -408,6 +505,11 @@ pub fn throughput(
         report.push(Figure::new(
             format!("offered {rate:.0}/s: lost + retransmitted"),
             (lost + run.counts.retransmissions) as f64,
+            "",
+        ));
+        report.push(Figure::new(
+            format!("offered {rate:.0}/s: operations per Graph HTTP request"),
+            run.samples.len() as f64 / run.graph_requests.max(1) as f64,
             "",
         ));
         if clean {

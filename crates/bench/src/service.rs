@@ -296,13 +296,14 @@ async fn serve(
     Ok(())
 }
 
-/// NOTIFY arrival → Graph request arrival at the emulator, for every presence
-/// operation the emulator logged (batch sub-requests included): each is
-/// matched with the latest NOTIFY of its extension that arrived before it.
+/// NOTIFY arrival → Graph request arrival at the emulator, with the NOTIFY's
+/// arrival, for every presence operation the emulator logged (batch
+/// sub-requests included): each is matched with the latest NOTIFY of its
+/// extension that arrived before it.
 pub fn graph_latencies(
     receipts: &HashMap<String, Vec<Instant>>,
     log: &[graph_emulator::LoggedRequest],
-) -> Vec<Duration> {
+) -> Vec<(Instant, Duration)> {
     use graph_emulator::Operation;
     log.iter()
         .filter(|r| {
@@ -317,7 +318,25 @@ pub fn graph_latencies(
             let times = receipts.get(&ext)?;
             let i = times.partition_point(|t| *t <= r.at);
             let caused = times.get(i.checked_sub(1)?)?;
-            Some(r.at.saturating_duration_since(*caused))
+            Some((*caused, r.at.saturating_duration_since(*caused)))
         })
         .collect()
+}
+
+/// HTTP requests that carried presence operations: each `$batch` once, and
+/// each operation sent on its own.
+pub fn graph_requests(log: &[graph_emulator::LoggedRequest]) -> u64 {
+    use graph_emulator::Operation;
+    log.iter()
+        .filter(|r| !r.in_batch)
+        .filter(|r| {
+            matches!(
+                r.operation,
+                Operation::SetPresence
+                    | Operation::ClearPresence
+                    | Operation::SetStatusMessage
+                    | Operation::Batch
+            )
+        })
+        .count() as u64
 }

@@ -63,9 +63,12 @@ fn graph_economy_sends_each_final_state_once_in_batches() {
 #[test]
 #[ignore = "real peer: sipp"]
 fn latency_with_sipp() {
-    let r = smoke(&["latency"]);
-    assert!(figure(&r[0], "Graph operations") > 0.0);
-    assert_eq!(figure(&r[0], "subscriptions active"), 20.0);
+    for cores in ["split", "shared"] {
+        let r = smoke(&["latency", "--cores", cores]);
+        assert!(figure(&r[0], "Graph operations") > 0.0);
+        assert_eq!(figure(&r[0], "subscriptions active"), 20.0);
+        assert!(figure(&r[0], "NOTIFYs in the busiest second") > 0.0);
+    }
 }
 
 #[test]
