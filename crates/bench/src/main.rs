@@ -51,7 +51,11 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         extensions: usize,
         /// Offered rates to try, NOTIFYs per second, in increasing order.
-        #[arg(long, value_delimiter = ',', default_value = "5000,10000,15000,20000")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "5000,10000,12500,15000,20000"
+        )]
         rates: Vec<f64>,
         /// Seconds of load per rate.
         #[arg(long, default_value_t = 10)]
@@ -227,7 +231,7 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                     &if smoke {
                         vec![40.0]
                     } else {
-                        vec![5_000.0, 10_000.0, 15_000.0, 20_000.0]
+                        vec![5_000.0, 10_000.0, 12_500.0, 15_000.0, 20_000.0]
                     },
                     secs(10),
                 )?,
