@@ -581,6 +581,17 @@ impl GraphClient {
         lock(&self.inner.users).clone()
     }
 
+    /// The object id [`resolve_user`](Self::resolve_user) would give without a
+    /// request: an object id as it is, a UPN from the cache; `None` when it
+    /// would have to look the user up.
+    pub fn cached_user(&self, upn_or_id: &str) -> Option<ObjectId> {
+        let key = upn_or_id.trim();
+        if let Ok(id) = ObjectId::parse(key) {
+            return Some(id);
+        }
+        lock(&self.inner.users).get(&key.to_lowercase()).cloned()
+    }
+
     /// Pre-fills the UPN → object id cache (e.g. from a previous run).
     pub fn seed_user_cache(&self, entries: impl IntoIterator<Item = (String, ObjectId)>) {
         let mut c = lock(&self.inner.users);

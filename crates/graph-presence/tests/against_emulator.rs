@@ -487,6 +487,13 @@ async fn guest_upns_are_encoded_resolved_and_cached() {
     );
     assert_eq!(f.graph.resolve_user(BOB).await.unwrap().as_str(), BOB);
     assert_eq!(f.emu.count(Operation::GetUser), 1);
+    // What a resolve would give without a request, or None.
+    assert_eq!(
+        f.graph.cached_user(&CAROL_GUEST.to_uppercase()),
+        Some(id.clone())
+    );
+    assert_eq!(f.graph.cached_user(BOB).unwrap().as_str(), BOB);
+    assert_eq!(f.graph.cached_user("nobody@contoso.com"), None);
     // The cache can be saved and restored by the caller.
     let saved = f.graph.user_cache();
     assert_eq!(saved.get(&CAROL_GUEST.to_lowercase()), Some(&id));

@@ -232,18 +232,15 @@ impl GraphSink {
     }
 
     async fn resolve(&self, user: &str) -> Result<ObjectId, GraphError> {
-        let cached = ObjectId::parse(user).is_ok()
-            || self
-                .client
-                .user_cache()
-                .contains_key(&user.trim().to_lowercase());
-        let r = self.client.resolve_user(user).await;
-        if !cached {
-            self.telemetry.graph_call(
-                "getUser",
-                r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
-            );
+        // Per command: a look in the cache, not a copy of it.
+        if let Some(id) = self.client.cached_user(user) {
+            return Ok(id);
         }
+        let r = self.client.resolve_user(user).await;
+        self.telemetry.graph_call(
+            "getUser",
+            r.as_ref().err().map(outcome_of).unwrap_or(CallOutcome::Ok),
+        );
         r
     }
 
