@@ -77,7 +77,7 @@ pub use machine::{
 };
 pub use sinks::{GraphSink, LogSink, SinkError};
 pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
-pub use store::{StateStore, COMPACT_AFTER_LINES, SYNC_EVERY};
+pub use store::{StateStore, COMPACT_AFTER_LINES, JOURNAL_SYNC_EVERY};
 
 use crate::extensions::Extension;
 use crate::observe::Telemetry;

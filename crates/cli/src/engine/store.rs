@@ -3,7 +3,7 @@
 //!
 //! Each change is one line appended to the journal (a `write` of ~150 bytes,
 //! so a `kill -9` right after it loses nothing); a thread of its own
-//! `fdatasync`s the journal at most every [`SYNC_EVERY`], taking every append
+//! `fdatasync`s the journal at most every [`JOURNAL_SYNC_EVERY`], taking every append
 //! made meanwhile, so the loop never waits for the disk and a power cut loses
 //! at most that much. (A sync per append cost the loop's core a VM exit
 //! each: at 5,000 NOTIFYs a second NOTIFYs were answered late.) Now and then the
@@ -25,7 +25,7 @@ use super::state::{
 };
 
 /// Longest time an appended journal line waits for its `fdatasync`.
-pub const SYNC_EVERY: Duration = Duration::from_millis(50);
+pub const JOURNAL_SYNC_EVERY: Duration = Duration::from_millis(50);
 
 /// Journal lines after which the journal is folded into the snapshot (about
 /// 3 MiB; at 10,000 users a fold takes some 20 ms on its own thread).
@@ -258,13 +258,13 @@ fn fold(
     Ok(state.journal_generation)
 }
 
-/// Syncs the journals it is sent, at most once per [`SYNC_EVERY`]: the
+/// Syncs the journals it is sent, at most once per [`JOURNAL_SYNC_EVERY`]: the
 /// appends that come in before a sync are all covered by it. Ends (after a
 /// last sync) when the store is dropped.
 fn flush_loop(rx: mpsc::Receiver<Arc<File>>) {
     let mut last_sync: Option<Instant> = None;
     while let Ok(mut file) = rx.recv() {
-        let due = last_sync.map_or_else(Instant::now, |t| t + SYNC_EVERY);
+        let due = last_sync.map_or_else(Instant::now, |t| t + JOURNAL_SYNC_EVERY);
         loop {
             let now = Instant::now();
             if now >= due {
