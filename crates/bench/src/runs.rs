@@ -111,6 +111,28 @@ struct LoadRun {
 }
 
 impl LoadRun {
+    /// What the service and the emulator saw of a load that has ended.
+    fn collect(
+        service: &Service,
+        emulator: &GraphEmulator,
+        counts: SippCounts,
+        load_time: Duration,
+        active: usize,
+    ) -> Self {
+        let receipts = service.receipts();
+        let log = emulator.requests();
+        LoadRun {
+            counts,
+            taken_in: service.notifies(),
+            arrivals: receipts.values().flatten().copied().collect(),
+            samples: crate::service::graph_latencies(&receipts, &log),
+            engine_samples: service.latency_samples(),
+            graph_requests: crate::service::graph_requests(&log),
+            load_time: load_span(&receipts).unwrap_or(load_time),
+            active,
+        }
+    }
+
     fn lost(&self) -> u64 {
         self.counts.unanswered()
             + self.counts.timeouts
@@ -223,14 +245,7 @@ fn load_run_ours(
         answered: after.notifies_answered,
         unexpected: after.rejected,
     };
-    let taken_in = service.notifies();
-    let receipts = service.receipts();
-    let arrivals = receipts.values().flatten().copied().collect();
-    let load_time = load_span(&receipts).unwrap_or(load_time);
-    let log = emulator.requests();
-    let samples = crate::service::graph_latencies(&receipts, &log);
-    let graph_requests = crate::service::graph_requests(&log);
-    let engine_samples = service.latency_samples();
+    let run = LoadRun::collect(&service, &emulator, counts, load_time, active);
     service.stop()?;
     let _ = rt.block_on(notifier.shutdown_within(Duration::from_secs(2)));
     let options = SippOptions {
@@ -239,19 +254,7 @@ fn load_run_ours(
         loops: 0,
         cpu: None,
     };
-    Ok((
-        LoadRun {
-            counts,
-            taken_in,
-            arrivals,
-            samples,
-            engine_samples,
-            graph_requests,
-            load_time,
-            active,
-        },
-        options,
-    ))
+    Ok((run, options))
 }
 
 /// SUBSCRIBEs per second of the service in the SIPp load runs.
@@ -329,32 +332,13 @@ fn load_run_sipp(
         std::thread::sleep(Duration::from_millis(200));
         settled
     });
-    let taken_in = service.notifies();
-    let receipts = service.receipts();
-    let arrivals = receipts.values().flatten().copied().collect();
-    let load_time = load_span(&receipts).unwrap_or(load_time);
-    let log = emulator.requests();
-    let samples = crate::service::graph_latencies(&receipts, &log);
-    let graph_requests = crate::service::graph_requests(&log);
-    let engine_samples = service.latency_samples();
+    let run = LoadRun::collect(&service, &emulator, counts, load_time, active);
     if counts.unexpected > 0 || !finished {
         tracing::warn!("sipp: {}", sipp.errors());
     }
     service.stop()?;
     drop(emulator);
-    Ok((
-        LoadRun {
-            counts,
-            taken_in,
-            arrivals,
-            samples,
-            engine_samples,
-            graph_requests,
-            load_time,
-            active,
-        },
-        options,
-    ))
+    Ok((run, options))
 }
 
 /// First to last NOTIFY after each subscription's first (the initial state).
