@@ -54,7 +54,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "5000,10000,12500,15000,20000"
+            default_value = "5000,10000,11000,12500,15000,17500,20000"
         )]
         rates: Vec<f64>,
         /// Seconds of load per rate.

@@ -509,6 +509,8 @@ pub fn throughput(
     );
     let mut best: Option<f64> = None;
     let mut lost_at_best = 0;
+    let mut unclean_in_a_row = 0;
+    let mut unclean_below_best = 0;
     for &rate in rates {
         let (run, _) = load_run(rt, notifier, n, rate, seconds, true)?;
         let (seconds_held, _) = held(&run.arrivals, rate);
@@ -541,18 +543,33 @@ pub fn throughput(
             "",
         ));
         if clean {
-            best = Some(sent);
-            lost_at_best = lost;
+            if best.is_none_or(|b| sent > b) {
+                best = Some(sent);
+                lost_at_best = lost;
+                unclean_below_best += unclean_in_a_row;
+            }
+            unclean_in_a_row = 0;
         } else {
-            break;
+            // One unclean rate between clean ones is the machine (a VM's stolen
+            // time), not the service; two in a row end the climb.
+            unclean_in_a_row += 1;
+            if unclean_in_a_row == 2 {
+                break;
+            }
         }
     }
     report.push(Figure::new("highest clean rate", best.unwrap_or(0.0), "/s").at_least(10_000.0));
+    report.push(Figure::new(
+        "rates below it that were not clean",
+        unclean_below_best as f64,
+        "",
+    ));
     report.lost_notifies = Some(lost_at_best);
     report.note(format!(
         "clean = every NOTIFY answered 200 at the first transmission and taken in by the \
          service; a rate is the highest mean over {SUSTAINED_SECONDS} consecutive seconds of \
-         NOTIFYs arriving at the service"
+         NOTIFYs arriving at the service; the climb goes on past one unclean rate and \
+         stops at two in a row"
     ));
     Ok(report)
 }
