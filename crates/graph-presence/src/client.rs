@@ -4,7 +4,9 @@ use crate::budget::RequestBudget;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{endpoint_url, Credential, GraphConfig};
 use crate::error::GraphError;
-use crate::ops::{ClearOutcome, OperationOutcome, Parts, PresenceOperation, StatusMessageExpiry};
+use crate::ops::{
+    Body, ClearOutcome, OperationOutcome, Parts, PresenceOperation, StatusMessageExpiry,
+};
 use crate::token::{EntraClient, EntraErrorResponse};
 use crate::types::{iso8601, ObjectId, PreferredPresence, Presence, PresenceState};
 use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, TokenResponse, TokenUrl};
@@ -392,12 +394,12 @@ impl GraphClient {
     /// Sends one request with the retry rules: 401 → new token once; 429 → wait
     /// `Retry-After` (or back off); 5xx, timeouts, connection errors → exponential backoff
     /// with jitter; everything else is returned as it is.
-    async fn send(
+    async fn send<B: serde::Serialize + ?Sized>(
         &self,
         op: &'static str,
         method: Method,
         url: url::Url,
-        body: Option<&Value>,
+        body: Option<&B>,
         cost: u32,
     ) -> Result<RawResponse, GraphError> {
         let max = self.inner.config.max_retries;
@@ -548,7 +550,8 @@ impl GraphClient {
         let url = self.url(&segments, &[("$select", "id")])?;
         let raw = Self::ensure_ok(
             "getUser",
-            self.send("getUser", Method::GET, url, None, 1).await?,
+            self.send("getUser", Method::GET, url, None::<&()>, 1)
+                .await?,
         )?;
         let v = raw.json("getUser")?;
         let id = v
@@ -796,27 +799,24 @@ impl GraphClient {
         let mut round: u32 = 0;
         let max = self.inner.config.max_retries;
         while !todo.is_empty() {
-            let requests: Vec<Value> = todo
-                .iter()
-                .map(|(i, p)| {
-                    let path = p.segments.iter().fold(String::new(), |mut acc, s| {
-                        acc.push('/');
-                        acc.push_str(&encode_segment(s));
-                        acc
-                    });
-                    let mut r =
-                        json!({"id": i.to_string(), "method": p.method.as_str(), "url": path});
-                    if let (Some(b), Some(o)) = (&p.body, r.as_object_mut()) {
-                        o.insert("body".into(), b.clone());
-                        o.insert(
-                            "headers".into(),
-                            json!({"Content-Type": "application/json"}),
-                        );
-                    }
-                    r
-                })
-                .collect();
-            let body = json!({ "requests": requests });
+            let body = BatchRequest {
+                requests: todo
+                    .iter()
+                    .map(|(i, p)| BatchSubRequest {
+                        id: i.to_string(),
+                        method: p.method.as_str(),
+                        url: p.segments.iter().fold(String::new(), |mut acc, s| {
+                            acc.push('/');
+                            acc.push_str(&encode_segment(s));
+                            acc
+                        }),
+                        headers: p.body.as_ref().map(|_| JsonContentType {
+                            content_type: "application/json",
+                        }),
+                        body: p.body.as_ref(),
+                    })
+                    .collect(),
+            };
             let cost = u32::try_from(todo.len()).unwrap_or(u32::MAX);
             let outer = match self.url(&["$batch".into()], &[]) {
                 Ok(url) => {
@@ -959,6 +959,30 @@ impl GraphClient {
 }
 
 /// Percent-encodes a path segment for a `$batch` relative URL (same set as the URL builder).
+/// A `$batch` request body (JSON batching: `requests`, at most 20).
+#[derive(serde::Serialize)]
+struct BatchRequest<'a> {
+    requests: Vec<BatchSubRequest<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct BatchSubRequest<'a> {
+    id: String,
+    method: &'a str,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<JsonContentType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a Body>,
+}
+
+/// A sub-request with a body must give its `Content-Type`.
+#[derive(serde::Serialize)]
+struct JsonContentType {
+    #[serde(rename = "Content-Type")]
+    content_type: &'static str,
+}
+
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

@@ -107,7 +107,34 @@ pub(crate) struct Parts {
     pub op: &'static str,
     pub method: reqwest::Method,
     pub segments: Vec<String>,
-    pub body: Option<Value>,
+    pub body: Option<Body>,
+}
+
+/// A presence request's JSON body. Typed rather than a `serde_json::Value`: a
+/// `$batch` of 20 built as `Value`s (a map and a string per field, then dropped)
+/// was a tenth of the service's CPU at 15,000 NOTIFYs per second.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub(crate) enum Body {
+    SetPresence(SetPresenceBody),
+    Session(SessionBody),
+    StatusMessage(Value),
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SetPresenceBody {
+    session_id: String,
+    availability: &'static str,
+    activity: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_duration: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SessionBody {
+    session_id: String,
 }
 
 fn presence_path(user: &ObjectId, action: Option<&str>) -> Vec<String> {
@@ -151,29 +178,26 @@ impl PresenceOperation {
                 state,
                 expiration,
             } => {
-                let mut body = json!({
-                    "sessionId": client_id,
-                    "availability": state.availability(),
-                    "activity": state.activity(),
-                });
-                if let (Some(d), Some(obj)) = (expiration, body.as_object_mut()) {
-                    obj.insert(
-                        "expirationDuration".into(),
-                        Value::String(expiration_iso8601(*d)?),
-                    );
-                }
+                let body = SetPresenceBody {
+                    session_id: client_id.to_owned(),
+                    availability: state.availability(),
+                    activity: state.activity(),
+                    expiration_duration: expiration.map(expiration_iso8601).transpose()?,
+                };
                 Parts {
                     op,
                     method: reqwest::Method::POST,
                     segments: presence_path(user, Some("setPresence")),
-                    body: Some(body),
+                    body: Some(Body::SetPresence(body)),
                 }
             }
             PresenceOperation::ClearPresence { user } => Parts {
                 op,
                 method: reqwest::Method::POST,
                 segments: presence_path(user, Some("clearPresence")),
-                body: Some(json!({"sessionId": client_id})),
+                body: Some(Body::Session(SessionBody {
+                    session_id: client_id.to_owned(),
+                })),
             },
             PresenceOperation::SetStatusMessage {
                 user,
@@ -194,7 +218,7 @@ impl PresenceOperation {
                     op,
                     method: reqwest::Method::POST,
                     segments: presence_path(user, Some("setStatusMessage")),
-                    body: Some(body),
+                    body: Some(Body::StatusMessage(body)),
                 }
             }
             PresenceOperation::GetPresence { user } => Parts {
@@ -210,6 +234,33 @@ impl PresenceOperation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn body_json(op: &PresenceOperation) -> Value {
+        let parts = op.parts("app-id").unwrap();
+        serde_json::to_value(parts.body.unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bodies_have_the_documented_shape() {
+        let user = ObjectId::parse("00000000-0000-0000-0000-000000000001").unwrap();
+        let set = PresenceOperation::SetPresence {
+            user: user.clone(),
+            state: PresenceState::BusyInACall,
+            expiration: None,
+        };
+        assert_eq!(
+            body_json(&set),
+            json!({"sessionId": "app-id", "availability": "Busy", "activity": "InACall"})
+        );
+        let set = PresenceOperation::SetPresence {
+            user: user.clone(),
+            state: PresenceState::BusyInACall,
+            expiration: Some(Duration::from_secs(3600)),
+        };
+        assert_eq!(body_json(&set)["expirationDuration"], "PT1H");
+        let clear = PresenceOperation::ClearPresence { user };
+        assert_eq!(body_json(&clear), json!({"sessionId": "app-id"}));
+    }
 
     #[test]
     fn expiry_formats_utc_without_offset() {
