@@ -11,6 +11,9 @@ use sip_blf_sync_bench::figures::Report;
 use sip_blf_sync_bench::runs::{self, Cores, NotifierKind as Notifier, Pacing};
 use sip_blf_sync_bench::BenchError;
 
+/// The offered NOTIFY rates `throughput` climbs through, by default and in `all`.
+const THROUGHPUT_RATES: &str = "5000,10000,11000,12500,15000,17500,20000";
+
 /// Benchmarks of sip-blf-sync: latency, throughput, memory, start-up, Graph economy, parsing.
 #[derive(Parser)]
 #[command(name = "sip-blf-sync-bench", version, about)]
@@ -54,7 +57,7 @@ enum Command {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "5000,10000,11000,12500,15000,17500,20000"
+            default_value = THROUGHPUT_RATES
         )]
         rates: Vec<f64>,
         /// Seconds of load per rate.
@@ -231,7 +234,10 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                     &if smoke {
                         vec![40.0]
                     } else {
-                        vec![5_000.0, 10_000.0, 12_500.0, 15_000.0, 20_000.0]
+                        THROUGHPUT_RATES
+                            .split(',')
+                            .filter_map(|r| r.parse().ok())
+                            .collect()
                     },
                     secs(10),
                 )?,
