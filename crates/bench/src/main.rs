@@ -203,6 +203,10 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
         Command::Parse => vec![runs::parse(secs(2))],
         Command::All { service_bin } => {
             let small = |n: usize| if smoke { 20 } else { n };
+            let latency = |cores| {
+                let rate = if smoke { 40.0 } else { 2_000.0 };
+                runs::latency(&rt, Notifier::Sipp, small(10_000), rate, secs(20), cores)
+            };
             vec![
                 runs::parse(secs(2)),
                 runs::graph_economy(
@@ -211,22 +215,8 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                     if smoke { 1 } else { 4 },
                     Duration::from_millis(500),
                 )?,
-                runs::latency(
-                    &rt,
-                    Notifier::Sipp,
-                    small(10_000),
-                    if smoke { 40.0 } else { 2_000.0 },
-                    secs(20),
-                    Cores::Split,
-                )?,
-                runs::latency(
-                    &rt,
-                    Notifier::Sipp,
-                    small(10_000),
-                    if smoke { 40.0 } else { 2_000.0 },
-                    secs(20),
-                    Cores::Shared,
-                )?,
+                latency(Cores::Split)?,
+                latency(Cores::Shared)?,
                 runs::throughput(
                     &rt,
                     Notifier::Sipp,

@@ -18,6 +18,14 @@ fn options(state_file: Option<std::path::PathBuf>) -> RunOptions {
     RunOptions::new(state_file, Duration::from_secs(5))
 }
 
+/// What the engine task returned, once it has ended (within a minute of virtual time).
+async fn ended<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 fn line(ext: &str, state: LineState) -> SourceEvent {
     SourceEvent::Line(LineChange {
         extension: ext.into(),
@@ -69,10 +77,7 @@ async fn keep_alive_then_shutdown_clears_and_saves_state() {
         "Busy/InACall"
     );
     stop_tx.send(()).unwrap();
-    let engine = tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    let engine = ended(task).await;
     assert_eq!(
         sink.lines(),
         vec![
@@ -125,10 +130,7 @@ async fn restart_clears_a_busy_left_by_a_killed_run() {
     tx.send(line("1001", LineState::Idle)).unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(task).await;
     assert_eq!(
         sink.lines(),
         vec![
@@ -171,10 +173,7 @@ async fn debounce_sends_only_the_final_state_of_a_burst() {
         vec!["1001 alice@contoso.com: setPresence Busy/InACall for 3600 s (change)"]
     );
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(task).await;
     assert_eq!(sink.lines().len(), 2, "{:?}", sink.lines());
 }
 
@@ -231,10 +230,7 @@ async fn reconciliation_reasserts_and_reads_back() {
     tx.send(line("1002", LineState::Idle)).unwrap();
     tokio::time::sleep(Duration::from_secs(31 * 60)).await;
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(task).await;
     assert_eq!(
         *sink.applied.lock().unwrap(),
         vec![
@@ -315,10 +311,7 @@ async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
     tx.send(line("1001", LineState::Busy)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(task).await;
     let took = started.elapsed();
     assert!(
         took >= Duration::from_secs(6) && took < Duration::from_secs(7),
@@ -351,10 +344,7 @@ async fn a_stop_does_not_wait_for_a_slow_graph_and_clears_what_may_be_set() {
     tx.send(line("1001", LineState::Busy)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(task).await;
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -465,10 +455,7 @@ async fn a_change_does_not_wait_for_another_users_call_and_each_user_stays_in_or
     sink.gate.add_permits(2);
     tokio::time::sleep(Duration::from_secs(1)).await;
     drop(tx);
-    tokio::time::timeout(Duration::from_secs(60), task)
-        .await
-        .unwrap()
-        .unwrap();
+    ended(task).await;
     assert_eq!(
         sink.log()[3..],
         [
