@@ -194,7 +194,7 @@ struct Slot {
     failures: u32,
     status_set: bool,
     last_notify: Option<Instant>,
-    /// Commands sent for this slot whose outcome is not known yet (see
+    /// Commands sent for this slot's user whose outcome is not known yet (see
     /// [`Engine::dispatched`]); while any are, the slot sends nothing new.
     in_flight: u32,
     /// The times this slot has in [`Engine::wake`].
@@ -221,6 +221,9 @@ struct Slot {
 pub struct Engine {
     settings: EngineSettings,
     slots: BTreeMap<String, Slot>,
+    /// Each user's extensions: a call in flight for a user holds every one
+    /// of them, so that a user on two phones still gets calls in order.
+    extensions_of: BTreeMap<String, Vec<String>>,
     started: Instant,
     next_reconcile: Option<Instant>,
     /// Users no longer configured whose presence an earlier run left set:
@@ -245,6 +248,7 @@ impl Engine {
         Self {
             settings,
             slots: BTreeMap::new(),
+            extensions_of: BTreeMap::new(),
             started: now,
             next_reconcile,
             orphans: BTreeMap::new(),
@@ -262,6 +266,15 @@ impl Engine {
 
     /// Monitors `extension` for `user`, with its mapping.
     pub fn add_extension(&mut self, extension: &str, user: &str, mapping: Mapping) {
+        if let Some(earlier) = self.slots.get(extension) {
+            if let Some(exts) = self.extensions_of.get_mut(&earlier.user) {
+                exts.retain(|e| e != extension);
+            }
+        }
+        self.extensions_of
+            .entry(user.to_owned())
+            .or_default()
+            .push(extension.to_owned());
         self.slots.insert(
             extension.to_owned(),
             Slot {
@@ -670,10 +683,10 @@ impl Engine {
     /// it polls again need not call it.
     pub fn dispatched(&mut self, commands: &[PresenceCommand]) {
         for c in commands {
-            if let Some(slot) = self.slots.get_mut(&c.extension) {
-                if slot.user == c.user {
+            for ext in self.extensions_of.get(&c.user).into_iter().flatten() {
+                if let Some(slot) = self.slots.get_mut(ext) {
                     slot.in_flight = slot.in_flight.saturating_add(1);
-                    Self::arm(&mut self.wake, &c.extension, slot);
+                    Self::arm(&mut self.wake, ext, slot);
                 }
             }
         }
@@ -682,15 +695,17 @@ impl Engine {
     /// The outcome of a command marked by [`dispatched`](Self::dispatched) is
     /// in; the last one frees its slot.
     fn settled(&mut self, command: &PresenceCommand) {
-        if let Some(slot) = self.slots.get_mut(&command.extension) {
-            if slot.user == command.user && slot.in_flight > 0 {
-                slot.in_flight -= 1;
-                Self::arm(&mut self.wake, &command.extension, slot);
+        for ext in self.extensions_of.get(&command.user).into_iter().flatten() {
+            if let Some(slot) = self.slots.get_mut(ext) {
+                if slot.in_flight > 0 {
+                    slot.in_flight -= 1;
+                    Self::arm(&mut self.wake, ext, slot);
+                }
             }
         }
     }
 
-    /// Whether some command of `extension` awaits its outcome.
+    /// Whether some command for `extension`'s user awaits its outcome.
     pub fn in_flight(&self, extension: &str) -> bool {
         self.slots.get(extension).is_some_and(|s| s.in_flight > 0)
     }
@@ -899,6 +914,25 @@ mod tests {
         let cmds = e.poll(t0 + secs(5));
         assert_eq!(kinds(&cmds), vec![("1001".into(), Clear, Reason::Change)]);
         assert_eq!(cmds[0].caused_at, Some(t0 + secs(1)));
+    }
+
+    #[test]
+    fn a_call_in_flight_holds_every_extension_of_its_user() {
+        let t0 = Instant::now();
+        let mut e = engine(no_reconcile(), t0);
+        e.add_extension("1003", "alice@contoso.com", Mapping::default());
+        e.line_changed("1001", LineState::Busy, t0);
+        let first = e.poll(t0);
+        e.dispatched(&first);
+        assert!(e.in_flight("1003"), "alice's other phone waits too");
+        e.line_changed("1003", LineState::Busy, t0 + secs(1));
+        assert_eq!(e.poll(t0 + secs(2)), vec![]);
+        e.command_succeeded(&first[0]);
+        assert!(!e.in_flight("1001") && !e.in_flight("1003"));
+        assert_eq!(
+            kinds(&e.poll(t0 + secs(2))),
+            vec![set("1003", Reason::Change)]
+        );
     }
 
     #[test]
