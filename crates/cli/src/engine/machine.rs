@@ -338,6 +338,11 @@ impl Engine {
             .collect()
     }
 
+    /// Every configured user (each once, in order).
+    pub fn users(&self) -> impl Iterator<Item = &str> {
+        self.extensions_of.keys().map(String::as_str)
+    }
+
     /// What to persist about `user` of `extension` now: their entry in
     /// [`applied_records`](Self::applied_records), if they have one.
     pub fn applied_record(&self, extension: &str, user: &str) -> Option<AppliedRecord> {

@@ -310,12 +310,20 @@ fn object_ids(sink: &impl PresenceSink) -> BTreeMap<String, String> {
 
 /// The state file while the loop runs: a journal line per change, folded
 /// into the snapshot now and then off the loop.
+/// How long a failed fold of the state journal waits before the next try.
+const FOLD_RETRY: Duration = Duration::from_secs(60);
+
 struct Persistence {
     path: Option<PathBuf>,
     store: Option<StateStore>,
     next_checkpoint: Instant,
     /// Object ids in the last snapshot (a new one is worth a fold).
     saved_ids: usize,
+    /// A record could not be written (or the store was down): the next
+    /// record writes every user's, so nothing stays out of date.
+    resync: bool,
+    /// A failed fold is not tried again before this.
+    fold_retry_at: Option<Instant>,
 }
 
 impl Persistence {
@@ -325,8 +333,12 @@ impl Persistence {
             store: None,
             next_checkpoint: tokio_now() + CHECKPOINT_EVERY,
             saved_ids: 0,
+            resync: false,
+            fold_retry_at: None,
         };
         p.reopen(sink);
+        // At the start the store holds what the engine was restored from.
+        p.resync = false;
         p
     }
 
@@ -335,7 +347,11 @@ impl Persistence {
         let ids = object_ids(sink);
         self.saved_ids = ids.len();
         match StateStore::open(path, ids) {
-            Ok(store) => self.store = Some(store),
+            Ok(store) => {
+                self.store = Some(store);
+                // What changed while the store was down is written with the next record.
+                self.resync = true;
+            }
             Err(e) => tracing::error!(
                 "cannot save the presence state: {e}; a restart could not correct what \
                  this run sets (retried every {} minutes)",
@@ -347,7 +363,23 @@ impl Persistence {
     /// Records the current state of the commands' users (with `sets_only`,
     /// of those the commands set: the write-ahead before a call).
     fn record(&mut self, engine: &Engine, commands: &[PresenceCommand], sets_only: bool) {
-        let Some(store) = &mut self.store else { return };
+        let Some(store) = &mut self.store else {
+            self.resync = true;
+            return;
+        };
+        if self.resync {
+            let all = engine.applied_records();
+            let cleared = engine.users().filter(|u| !all.contains_key(*u));
+            let entries = all
+                .iter()
+                .map(|(u, r)| (u.as_str(), Some(r)))
+                .chain(cleared.map(|u| (u, None)));
+            match store.record(entries) {
+                Ok(()) => self.resync = false,
+                Err(e) => tracing::warn!("cannot save the presence state: {e}"),
+            }
+            return;
+        }
         let mut users: Vec<(&str, &str)> = commands
             .iter()
             .filter(|c| !sets_only || matches!(c.kind, PresenceCommandKind::Set { .. }))
@@ -360,6 +392,7 @@ impl Persistence {
             .collect();
         if let Err(e) = store.record(records.iter().map(|(u, r)| (*u, r.as_ref()))) {
             tracing::warn!("cannot save the presence state: {e}");
+            self.resync = true;
         }
     }
 
@@ -379,11 +412,19 @@ impl Persistence {
         if !store.compaction_due() && !periodic {
             return;
         }
+        if self.fold_retry_at.is_some_and(|t| now < t) {
+            return;
+        }
         let ids = object_ids(sink);
         if store.compaction_due() || store.journal_lines() > 0 || ids.len() != self.saved_ids {
             self.saved_ids = ids.len();
+            self.fold_retry_at = None;
             if let Err(e) = store.compact(ids) {
-                tracing::warn!("cannot save the presence state: {e}");
+                tracing::warn!(
+                    "cannot save the presence state: {e}; trying again in {} s",
+                    FOLD_RETRY.as_secs()
+                );
+                self.fold_retry_at = Some(now + FOLD_RETRY);
             }
         }
     }

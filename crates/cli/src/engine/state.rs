@@ -90,6 +90,8 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// A journal as read: its generation, its entries, and a warning when a line
 /// other than the last could not be parsed (the last may be a torn write).
+/// A damaged line is skipped, not the end: each line is a user's whole
+/// record, so the lines after it are still right.
 #[derive(Debug)]
 pub(crate) struct JournalRead {
     pub generation: u64,
@@ -106,25 +108,22 @@ pub(crate) fn read_journal(path: &Path) -> Option<JournalRead> {
     let mut lines = bytes.split(|b| *b == b'\n');
     let header: JournalHeader = serde_json::from_slice(lines.next()?).ok()?;
     let mut entries = Vec::new();
-    let mut warning = None;
+    let mut damaged = Vec::new();
     let rest: Vec<&[u8]> = lines.filter(|l| !l.is_empty()).collect();
     for (i, line) in rest.iter().enumerate() {
         match serde_json::from_slice::<JournalEntry>(line) {
             Ok(entry) => entries.push(entry),
-            Err(e) => {
-                if i + 1 < rest.len() {
-                    warning = Some(format!(
-                        "journal {}: line {} does not parse ({e}); the {} line(s) from there on are \
-                         ignored",
-                        path.display(),
-                        i + 2,
-                        rest.len() - i
-                    ));
-                }
-                break;
-            }
+            Err(e) if i + 1 < rest.len() => damaged.push(format!("line {} ({e})", i + 2)),
+            Err(_) => {}
         }
     }
+    let warning = (!damaged.is_empty()).then(|| {
+        format!(
+            "journal {}: skipped what does not parse: {}",
+            path.display(),
+            damaged.join(", ")
+        )
+    });
     Some(JournalRead {
         generation: header.generation,
         entries,
@@ -293,7 +292,7 @@ fn set_aside(path: &Path, now: SystemTime, reason: &str) -> String {
     )
 }
 
-fn corrupt_name(path: &Path, now: SystemTime) -> PathBuf {
+pub(crate) fn corrupt_name(path: &Path, now: SystemTime) -> PathBuf {
     let secs = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

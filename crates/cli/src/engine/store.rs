@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::state::{
-    journal_path, old_journal_path, read_journal, read_snapshot, AppliedRecord, JournalEntry,
-    JournalHeader, StateError,
+    corrupt_name, journal_path, old_journal_path, read_journal, read_snapshot, AppliedRecord,
+    JournalEntry, JournalHeader, StateError,
 };
 
 /// Longest time an appended journal line waits for its `fdatasync`.
@@ -58,6 +58,10 @@ pub const COMPACT_AFTER_LINES: usize = 20_000;
 pub struct StateStore {
     path: PathBuf,
     journal: Arc<File>,
+    /// The journal's length after the last whole write.
+    len: u64,
+    /// A failed write left a fragment at the end.
+    torn: bool,
     generation: u64,
     lines: usize,
     buf: Vec<u8>,
@@ -72,7 +76,9 @@ impl StateStore {
     /// journal. Creates the directory if needed.
     pub fn open(path: &Path, object_ids: BTreeMap<String, String>) -> Result<Self, StateError> {
         let generation = fold(path, None, object_ids)?;
-        let journal = Arc::new(start_journal(path, generation + 1)?);
+        let journal = start_journal(path, generation + 1)?;
+        let len = journal_len(path, &journal)?;
+        let journal = Arc::new(journal);
         let syncs = Arc::new(SyncQueue::default());
         let queue = syncs.clone();
         let flusher = std::thread::Builder::new()
@@ -82,6 +88,8 @@ impl StateStore {
         Ok(Self {
             path: path.to_path_buf(),
             journal,
+            len,
+            torn: false,
             generation: generation + 1,
             lines: 0,
             buf: Vec::new(),
@@ -98,6 +106,9 @@ impl StateStore {
         entries: impl IntoIterator<Item = (&'a str, Option<&'a AppliedRecord>)>,
     ) -> Result<(), StateError> {
         self.buf.clear();
+        if std::mem::take(&mut self.torn) {
+            self.buf.push(b'\n');
+        }
         for (user, record) in entries {
             let entry = JournalEntry {
                 user: user.to_owned(),
@@ -113,9 +124,16 @@ impl StateStore {
         if self.buf.is_empty() {
             return Ok(());
         }
-        (&*self.journal)
-            .write_all(&self.buf)
-            .map_err(|e| io_error(&journal_path(&self.path), e))?;
+        if let Err(e) = (&*self.journal).write_all(&self.buf) {
+            // A part-written line would run into the next one: cut it off.
+            // Should that fail too, the next write starts on a line of its
+            // own, and the fragment is one damaged line the reader skips.
+            if self.journal.set_len(self.len).is_err() {
+                self.torn = true;
+            }
+            return Err(io_error(&journal_path(&self.path), e));
+        }
+        self.len += self.buf.len() as u64;
         self.syncs.request(&self.journal);
         Ok(())
     }
@@ -142,8 +160,21 @@ impl StateStore {
         // A journal an earlier fold could not take is folded before the
         // current one is rotated onto its name.
         if !old.exists() {
-            std::fs::rename(journal_path(&self.path), &old).map_err(|e| io_error(&old, e))?;
-            self.journal = Arc::new(start_journal(&self.path, self.generation + 1)?);
+            let current = journal_path(&self.path);
+            std::fs::rename(&current, &old).map_err(|e| io_error(&old, e))?;
+            let next = start_journal(&self.path, self.generation + 1)
+                .and_then(|j| Ok((journal_len(&self.path, &j)?, j)));
+            let (len, journal) = match next {
+                Ok(next) => next,
+                Err(e) => {
+                    // Go on appending to the journal as it was, under its name.
+                    let _ = std::fs::rename(&old, &current);
+                    return Err(e);
+                }
+            };
+            self.journal = Arc::new(journal);
+            self.len = len;
+            self.torn = false;
             self.generation += 1;
             self.lines = 0;
         }
@@ -178,6 +209,23 @@ impl Drop for StateStore {
         self.syncs.close();
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
+        }
+    }
+}
+
+fn journal_len(path: &Path, journal: &File) -> Result<u64, StateError> {
+    journal
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|e| io_error(&journal_path(path), e))
+}
+
+/// Syncs the directory of `path`, so that a rename or a new file in it
+/// outlives a power cut (best effort: not every filesystem allows it).
+fn sync_dir(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
         }
     }
 }
@@ -217,6 +265,7 @@ fn start_journal(path: &Path, generation: u64) -> Result<File, StateError> {
     file.write_all(&header).map_err(|e| io_error(&journal, e))?;
     // Appends from here on: every write goes to the end.
     drop(file);
+    sync_dir(path);
     std::fs::OpenOptions::new()
         .append(true)
         .open(&journal)
@@ -232,15 +281,36 @@ fn fold(
     upto: Option<u64>,
     object_ids: BTreeMap<String, String>,
 ) -> Result<u64, StateError> {
-    // A snapshot that cannot be parsed was already reported and set aside
-    // by the load at start; here it only means starting from nothing.
-    let mut state = read_snapshot(path).ok().flatten().unwrap_or_default();
+    // The load at start set aside a snapshot it could not use; one that
+    // cannot be read now (an I/O error) must not be overwritten with less.
+    let mut state = read_snapshot(path)
+        .map_err(|reason| {
+            io_error(
+                path,
+                std::io::Error::other(format!("cannot fold the journal into it: {reason}")),
+            )
+        })?
+        .unwrap_or_default();
     let mut taken = Vec::new();
     let mut journals: Vec<_> = [old_journal_path(path), journal_path(path)]
         .into_iter()
-        .filter_map(|p| Some((read_journal(&p)?, p)))
+        .filter_map(|p| match read_journal(&p) {
+            Some(j) => Some((j, p)),
+            None => {
+                // Not the journal being appended to while the service runs.
+                if upto.is_none() || p == old_journal_path(path) {
+                    set_aside_unreadable(&p);
+                }
+                None
+            }
+        })
         .filter(|(j, _)| upto.is_none_or(|u| j.generation <= u))
         .collect();
+    for (j, _) in &journals {
+        if let Some(w) = &j.warning {
+            tracing::warn!("{w}");
+        }
+    }
     journals.sort_by_key(|(j, _)| j.generation);
     for (journal, file) in journals {
         if journal.generation > state.journal_generation {
@@ -257,6 +327,29 @@ fn fold(
         let _ = std::fs::remove_file(file);
     }
     Ok(state.journal_generation)
+}
+
+/// A journal file that exists but has no readable header (or cannot be
+/// read) is moved aside, not truncated by the next journal, and reported.
+/// An empty one (a start cut off before its header) is simply dropped.
+fn set_aside_unreadable(journal: &Path) {
+    match std::fs::metadata(journal) {
+        Ok(m) if m.len() > 0 => {
+            let aside = corrupt_name(journal, std::time::SystemTime::now());
+            match std::fs::rename(journal, &aside) {
+                Ok(()) => tracing::warn!(
+                    "state journal {} cannot be read; set aside as {}",
+                    journal.display(),
+                    aside.display()
+                ),
+                Err(e) => tracing::warn!(
+                    "state journal {} cannot be read and could not be set aside: {e}",
+                    journal.display()
+                ),
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Journals with appends not yet synced, shared with the flush thread.
@@ -325,7 +418,9 @@ fn flush_loop(queue: &SyncQueue) {
         let files = std::mem::take(&mut q.files);
         drop(q);
         for file in &files {
-            let _ = file.sync_data();
+            if let Err(e) = file.sync_data() {
+                tracing::warn!("cannot sync the state journal to disk: {e}");
+            }
         }
         last_sync = Some(Instant::now());
         q = queue.lock();
@@ -366,6 +461,53 @@ mod tests {
         let loaded = PersistedState::load(path, SystemTime::now());
         assert_eq!(loaded.warning, None);
         loaded.state
+    }
+
+    #[test]
+    fn a_failed_write_does_not_run_into_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence-state.json");
+        let mut store = StateStore::open(&path, BTreeMap::new()).unwrap();
+        let writable = store.journal.clone();
+        // A handle that cannot write: the append fails, and so does the cut.
+        store.journal = Arc::new(File::open(journal_path(&path)).unwrap());
+        let busy = record("Busy/InACall");
+        assert!(store.record([("bob@c.com", Some(&busy))]).is_err());
+        // As if part of the line had reached the file.
+        (&*writable).write_all(br#"{"user":"bo"#).unwrap();
+        store.journal = writable;
+        store.record([("alice@c.com", Some(&busy))]).unwrap();
+        let loaded = PersistedState::load(&path, SystemTime::now());
+        assert_eq!(loaded.state.users["alice@c.com"], busy);
+        assert!(loaded.warning.is_some_and(|w| w.contains("line 2")));
+    }
+
+    #[test]
+    fn an_unreadable_journal_is_set_aside_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence-state.json");
+        std::fs::write(journal_path(&path), b"not a journal header\n").unwrap();
+        let store = StateStore::open(&path, BTreeMap::new()).unwrap();
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("presence-state.json.journal.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let kept = dir.path().join(&aside[0]);
+        assert_eq!(std::fs::read(kept).unwrap(), b"not a journal header\n");
+        drop(store);
+    }
+
+    #[test]
+    fn a_snapshot_that_cannot_be_read_is_not_folded_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence-state.json");
+        // A directory where the snapshot should be: reading it fails.
+        std::fs::create_dir(&path).unwrap();
+        let err = StateStore::open(&path, BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("cannot fold"), "{err}");
+        assert!(path.is_dir(), "left as it was");
     }
 
     #[test]
@@ -504,7 +646,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_line_inside_the_journal_is_reported() {
+    fn a_damaged_line_inside_the_journal_is_reported_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("presence-state.json");
         let mut journal = start_journal(&path, 1).unwrap();
@@ -518,6 +660,7 @@ mod tests {
         let loaded = PersistedState::load(&path, SystemTime::now());
         let warning = loaded.warning.unwrap();
         assert!(warning.contains("line 2"), "{warning}");
-        assert!(loaded.state.users.is_empty());
+        // The line after the damaged one is still alice's whole record.
+        assert_eq!(loaded.state.users["alice@c.com"], record("Busy/InACall"));
     }
 }
