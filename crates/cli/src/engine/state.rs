@@ -185,12 +185,19 @@ impl PersistedState {
             Err(reason) => (Self::default(), Some(set_aside(path, now, &reason))),
         };
         for attempt in 0..3 {
-            let mut journals: Vec<JournalRead> = [old_journal_path(path), journal_path(path)]
+            // The current journal before the old one: a rotation renames the
+            // current onto the old name, so in this order a rotation between
+            // the two reads shows the same journal twice, never not at all.
+            let mut journals: Vec<JournalRead> = [journal_path(path), old_journal_path(path)]
                 .iter()
                 .filter_map(|p| read_journal(p))
                 .filter(|j| j.generation > state.journal_generation)
                 .collect();
-            journals.sort_by_key(|j| j.generation);
+            // Of one journal read twice, the later read (more lines) wins.
+            journals.sort_by(|a, b| {
+                (a.generation, b.entries.len()).cmp(&(b.generation, a.entries.len()))
+            });
+            journals.dedup_by_key(|j| j.generation);
             let contiguous = journals
                 .iter()
                 .zip(state.journal_generation + 1..)

@@ -464,6 +464,31 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_seen_under_both_names_counts_once_with_its_later_lines() {
+        // What a load can see when a rotation falls between its two reads.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence-state.json");
+        let line = |user: &str| {
+            serde_json::to_string(&JournalEntry {
+                user: user.into(),
+                record: Some(record("Busy/InACall")),
+            })
+            .unwrap()
+        };
+        let mut current = start_journal(&path, 1).unwrap();
+        writeln!(current, "{}", line("alice@c.com")).unwrap();
+        std::fs::copy(journal_path(&path), old_journal_path(&path)).unwrap();
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(old_journal_path(&path))
+            .unwrap();
+        writeln!(old, "{}", line("bob@c.com")).unwrap();
+        let loaded = PersistedState::load(&path, SystemTime::now());
+        assert_eq!(loaded.state.users.len(), 2, "{:?}", loaded.state.users);
+        assert_eq!(loaded.state.journal_generation, 1);
+    }
+
+    #[test]
     fn a_failed_write_does_not_run_into_the_next_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("presence-state.json");
