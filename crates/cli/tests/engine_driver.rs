@@ -424,6 +424,40 @@ impl sip_blf_sync::engine::PresenceSink for Gated {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stop_takes_a_call_that_ends_at_once_before_it_clears() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let sink = Gated::on("alice@contoso.com");
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        engine(settings()),
+        Telemetry::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+        options(None),
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_tx.send(()).unwrap();
+    tokio::task::yield_now().await;
+    // The set ends just after the stop: its answer is in before the clear goes.
+    sink.gate.add_permits(2);
+    ended(task).await;
+    assert_eq!(
+        sink.log(),
+        [
+            "start alice@contoso.com setPresence",
+            "done alice@contoso.com setPresence",
+            "start alice@contoso.com clearPresence",
+            "done alice@contoso.com clearPresence",
+        ]
+    );
+    drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_change_does_not_wait_for_another_users_call_and_each_user_stays_in_order() {
     let (tx, rx) = mpsc::unbounded_channel();
     let sink = Gated::on("alice@contoso.com");

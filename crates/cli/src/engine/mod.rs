@@ -310,6 +310,9 @@ fn object_ids(sink: &impl PresenceSink) -> BTreeMap<String, String> {
 
 /// The state file while the loop runs: a journal line per change, folded
 /// into the snapshot now and then off the loop.
+/// How long a stop waits for the Graph calls in flight before it clears.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// How long a failed fold of the state journal waits before the next try.
 const FOLD_RETRY: Duration = Duration::from_secs(60);
 
@@ -653,6 +656,24 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
         if ended && calls.is_empty() {
             break;
         }
+    }
+    if stopped && !calls.is_empty() {
+        // A set already on the wire could reach Graph after the clear that
+        // follows: calls that end within a moment are taken as they end.
+        let grace = STOP_GRACE.min(options.shutdown_limit / 2);
+        let _ = tokio::time::timeout(grace, async {
+            while let Some((id, results)) = calls.next().await {
+                finish(
+                    &mut engine,
+                    &telemetry,
+                    &mut persistence,
+                    &mut in_flight,
+                    id,
+                    &results,
+                );
+            }
+        })
+        .await;
     }
     if stopped && !in_flight.is_empty() {
         // Graph may take minutes (Retry-After, backoff): a stop does not wait.
