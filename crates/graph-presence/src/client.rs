@@ -958,7 +958,6 @@ impl GraphClient {
     }
 }
 
-/// Percent-encodes a path segment for a `$batch` relative URL (same set as the URL builder).
 /// A `$batch` request body (JSON batching: `requests`, at most 20).
 #[derive(serde::Serialize)]
 struct BatchRequest<'a> {
@@ -983,6 +982,7 @@ struct JsonContentType {
     content_type: &'static str,
 }
 
+/// Percent-encodes a path segment for a `$batch` relative URL (same set as the URL builder).
 fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
