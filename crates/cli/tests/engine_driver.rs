@@ -26,6 +26,34 @@ async fn ended<T>(task: tokio::task::JoinHandle<T>) -> T {
         .unwrap()
 }
 
+/// The engine on `sink` with the test's settings, stopped when the test
+/// sends on the returned stop: the line sender, the stop, the task.
+fn stoppable<K>(
+    sink: K,
+    state_file: Option<std::path::PathBuf>,
+) -> (
+    mpsc::UnboundedSender<SourceEvent>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Engine>,
+)
+where
+    K: sip_blf_sync::engine::PresenceSink + Send + Sync + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink,
+        engine(settings()),
+        Telemetry::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+        options(state_file),
+    ));
+    (tx, stop_tx, task)
+}
+
 fn line(ext: &str, state: LineState) -> SourceEvent {
     SourceEvent::Line(LineChange {
         extension: ext.into(),
@@ -295,19 +323,8 @@ impl sip_blf_sync::engine::PresenceSink for Hangs {
 async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let state_file = dir.path().join("presence-state.json");
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let started = tokio::time::Instant::now();
-    let task = tokio::spawn(run_engine(
-        ChannelSource(rx),
-        Hangs::on(Reason::Shutdown),
-        engine(settings()),
-        Telemetry::new(),
-        async {
-            let _ = stop_rx.await;
-        },
-        options(Some(state_file.clone())),
-    ));
+    let (tx, stop_tx, task) = stoppable(Hangs::on(Reason::Shutdown), Some(state_file.clone()));
     tx.send(line("1001", LineState::Busy)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_tx.send(()).unwrap();
@@ -327,20 +344,9 @@ async fn shutdown_is_bounded_and_unconfirmed_clears_stay_recorded() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_does_not_wait_for_a_slow_graph_and_clears_what_may_be_set() {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let sink = Hangs::on(Reason::Change);
     let started = tokio::time::Instant::now();
-    let task = tokio::spawn(run_engine(
-        ChannelSource(rx),
-        sink.clone(),
-        engine(settings()),
-        Telemetry::new(),
-        async {
-            let _ = stop_rx.await;
-        },
-        options(None),
-    ));
+    let (tx, stop_tx, task) = stoppable(sink.clone(), None);
     tx.send(line("1001", LineState::Busy)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_tx.send(()).unwrap();
@@ -425,19 +431,8 @@ impl sip_blf_sync::engine::PresenceSink for Gated {
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_takes_a_call_that_ends_at_once_before_it_clears() {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let sink = Gated::on("alice@contoso.com");
-    let task = tokio::spawn(run_engine(
-        ChannelSource(rx),
-        sink.clone(),
-        engine(settings()),
-        Telemetry::new(),
-        async {
-            let _ = stop_rx.await;
-        },
-        options(None),
-    ));
+    let (tx, stop_tx, task) = stoppable(sink.clone(), None);
     tx.send(line("1001", LineState::Busy)).unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop_tx.send(()).unwrap();
