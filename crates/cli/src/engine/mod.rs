@@ -729,6 +729,33 @@ fn finish(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_record_that_failed_is_written_with_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence-state.json");
+        let sink = LogSink::quiet();
+        let mut persistence = Persistence::open(Some(path.clone()), &sink);
+        let t0 = Instant::now();
+        let mut engine = Engine::new(EngineSettings::default(), t0);
+        engine.add_extension("1001", "alice@contoso.com", Mapping::default());
+        engine.add_extension("1002", "bob@contoso.com", Mapping::default());
+        engine.line_changed("1001", blf::LineState::Busy, t0);
+        let alice = engine.poll(t0);
+        engine.dispatched(&alice);
+        // Alice's write-ahead record does not reach the journal.
+        persistence.store.as_mut().unwrap().fail_writes(true);
+        persistence.record(&engine, &alice, true);
+        persistence.store.as_mut().unwrap().fail_writes(false);
+        // Bob's change is the next record: it carries alice's too.
+        engine.line_changed("1002", blf::LineState::Busy, t0);
+        let bob = engine.poll(t0);
+        engine.dispatched(&bob);
+        persistence.record(&engine, &bob, true);
+        let loaded = PersistedState::load(&path, std::time::SystemTime::now());
+        assert!(loaded.state.users.contains_key("alice@contoso.com"));
+        assert!(loaded.state.users.contains_key("bob@contoso.com"));
+    }
+
     #[test]
     fn config_defaults() {
         let c = EngineConfig::from_env(&Env::from_pairs([])).unwrap();

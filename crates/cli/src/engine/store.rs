@@ -138,6 +138,21 @@ impl StateStore {
         Ok(())
     }
 
+    /// Makes the following writes fail (a handle that cannot write), or
+    /// mends that: for tests of what a failed write leaves.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&mut self, fail: bool) {
+        let journal = journal_path(&self.path);
+        let file = if fail {
+            File::open(&journal)
+        } else {
+            std::fs::OpenOptions::new().append(true).open(&journal)
+        };
+        if let Ok(file) = file {
+            self.journal = Arc::new(file);
+        }
+    }
+
     /// Lines in the journal not yet folded into the snapshot.
     pub fn journal_lines(&self) -> usize {
         self.lines
