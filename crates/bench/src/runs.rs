@@ -133,6 +133,11 @@ impl LoadRun {
         }
     }
 
+    /// Presence operations per HTTP request that carried them.
+    fn operations_per_request(&self) -> f64 {
+        self.samples.len() as f64 / self.graph_requests.max(1) as f64
+    }
+
     fn lost(&self) -> u64 {
         self.counts.unanswered()
             + self.counts.timeouts
@@ -349,10 +354,10 @@ fn load_span(receipts: &std::collections::HashMap<String, Vec<Instant>>) -> Opti
     Some(last.saturating_duration_since(*first))
 }
 
-/// The seconds a run held at least 90 % of the offered rate, and the
-/// median NOTIFYs per second in them (the busiest second when none held).
-fn held(arrivals: &[Instant], rate: f64) -> (usize, f64) {
-    let bins = per_second(arrivals);
+/// Of a run's arrivals per second ([`per_second`]): the seconds that held
+/// at least 90 % of the offered rate, and the median NOTIFYs per second in
+/// them (the busiest second when none held).
+fn held(bins: &[u64], rate: f64) -> (usize, f64) {
     let mut at_rate: Vec<u64> = bins
         .iter()
         .copied()
@@ -369,9 +374,8 @@ fn held(arrivals: &[Instant], rate: f64) -> (usize, f64) {
 const SUSTAINED_SECONDS: usize = 5;
 
 /// The highest mean NOTIFY rate over any [`SUSTAINED_SECONDS`] consecutive
-/// seconds of arrivals at the service.
-fn sustained(arrivals: &[Instant]) -> f64 {
-    let bins = per_second(arrivals);
+/// seconds of arrivals per second ([`per_second`]).
+fn sustained(bins: &[u64]) -> f64 {
     bins.windows(SUSTAINED_SECONDS.min(bins.len()).max(1))
         .map(|w| w.iter().sum::<u64>() as f64 / w.len() as f64)
         .fold(0.0, f64::max)
@@ -428,7 +432,7 @@ pub fn latency(
             bins.get(i).is_some_and(|c| *c as f64 >= 0.9 * rate)
         })
     };
-    let (seconds_held, rate_held) = held(&run.arrivals, rate);
+    let (seconds_held, rate_held) = held(&bins, rate);
     report.push(Figure::new(
         "seconds at >= 90 % of the offered rate",
         seconds_held as f64,
@@ -452,7 +456,7 @@ pub fn latency(
     ));
     report.push(Figure::new(
         "operations per Graph HTTP request",
-        run.samples.len() as f64 / run.graph_requests.max(1) as f64,
+        run.operations_per_request(),
         "",
     ));
     let all: Vec<Duration> = run.samples.iter().map(|(_, d)| *d).collect();
@@ -513,8 +517,9 @@ pub fn throughput(
     let mut unclean_below_best = 0;
     for &rate in rates {
         let (run, _) = load_run(rt, notifier, n, rate, seconds, true)?;
-        let (seconds_held, _) = held(&run.arrivals, rate);
-        let sent = sustained(&run.arrivals);
+        let bins = per_second(&run.arrivals);
+        let (seconds_held, _) = held(&bins, rate);
+        let sent = sustained(&bins);
         let lost = run.lost();
         let clean = lost == 0 && run.counts.retransmissions == 0;
         report.push(Figure::new(
@@ -539,7 +544,7 @@ pub fn throughput(
         ));
         report.push(Figure::new(
             format!("offered {rate:.0}/s: operations per Graph HTTP request"),
-            run.samples.len() as f64 / run.graph_requests.max(1) as f64,
+            run.operations_per_request(),
             "",
         ));
         if clean {
