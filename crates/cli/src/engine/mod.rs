@@ -308,14 +308,14 @@ fn object_ids(sink: &impl PresenceSink) -> BTreeMap<String, String> {
     sink.object_ids().into_iter().collect()
 }
 
-/// The state file while the loop runs: a journal line per change, folded
-/// into the snapshot now and then off the loop.
 /// How long a stop waits for the Graph calls in flight before it clears.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a failed fold of the state journal waits before the next try.
 const FOLD_RETRY: Duration = Duration::from_secs(60);
 
+/// The state file while the loop runs: a journal line per change, folded
+/// into the snapshot now and then off the loop.
 struct Persistence {
     path: Option<PathBuf>,
     store: Option<StateStore>,
@@ -576,6 +576,15 @@ async fn report_drift<K: PresenceSink>(sink: &K, expected: Vec<(String, &'static
     }
 }
 
+/// Commands given up before their outcome was known: what Graph holds is
+/// unknown, so they count as failed.
+fn cut_off(engine: &mut Engine, commands: &[PresenceCommand]) {
+    let now = tokio_now();
+    for command in commands {
+        engine.command_failed(command, now);
+    }
+}
+
 /// Runs the engine until the source ends or `shutdown` resolves; then clears
 /// every presence we set (within `options.shutdown_limit`) and saves the
 /// state. Returns the engine for inspection.
@@ -678,11 +687,8 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
     if stopped && !in_flight.is_empty() {
         // Graph may take minutes (Retry-After, backoff): a stop does not wait.
         tracing::info!("stopping while Graph calls were in flight; they are given up");
-        let now = tokio_now();
         for commands in in_flight.values() {
-            for command in commands {
-                engine.command_failed(command, now);
-            }
+            cut_off(&mut engine, commands);
         }
     }
     drop(calls);
@@ -698,10 +704,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
                      (the next start clears what is left)"
                 );
                 // Unconfirmed: keep them recorded as set so the next start corrects them.
-                let now = tokio_now();
-                for command in &commands {
-                    engine.command_failed(command, now);
-                }
+                cut_off(&mut engine, &commands);
             }
         }
     }
