@@ -14,8 +14,9 @@
 //!
 //! Each journal starts with a header line naming its generation; the snapshot
 //! names the last generation folded into it. [`PersistedState::load`] reads the
-//! snapshot and replays the newer journals in order, up to the first line that
-//! does not parse (the torn end of a write a crash interrupted).
+//! snapshot and replays the newer journals in order, skipping a line that does
+//! not parse (the torn end of a write a crash interrupted; a damaged line
+//! inside is also reported).
 //!
 //! A snapshot that cannot be parsed is set aside as
 //! `<name>.corrupt-<unix seconds>` and reported; the service starts from the
@@ -286,8 +287,9 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<Option<PersistedState>, Strin
         .map_err(|e| e.to_string())
 }
 
-/// Moves an unusable snapshot out of the way; the warning for the operator.
-fn set_aside(path: &Path, now: SystemTime, reason: &str) -> String {
+/// Moves an unusable state file (snapshot or journal) out of the way; the
+/// warning for the operator.
+pub(crate) fn set_aside(path: &Path, now: SystemTime, reason: &str) -> String {
     let aside = corrupt_name(path, now);
     let moved = match std::fs::rename(path, &aside) {
         Ok(()) => format!("set aside as {}", aside.display()),
@@ -299,7 +301,7 @@ fn set_aside(path: &Path, now: SystemTime, reason: &str) -> String {
     )
 }
 
-pub(crate) fn corrupt_name(path: &Path, now: SystemTime) -> PathBuf {
+fn corrupt_name(path: &Path, now: SystemTime) -> PathBuf {
     let secs = now
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::state::{
-    corrupt_name, journal_path, old_journal_path, read_journal, read_snapshot, AppliedRecord,
+    journal_path, old_journal_path, read_journal, read_snapshot, set_aside, AppliedRecord,
     JournalEntry, JournalHeader, StateError,
 };
 
@@ -348,22 +348,15 @@ fn fold(
 /// read) is moved aside, not truncated by the next journal, and reported.
 /// An empty one (a start cut off before its header) is simply dropped.
 fn set_aside_unreadable(journal: &Path) {
-    match std::fs::metadata(journal) {
-        Ok(m) if m.len() > 0 => {
-            let aside = corrupt_name(journal, std::time::SystemTime::now());
-            match std::fs::rename(journal, &aside) {
-                Ok(()) => tracing::warn!(
-                    "state journal {} cannot be read; set aside as {}",
-                    journal.display(),
-                    aside.display()
-                ),
-                Err(e) => tracing::warn!(
-                    "state journal {} cannot be read and could not be set aside: {e}",
-                    journal.display()
-                ),
-            }
-        }
-        _ => {}
+    if std::fs::metadata(journal).is_ok_and(|m| m.len() > 0) {
+        // Moved first: a log macro does not evaluate its arguments when the
+        // level is off.
+        let warning = set_aside(
+            journal,
+            std::time::SystemTime::now(),
+            "no readable journal header",
+        );
+        tracing::warn!("{warning}");
     }
 }
 
