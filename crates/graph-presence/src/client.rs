@@ -522,19 +522,16 @@ impl GraphClient {
     /// `GET /users/{upn}?$select=id` (needs `User.Read.All`). Results are cached; see
     /// [`GraphClient::user_cache`] to persist them.
     pub async fn resolve_user(&self, upn_or_id: &str) -> Result<ObjectId, GraphError> {
-        let key = upn_or_id.trim();
-        if let Ok(id) = ObjectId::parse(key) {
+        if let Some(id) = self.cached_user(upn_or_id) {
             return Ok(id);
         }
+        let key = upn_or_id.trim();
         if key.is_empty() || key.len() > 1024 {
             return Err(GraphError::InvalidInput(format!(
                 "{upn_or_id:?} is not a user principal name"
             )));
         }
         let cache_key = key.to_lowercase();
-        if let Some(id) = lock(&self.inner.users).get(&cache_key) {
-            return Ok(id.clone());
-        }
         // UPNs starting with '$' need the key syntax; '#' (guests' #EXT#) is percent-encoded
         // by the URL builder (user-get page tips).
         let segment = if key.starts_with('$') {
