@@ -472,6 +472,7 @@ fn sip_row(
                 404 => "404 no hint".to_string(),
                 403 => "403 forbidden".to_string(),
                 489 => "489 bad event".to_string(),
+                603 => "603 declined".to_string(),
                 s => format!("{s} refused"),
             };
             (text, Some(diagnosis.clone()))

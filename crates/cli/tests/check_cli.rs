@@ -224,7 +224,8 @@ async fn a_missing_graph_permission_is_named() {
 }
 
 /// A PBX stand-in on loopback UDP: accepts REGISTER; answers SUBSCRIBE by
-/// extension (4040: 404, 4030: 403, 4890: 489, 2000: 200 but never a NOTIFY,
+/// extension (4040: 404, 4030: 403, 4890: 489, 6030: 603 as Asterisk answers
+/// with `allow_subscribe=no`, 2000: 200 but never a NOTIFY,
 /// 9000: never). Records each request as "METHOD user Expires". Stops when dropped.
 struct FakePbx {
     addr: std::net::SocketAddr,
@@ -291,6 +292,7 @@ impl FakePbx {
             ("SUBSCRIBE", "4040") => (404, "Not Found"),
             ("SUBSCRIBE", "4030") => (403, "Forbidden"),
             ("SUBSCRIBE", "4890") => (489, "Bad Event"),
+            ("SUBSCRIBE", "6030") => (603, "Decline"),
             ("SUBSCRIBE", "2000") => (200, "OK"),
             _ => return None,
         };
@@ -337,7 +339,7 @@ fn refusals_and_silence_each_get_their_row() {
     let pbx = FakePbx::start();
     let c = Check::new(
         "4040,a@contoso.com\n4030,b@contoso.com\n4890,c@contoso.com\n\
-         2000,d@contoso.com\n9000,e@contoso.com\n",
+         6030,f@contoso.com\n2000,d@contoso.com\n9000,e@contoso.com\n",
     )
     .pbx(&pbx.addr.to_string(), "blfsecret");
     let out = c.run_blocking(&["--timeout", "2"]);
@@ -357,6 +359,11 @@ fn refusals_and_silence_each_get_their_row() {
             "does not offer `Event: dialog` for 4890",
         ),
         (
+            "6030",
+            "603 declined",
+            "`allow_subscribe=yes` in its endpoint section of pjsip.conf",
+        ),
+        (
             "2000",
             "no NOTIFY",
             "subscribed to 2000 but no NOTIFY within 2 s",
@@ -373,7 +380,7 @@ fn refusals_and_silence_each_get_their_row() {
         assert!(r.contains(fix), "{ext}: {fix:?} missing in {r}");
     }
     assert!(
-        all.contains("5 extension(s) checked: 0 ok, 5 failed"),
+        all.contains("6 extension(s) checked: 0 ok, 6 failed"),
         "{all}"
     );
     // Cleanly gone: the one subscription that was accepted is ended, then the registration.

@@ -139,7 +139,7 @@ pub struct UaConfig {
     pub retry_min: Duration,
     /// Longest retry delay after failures.
     pub retry_max: Duration,
-    /// Retry delay after a failure that needs the PBX admin (404, 403, 489, rejected).
+    /// Retry delay after a failure that needs the PBX admin (404, 403, 489, 603, rejected).
     pub slow_retry: Duration,
     /// Interval of CRLF keep-alives to the server (RFC 5626); `None`: none.
     pub keepalive_interval: Option<Duration>,

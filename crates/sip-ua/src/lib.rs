@@ -18,7 +18,7 @@
 //!   `presence`; 200 and 202 accepted; the dialog is created by the 2xx or by a
 //!   NOTIFY that comes first; refreshed before the granted expiry (re-authenticating);
 //!   `481` on a refresh → new subscription with a new Call-ID at once;
-//!   `404`/`403`/`489` → [`Event::SubscriptionFailed`] with a plain-words
+//!   `404`/`403`/`489`/`603` → [`Event::SubscriptionFailed`] with a plain-words
 //!   diagnosis and a slow retry; `Subscription-State: terminated` reasons
 //!   handled as RFC 6665 §4.2.2 says; new SUBSCRIBEs paced (50/s by default);
 //!   un-SUBSCRIBE on shutdown.

@@ -561,11 +561,13 @@ fn refresh_481_starts_a_new_subscription_at_once() {
 }
 
 #[test]
-fn missing_hint_forbidden_and_bad_event_are_diagnosed_and_retried_slowly() {
+fn missing_hint_forbidden_declined_and_bad_event_are_diagnosed_and_retried_slowly() {
     for (status, needle) in [
         (404, "exten => 500,hint,PJSIP/500"),
         (403, "allow_subscribe"),
         (489, "Event: dialog"),
+        // Asterisk with `allow_subscribe=no` on our endpoint.
+        (603, "endpoint blf (Asterisk: `allow_subscribe=yes`"),
     ] {
         let mut h = registered(&["500"]);
         h.drain_events();

@@ -22,6 +22,13 @@ pub fn diagnose_subscribe_failure(
              (Asterisk: `allow_subscribe = yes` and a `subscribe_context` containing the hint) \
              or check that the account may see {extension}"
         ),
+        // Asterisk's answer when the endpoint we subscribe as has `allow_subscribe=no`.
+        603 => format!(
+            "PBX declined user {username}'s subscription to {extension} (603 Decline): \
+             allow subscriptions for endpoint {username} (Asterisk: `allow_subscribe=yes` in its \
+             endpoint section of pjsip.conf; FreePBX: the same line for {username} in \
+             pjsip.endpoint_custom_post.conf), then reload"
+        ),
         489 => format!(
             "PBX does not offer `Event: {}` for {extension} (489 Bad Event): enable the {} event package \
              (Asterisk: a hint for {extension}; Kamailio: presence_dialoginfo)",
@@ -383,7 +390,7 @@ impl UserAgent {
             .and_then(parse_retry_after)
             .map(|x| Duration::from_secs(u64::from(x)));
         let delay = match status {
-            404 | 403 | 489 | 484 | 488 | 405 => self.cfg.slow_retry,
+            404 | 403 | 489 | 484 | 488 | 405 | 603 => self.cfg.slow_retry,
             _ => retry_after.unwrap_or_else(|| self.backoff(failures)),
         };
         self.sub_failed(id, Some(status), diagnosis, now + delay);
