@@ -21,7 +21,8 @@
 //!   `404`/`403`/`489`/`603` → [`Event::SubscriptionFailed`] with a plain-words
 //!   diagnosis and a slow retry; `Subscription-State: terminated` reasons
 //!   handled as RFC 6665 §4.2.2 says; new SUBSCRIBEs paced (50/s by default);
-//!   un-SUBSCRIBE on shutdown.
+//!   un-SUBSCRIBE on shutdown, whose final NOTIFYs are waited for (at most
+//!   [`ua::FINAL_NOTIFY_WAIT`]) and answered before the un-REGISTER.
 //! - **NOTIFY**: matched to a dialog by Call-ID and both tags; anything else gets
 //!   `481` and changes nothing ([`Event::NotifyRejected`]); always `200` for our
 //!   dialogs, also when the body will not parse (bodies are handed up unparsed);

@@ -237,6 +237,9 @@ enum SubPhase {
     Refreshing,
     /// Un-SUBSCRIBE in flight.
     Unsubscribing,
+    /// Shutting down: the un-SUBSCRIBE was answered 2xx, its final NOTIFY
+    /// (`terminated`) is still to come.
+    AwaitingFinalNotify,
     /// Finished (invariant, removed, shut down).
     Closed,
 }
@@ -260,6 +263,8 @@ struct Sub {
     established_at: Option<Instant>,
     reported_pending: bool,
     remove_after_unsubscribe: bool,
+    /// A NOTIFY `terminated` came while un-subscribing.
+    final_notify: bool,
     count_423: u32,
     /// `timer` is a pacing slot already taken.
     slot_reserved: bool,
@@ -295,6 +300,8 @@ pub struct UserAgent {
     next_slot: Instant,
     subs_started: bool,
     shutting_down: bool,
+    /// Until when the shutdown waits for the un-SUBSCRIBEs' final NOTIFYs.
+    final_notify_deadline: Option<Instant>,
     shut_down: bool,
     keepalive_at: Option<Instant>,
     pong_deadline: Option<Instant>,
@@ -312,6 +319,12 @@ impl std::fmt::Debug for UserAgent {
             .finish_non_exhaustive()
     }
 }
+
+/// Longest wait at shutdown for the final NOTIFYs (`Subscription-State:
+/// terminated`) that answer the un-SUBSCRIBEs (RFC 6665 §4.1.2.3), so that
+/// none arrives at a closed socket (Asterisk then retransmits it for 32 s, and
+/// the next start sees it as a NOTIFY for no subscription). Timer F if shorter.
+pub const FINAL_NOTIFY_WAIT: Duration = Duration::from_secs(2);
 
 /// How long to wait for the answer to a TCP keep-alive (RFC 5626 §4.4.1).
 const PONG_TIMEOUT: Duration = Duration::from_secs(10);
@@ -387,6 +400,7 @@ impl UserAgent {
             next_slot: now,
             subs_started: false,
             shutting_down: false,
+            final_notify_deadline: None,
             shut_down: false,
             keepalive_at: cfg.keepalive_interval.map(|i| now + i),
             pong_deadline: None,
@@ -450,6 +464,7 @@ impl UserAgent {
             return;
         }
         self.shutting_down = true;
+        self.final_notify_deadline = Some(now + FINAL_NOTIFY_WAIT.min(self.cfg.timers.timer_f()));
         let dialog_up = |s: &Sub| {
             s.remote_tag.is_some()
                 && matches!(
@@ -500,7 +515,9 @@ impl UserAgent {
                         SubPhase::Active if s.reported_pending => SubscriptionPhase::Pending,
                         SubPhase::Active => SubscriptionPhase::Active,
                         SubPhase::Refreshing => SubscriptionPhase::Refreshing,
-                        SubPhase::Unsubscribing => SubscriptionPhase::Unsubscribing,
+                        SubPhase::Unsubscribing | SubPhase::AwaitingFinalNotify => {
+                            SubscriptionPhase::Unsubscribing
+                        }
                         SubPhase::Closed => SubscriptionPhase::Closed,
                     },
                     expires_at: s.expires_at,
@@ -554,6 +571,9 @@ impl UserAgent {
             consider(tx.poll_timeout());
         }
         consider(self.server_txs.poll_timeout());
+        if self.awaiting_final_notify() {
+            consider(self.final_notify_deadline);
+        }
         if !self.shutting_down {
             consider(self.reg.timer);
             consider(self.sub_timers.first());
@@ -595,6 +615,15 @@ impl UserAgent {
         }
         self.server_txs.on_timeout(now);
         if self.shutting_down {
+            if self.final_notify_deadline.is_some_and(|t| t <= now) {
+                // Waited long enough for the final NOTIFYs.
+                for s in self.subs.values_mut() {
+                    if s.phase == SubPhase::AwaitingFinalNotify {
+                        s.phase = SubPhase::Closed;
+                    }
+                }
+                self.maybe_finish_shutdown(now);
+            }
             return;
         }
         if let Some(d) = self.discovery.as_mut() {
@@ -964,10 +993,11 @@ impl UserAgent {
         if !self.shutting_down || self.shut_down {
             return;
         }
-        if self
-            .subs
-            .values()
-            .any(|s| s.phase == SubPhase::Unsubscribing)
+        if self.awaiting_final_notify()
+            || self
+                .subs
+                .values()
+                .any(|s| s.phase == SubPhase::Unsubscribing)
         {
             return;
         }
@@ -985,6 +1015,17 @@ impl UserAgent {
                 self.events.push_back(Event::ShutDown);
             }
         }
+    }
+
+    /// A shutdown waits for the final NOTIFY of an answered un-SUBSCRIBE.
+    fn awaiting_final_notify(&self) -> bool {
+        self.shutting_down
+            && !self.shut_down
+            && self.final_notify_deadline.is_some_and(|t| t > self.now)
+            && self
+                .subs
+                .values()
+                .any(|s| s.phase == SubPhase::AwaitingFinalNotify)
     }
 
     fn on_tx_timeout(&mut self, owner: Owner, branch: &str, now: Instant) {

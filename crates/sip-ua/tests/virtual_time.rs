@@ -801,16 +801,31 @@ fn shutdown_unsubscribes_then_unregisters() {
         assert_eq!(u.to_tag(), Some("pbxtag"));
         assert!(u.call_id() == s1.call_id() || u.call_id() == s2.call_id());
     }
-    h.reply(&unsubs[0], 200, &[("Expires", "0".into())]);
-    // Final NOTIFY still answered 200.
+    // 1001: its final NOTIFY overtakes the 200 of the un-SUBSCRIBE.
     h.input(
         pbx(),
         &notify(&unsubs[0], 9, "terminated;reason=timeout", None),
     );
     assert_eq!(h.sent()[0].1.status(), Some(200));
-    assert!(!h.ua.is_shut_down());
+    h.reply(&unsubs[0], 200, &[("Expires", "0".into())]);
+    assert!(h.sent().is_empty());
+    // 1002: the 200 comes first; the un-REGISTER waits for the final NOTIFY
+    // (else it would arrive at a closed socket and be retransmitted for 32 s).
     h.reply(&unsubs[1], 200, &[("Expires", "0".into())]);
-    let unreg = h.one_request("REGISTER");
+    h.advance_to(h.now + Duration::from_millis(1900));
+    assert!(h.sent().is_empty());
+    assert!(!h.ua.is_shut_down());
+    h.input(pbx(), &notify(&unsubs[1], 9, "terminated", None));
+    let mut sent = h.sent();
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    assert_eq!(
+        sent[0].1.status(),
+        Some(200),
+        "the NOTIFY is answered first"
+    );
+    assert_eq!(sent[0].1.call_id(), unsubs[1].call_id());
+    let unreg = sent.remove(1).1;
+    assert_eq!(unreg.method(), Some("REGISTER"));
     assert_eq!(expires_of(&unreg), 0);
     assert!(unreg.headers.get("Authorization").is_some());
     h.reply(&unreg, 200, &[]);
@@ -839,10 +854,36 @@ fn a_failed_subscription_does_not_unregister_before_the_others_unsubscribe() {
     assert_eq!(sent[0].method(), Some("SUBSCRIBE"));
     assert_eq!(expires_of(&sent[0]), 0);
     h.reply(&sent[0], 200, &[("Expires", "0".into())]);
+    h.input(pbx(), &notify(&sent[0], 9, "terminated", None));
+    let unreg = h.requests("REGISTER").remove(0);
+    assert_eq!(expires_of(&unreg), 0);
+    h.reply(&unreg, 200, &[]);
+    assert!(h.ua.is_shut_down());
+}
+
+#[test]
+fn shutdown_waits_for_a_final_notify_only_so_long() {
+    let mut h = registered(&["1001"]);
+    subscribe_ok(&mut h, 600);
+    h.drain_events();
+    let start = h.now;
+    h.ua.shutdown(h.now);
+    let unsub = h.one_request("SUBSCRIBE");
+    h.advance_to(start + Duration::from_millis(100));
+    h.reply(&unsub, 200, &[("Expires", "0".into())]);
+    // The final NOTIFY never comes: the un-REGISTER goes out after the bound.
+    h.advance_to(start + sip_ua::ua::FINAL_NOTIFY_WAIT - Duration::from_millis(1));
+    assert!(h.sent().is_empty());
+    assert_eq!(
+        h.ua.poll_timeout(),
+        Some(start + sip_ua::ua::FINAL_NOTIFY_WAIT)
+    );
+    h.advance_to(start + sip_ua::ua::FINAL_NOTIFY_WAIT);
     let unreg = h.one_request("REGISTER");
     assert_eq!(expires_of(&unreg), 0);
     h.reply(&unreg, 200, &[]);
     assert!(h.ua.is_shut_down());
+    assert_eq!(h.drain_events(), vec![Event::Unregistered, Event::ShutDown]);
 }
 
 #[test]

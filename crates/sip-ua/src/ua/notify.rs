@@ -46,6 +46,9 @@ impl UserAgent {
             destination: from,
             payload: bytes,
         });
+        // A final NOTIFY may have been the last thing a shutdown waited for:
+        // the un-REGISTER goes out after its 200.
+        self.maybe_finish_shutdown(now);
     }
 
     pub(super) fn response_to(&self, req: &Message, status: u16, reason: &str) -> Message {
@@ -121,7 +124,14 @@ impl UserAgent {
             subscription_state: sub_state.clone(),
             received_at: now,
         }));
+        let terminated = matches!(&sub_state, Some(st) if st.state == SubState::Terminated);
         if shutting_down || matches!(s.phase, SubPhase::Unsubscribing | SubPhase::Closed) {
+            if terminated {
+                s.final_notify = true;
+                if s.phase == SubPhase::AwaitingFinalNotify {
+                    s.phase = SubPhase::Closed;
+                }
+            }
             return ok;
         }
         let Some(state) = sub_state else {

@@ -75,6 +75,7 @@ impl UserAgent {
                 established_at: None,
                 reported_pending: false,
                 remove_after_unsubscribe: false,
+                final_notify: false,
                 count_423: 0,
                 slot_reserved: false,
                 expires_at: None,
@@ -140,6 +141,7 @@ impl UserAgent {
         s.auth.reset();
         s.established_at = None;
         s.reported_pending = false;
+        s.final_notify = false;
         s.pending_tx = None;
         self.by_call_id.insert(call_id, id);
     }
@@ -308,6 +310,12 @@ impl UserAgent {
             return;
         }
         if phase == SubPhase::Unsubscribing {
+            if (200..300).contains(&status) && self.shutting_down && !s.final_notify {
+                // The final NOTIFY is still to come: answer it before leaving.
+                s.phase = SubPhase::AwaitingFinalNotify;
+                self.sub_timers.set(id, &mut s.timer, None);
+                return self.maybe_finish_shutdown(now);
+            }
             return self.close_sub(id);
         }
         if (200..300).contains(&status) {
