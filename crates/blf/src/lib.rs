@@ -45,6 +45,14 @@
 //! note says `Ringing`/`On hold`; Asterisk marks in-use lines `closed`, so the activity wins);
 //! otherwise a tuple `open` is `Idle`, `closed` is `Offline`, and nothing usable is `Unknown`.
 //!
+//! # Dialog and presence together
+//!
+//! Over the dialog event a phone that is not registered looks idle (Asterisk sends the same
+//! `terminated` body); only presence (`closed`) says offline. For a line watched through both,
+//! [`LineState::from_dialog_and_presence`] takes the dialog state for a call (`Ringing`, `Busy`,
+//! `Hold`), `Offline` for a dialog-idle line whose presence is `closed`, `Idle` otherwise, and
+//! the presence state while no dialog state is known.
+//!
 //! # Empty bodies: `Unknown` or idle?
 //!
 //! A body-less NOTIFY carries no document, so on its own it says nothing:

@@ -73,6 +73,22 @@ impl LineState {
         }
     }
 
+    /// The state of a line watched through both the dialog event (BLF) and the
+    /// presence event (PIDF). Over the dialog event a phone that is not
+    /// registered looks idle (Asterisk sends the same `terminated` body), so:
+    /// - a call in the dialog state (`Ringing`, `Busy`, `Hold`) wins;
+    /// - a dialog-idle line is `Offline` when presence says `closed`, else `Idle`
+    ///   (presence's own busy/ringing is not trusted over the dialog event);
+    /// - while the dialog state is `Unknown` (no NOTIFY yet), presence stands.
+    #[must_use]
+    pub fn from_dialog_and_presence(dialog: LineState, presence: LineState) -> LineState {
+        match dialog {
+            Self::Idle if presence == Self::Offline => Self::Offline,
+            Self::Unknown => presence,
+            other => other,
+        }
+    }
+
     /// Combines many states; an empty iterator gives `Idle` (no dialogs = idle line).
     pub fn aggregate<I: IntoIterator<Item = LineState>>(states: I) -> LineState {
         states.into_iter().fold(LineState::Idle, LineState::combine)
@@ -129,6 +145,27 @@ mod tests {
         }
         assert_eq!(LineState::aggregate([]), Idle);
         assert_eq!(LineState::aggregate([Hold, Busy, Unknown]), Busy);
+    }
+
+    #[test]
+    fn dialog_and_presence_combine_offline_over_idle_and_calls_over_all() {
+        use LineState::*;
+        let both = LineState::from_dialog_and_presence;
+        // An unplugged phone: idle over dialog, closed over presence.
+        assert_eq!(both(Idle, Offline), Offline);
+        assert_eq!(both(Idle, Idle), Idle);
+        // Presence's own activity does not override an idle dialog state.
+        assert_eq!(both(Idle, Busy), Idle);
+        assert_eq!(both(Idle, Unknown), Idle);
+        for call in [Ringing, Busy, Hold] {
+            for presence in LineState::ALL {
+                assert_eq!(both(call, presence), call, "{call} + {presence}");
+            }
+        }
+        // No dialog NOTIFY yet: what presence says.
+        for presence in LineState::ALL {
+            assert_eq!(both(Unknown, presence), presence);
+        }
     }
 
     #[test]

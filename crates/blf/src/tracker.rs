@@ -69,6 +69,12 @@ pub struct TrackerUpdate {
     pub line_state: LineState,
     /// True when `line_state` differs from the state before.
     pub changed: bool,
+    /// The subscription should be refreshed now (an in-dialog re-SUBSCRIBE,
+    /// which makes the notifier send the full state, RFC 4235 §4.1): set on
+    /// the first [`TrackerEvent::ResyncNeeded`] since the last applied
+    /// document, not on the partials that follow it while the full one is
+    /// on its way.
+    pub refresh: bool,
 }
 
 /// State of one subscription.
@@ -96,6 +102,8 @@ pub struct Tracker {
     have_base: bool,
     dialogs: Vec<Dialog>,
     line_state: Option<LineState>,
+    /// A refresh was asked for since the last applied document.
+    refresh_asked: bool,
 }
 
 impl Tracker {
@@ -165,11 +173,20 @@ impl Tracker {
                 TrackerEvent::Empty
             }
         };
+        let resync = matches!(event, TrackerEvent::ResyncNeeded { .. });
+        let refresh = resync && !self.refresh_asked;
+        self.refresh_asked = resync
+            || (self.refresh_asked
+                && matches!(
+                    event,
+                    TrackerEvent::Duplicate { .. } | TrackerEvent::Stale { .. }
+                ));
         let line_state = self.line_state();
         TrackerUpdate {
             event,
             line_state,
             changed: line_state != before,
+            refresh,
         }
     }
 

@@ -97,18 +97,27 @@ fn gap_in_partial_versions_asks_for_resync() {
         }
     );
     assert_eq!((u.line_state, u.changed), (LineState::Ringing, false));
+    assert!(u.refresh, "the gap asks for a refresh");
+    // A later partial of the same gap does not ask again: the full state is on its way.
+    let u = t.apply(di(4, "partial", &[("a", "recipient", "confirmed")]));
+    assert!(matches!(u.event, TrackerEvent::ResyncNeeded { .. }));
+    assert!(!u.refresh);
     // the full document from the refresh is accepted
     let u = t.apply(di(4, "full", &[("a", "recipient", "confirmed")]));
     assert_eq!(
-        (u.event, u.line_state),
-        (TrackerEvent::Full, LineState::Busy)
+        (u.event, u.line_state, u.refresh),
+        (TrackerEvent::Full, LineState::Busy, false)
     );
     // and partials continue from there
     let u = t.apply(di(5, "partial", &[("a", "recipient", "terminated")]));
     assert_eq!(
-        (u.event, u.line_state),
-        (TrackerEvent::Partial, LineState::Idle)
+        (u.event, u.line_state, u.refresh),
+        (TrackerEvent::Partial, LineState::Idle, false)
     );
+    // A new gap asks again.
+    let u = t.apply(di(9, "partial", &[("b", "recipient", "early")]));
+    assert!(matches!(u.event, TrackerEvent::ResyncNeeded { .. }));
+    assert!(u.refresh);
 }
 
 #[test]
@@ -123,6 +132,7 @@ fn partial_before_any_full_asks_for_resync() {
         }
     );
     assert_eq!(u.line_state, LineState::Unknown);
+    assert!(u.refresh);
 }
 
 #[test]
