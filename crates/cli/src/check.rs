@@ -22,14 +22,14 @@ use std::time::Duration;
 use blf::LineState;
 use graph_presence::{GraphClient, GraphError};
 use serde::Serialize;
-use sip_ua::Event;
+use sip_ua::{Event, EventPackage as Package};
 use tokio::time::Instant;
 
 use crate::extensions::Extension;
 use crate::graph_cmd;
 use crate::run::RunPlan;
 use crate::settings::{SipSettings, SipTransport};
-use crate::sip_source::{Notice, SipSource, SourceEvent};
+use crate::sip_source::{subscriptions, Notice, SipSource, SourceEvent};
 
 /// The longest wait for un-SUBSCRIBE and un-REGISTER once the probe is over
 /// (on top of the check's own time limit).
@@ -234,6 +234,9 @@ enum Registration {
     NotStarted(String),
 }
 
+/// The probes, one per subscription: (extension, package).
+type Probes = HashMap<(String, Package), Probe>;
+
 /// One subscription as the probe saw it.
 #[derive(Default)]
 struct Probe {
@@ -273,9 +276,9 @@ async fn probe_sip(
     deadline: Instant,
     timeout: Duration,
 ) -> (Summary, Column) {
-    let mut probes: HashMap<String, Probe> = exts
-        .iter()
-        .map(|e| (e.extension.clone(), Probe::default()))
+    let mut probes: Probes = subscriptions(exts)
+        .into_iter()
+        .map(|s| ((s.extension, s.package), Probe::default()))
         .collect();
     let mut registration = Registration::Waiting;
     match tokio::time::timeout_at(deadline, SipSource::start(settings, exts)).await {
@@ -289,12 +292,38 @@ async fn probe_sip(
     let summary = sip_summary(settings, &registration, timeout);
     let rows = exts
         .iter()
-        .map(|e| match probes.get(&e.extension) {
-            Some(p) => sip_row(settings, e, p, &registration, timeout),
-            None => ("not subscribed".to_string(), Some("see SIP above".into())),
-        })
+        .map(|e| extension_row(settings, e, &probes, &registration, timeout))
         .collect();
     (summary, rows)
+}
+
+/// An extension's PBX cell: the first failed subscription of its packages,
+/// else the (combined) line state.
+fn extension_row(
+    settings: &SipSettings,
+    ext: &Extension,
+    probes: &Probes,
+    registration: &Registration,
+    timeout: Duration,
+) -> (String, Option<String>) {
+    let both = ext.event.packages().len() > 1;
+    let mut cells = ext.event.packages().iter().map(|package| {
+        let (text, fix) = match probes.get(&(ext.extension.clone(), *package)) {
+            Some(p) => sip_row(settings, ext, p, registration, timeout),
+            None => ("not subscribed".to_string(), Some("see SIP above".into())),
+        };
+        match fix {
+            Some(fix) if both => (format!("{}: {text}", package.event_name()), Some(fix)),
+            fix => (text, fix),
+        }
+    });
+    let first = cells
+        .next()
+        .unwrap_or_else(|| ("not subscribed".to_string(), Some("see SIP above".into())));
+    if first.1.is_some() {
+        return first;
+    }
+    cells.find(|(_, fix)| fix.is_some()).unwrap_or(first)
 }
 
 /// Reads the user agent's events until the registration failed, every
@@ -302,7 +331,7 @@ async fn probe_sip(
 async fn watch_until_settled(
     source: &mut SipSource,
     registration: &mut Registration,
-    probes: &mut HashMap<String, Probe>,
+    probes: &mut Probes,
     deadline: Instant,
 ) {
     loop {
@@ -334,29 +363,43 @@ async fn watch_until_settled(
             }
             Event::RegistrationFailed { status: None, .. } => {}
             Event::Unreachable { reason, .. } => *registration = Registration::Unreachable(reason),
-            Event::SubscriptionActive { extension, .. } => {
-                set_phase(probes, &extension, Phase::Active)
-            }
-            Event::SubscriptionPending { extension } => {
-                set_phase(probes, &extension, Phase::Pending)
+            Event::SubscriptionActive {
+                extension, package, ..
+            } => set_phase(probes, extension, package, Phase::Active),
+            Event::SubscriptionPending { extension, package } => {
+                set_phase(probes, extension, package, Phase::Pending)
             }
             Event::SubscriptionFailed {
                 extension,
+                package,
                 status,
                 diagnosis,
                 ..
-            } => set_phase(probes, &extension, Phase::Failed { status, diagnosis }),
+            } => set_phase(
+                probes,
+                extension,
+                package,
+                Phase::Failed { status, diagnosis },
+            ),
             Event::SubscriptionTerminated {
-                extension, reason, ..
+                extension,
+                package,
+                reason,
+                ..
             } => {
                 let reason = reason.map_or_else(|| "no reason given".into(), |r| r.to_string());
-                set_phase(probes, &extension, Phase::Terminated(reason))
+                set_phase(probes, extension, package, Phase::Terminated(reason))
             }
             Event::Notify(n) => {
+                // The extension's line combines its packages: every probe of it shows it.
                 let line = source.line_state(&n.extension);
-                if let Some(p) = probes.get_mut(&n.extension) {
+                for package in [Package::Dialog, Package::Presence] {
+                    if let Some(p) = probes.get_mut(&(n.extension.clone(), package)) {
+                        p.line = Some(line);
+                    }
+                }
+                if let Some(p) = probes.get_mut(&(n.extension, n.package)) {
                     p.notified = true;
-                    p.line = Some(line);
                     if let Some(SourceEvent::Notice(Notice::Warning(w))) = translated {
                         p.notify_problem = Some(w);
                     }
@@ -371,8 +414,8 @@ async fn watch_until_settled(
 }
 
 /// Records a subscription's outcome; the first failure is kept.
-fn set_phase(probes: &mut HashMap<String, Probe>, extension: &str, phase: Phase) {
-    if let Some(p) = probes.get_mut(extension) {
+fn set_phase(probes: &mut Probes, extension: String, package: Package, phase: Phase) {
+    if let Some(p) = probes.get_mut(&(extension, package)) {
         if !matches!(p.phase, Phase::Failed { .. } | Phase::Terminated(_)) {
             p.phase = phase;
         }

@@ -3,8 +3,9 @@
 //! `config/extensions.json` (`[{"extension": "1001", "email": "user1@contoso.com"}]`)
 //! or, when that file is missing, the same path with `.csv` (`extension,email`,
 //! header optional, column names case-insensitive). Optional fields: `object_id`
-//! (skips the UPN lookup), `event` (`dialog`, the default, or `presence`) and
-//! `mapping` (a mapping file for this extension only).
+//! (skips the UPN lookup), `event` (`dialog`, the default, `presence`, or
+//! `dialog+presence` alias `both`) and `mapping` (a mapping file for this
+//! extension only).
 //!
 //! Every problem in the file is collected and reported at once, each with the
 //! file and line, so that an operator fixes the whole file in one go.
@@ -26,6 +27,11 @@ pub enum EventPackage {
     Dialog,
     /// `Event: presence`, `application/pidf+xml` (RFC 3863).
     Presence,
+    /// Both subscriptions: the dialog event for calls, presence for a phone
+    /// that is offline (over the dialog event alone it looks idle); combined
+    /// by [`blf::LineState::from_dialog_and_presence`].
+    #[serde(rename = "dialog+presence")]
+    DialogAndPresence,
 }
 
 impl EventPackage {
@@ -33,7 +39,19 @@ impl EventPackage {
         match text.trim().to_ascii_lowercase().as_str() {
             "" | "dialog" | "blf" => Some(Self::Dialog),
             "presence" | "pidf" => Some(Self::Presence),
+            "dialog+presence" | "presence+dialog" | "both" => Some(Self::DialogAndPresence),
             _ => None,
+        }
+    }
+
+    /// The SIP event packages subscribed to.
+    pub fn packages(self) -> &'static [sip_ua::EventPackage] {
+        match self {
+            Self::Dialog => &[sip_ua::EventPackage::Dialog],
+            Self::Presence => &[sip_ua::EventPackage::Presence],
+            Self::DialogAndPresence => {
+                &[sip_ua::EventPackage::Dialog, sip_ua::EventPackage::Presence]
+            }
         }
     }
 }
@@ -43,6 +61,7 @@ impl fmt::Display for EventPackage {
         f.write_str(match self {
             Self::Dialog => "dialog",
             Self::Presence => "presence",
+            Self::DialogAndPresence => "dialog+presence",
         })
     }
 }
@@ -369,7 +388,7 @@ impl Fields {
             Some(Some(e)) => e,
             Some(None) => {
                 bad(format!(
-                    "event {:?} is not known; use \"dialog\" (BLF) or \"presence\"",
+                    "event {:?} is not known; use \"dialog\" (BLF), \"presence\" or \"dialog+presence\"",
                     self.event.unwrap_or_default()
                 ));
                 EventPackage::Dialog
@@ -504,6 +523,25 @@ mod tests {
         assert_eq!(list[0].extension, "1001");
         assert_eq!(list[0].email, "user1@contoso.com");
         assert_eq!(list[0].event, EventPackage::Presence);
+    }
+
+    #[test]
+    fn both_packages_by_either_name() {
+        let text = "extension,email,event\n1001,a@contoso.com,dialog+presence\n\
+                    1002,b@contoso.com,Both\n1003,c@contoso.com,dialog\n";
+        let list = parse_csv(Path::new("x.csv"), text).unwrap();
+        assert_eq!(list[0].event, EventPackage::DialogAndPresence);
+        assert_eq!(list[1].event, EventPackage::DialogAndPresence);
+        assert_eq!(list[0].event.to_string(), "dialog+presence");
+        assert_eq!(
+            list[0].event.packages(),
+            [sip_ua::EventPackage::Dialog, sip_ua::EventPackage::Presence]
+        );
+        assert_eq!(list[2].event.packages(), [sip_ua::EventPackage::Dialog]);
+        assert_eq!(
+            serde_json::to_value(list[1].event).unwrap(),
+            "dialog+presence"
+        );
     }
 
     #[test]

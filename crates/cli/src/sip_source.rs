@@ -1,5 +1,8 @@
 //! The PBX as a source of line-state changes: `sip-ua` subscriptions, each
-//! NOTIFY body read by a per-extension `blf::Tracker`.
+//! NOTIFY body read by a `blf::Tracker` per subscription (extension and event
+//! package). An extension watched through both packages (`dialog+presence`)
+//! has one line state, [`LineState::from_dialog_and_presence`]: a call over
+//! the dialog event wins, presence `closed` turns a dialog-idle line offline.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,10 +11,10 @@ use std::time::{Duration, Instant};
 use blf::{LineState, Notification, Tracker, TrackerEvent};
 use sip_ua::discovery::AddressDiscovery;
 use sip_ua::driver::UaHandle;
-use sip_ua::{ContactAddress, Event, Subscription, Transport, UaConfig};
+use sip_ua::{ContactAddress, Event, EventPackage as Package, Subscription, Transport, UaConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::extensions::{EventPackage, Extension};
+use crate::extensions::Extension;
 use crate::observe::{SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
@@ -108,22 +111,34 @@ pub async fn stun_discovery(
     (Some(Box::new(client)), notices)
 }
 
-/// The subscriptions for the extension list.
+/// The subscriptions for the extension list (two for `dialog+presence`).
 pub fn subscriptions(extensions: &[Extension]) -> Vec<Subscription> {
     extensions
         .iter()
-        .map(|e| match e.event {
-            EventPackage::Dialog => Subscription::dialog(&e.extension),
-            EventPackage::Presence => Subscription::presence(&e.extension),
+        .flat_map(|e| {
+            e.event.packages().iter().map(|package| Subscription {
+                extension: e.extension.clone(),
+                package: *package,
+            })
         })
         .collect()
+}
+
+/// How messages name a subscription: the extension, and the package when it
+/// is not the usual dialog event.
+fn subscription_name(extension: &str, package: Package) -> String {
+    match package {
+        Package::Dialog => extension.to_string(),
+        Package::Presence => format!("{extension} (presence)"),
+    }
 }
 
 /// The running SIP source.
 pub struct SipSource {
     handle: Option<UaHandle>,
     events: UnboundedReceiver<Event>,
-    trackers: HashMap<String, Tracker>,
+    /// One per subscription: (extension, package).
+    trackers: HashMap<(String, Package), Tracker>,
     telemetry: Telemetry,
 }
 
@@ -136,21 +151,26 @@ impl SipSource {
         let config = ua_config(settings);
         let server = sip_ua::driver::resolve_server(&config).await?;
         let (discovery, notices) = stun_discovery(settings, server).await;
-        let (handle, events) =
-            sip_ua::driver::spawn(config, subscriptions(extensions), discovery).await?;
-        let trackers = extensions
+        let subs = subscriptions(extensions);
+        let (handle, events) = sip_ua::driver::spawn(config, subs.clone(), discovery).await?;
+        Ok((Self::new(Some(handle), events, &subs), notices))
+    }
+
+    fn new(
+        handle: Option<UaHandle>,
+        events: UnboundedReceiver<Event>,
+        subscriptions: &[Subscription],
+    ) -> Self {
+        let trackers = subscriptions
             .iter()
-            .map(|e| (e.extension.clone(), Tracker::new()))
+            .map(|s| ((s.extension.clone(), s.package), Tracker::new()))
             .collect();
-        Ok((
-            Self {
-                handle: Some(handle),
-                events,
-                trackers,
-                telemetry: Telemetry::new(),
-            },
-            notices,
-        ))
+        Self {
+            handle,
+            events,
+            trackers,
+            telemetry: Telemetry::new(),
+        }
     }
 
     /// Reports registration, subscriptions and every NOTIFY to `telemetry`.
@@ -182,11 +202,28 @@ impl SipSource {
     }
 
     /// The line state the NOTIFYs so far give for `extension` (`Unknown`
-    /// before the first one).
+    /// before the first one), both packages combined when it has both.
     pub fn line_state(&self, extension: &str) -> LineState {
-        self.trackers
-            .get(extension)
-            .map_or(LineState::Unknown, Tracker::line_state)
+        let of = |package| {
+            self.trackers
+                .get(&(extension.to_string(), package))
+                .map(Tracker::line_state)
+        };
+        match (of(Package::Dialog), of(Package::Presence)) {
+            (Some(dialog), Some(presence)) => LineState::from_dialog_and_presence(dialog, presence),
+            (Some(one), None) | (None, Some(one)) => one,
+            (None, None) => LineState::Unknown,
+        }
+    }
+
+    /// Asks the PBX for the full state of a subscription (in-dialog re-SUBSCRIBE).
+    fn refresh(&self, extension: &str, package: Package) {
+        if let Some(handle) = &self.handle {
+            let _ = handle.refresh_subscription(Subscription {
+                extension: extension.to_string(),
+                package,
+            });
+        }
     }
 
     fn translate(&mut self, event: Event) -> Option<SourceEvent> {
@@ -195,7 +232,6 @@ impl SipSource {
         let warn = |s: String| Some(SourceEvent::Notice(Notice::Warning(s)));
         match event {
             Event::Notify(n) => {
-                let tracker = self.trackers.entry(n.extension.clone()).or_default();
                 let parsed = Notification::parse(n.content_type.as_deref(), &n.body);
                 match parsed {
                     Err(e) => {
@@ -206,17 +242,31 @@ impl SipSource {
                         ))
                     }
                     Ok(notification) => {
-                        let update = tracker.apply(notification);
+                        let before = self.line_state(&n.extension);
+                        let update = self
+                            .trackers
+                            .entry((n.extension.clone(), n.package))
+                            .or_default()
+                            .apply(notification);
+                        if update.refresh {
+                            // RFC 4235 §4.1: a refresh makes the PBX send the full state.
+                            self.refresh(&n.extension, n.package);
+                        }
                         if let TrackerEvent::ResyncNeeded { expected, received } = update.event {
+                            let next = if update.refresh {
+                                "refreshing the subscription for the full state"
+                            } else {
+                                "waiting for the full state"
+                            };
                             return warn(format!(
-                                "NOTIFY for {} skipped a version (expected {expected:?}, got {received:?}); \
-                                 waiting for the next full state",
-                                n.extension
+                                "NOTIFY for {} skipped a version (expected {expected:?}, got {received:?}); {next}",
+                                subscription_name(&n.extension, n.package)
                             ));
                         }
-                        update.changed.then_some(SourceEvent::Line(LineChange {
+                        let after = self.line_state(&n.extension);
+                        (after != before).then_some(SourceEvent::Line(LineChange {
                             extension: n.extension,
-                            line_state: update.line_state,
+                            line_state: after,
                             received_at: Some(n.received_at),
                         }))
                     }
@@ -229,28 +279,42 @@ impl SipSource {
                 "registration failed{}: {reason}",
                 status.map(|s| format!(" ({s})")).unwrap_or_default()
             )),
-            Event::SubscriptionActive { extension, expires } => {
-                info(format!("subscribed to {extension} for {expires} s"))
-            }
-            Event::SubscriptionPending { extension } => {
-                info(format!("subscription to {extension} is pending at the PBX"))
-            }
+            Event::SubscriptionActive {
+                extension,
+                package,
+                expires,
+            } => info(format!(
+                "subscribed to {} for {expires} s",
+                subscription_name(&extension, package)
+            )),
+            Event::SubscriptionPending { extension, package } => info(format!(
+                "subscription to {} is pending at the PBX",
+                subscription_name(&extension, package)
+            )),
             Event::SubscriptionTerminated {
-                extension, reason, ..
+                extension,
+                package,
+                reason,
+                ..
             } => {
                 // The tracker's versions restart with the next subscription.
-                if let Some(t) = self.trackers.get_mut(&extension) {
+                if let Some(t) = self.trackers.get_mut(&(extension.clone(), package)) {
                     t.reset();
                 }
                 info(format!(
-                    "subscription to {extension} ended by the PBX ({reason:?}); subscribing again"
+                    "subscription to {} ended by the PBX ({reason:?}); subscribing again",
+                    subscription_name(&extension, package)
                 ))
             }
             Event::SubscriptionFailed {
                 extension,
+                package,
                 diagnosis,
                 ..
-            } => warn(format!("{extension}: {diagnosis}")),
+            } => warn(format!(
+                "{}: {diagnosis}",
+                subscription_name(&extension, package)
+            )),
             Event::NotifyRejected { from, reason } => {
                 warn(format!("NOTIFY from {from} rejected (481): {reason}"))
             }
@@ -276,7 +340,7 @@ impl SipSource {
             Event::SubscriptionActive { extension, .. } => {
                 t.set_subscription(extension, SubscriptionStatus::Active)
             }
-            Event::SubscriptionPending { extension } => {
+            Event::SubscriptionPending { extension, .. } => {
                 t.set_subscription(extension, SubscriptionStatus::Pending)
             }
             Event::SubscriptionFailed { extension, .. } => {

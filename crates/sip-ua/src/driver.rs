@@ -24,7 +24,8 @@ use crate::ua::{Event, UaStatus, UserAgent};
 enum Command {
     Shutdown(oneshot::Sender<()>),
     Add(Subscription),
-    Remove(String),
+    Remove(Subscription),
+    Refresh(Subscription),
     Status(oneshot::Sender<UaStatus>),
 }
 
@@ -55,10 +56,19 @@ impl UaHandle {
         self.cmd.send(Command::Add(sub)).map_err(|_| Error::Stopped)
     }
 
-    /// Un-subscribes from an extension.
-    pub fn remove_subscription(&self, extension: &str) -> Result<(), Error> {
+    /// Un-subscribes from an extension's event package (a subscription to
+    /// the same extension for the other package stays).
+    pub fn remove_subscription(&self, sub: Subscription) -> Result<(), Error> {
         self.cmd
-            .send(Command::Remove(extension.to_string()))
+            .send(Command::Remove(sub))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Re-SUBSCRIBEs in the dialog now, to get a NOTIFY with the full state
+    /// (see [`UserAgent::refresh_subscription`]); nothing when no dialog is up.
+    pub fn refresh_subscription(&self, sub: Subscription) -> Result<(), Error> {
+        self.cmd
+            .send(Command::Refresh(sub))
             .map_err(|_| Error::Stopped)
     }
 
@@ -230,7 +240,10 @@ fn handle_command(
             ua.shutdown(Instant::now());
         }
         Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
-        Some(Command::Remove(e)) => ua.remove_subscription(&e, Instant::now()),
+        Some(Command::Remove(s)) => ua.remove_subscription(&s.extension, s.package, Instant::now()),
+        Some(Command::Refresh(s)) => {
+            ua.refresh_subscription(&s.extension, s.package, Instant::now());
+        }
         Some(Command::Status(reply)) => {
             let _ = reply.send(ua.status());
         }

@@ -71,6 +71,8 @@ pub enum Event {
     SubscriptionActive {
         /// Extension.
         extension: String,
+        /// Event package.
+        package: EventPackage,
         /// Seconds until it expires.
         expires: u32,
     },
@@ -78,11 +80,15 @@ pub enum Event {
     SubscriptionPending {
         /// Extension.
         extension: String,
+        /// Event package.
+        package: EventPackage,
     },
     /// The PBX ended a subscription (`Subscription-State: terminated`).
     SubscriptionTerminated {
         /// Extension.
         extension: String,
+        /// Event package.
+        package: EventPackage,
         /// The `reason` parameter.
         reason: Option<TerminationReason>,
         /// When it is subscribed again; `None`: never (`invariant`).
@@ -92,6 +98,8 @@ pub enum Event {
     SubscriptionFailed {
         /// Extension.
         extension: String,
+        /// Event package.
+        package: EventPackage,
         /// Status code, `None` on time-out.
         status: Option<u16>,
         /// Plain-words diagnosis, e.g. "PBX has no BLF hint for 500: …".

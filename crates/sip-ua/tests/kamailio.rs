@@ -321,7 +321,7 @@ async fn kamailio_423_min_expires_for_subscribe() {
     let (h, _rx, seen) = up(&pbx, cfg, &["1001"]).await;
     // 423 + Min-Expires: 60 → the SUBSCRIBE is sent again asking 60 s.
     assert!(
-        seen.iter().any(|e| matches!(e, Event::SubscriptionActive { extension, expires: 60 } if extension == "1001")),
+        seen.iter().any(|e| matches!(e, Event::SubscriptionActive { extension, expires: 60, .. } if extension == "1001")),
         "{seen:#?}"
     );
     h.shutdown().await.unwrap();

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use sip_ua::digest::{compute_response, Algorithm, Qop};
 use sip_ua::message::{name_addr_param, split_name_addr, StartLine};
 use sip_ua::{
-    AddressDiscovery, ContactAddress, DiscoveryTransmit, Event, Message, SubState, Subscription,
-    TerminationReason, UaConfig, UserAgent,
+    AddressDiscovery, ContactAddress, DiscoveryTransmit, Event, EventPackage, Message, SubState,
+    Subscription, TerminationReason, UaConfig, UserAgent,
 };
 
 const PBX: &str = "127.0.0.1:5060";
@@ -292,6 +292,7 @@ fn register_401_then_subscribe_407_with_digest() {
         ev,
         vec![Event::SubscriptionActive {
             extension: "1001".into(),
+            package: EventPackage::Dialog,
             expires: 600
         }]
     );
@@ -511,6 +512,7 @@ fn subscription_refreshes_by_granted_expiry_and_reauthenticates() {
         h.drain_events(),
         vec![Event::SubscriptionActive {
             extension: "1001".into(),
+            package: EventPackage::Dialog,
             expires: 60
         }]
     );
@@ -579,6 +581,7 @@ fn missing_hint_forbidden_declined_and_bad_event_are_diagnosed_and_retried_slowl
             status: st,
             diagnosis,
             retry_at,
+            package: EventPackage::Dialog,
         }) = ev.first()
         else {
             panic!("{ev:?}")
@@ -750,7 +753,7 @@ fn pending_then_active() {
     h.sent();
     let ev = h.drain_events();
     assert!(
-        matches!(&ev[1], Event::SubscriptionPending { extension } if extension == "1001"),
+        matches!(&ev[1], Event::SubscriptionPending { extension, package: EventPackage::Dialog } if extension == "1001"),
         "{ev:?}"
     );
     h.input(pbx(), &notify(&s, 3, "active;expires=600", None));
@@ -1143,7 +1146,7 @@ fn subscriptions_added_and_removed_at_run_time() {
     assert_eq!(s2.headers.get("Accept"), Some("application/pidf+xml"));
     h.reply(&s2, 202, &[("Expires", "600".into())]);
     assert_eq!(h.ua.subscriptions().len(), 2);
-    h.ua.remove_subscription("1001", h.now);
+    h.ua.remove_subscription("1001", EventPackage::Dialog, h.now);
     let un = h.one_request("SUBSCRIBE");
     assert_eq!(un.call_id(), s1.call_id());
     assert_eq!(expires_of(&un), 0);
@@ -1152,4 +1155,127 @@ fn subscriptions_added_and_removed_at_run_time() {
     // Its dialog is gone: a late NOTIFY gets 481.
     h.input(pbx(), &notify(&s1, 9, "terminated", None));
     assert_eq!(h.sent()[0].1.status(), Some(481));
+}
+
+/// A NOTIFY of the presence package in the dialog of `sub`.
+fn presence_notify(sub: &Message, cseq: u32, state: &str) -> Vec<u8> {
+    let n = String::from_utf8(notify(sub, cseq, state, None)).unwrap();
+    n.replace("Event: dialog", "Event: presence").into_bytes()
+}
+
+#[test]
+fn refresh_subscription_re_subscribes_in_the_dialog_at_once() {
+    let mut h = registered(&["1001"]);
+    let s = subscribe_ok(&mut h, 600);
+    h.drain_events();
+    h.advance_to(h.now + Duration::from_secs(100));
+    assert!(h.sent().is_empty());
+    // As after a partial NOTIFY that skipped a version (RFC 4235 §4.1).
+    assert!(h
+        .ua
+        .refresh_subscription("1001", EventPackage::Dialog, h.now));
+    let r = h.one_request("SUBSCRIBE");
+    assert_eq!(r.call_id(), s.call_id());
+    assert_eq!(r.to_tag(), Some("pbxtag"));
+    assert_eq!(r.headers.get("Event"), Some("dialog"));
+    assert_eq!(expires_of(&r), 600);
+    let cseq = |m: &Message| -> u32 {
+        let c = m.headers.get("CSeq").unwrap();
+        c.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(cseq(&r), cseq(&s) + 1);
+    // One in flight already, or no such subscription: nothing more is sent.
+    assert!(!h
+        .ua
+        .refresh_subscription("1001", EventPackage::Dialog, h.now));
+    assert!(!h
+        .ua
+        .refresh_subscription("1001", EventPackage::Presence, h.now));
+    assert!(!h
+        .ua
+        .refresh_subscription("1002", EventPackage::Dialog, h.now));
+    assert!(h.sent().is_empty());
+    h.reply(&r, 200, &[("Expires", "600".into())]);
+    assert!(matches!(
+        h.drain_events().as_slice(),
+        [Event::SubscriptionActive { expires: 600, .. }]
+    ));
+    // The next refresh is timed from this answer, not from the first one.
+    h.advance_to(h.now + Duration::from_secs(567));
+    assert!(h.requests("SUBSCRIBE").is_empty());
+    h.advance_to(h.now + Duration::from_secs(1));
+    let next = h.requests("SUBSCRIBE");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].call_id(), s.call_id());
+}
+
+#[test]
+fn one_extension_watched_through_dialog_and_presence() {
+    let mut h = registered(&["1001"]);
+    h.ua.add_subscription(Subscription::presence("1001"), h.now);
+    let dialog = subscribe_ok(&mut h, 600);
+    h.advance_to(h.now + Duration::from_millis(20));
+    let presence = subscribe_ok(&mut h, 600);
+    assert_eq!(dialog.headers.get("Event"), Some("dialog"));
+    assert_eq!(presence.headers.get("Event"), Some("presence"));
+    assert_ne!(dialog.call_id(), presence.call_id());
+    let active: Vec<EventPackage> = h
+        .drain_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::SubscriptionActive {
+                extension, package, ..
+            } if extension == "1001" => Some(package),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(active, [EventPackage::Dialog, EventPackage::Presence]);
+    // Each NOTIFY names its package.
+    h.input(pbx(), &presence_notify(&presence, 1, "active;expires=600"));
+    h.input(pbx(), &notify(&dialog, 1, "active;expires=600", None));
+    assert!(h.sent().iter().all(|(_, m)| m.status() == Some(200)));
+    let packages: Vec<EventPackage> = h
+        .drain_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Notify(n) if n.extension == "1001" => Some(n.package),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(packages, [EventPackage::Presence, EventPackage::Dialog]);
+    // The PBX ends the presence subscription: only it is subscribed again.
+    h.input(
+        pbx(),
+        &presence_notify(&presence, 2, "terminated;reason=noresource"),
+    );
+    h.sent();
+    assert!(matches!(
+        h.drain_events().as_slice(),
+        [
+            Event::Notify(_),
+            Event::SubscriptionTerminated {
+                package: EventPackage::Presence,
+                ..
+            }
+        ]
+    ));
+    let phases: Vec<(EventPackage, sip_ua::SubscriptionPhase)> =
+        h.ua.status()
+            .subscriptions
+            .iter()
+            .map(|s| (s.package, s.phase))
+            .collect();
+    assert_eq!(
+        phases,
+        [
+            (EventPackage::Dialog, sip_ua::SubscriptionPhase::Active),
+            (EventPackage::Presence, sip_ua::SubscriptionPhase::Waiting),
+        ]
+    );
+    // Removing the dialog subscription leaves the presence one.
+    h.ua.remove_subscription("1001", EventPackage::Dialog, h.now);
+    let un = h.one_request("SUBSCRIBE");
+    assert_eq!((un.call_id(), expires_of(&un)), (dialog.call_id(), 0));
+    h.reply(&un, 200, &[("Expires", "0".into())]);
+    assert_eq!(h.ua.subscriptions(), vec![Subscription::presence("1001")]);
 }

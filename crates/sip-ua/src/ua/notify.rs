@@ -143,6 +143,7 @@ impl UserAgent {
                     s.reported_pending = false;
                     self.events.push_back(Event::SubscriptionActive {
                         extension: ext,
+                        package: s.package,
                         expires: state.expires.unwrap_or(s.expires_req),
                     });
                 }
@@ -156,8 +157,10 @@ impl UserAgent {
             SubState::Pending => {
                 if !s.reported_pending {
                     s.reported_pending = true;
-                    self.events
-                        .push_back(Event::SubscriptionPending { extension: ext });
+                    self.events.push_back(Event::SubscriptionPending {
+                        extension: ext,
+                        package: s.package,
+                    });
                 }
             }
             SubState::Terminated => {
@@ -188,6 +191,7 @@ impl UserAgent {
         s.failures += 1;
         let failures = s.failures;
         let ext = s.ext.clone();
+        let package = s.package;
         let retry_after = retry_after.map(|r| Duration::from_secs(u64::from(r)));
         let delay = match &reason {
             None | Some(TerminationReason::Deactivated) | Some(TerminationReason::Timeout) => {
@@ -234,6 +238,7 @@ impl UserAgent {
         }
         self.events.push_back(Event::SubscriptionTerminated {
             extension: ext,
+            package,
             reason,
             retry_at,
         });

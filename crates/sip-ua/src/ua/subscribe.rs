@@ -88,12 +88,13 @@ impl UserAgent {
         }
     }
 
-    /// Ends the subscription(s) to `extension` (un-SUBSCRIBE when a dialog is up).
-    pub fn remove_subscription(&mut self, extension: &str, now: Instant) {
+    /// Ends the subscription to `extension` for `package` (un-SUBSCRIBE when a
+    /// dialog is up); one for the other package stays.
+    pub fn remove_subscription(&mut self, extension: &str, package: EventPackage, now: Instant) {
         let ids: Vec<u64> = self
             .subs
             .iter()
-            .filter(|(_, s)| s.ext == extension)
+            .filter(|(_, s)| s.ext == extension && s.package == package)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -110,6 +111,43 @@ impl UserAgent {
                 self.drop_sub(id);
             }
         }
+    }
+
+    /// Sends an in-dialog re-SUBSCRIBE for `extension` and `package` now, e.g.
+    /// when a partial NOTIFY skipped a version (RFC 4235 §4.1): the PBX
+    /// answers it with a NOTIFY of the full state. Returns whether one went
+    /// out: not when no dialog is up (the next subscription brings the full
+    /// state anyway), a SUBSCRIBE is in flight already, or shutting down.
+    pub fn refresh_subscription(
+        &mut self,
+        extension: &str,
+        package: EventPackage,
+        now: Instant,
+    ) -> bool {
+        self.now = now;
+        if self.shutting_down {
+            return false;
+        }
+        let Some((id, expires)) = self
+            .subs
+            .iter()
+            .find(|(_, s)| {
+                s.ext == extension
+                    && s.package == package
+                    && s.phase == SubPhase::Active
+                    && s.remote_tag.is_some()
+                    && s.pending_tx.is_none()
+            })
+            .map(|(id, s)| (*id, s.expires_req))
+        else {
+            return false;
+        };
+        if let Some(s) = self.subs.get_mut(&id) {
+            // Not paced: it replaces the refresh that was due, whose slot is freed.
+            s.slot_reserved = false;
+        }
+        self.send_subscribe(id, expires, now);
+        true
     }
 
     /// The extensions currently watched.
@@ -365,6 +403,7 @@ impl UserAgent {
             s.last_error = None;
             self.events.push_back(Event::SubscriptionActive {
                 extension: ext,
+                package,
                 expires,
             });
             return;
@@ -428,6 +467,7 @@ impl UserAgent {
         s.last_error = Some(diagnosis.clone());
         self.events.push_back(Event::SubscriptionFailed {
             extension: s.ext.clone(),
+            package: s.package,
             status,
             diagnosis,
             retry_at: Some(retry_at),
