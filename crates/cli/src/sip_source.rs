@@ -360,3 +360,209 @@ impl SipSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use sip_ua::{Message, Notify};
+    use tokio::net::UdpSocket;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// A dialog-info body as Asterisk writes it (one dialog, id = extension).
+    fn dialog_info(version: u64, doc: &str, state: &str) -> Vec<u8> {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="{version}" state="{doc}" entity="sip:1001@pbx">
+ <dialog id="1001"><state>{state}</state></dialog>
+</dialog-info>"#
+        )
+        .into_bytes()
+    }
+
+    /// A PIDF body as Asterisk writes it (`closed` + "Unavailable" when not registered).
+    fn pidf(basic: &str, note: &str) -> Vec<u8> {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<presence entity="sip:1001@pbx" xmlns="urn:ietf:params:xml:ns:pidf">
+ <note>{note}</note>
+ <tuple id="1001"><status><basic>{basic}</basic></status><contact priority="1">sip:blf@pbx</contact></tuple>
+</presence>"#
+        )
+        .into_bytes()
+    }
+
+    fn notify(package: Package, body: Vec<u8>) -> Event {
+        let content_type = match package {
+            Package::Dialog => "application/dialog-info+xml",
+            Package::Presence => "application/pidf+xml",
+        };
+        Event::Notify(Notify {
+            extension: "1001".into(),
+            package,
+            content_type: Some(content_type.into()),
+            body,
+            subscription_state: None,
+            received_at: Instant::now(),
+        })
+    }
+
+    fn line(event: Option<SourceEvent>) -> Option<LineState> {
+        match event {
+            Some(SourceEvent::Line(change)) => {
+                assert_eq!(change.extension, "1001");
+                Some(change.line_state)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn dialog_and_presence_make_one_line_with_offline_for_an_unplugged_phone() {
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let subs = [Subscription::dialog("1001"), Subscription::presence("1001")];
+        let mut source = SipSource::new(None, rx, &subs);
+        assert_eq!(source.line_state("1001"), LineState::Unknown);
+        let dialog = |v, state| notify(Package::Dialog, dialog_info(v, "full", state));
+        // Idle over the dialog event, and the same body when the phone is unplugged…
+        assert_eq!(
+            line(source.translate(dialog(0, "terminated"))),
+            Some(LineState::Idle)
+        );
+        // …which only presence tells apart.
+        let closed = notify(Package::Presence, pidf("closed", "Unavailable"));
+        assert_eq!(line(source.translate(closed)), Some(LineState::Offline));
+        // A call over the dialog event wins over presence.
+        assert_eq!(
+            line(source.translate(dialog(1, "confirmed"))),
+            Some(LineState::Busy)
+        );
+        assert_eq!(
+            line(source.translate(dialog(2, "terminated"))),
+            Some(LineState::Offline)
+        );
+        // Registered again: presence open, the dialog-idle line is idle.
+        let open = notify(Package::Presence, pidf("open", "Ready"));
+        assert_eq!(line(source.translate(open)), Some(LineState::Idle));
+        // Nothing changed for the line: no change reported.
+        let open = notify(Package::Presence, pidf("open", "Ready"));
+        assert_eq!(line(source.translate(open)), None);
+        assert_eq!(source.line_state("1001"), LineState::Idle);
+    }
+
+    #[test]
+    fn one_package_alone_gives_its_own_state() {
+        let (_tx, rx) = mpsc::unbounded_channel();
+        let mut source = SipSource::new(None, rx, &[Subscription::presence("1001")]);
+        let closed = notify(Package::Presence, pidf("closed", "Unavailable"));
+        assert_eq!(line(source.translate(closed)), Some(LineState::Offline));
+    }
+
+    /// Answers `request` with `status` (To-tag `pbx`, Expires 600).
+    fn answer(request: &Message, status: u16) -> String {
+        let mut out = format!("SIP/2.0 {status} OK\r\n");
+        for v in request.headers.get_all("Via") {
+            out.push_str(&format!("Via: {v}\r\n"));
+        }
+        let to = request.headers.get("To").unwrap_or_default();
+        let to = if to.contains("tag=") {
+            to.to_string()
+        } else {
+            format!("{to};tag=pbx")
+        };
+        out.push_str(&format!(
+            "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:pbx@127.0.0.1>\r\n\
+             Expires: 600\r\nContent-Length: 0\r\n\r\n",
+            request.headers.get("From").unwrap_or_default(),
+            request.call_id().unwrap_or_default(),
+            request.headers.get("CSeq").unwrap_or_default(),
+        ));
+        out
+    }
+
+    /// The next request the user agent sends to `pbx` (its answers to our NOTIFYs skipped).
+    async fn next_request(pbx: &UdpSocket) -> (Message, SocketAddr) {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, from) = tokio::time::timeout(Duration::from_secs(10), pbx.recv_from(&mut buf))
+                .await
+                .expect("a request from the user agent")
+                .unwrap();
+            let msg = Message::parse(&buf[..n]).unwrap();
+            if msg.is_request() {
+                return (msg, from);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_version_gap_refreshes_the_subscription_in_its_dialog() {
+        let pbx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut config = UaConfig::new(pbx.local_addr().unwrap().to_string(), "blf", "secret");
+        config.register = false;
+        config.keepalive_interval = None;
+        let subs = [Subscription::dialog("1001")];
+        let (handle, events) = sip_ua::driver::spawn(config, subs.to_vec(), None)
+            .await
+            .unwrap();
+        let mut source = SipSource::new(Some(handle), events, &subs);
+        let (subscribe, ua) = next_request(&pbx).await;
+        assert_eq!(subscribe.to_tag(), None);
+        pbx.send_to(answer(&subscribe, 200).as_bytes(), ua)
+            .await
+            .unwrap();
+        let send_notify = |cseq: u32, body: Vec<u8>| {
+            let mut n = format!(
+                "NOTIFY sip:blf@{ua} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1;branch=z9hG4bKn{cseq}\r\n\
+                 From: <sip:1001@127.0.0.1>;tag=pbx\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} NOTIFY\r\n\
+                 Event: dialog\r\nSubscription-State: active;expires=600\r\n\
+                 Content-Type: application/dialog-info+xml\r\nContent-Length: {}\r\n\r\n",
+                subscribe.headers.get("From").unwrap(),
+                subscribe.call_id().unwrap(),
+                body.len()
+            )
+            .into_bytes();
+            n.extend_from_slice(&body);
+            n
+        };
+        pbx.send_to(&send_notify(1, dialog_info(1, "full", "early")), ua)
+            .await
+            .unwrap();
+        loop {
+            match source.next().await {
+                Some(SourceEvent::Line(c)) => {
+                    assert_eq!(c.line_state, LineState::Ringing);
+                    break;
+                }
+                Some(SourceEvent::Notice(_)) => {}
+                None => panic!("the source stopped"),
+            }
+        }
+        // Version 2 was lost: version 3 (partial) cannot be applied.
+        pbx.send_to(&send_notify(2, dialog_info(3, "partial", "confirmed")), ua)
+            .await
+            .unwrap();
+        loop {
+            match source.next().await {
+                Some(SourceEvent::Notice(Notice::Warning(w)))
+                    if w.contains("skipped a version") =>
+                {
+                    assert!(w.contains("refreshing the subscription"), "{w}");
+                    break;
+                }
+                Some(SourceEvent::Line(c)) => panic!("a gap changed the line: {c:?}"),
+                Some(_) => {}
+                None => panic!("the source stopped"),
+            }
+        }
+        // The re-SUBSCRIBE goes out in the dialog; the PBX would answer it with the full state.
+        let (refresh, _) = next_request(&pbx).await;
+        assert_eq!(refresh.method(), Some("SUBSCRIBE"));
+        assert_eq!(refresh.call_id(), subscribe.call_id());
+        assert_eq!(refresh.to_tag(), Some("pbx"));
+        assert_eq!(refresh.headers.get("Expires"), Some("600"));
+        source.shutdown(Duration::from_secs(1)).await;
+    }
+}
