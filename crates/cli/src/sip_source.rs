@@ -565,4 +565,71 @@ mod tests {
         assert_eq!(refresh.headers.get("Expires"), Some("600"));
         source.shutdown(Duration::from_secs(1)).await;
     }
+
+    /// The next line change, skipping notices.
+    async fn next_line(source: &mut SipSource) -> LineState {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), source.next())
+                .await
+                .expect("a line change within 10 s");
+            match event {
+                Some(SourceEvent::Line(c)) => return c.line_state,
+                Some(SourceEvent::Notice(_)) => {}
+                None => panic!("the source stopped"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn both_packages_of_one_extension_against_a_notifier() {
+        use sip_notifier::{Account, DialogSpec, DialogState, Direction, NotifierConfig};
+        let config = NotifierConfig::new("127.0.0.1", vec![Account::new("blf", "blfsecret")])
+            .with_extensions(["1001"]);
+        let pbx = sip_notifier::NotifierServer::start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let server = pbx.local_addr().to_string();
+        let settings = SipSettings::from_env(&crate::settings::Env::from_pairs([
+            ("SIP_SERVER", server.as_str()),
+            ("SIP_USERNAME", "blf"),
+            ("SIP_PASSWORD", "blfsecret"),
+        ]))
+        .unwrap();
+        let ext = Extension {
+            extension: "1001".into(),
+            email: "user1@contoso.com".into(),
+            object_id: None,
+            event: crate::extensions::EventPackage::DialogAndPresence,
+            mapping: None,
+            origin: "test:1".into(),
+        };
+        let (mut source, _) = SipSource::start(&settings, &[ext]).await.unwrap();
+        // Both subscriptions are up side by side, and the line starts idle.
+        let mut active = Vec::new();
+        let mut first_line = None;
+        while active.len() < 2 || first_line.is_none() {
+            let (event, out) = tokio::time::timeout(Duration::from_secs(10), source.next_raw())
+                .await
+                .expect("both subscriptions within 10 s")
+                .expect("the source runs");
+            if let Event::SubscriptionActive { package, .. } = event {
+                active.push(package);
+            }
+            if let Some(SourceEvent::Line(c)) = out {
+                first_line = Some(c.line_state);
+            }
+        }
+        active.sort_by_key(|p| p.event_name());
+        assert_eq!(active, [Package::Dialog, Package::Presence]);
+        assert_eq!(first_line, Some(LineState::Idle));
+        // A call: busy (whichever NOTIFY comes first), then idle again.
+        let call =
+            DialogSpec::new("c1", Direction::Initiator, DialogState::Confirmed).with_remote("1002");
+        pbx.set_line("1001", vec![call]).unwrap();
+        assert_eq!(next_line(&mut source).await, LineState::Busy);
+        pbx.set_line("1001", vec![]).unwrap();
+        assert_eq!(next_line(&mut source).await, LineState::Idle);
+        source.shutdown(Duration::from_secs(5)).await;
+        let _ = pbx.shutdown().await;
+    }
 }

@@ -12,8 +12,12 @@ fn config(name: &str) -> std::path::PathBuf {
 fn example_extension_lists_load() {
     let json = sip_blf_sync::extensions::load(&config("extensions.example.json"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(json.len(), 4);
+    assert_eq!(json.len(), 5);
     assert_eq!(json[2].user(), "0b8f8e3a-5c4d-4e6f-9a1b-2c3d4e5f6a7b");
+    assert_eq!(
+        json[4].event,
+        sip_blf_sync::extensions::EventPackage::DialogAndPresence
+    );
     let csv = sip_blf_sync::extensions::load(&config("extensions.example.csv"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(csv.len(), 2);
