@@ -14,13 +14,16 @@
 //!   (Contact `expires` or `Expires`), `423` → `Min-Expires` (doubled request,
 //!   60..3600 s when the header is missing), failures → capped exponential
 //!   backoff with jitter, un-REGISTER on [`UserAgent::shutdown`].
-//! - **SUBSCRIBE** (RFC 6665) per extension, `Event: dialog` (BLF, RFC 4235) or
-//!   `presence`; 200 and 202 accepted; the dialog is created by the 2xx or by a
+//! - **SUBSCRIBE** (RFC 6665) per extension and event package, `Event: dialog`
+//!   (BLF, RFC 4235) or `presence` (both at once for one extension: the
+//!   subscription events name the package); 200 and 202 accepted; the dialog is created by the 2xx or by a
 //!   NOTIFY that comes first; refreshed before the granted expiry (re-authenticating);
 //!   `481` on a refresh → new subscription with a new Call-ID at once;
 //!   `404`/`403`/`489`/`603` → [`Event::SubscriptionFailed`] with a plain-words
 //!   diagnosis and a slow retry; `Subscription-State: terminated` reasons
 //!   handled as RFC 6665 §4.2.2 says; new SUBSCRIBEs paced (50/s by default);
+//!   [`UserAgent::refresh_subscription`] re-SUBSCRIBEs in the dialog at once
+//!   (for the full state after a version gap, RFC 4235 §4.1);
 //!   un-SUBSCRIBE on shutdown, whose final NOTIFYs are waited for (at most
 //!   [`ua::FINAL_NOTIFY_WAIT`]) and answered before the un-REGISTER.
 //! - **NOTIFY**: matched to a dialog by Call-ID and both tags; anything else gets
