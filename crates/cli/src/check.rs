@@ -711,4 +711,54 @@ mod tests {
         assert_eq!(pbx, "not registered");
         assert_eq!(fix.as_deref(), Some("fix SIP_USERNAME/SIP_PASSWORD"));
     }
+
+    #[test]
+    fn an_extension_with_both_packages_shows_the_failed_one_or_its_line() {
+        let settings = SipSettings::from_env(&crate::settings::Env::from_pairs([
+            ("SIP_SERVER", "127.0.0.1:5060"),
+            ("SIP_USERNAME", "blf"),
+            ("SIP_PASSWORD", "secret"),
+        ]))
+        .unwrap();
+        let ext = Extension {
+            extension: "1001".into(),
+            email: "a@contoso.com".into(),
+            object_id: None,
+            event: crate::extensions::EventPackage::DialogAndPresence,
+            mapping: None,
+            origin: "x:2".into(),
+        };
+        let reg = Registration::Registered("sip:blf@127.0.0.1".into());
+        let t = Duration::from_secs(5);
+        let up = || Probe {
+            phase: Phase::Active,
+            notified: true,
+            line: Some(LineState::Offline),
+            notify_problem: None,
+        };
+        let mut probes: Probes = HashMap::new();
+        probes.insert(("1001".into(), Package::Dialog), up());
+        probes.insert(("1001".into(), Package::Presence), up());
+        assert_eq!(
+            extension_row(&settings, &ext, &probes, &reg, t),
+            ("offline".to_string(), None)
+        );
+        probes.insert(
+            ("1001".into(), Package::Presence),
+            Probe {
+                phase: Phase::Failed {
+                    status: Some(489),
+                    diagnosis: "no presence".into(),
+                },
+                ..Probe::default()
+            },
+        );
+        assert_eq!(
+            extension_row(&settings, &ext, &probes, &reg, t),
+            (
+                "presence: 489 bad event".to_string(),
+                Some("no presence".into())
+            )
+        );
+    }
 }
