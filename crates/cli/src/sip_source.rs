@@ -1,7 +1,10 @@
 //! The PBX as a source of line-state changes: `sip-ua` subscriptions, each
-//! NOTIFY body read by a per-extension `blf::Tracker`.
+//! NOTIFY body read by a per-extension `blf::Tracker`. A line whose
+//! subscription stays lost becomes `unknown` ([`stale`]).
 
-use std::collections::HashMap;
+mod stale;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -15,6 +18,8 @@ use crate::extensions::{EventPackage, Extension};
 use crate::observe::{SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
+pub use stale::{Expired, StaleTracker, Staleness};
+
 /// One extension's line changed state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineChange {
@@ -25,6 +30,9 @@ pub struct LineChange {
     /// When the NOTIFY that reported it arrived (`None`: when the engine
     /// takes it), the start of the NOTIFY→Graph latency.
     pub received_at: Option<Instant>,
+    /// Set when the line is `Unknown` because its subscription has been
+    /// lost for longer than `SIP_STALE_AFTER`: since when and why.
+    pub stale: Option<Staleness>,
 }
 
 /// Something worth telling the operator that is not a line change.
@@ -125,6 +133,9 @@ pub struct SipSource {
     events: UnboundedReceiver<Event>,
     trackers: HashMap<String, Tracker>,
     telemetry: Telemetry,
+    stale: StaleTracker<String>,
+    /// Events made at once that [`next`](SipSource::next) hands out one by one.
+    queued: VecDeque<SourceEvent>,
 }
 
 impl SipSource {
@@ -148,6 +159,8 @@ impl SipSource {
                 events,
                 trackers,
                 telemetry: Telemetry::new(),
+                stale: StaleTracker::new(settings.stale_after),
+                queued: VecDeque::new(),
             },
             notices,
         ))
@@ -164,11 +177,23 @@ impl SipSource {
     }
 
     /// The next event; `None` once the user agent has stopped.
+    /// Cancel-safe.
     pub async fn next(&mut self) -> Option<SourceEvent> {
         loop {
-            let event = self.events.recv().await?;
-            if let Some(out) = self.translate(event) {
+            if let Some(out) = self.queued.pop_front() {
                 return Some(out);
+            }
+            let stale_at = self.stale.poll_timeout();
+            tokio::select! {
+                event = self.events.recv() => {
+                    if let Some(out) = self.translate(event?) {
+                        return Some(out);
+                    }
+                }
+                () = stale::sleep_until(stale_at), if stale_at.is_some() => {
+                    let lines = self.stale_lines(stale::now());
+                    self.queued.extend(lines);
+                }
             }
         }
     }
@@ -191,6 +216,7 @@ impl SipSource {
 
     fn translate(&mut self, event: Event) -> Option<SourceEvent> {
         self.observe(&event);
+        self.note_loss(&event);
         let info = |s: String| Some(SourceEvent::Notice(Notice::Info(s)));
         let warn = |s: String| Some(SourceEvent::Notice(Notice::Warning(s)));
         match event {
@@ -214,10 +240,13 @@ impl SipSource {
                                 n.extension
                             ));
                         }
-                        update.changed.then_some(SourceEvent::Line(LineChange {
+                        // After an `unknown`, the state is news even if unchanged.
+                        let was_stale = self.note_restored(&n);
+                        (update.changed || was_stale).then_some(SourceEvent::Line(LineChange {
                             extension: n.extension,
                             line_state: update.line_state,
                             received_at: Some(n.received_at),
+                            stale: None,
                         }))
                     }
                 }
