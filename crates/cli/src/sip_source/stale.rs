@@ -214,19 +214,20 @@ impl SipSource {
     }
 
     /// The lines whose subscription has been lost too long at `now`, each
-    /// an `Unknown` line change followed by a warning that says why.
+    /// an `Unknown` line change followed by a warning that says why (after:
+    /// a consumer that logs it has taken the change).
     pub(super) fn stale_lines(&mut self, now: Instant) -> Vec<SourceEvent> {
         let wall = SystemTime::now();
         let mut out = Vec::new();
         for e in self.stale.handle_timeout(now) {
             let since = wall.checked_sub(e.lost_for).unwrap_or(wall);
             self.telemetry.set_stale(&e.key, since, &e.reason);
-            out.push(SourceEvent::Notice(Notice::Warning(format!(
+            let warning = format!(
                 "{}: line state unknown, the subscription has been lost for {} s: {}",
                 e.key,
                 e.lost_for.as_secs(),
                 e.reason
-            ))));
+            );
             out.push(SourceEvent::Line(LineChange {
                 extension: e.key,
                 line_state: LineState::Unknown,
@@ -237,6 +238,7 @@ impl SipSource {
                     reason: e.reason,
                 }),
             }));
+            out.push(SourceEvent::Notice(Notice::Warning(warning)));
         }
         out
     }
@@ -429,18 +431,14 @@ mod wiring {
 
         let t0 = tokio::time::Instant::now();
         tx.send(failed("1001")).unwrap();
-        let mut warned = false;
-        let change = loop {
-            match source.next().await.unwrap() {
-                SourceEvent::Line(change) => break change,
-                SourceEvent::Notice(Notice::Warning(w)) => {
-                    warned |= w.contains("1001: line state unknown")
-                }
-                SourceEvent::Notice(_) => {}
-            }
-        };
+        let change = next_line(&mut source).await;
         assert_eq!(t0.elapsed(), Duration::from_secs(120));
-        assert!(warned, "the log says why");
+        match source.next().await {
+            Some(SourceEvent::Notice(Notice::Warning(w))) => {
+                assert!(w.contains("1001: line state unknown"), "{w}")
+            }
+            other => panic!("the log says why after the change: {other:?}"),
+        }
         assert_eq!(change.extension, "1001");
         assert_eq!(change.line_state, LineState::Unknown);
         let stale = change.stale.expect("says why");
