@@ -481,7 +481,7 @@ mod wiring {
             retry_at: None,
         })
         .unwrap();
-        let mut lines = vec![next_line(&mut source).await, next_line(&mut source).await];
+        let mut lines = [next_line(&mut source).await, next_line(&mut source).await];
         lines.sort_by(|a, b| a.extension.cmp(&b.extension));
         for (line, ext) in lines.iter().zip(["1001", "1002"]) {
             assert_eq!(
