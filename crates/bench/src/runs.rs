@@ -868,6 +868,7 @@ pub fn graph_economy(
                 extension: fixture::extension(i),
                 line_state: state,
                 received_at: None,
+                stale: None,
             }));
         };
         let mut changes = 0u64;

@@ -147,6 +147,9 @@ pub struct SipSettings {
     pub subscribe_expires: u32,
     /// `SIP_SUBSCRIBE_RATE`: most new SUBSCRIBEs per second (default 50; 0 = no pacing).
     pub subscribe_rate: u32,
+    /// `SIP_STALE_AFTER`: seconds a subscription may stay lost before its
+    /// line becomes `unknown` (default 120; `None` for 0 = never).
+    pub stale_after: Option<std::time::Duration>,
 }
 
 /// Default of `SIP_SUBSCRIBE_EXPIRES`, seconds.
@@ -154,6 +157,9 @@ pub const DEFAULT_SUBSCRIBE_EXPIRES: u32 = 600;
 
 /// Default of `SIP_SUBSCRIBE_RATE`: new SUBSCRIBEs per second.
 pub const DEFAULT_SUBSCRIBE_RATE: u32 = 50;
+
+/// Default of `SIP_STALE_AFTER`, seconds.
+pub const DEFAULT_STALE_AFTER: u64 = 120;
 
 /// Default STUN servers when `STUN_SERVERS` is unset.
 pub const DEFAULT_STUN_SERVERS: &str = "stun.l.google.com:19302,stun1.l.google.com:19302";
@@ -239,6 +245,21 @@ impl SipSettings {
                 DEFAULT_SUBSCRIBE_RATE
             }),
         };
+        let stale_after = match env.get("SIP_STALE_AFTER") {
+            None => Some(DEFAULT_STALE_AFTER),
+            Some(v) => match v.parse::<u64>() {
+                Ok(0) => None,
+                Ok(n) if n <= 86_400 => Some(n),
+                _ => {
+                    problems.push(Problem::in_var(
+                        "SIP_STALE_AFTER",
+                        format!("{v:?} is not a number of seconds from 0 (never) to 86400"),
+                    ));
+                    Some(DEFAULT_STALE_AFTER)
+                }
+            },
+        }
+        .map(std::time::Duration::from_secs);
         problems.into_result(Self {
             server,
             transport,
@@ -249,6 +270,7 @@ impl SipSettings {
             stun_servers,
             subscribe_expires,
             subscribe_rate,
+            stale_after,
         })
     }
 }
@@ -338,6 +360,10 @@ mod tests {
         assert_eq!(s.stun_servers.len(), 2);
         assert_eq!(s.subscribe_expires, DEFAULT_SUBSCRIBE_EXPIRES);
         assert_eq!(s.subscribe_rate, DEFAULT_SUBSCRIBE_RATE);
+        assert_eq!(
+            s.stale_after.map(|d| d.as_secs()),
+            Some(DEFAULT_STALE_AFTER)
+        );
         assert!(!format!("{s:?}").contains("blfsecret"));
 
         let env = Env::from_pairs([
@@ -346,6 +372,7 @@ mod tests {
             ("SIP_LISTEN", ":5062x"),
             ("SIP_SUBSCRIBE_EXPIRES", "5"),
             ("SIP_SUBSCRIBE_RATE", "fast"),
+            ("SIP_STALE_AFTER", "2m"),
         ]);
         let err = SipSettings::from_env(&env).unwrap_err().to_string();
         for needle in [
@@ -357,6 +384,7 @@ mod tests {
             "SIP_LISTEN: \":5062x\" is not an address",
             "SIP_SUBSCRIBE_EXPIRES: \"5\" is not a number of seconds",
             "SIP_SUBSCRIBE_RATE: \"fast\" is not a whole number",
+            "SIP_STALE_AFTER: \"2m\" is not a number of seconds",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in {err}");
         }
@@ -381,6 +409,11 @@ mod tests {
         );
         assert_eq!(with("SIP_LISTEN", ":5062").listen.port(), 5062);
         assert_eq!(with("SIP_TRANSPORT", "TCP").transport, SipTransport::Tcp);
+        assert_eq!(with("SIP_STALE_AFTER", "0").stale_after, None);
+        assert_eq!(
+            with("SIP_STALE_AFTER", "5").stale_after,
+            Some(std::time::Duration::from_secs(5))
+        );
         assert_eq!(
             with("STUN_SERVERS", " a:1, ,b:2 ").stun_servers,
             vec!["a:1".to_string(), "b:2".to_string()]

@@ -3,8 +3,11 @@
 //! package). An extension watched through both packages (`dialog+presence`)
 //! has one line state, [`LineState::from_dialog_and_presence`]: a call over
 //! the dialog event wins, presence `closed` turns a dialog-idle line offline.
+//! A line one of whose subscriptions stays lost becomes `unknown` ([`stale`]).
 
-use std::collections::HashMap;
+mod stale;
+
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,8 @@ use crate::extensions::Extension;
 use crate::observe::{SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
+pub use stale::{Expired, StaleTracker, Staleness};
+
 /// One extension's line changed state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineChange {
@@ -28,6 +33,9 @@ pub struct LineChange {
     /// When the NOTIFY that reported it arrived (`None`: when the engine
     /// takes it), the start of the NOTIFY→Graph latency.
     pub received_at: Option<Instant>,
+    /// Set when the line is `Unknown` because its subscription has been
+    /// lost for longer than `SIP_STALE_AFTER`: since when and why.
+    pub stale: Option<Staleness>,
 }
 
 /// Something worth telling the operator that is not a line change.
@@ -140,6 +148,10 @@ pub struct SipSource {
     /// One per subscription: (extension, package).
     trackers: HashMap<(String, Package), Tracker>,
     telemetry: Telemetry,
+    /// Lost subscriptions, by (extension, package).
+    stale: StaleTracker<(String, Package)>,
+    /// Events made at once that [`next`](SipSource::next) hands out one by one.
+    queued: VecDeque<SourceEvent>,
 }
 
 impl SipSource {
@@ -153,7 +165,9 @@ impl SipSource {
         let (discovery, notices) = stun_discovery(settings, server).await;
         let subs = subscriptions(extensions);
         let (handle, events) = sip_ua::driver::spawn(config, subs.clone(), discovery).await?;
-        Ok((Self::new(Some(handle), events, &subs), notices))
+        let mut source = Self::new(Some(handle), events, &subs);
+        source.stale = StaleTracker::new(settings.stale_after);
+        Ok((source, notices))
     }
 
     fn new(
@@ -170,6 +184,8 @@ impl SipSource {
             events,
             trackers,
             telemetry: Telemetry::new(),
+            stale: StaleTracker::new(None),
+            queued: VecDeque::new(),
         }
     }
 
@@ -184,11 +200,23 @@ impl SipSource {
     }
 
     /// The next event; `None` once the user agent has stopped.
+    /// Cancel-safe.
     pub async fn next(&mut self) -> Option<SourceEvent> {
         loop {
-            let event = self.events.recv().await?;
-            if let Some(out) = self.translate(event) {
+            if let Some(out) = self.queued.pop_front() {
                 return Some(out);
+            }
+            let stale_at = self.stale.poll_timeout();
+            tokio::select! {
+                event = self.events.recv() => {
+                    if let Some(out) = self.translate(event?) {
+                        return Some(out);
+                    }
+                }
+                () = stale::sleep_until(stale_at), if stale_at.is_some() => {
+                    let lines = self.stale_lines(stale::now());
+                    self.queued.extend(lines);
+                }
             }
         }
     }
@@ -204,6 +232,9 @@ impl SipSource {
     /// The line state the NOTIFYs so far give for `extension` (`Unknown`
     /// before the first one), both packages combined when it has both.
     pub fn line_state(&self, extension: &str) -> LineState {
+        if self.is_line_stale(extension) {
+            return LineState::Unknown;
+        }
         let of = |package| {
             self.trackers
                 .get(&(extension.to_string(), package))
@@ -228,6 +259,7 @@ impl SipSource {
 
     fn translate(&mut self, event: Event) -> Option<SourceEvent> {
         self.observe(&event);
+        self.note_loss(&event);
         let info = |s: String| Some(SourceEvent::Notice(Notice::Info(s)));
         let warn = |s: String| Some(SourceEvent::Notice(Notice::Warning(s)));
         match event {
@@ -263,11 +295,14 @@ impl SipSource {
                                 subscription_name(&n.extension, n.package)
                             ));
                         }
+                        // After an `unknown`, the state is news even if unchanged.
+                        let was_stale = self.note_restored(&n);
                         let after = self.line_state(&n.extension);
-                        (after != before).then_some(SourceEvent::Line(LineChange {
+                        (after != before || was_stale).then_some(SourceEvent::Line(LineChange {
                             extension: n.extension,
                             line_state: after,
                             received_at: Some(n.received_at),
+                            stale: None,
                         }))
                     }
                 }

@@ -7,17 +7,55 @@ use serde_json::json;
 
 use crate::extensions::Extension;
 use crate::settings::SipSettings;
-use crate::sip_source::{Notice, SipSource, SourceEvent};
+use crate::sip_source::{LineChange, Notice, SipSource, SourceEvent, Staleness};
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
 
 /// One printed line for a change.
 pub fn format_change(extension: &str, line_state: blf::LineState, json: bool) -> String {
     if json {
-        let ts = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        json!({ "extension": extension, "line_state": line_state.as_str(), "time": ts }).to_string()
+        json!({ "extension": extension, "line_state": line_state.as_str(), "time": unix(SystemTime::now()) })
+            .to_string()
     } else {
         format!("{extension} {line_state}")
+    }
+}
+
+/// One printed line for a change, saying why when the line is unknown
+/// because its subscription has been lost too long:
+/// `1001 unknown (subscription lost for 120 s: …)`, or in JSON a `stale`
+/// object with `lost_for_seconds`, `since` (Unix time) and `reason`.
+pub fn format_line_change(change: &LineChange, json: bool) -> String {
+    let Some(Staleness {
+        lost_for,
+        since,
+        reason,
+    }) = &change.stale
+    else {
+        return format_change(&change.extension, change.line_state, json);
+    };
+    if json {
+        json!({
+            "extension": change.extension,
+            "line_state": change.line_state.as_str(),
+            "time": unix(SystemTime::now()),
+            "stale": {
+                "lost_for_seconds": lost_for.as_secs(),
+                "since": unix(*since),
+                "reason": reason,
+            },
+        })
+        .to_string()
+    } else {
+        format!(
+            "{} {} (subscription lost for {} s: {reason})",
+            change.extension,
+            change.line_state,
+            lost_for.as_secs()
+        )
     }
 }
 
@@ -46,7 +84,7 @@ pub async fn run(
             event = source.next() => match event {
                 None => break,
                 Some(SourceEvent::Line(change)) => {
-                    println!("{}", format_change(&change.extension, change.line_state, json));
+                    println!("{}", format_line_change(&change, json));
                 }
                 Some(SourceEvent::Notice(n)) => log_notice(&n),
             }
@@ -61,5 +99,46 @@ fn log_notice(n: &Notice) {
     match n {
         Notice::Info(s) => tracing::info!("{s}"),
         Notice::Warning(s) => tracing::warn!("{s}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use blf::LineState;
+
+    use super::format_line_change;
+    use crate::sip_source::{LineChange, Staleness};
+
+    #[test]
+    fn an_unknown_line_says_for_how_long_and_why() {
+        let mut change = LineChange {
+            extension: "1001".into(),
+            line_state: LineState::Unknown,
+            received_at: None,
+            stale: Some(Staleness {
+                lost_for: Duration::from_secs(121),
+                since: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
+                reason: "no answer from the PBX to REGISTER".into(),
+            }),
+        };
+        assert_eq!(
+            format_line_change(&change, false),
+            "1001 unknown (subscription lost for 121 s: no answer from the PBX to REGISTER)"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&format_line_change(&change, true)).unwrap();
+        assert_eq!(v["extension"], "1001");
+        assert_eq!(v["line_state"], "unknown");
+        assert_eq!(v["stale"]["lost_for_seconds"], 121);
+        assert_eq!(v["stale"]["since"], 1_795_000_000.0);
+        assert_eq!(v["stale"]["reason"], "no answer from the PBX to REGISTER");
+
+        change.stale = None;
+        assert_eq!(format_line_change(&change, false), "1001 unknown");
+        let v: serde_json::Value =
+            serde_json::from_str(&format_line_change(&change, true)).unwrap();
+        assert!(v.get("stale").is_none(), "{v}");
     }
 }

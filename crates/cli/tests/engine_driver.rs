@@ -59,6 +59,7 @@ fn line(ext: &str, state: LineState) -> SourceEvent {
         extension: ext.into(),
         line_state: state,
         received_at: None,
+        stale: None,
     })
 }
 

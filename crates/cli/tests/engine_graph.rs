@@ -189,6 +189,7 @@ async fn driver_with_graph_sink_clears_on_shutdown_and_persists_ids() {
             extension: ext.into(),
             line_state: state,
             received_at: None,
+            stale: None,
         }))
         .unwrap();
     }

@@ -54,7 +54,7 @@ pub enum ContactAddress {
 }
 
 /// The event package of one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventPackage {
     /// `Event: dialog`, `application/dialog-info+xml` (RFC 4235, BLF).
     Dialog,

@@ -150,6 +150,9 @@ struct ExtensionStatus {
     last_notify: Option<SystemTime>,
     notifies: u64,
     parse_errors: u64,
+    /// Since when the subscription has been lost and why, while the line
+    /// is `unknown` for it (`SIP_STALE_AFTER`).
+    stale: Option<(SystemTime, String)>,
 }
 
 #[derive(Debug)]
@@ -462,6 +465,15 @@ impl Telemetry {
     pub fn set_line_state(&self, extension: &str, state: LineState) {
         self.update(extension, |e| e.line_state = Some(state));
     }
+    /// The extension's line state is unknown: its subscription has been lost
+    /// since `since` because of `reason`. Shown in `/status` until [`clear_stale`](Self::clear_stale).
+    pub fn set_stale(&self, extension: &str, since: SystemTime, reason: &str) {
+        self.update(extension, |e| e.stale = Some((since, reason.to_owned())));
+    }
+    /// A NOTIFY brought the extension's line state back.
+    pub fn clear_stale(&self, extension: &str) {
+        self.update(extension, |e| e.stale = None);
+    }
     /// The presence we hold for the extension's user, as text (`Busy/InACall`, `cleared`…).
     pub fn set_presence(&self, extension: &str, presence: &str) {
         self.update(extension, |e| e.presence = Some(presence.to_owned()));
@@ -529,9 +541,11 @@ impl Telemetry {
     ///   "extensions": [ { "extension": "1001", "user": "user1@contoso.com",
     ///       "subscription": "active", "line_state": "busy", "presence": "Busy/InACall",
     ///       "last_notify_unix": 1795000000.25, "last_notify_age_seconds": 3.5,
-    ///       "notifies": 4, "parse_errors": 0 } ] }
+    ///       "notifies": 4, "parse_errors": 0, "stale": null } ] }
     /// ```
     /// Fields not known yet are `null`; extensions are sorted by number.
+    /// `stale`, while the line is unknown because its subscription has been
+    /// lost too long: `{ "since_unix": …, "for_seconds": …, "reason": "…" }`.
     pub fn status_json_at(&self, now: SystemTime) -> serde_json::Value {
         let missing = self.readiness_problems();
         let token_expiry = *self
@@ -568,6 +582,16 @@ impl Telemetry {
                     "last_notify_age_seconds": age,
                     "notifies": e.notifies,
                     "parse_errors": e.parse_errors,
+                    "stale": e.stale.as_ref().map(|(since, reason)| json!({
+                        "since_unix": since
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0.0, |d| d.as_secs_f64()),
+                        "for_seconds": now
+                            .duration_since(*since)
+                            .unwrap_or(Duration::ZERO)
+                            .as_secs_f64(),
+                        "reason": reason,
+                    })),
                 })
             })
             .collect();
