@@ -34,27 +34,30 @@ impl fmt::Debug for Env {
 
 impl Env {
     /// The process environment, completed from `dotenv` (default: `.env` in the
-    /// current directory when it exists). A `.env` that cannot be parsed is a problem.
+    /// current directory when it exists), read as python-dotenv reads it (see
+    /// [`crate::dotenv`]). Each line that cannot be read is a problem that gives
+    /// the file, line and variable name, never the value.
     pub fn load(dotenv: Option<&Path>) -> Result<Self, Problems> {
-        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        // A variable whose name or value is not Unicode cannot be a setting: skipped.
+        let mut vars: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         let file = match dotenv {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(".env")).filter(|p| p.exists()),
         };
         if let Some(path) = &file {
-            let iter = dotenvy::from_path_iter(path).map_err(|e| {
+            let text = std::fs::read_to_string(path).map_err(|e| {
                 Problems::from(Problem::in_file(path, None, format!("cannot read: {e}")))
             })?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| {
-                    let line = match &e {
-                        dotenvy::Error::LineParse(_, idx) => Some(*idx),
-                        _ => None,
-                    };
-                    Problems::from(Problem::in_file(path, line, e.to_string()))
-                })?;
-                vars.entry(k).or_insert(v);
-            }
+            crate::dotenv::load_into(&text, &mut vars).map_err(|errors| {
+                Problems(
+                    errors
+                        .into_iter()
+                        .map(|e| Problem::in_file(path, Some(e.line), e.message))
+                        .collect(),
+                )
+            })?;
         }
         Ok(Self {
             vars,
@@ -414,7 +417,33 @@ mod tests {
         assert!(!format!("{env:?}").contains("fileuser"));
         std::fs::write(&path, "GOOD=1\nBAD LINE WITHOUT EQUALS\n").unwrap();
         let err = Env::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains(".env"), "{err}");
+        assert!(err.contains(".env:2: BAD has no '='"), "{err}");
+    }
+
+    #[test]
+    fn dotenv_value_with_spaces_is_read_and_a_bad_one_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        // Unquoted with a space: python-dotenv reads the whole value, so do we.
+        std::fs::write(
+            &path,
+            "# settings\nSIP_SERVER=pbx\n\nXSECRET_UNQUOTED=Xy9~Q8 sR7.k # note\n",
+        )
+        .unwrap();
+        let env = Env::load(Some(&path)).unwrap();
+        assert_eq!(env.get("XSECRET_UNQUOTED"), Some("Xy9~Q8 sR7.k"));
+        // A multi-line value above, then an unclosed quote: the file, the right
+        // line and the name, with how to quote; never the value.
+        std::fs::write(
+            &path,
+            "SIP_SERVER=pbx\nNOTE=\"two\nlines\"\n\nexport SIP_USERNAME=blf\nSIP_PASSWORD=\"Xy9~Q8 sR7.k\n",
+        )
+        .unwrap();
+        let err = Env::load(Some(&path)).unwrap_err().to_string();
+        assert!(!err.contains("Xy9") && !err.contains("sR7"), "{err}");
+        let place = format!("{}:6: SIP_PASSWORD: ", path.display());
+        assert!(err.starts_with(&place), "{err}");
+        assert!(err.contains("SIP_PASSWORD=\"...\""), "{err}");
     }
 
     #[test]
