@@ -258,7 +258,7 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             };
             match watch::run(&sip, &exts, json).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => sip_failure(&sip, &e),
             }
         }
         Command::Run { dry_run } => {
@@ -266,9 +266,10 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Ok(p) => p,
                 Err(p) => return config_failure(&p),
             };
+            let sip = plan.sip().clone();
             match sip_blf_sync::run::run(plan).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => sip_failure(&sip, e.as_ref()),
             }
         }
         Command::Demo {
@@ -374,6 +375,18 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// A failure, with what to set when the SIP socket could not be opened
+/// (e.g. port 5060 already taken by a PBX on this machine).
+fn sip_failure(sip: &SipSettings, e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    match e
+        .downcast_ref::<sip_ua::Error>()
+        .and_then(|e| sip.listen_fix(e))
+    {
+        Some(fix) => fail(format!("SIP socket {}: {e}; {fix}", sip.listen)),
+        None => fail(e),
     }
 }
 

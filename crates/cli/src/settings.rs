@@ -139,7 +139,9 @@ pub struct SipSettings {
     pub password: Secret,
     /// `SIP_CONTACT_IP`.
     pub contact: ContactSetting,
-    /// `SIP_LISTEN`: local address of the SIP socket (default `0.0.0.0:0`).
+    /// `SIP_LISTEN`: local address of the SIP socket. Unset, the original
+    /// tool's: `0.0.0.0:5060`, or `SIP_CONTACT_IP:5060` for a fixed contact
+    /// address. A port 0 (`0.0.0.0:0`, `127.0.0.1:0`) takes any free port.
     pub listen: SocketAddr,
     /// `STUN_SERVERS`: comma-separated `host:port`.
     pub stun_servers: Vec<String>,
@@ -209,7 +211,7 @@ impl SipSettings {
             },
         };
         let listen = match env.get("SIP_LISTEN") {
-            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => default_listen(&contact),
             Some(v) => parse_listen(v).unwrap_or_else(|| {
                 problems.push(Problem::in_var(
                     "SIP_LISTEN",
@@ -266,6 +268,45 @@ impl SipSettings {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// The SIP port of the original tool, which its users forward on their router.
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// Where the SIP socket listens when `SIP_LISTEN` is unset, as in the
+/// original tool: every interface, or the fixed contact address, on 5060.
+pub fn default_listen(contact: &ContactSetting) -> SocketAddr {
+    match contact {
+        ContactSetting::Auto => SocketAddr::from(([0, 0, 0, 0], DEFAULT_SIP_PORT)),
+        ContactSetting::Fixed(ip) => SocketAddr::new(*ip, DEFAULT_SIP_PORT),
+    }
+}
+
+impl SipSettings {
+    /// What to change when the SIP socket cannot be opened on `listen`
+    /// (`None` when the error is not about the local address).
+    pub fn listen_fix(&self, error: &sip_ua::Error) -> Option<String> {
+        let sip_ua::Error::Io(e) = error else {
+            return None;
+        };
+        let at = self.listen;
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse => Some(format!(
+                "another program already uses {at} (a PBX or softphone on this machine?): \
+                 set SIP_LISTEN to a free port, e.g. SIP_LISTEN=0.0.0.0:5062, and have the PBX reach that one"
+            )),
+            std::io::ErrorKind::AddrNotAvailable => Some(format!(
+                "{} is not an address of this machine: set SIP_LISTEN=0.0.0.0:{} \
+                 (SIP_CONTACT_IP stays the address the PBX reaches)",
+                at.ip(),
+                at.port()
+            )),
+            std::io::ErrorKind::PermissionDenied => Some(format!(
+                "no permission to open {at}: set SIP_LISTEN to another address or port"
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -337,7 +378,7 @@ mod tests {
         let s = SipSettings::from_env(&env).unwrap();
         assert_eq!(s.transport, SipTransport::Udp);
         assert_eq!(s.contact, ContactSetting::Auto);
-        assert_eq!(s.listen, "0.0.0.0:0".parse().unwrap());
+        assert_eq!(s.listen, "0.0.0.0:5060".parse().unwrap());
         assert_eq!(s.stun_servers.len(), 2);
         assert_eq!(s.subscribe_expires, DEFAULT_SUBSCRIBE_EXPIRES);
         assert_eq!(s.subscribe_rate, DEFAULT_SUBSCRIBE_RATE);
@@ -383,10 +424,95 @@ mod tests {
             ContactSetting::Fixed("203.0.113.5".parse().unwrap())
         );
         assert_eq!(with("SIP_LISTEN", ":5062").listen.port(), 5062);
+        assert_eq!(with("SIP_LISTEN", "0.0.0.0:0").listen, addr("0.0.0.0:0"));
         assert_eq!(with("SIP_TRANSPORT", "TCP").transport, SipTransport::Tcp);
         assert_eq!(
             with("STUN_SERVERS", " a:1, ,b:2 ").stun_servers,
             vec!["a:1".to_string(), "b:2".to_string()]
+        );
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn listen_with(pairs: &[(&str, &str)]) -> SocketAddr {
+        let mut all = vec![
+            ("SIP_SERVER", "pbx"),
+            ("SIP_USERNAME", "u"),
+            ("SIP_PASSWORD", "p"),
+        ];
+        all.extend_from_slice(pairs);
+        SipSettings::from_env(&Env::from_pairs(all)).unwrap().listen
+    }
+
+    #[test]
+    fn listen_defaults_to_the_original_tools_port() {
+        // SIP_CONTACT_IP unset, auto, stun or empty: every interface on 5060.
+        assert_eq!(listen_with(&[]), addr("0.0.0.0:5060"));
+        for contact in ["auto", "STUN", "stun", "", "  "] {
+            assert_eq!(
+                listen_with(&[("SIP_CONTACT_IP", contact)]),
+                addr("0.0.0.0:5060"),
+                "{contact:?}"
+            );
+        }
+        // A fixed contact address: that address on 5060.
+        assert_eq!(
+            listen_with(&[("SIP_CONTACT_IP", "192.0.2.7")]),
+            addr("192.0.2.7:5060")
+        );
+        assert_eq!(
+            listen_with(&[("SIP_CONTACT_IP", "2001:db8::7")]),
+            addr("[2001:db8::7]:5060")
+        );
+        // An empty SIP_LISTEN is unset (as the example file leaves it).
+        assert_eq!(
+            listen_with(&[("SIP_LISTEN", ""), ("SIP_CONTACT_IP", "192.0.2.7")]),
+            addr("192.0.2.7:5060")
+        );
+    }
+
+    #[test]
+    fn listen_set_wins_over_the_default() {
+        for contact in ["auto", "192.0.2.7"] {
+            let with = |listen| listen_with(&[("SIP_CONTACT_IP", contact), ("SIP_LISTEN", listen)]);
+            assert_eq!(with(":5062"), addr("0.0.0.0:5062"));
+            assert_eq!(with("5062"), addr("0.0.0.0:5062"));
+            assert_eq!(with("10.0.0.2:5062"), addr("10.0.0.2:5062"));
+            // Port 0: any free port, as before.
+            assert_eq!(with("0.0.0.0:0"), addr("0.0.0.0:0"));
+            assert_eq!(with("127.0.0.1:0"), addr("127.0.0.1:0"));
+        }
+    }
+
+    #[test]
+    fn a_listen_address_that_cannot_be_opened_says_what_to_set() {
+        let mut s = SipSettings::from_env(&Env::from_pairs([
+            ("SIP_SERVER", "pbx"),
+            ("SIP_USERNAME", "u"),
+            ("SIP_PASSWORD", "p"),
+        ]))
+        .unwrap();
+        let io = |k: std::io::ErrorKind| sip_ua::Error::Io(std::io::Error::from(k));
+        let fix = s.listen_fix(&io(std::io::ErrorKind::AddrInUse)).unwrap();
+        assert!(
+            fix.contains("0.0.0.0:5060") && fix.contains("SIP_LISTEN=0.0.0.0:5062"),
+            "{fix}"
+        );
+        s.listen = addr("203.0.113.9:5060");
+        let fix = s
+            .listen_fix(&io(std::io::ErrorKind::AddrNotAvailable))
+            .unwrap();
+        assert!(
+            fix.starts_with(
+                "203.0.113.9 is not an address of this machine: set SIP_LISTEN=0.0.0.0:5060"
+            ),
+            "{fix}"
+        );
+        assert_eq!(
+            s.listen_fix(&io(std::io::ErrorKind::ConnectionRefused)),
+            None
         );
     }
 
