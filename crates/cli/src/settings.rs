@@ -302,7 +302,8 @@ impl SipSettings {
                 at.ip(),
                 at.port()
             )),
-            std::io::ErrorKind::PermissionDenied => Some(format!(
+            // Over TCP it may as well be the connection to the PBX that was denied.
+            std::io::ErrorKind::PermissionDenied if self.transport == SipTransport::Udp => Some(format!(
                 "no permission to open {at}: set SIP_LISTEN to another address or port"
             )),
             _ => None,
