@@ -9,7 +9,8 @@
 //!    then un-SUBSCRIBE and un-REGISTER.
 //!
 //! Graph and the PBX are probed at the same time, both within one time limit,
-//! and the outcome is one table: extension | user | PBX | Graph | fix.
+//! and the outcome is one table: extension | user | PBX | Graph | fix, under
+//! a line saying where the PBX must reach this machine (the Contact).
 //!
 //! A PBX that accepts a subscription to any extension passes that extension:
 //! Kamailio's presence server reports an unknown user as idle, while Asterisk
@@ -17,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use blf::LineState;
@@ -66,6 +68,70 @@ pub struct Row {
     pub fix: Option<String>,
 }
 
+/// Where the PBX must send its requests (NOTIFYs): the Contact address and
+/// the local SIP socket, so that the operator knows what to open or forward.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// The local SIP socket: where it was opened, else `SIP_LISTEN` (or its default).
+    pub listen: String,
+    /// The Contact given to the PBX (`host:port`), once registered.
+    pub contact: Option<String>,
+    /// The line shown above the table.
+    pub text: String,
+}
+
+impl Reach {
+    fn new(settings: &SipSettings, opened: Option<SocketAddr>, contact_uri: Option<&str>) -> Self {
+        let transport = transport_name(settings);
+        let listen = opened.unwrap_or(settings.listen);
+        let contact = contact_uri.map(contact_host_port);
+        let socket = if listen.port() == 0 {
+            format!("{}, on a port chosen at start", listen.ip())
+        } else {
+            listen.to_string()
+        };
+        let mut text = match &contact {
+            Some(c) => format!(
+                "the PBX sends its NOTIFYs to {c} ({transport}); this machine listens on {socket}"
+            ),
+            None => format!(
+                "this machine listens on {socket} ({transport}); the PBX must reach it there"
+            ),
+        };
+        let port = contact
+            .as_deref()
+            .and_then(|c| c.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .unwrap_or(listen.port());
+        if settings.transport == SipTransport::Udp && port != 0 {
+            let _ = write!(
+                text,
+                "; behind NAT, forward UDP port {port} on the router to this machine"
+            );
+        }
+        Self {
+            transport: transport.to_string(),
+            listen: listen.to_string(),
+            contact,
+            text,
+        }
+    }
+}
+
+/// `host:port` of a Contact URI (`sip:user@host:port;params`).
+fn contact_host_port(uri: &str) -> String {
+    let uri = uri.trim_start_matches('<').trim_end_matches('>');
+    let after_user = uri.rsplit_once('@').map_or(uri, |(_, h)| h);
+    let after_scheme = after_user.strip_prefix("sip:").unwrap_or(after_user);
+    after_scheme
+        .split([';', '>'])
+        .next()
+        .unwrap_or(after_scheme)
+        .to_string()
+}
+
 /// Everything `check` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -73,6 +139,8 @@ pub struct Report {
     pub ok: bool,
     /// The PBX: registration.
     pub sip: Summary,
+    /// Where the PBX must reach this machine.
+    pub contact: Reach,
     /// Microsoft Graph: the token.
     pub graph: Summary,
     /// One row per extension, in the list's order.
@@ -89,7 +157,7 @@ pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
         probe_sip(plan.sip(), exts, deadline, timeout)
     );
     let (graph_summary, graph_rows) = graph;
-    let (sip_summary, sip_rows) = sip;
+    let (sip_summary, sip_rows, reach) = sip;
     let extensions: Vec<Row> = exts
         .iter()
         .zip(sip_rows)
@@ -110,6 +178,7 @@ pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
     Report {
         ok: sip_summary.ok && graph_summary.ok && extensions.iter().all(|r| r.ok),
         sip: sip_summary,
+        contact: reach,
         graph: graph_summary,
         extensions,
     }
@@ -229,9 +298,16 @@ fn failed(text: String, fix: &str) -> Summary {
 enum Registration {
     Waiting,
     Registered(String),
-    Refused { status: Option<u16>, reason: String },
+    Refused {
+        status: Option<u16>,
+        reason: String,
+    },
     Unreachable(String),
-    NotStarted(String),
+    NotStarted {
+        error: String,
+        /// What to set when the local SIP socket could not be opened.
+        listen_fix: Option<String>,
+    },
 }
 
 /// The probes, one per subscription: (extension, package).
@@ -275,26 +351,38 @@ async fn probe_sip(
     exts: &[Extension],
     deadline: Instant,
     timeout: Duration,
-) -> (Summary, Column) {
+) -> (Summary, Column, Reach) {
     let mut probes: Probes = subscriptions(exts)
         .into_iter()
         .map(|s| ((s.extension, s.package), Probe::default()))
         .collect();
     let mut registration = Registration::Waiting;
+    let mut opened = None;
     match tokio::time::timeout_at(deadline, SipSource::start(settings, exts)).await {
         Err(_) => {}
-        Ok(Err(e)) => registration = Registration::NotStarted(e.to_string()),
+        Ok(Err(e)) => {
+            registration = Registration::NotStarted {
+                error: e.to_string(),
+                listen_fix: settings.listen_fix(&e),
+            }
+        }
         Ok(Ok((mut source, _))) => {
+            opened = source.local_addr();
             watch_until_settled(&mut source, &mut registration, &mut probes, deadline).await;
             source.shutdown(SHUTDOWN_LIMIT).await;
         }
     }
+    let contact = match &registration {
+        Registration::Registered(c) => Some(c.as_str()),
+        _ => None,
+    };
+    let reach = Reach::new(settings, opened, contact);
     let summary = sip_summary(settings, &registration, timeout);
     let rows = exts
         .iter()
         .map(|e| extension_row(settings, e, &probes, &registration, timeout))
         .collect();
-    (summary, rows)
+    (summary, rows, reach)
 }
 
 /// An extension's PBX cell: the first failed subscription of its packages,
@@ -465,8 +553,18 @@ fn sip_summary(settings: &SipSettings, registration: &Registration, timeout: Dur
             ),
             unreachable,
         ),
-        Registration::NotStarted(e) => failed(
-            format!("cannot reach the PBX at {server}: {e}"),
+        Registration::NotStarted {
+            error,
+            listen_fix: Some(fix),
+        } => failed(
+            format!("cannot open the SIP socket on {}: {error}", settings.listen),
+            fix,
+        ),
+        Registration::NotStarted {
+            error,
+            listen_fix: None,
+        } => failed(
+            format!("cannot reach the PBX at {server}: {error}"),
             unreachable,
         ),
     }
@@ -492,7 +590,7 @@ fn sip_row(
         Registration::Refused { .. } => {
             return ("not registered".into(), Some("see SIP above".into()))
         }
-        Registration::Waiting | Registration::Unreachable(_) | Registration::NotStarted(_) => {
+        Registration::Waiting | Registration::Unreachable(_) | Registration::NotStarted { .. } => {
             return ("PBX unreachable".into(), Some("see SIP above".into()))
         }
     }
@@ -570,6 +668,7 @@ impl Report {
             }
             out.push('\n');
         }
+        let _ = writeln!(out, "Contact: {}", self.contact.text);
         out.push('\n');
         let header = ["extension", "user", "PBX", "Graph", "fix"];
         let rows: Vec<[&str; 5]> = self
@@ -613,7 +712,7 @@ impl Report {
         out
     }
 
-    /// The report as one JSON object (`ok`, `sip`, `graph`, `extensions`).
+    /// The report as one JSON object (`ok`, `sip`, `contact`, `graph`, `extensions`).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
@@ -643,6 +742,12 @@ mod tests {
                 text: "registered".into(),
                 fix: None,
             },
+            contact: Reach {
+                transport: "udp".into(),
+                listen: "0.0.0.0:5060".into(),
+                contact: Some("192.0.2.1:5060".into()),
+                text: "the PBX sends its NOTIFYs to 192.0.2.1:5060".into(),
+            },
             graph: Summary {
                 ok: true,
                 text: "token ok".into(),
@@ -661,8 +766,12 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "SIP:   registered");
         assert_eq!(lines[1], "Graph: token ok");
-        let header = lines[3];
-        let second = lines[5];
+        assert_eq!(
+            lines[2],
+            "Contact: the PBX sends its NOTIFYs to 192.0.2.1:5060"
+        );
+        let header = lines[4];
+        let second = lines[6];
         assert!(header.starts_with("extension  user"), "{text}");
         // Columns line up: "PBX" starts where each row's PBX cell starts.
         assert_eq!(header.find("PBX"), second.find("404 no hint"), "{text}");
@@ -678,9 +787,77 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
         assert_eq!(v["ok"], false);
         assert_eq!(v["sip"]["ok"], true);
+        assert_eq!(v["contact"]["listen"], "0.0.0.0:5060");
+        assert_eq!(v["contact"]["contact"], "192.0.2.1:5060");
         assert_eq!(v["extensions"][1]["pbx"], "404 no hint");
         assert_eq!(v["extensions"][1]["fix"], "add a hint");
         assert!(v["extensions"][0]["fix"].is_null());
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> SipSettings {
+        let mut all = vec![
+            ("SIP_SERVER", "192.0.2.10"),
+            ("SIP_USERNAME", "blf"),
+            ("SIP_PASSWORD", "p"),
+        ];
+        all.extend_from_slice(pairs);
+        SipSettings::from_env(&crate::settings::Env::from_pairs(all)).unwrap()
+    }
+
+    #[test]
+    fn the_contact_line_says_what_the_pbx_must_reach() {
+        // Registered: the Contact the PBX was given, and the port to forward.
+        let s = settings(&[]);
+        let opened = Some("192.168.1.20:5060".parse().unwrap());
+        let r = Reach::new(&s, opened, Some("sip:blf@203.0.113.7:5060"));
+        assert_eq!(r.contact.as_deref(), Some("203.0.113.7:5060"));
+        assert_eq!(r.listen, "192.168.1.20:5060");
+        assert_eq!(
+            r.text,
+            "the PBX sends its NOTIFYs to 203.0.113.7:5060 (udp); this machine listens on \
+             192.168.1.20:5060; behind NAT, forward UDP port 5060 on the router to this machine"
+        );
+        // Not started: the configured default (the original tool's 0.0.0.0:5060).
+        let r = Reach::new(&s, None, None);
+        assert_eq!(r.listen, "0.0.0.0:5060");
+        assert!(
+            r.text
+                .starts_with("this machine listens on 0.0.0.0:5060 (udp)"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("forward UDP port 5060"), "{}", r.text);
+        // A fixed contact address, over TCP: no port to forward is claimed.
+        let s = settings(&[("SIP_CONTACT_IP", "192.0.2.5"), ("SIP_TRANSPORT", "tcp")]);
+        let r = Reach::new(&s, None, Some("<sip:blf@[2001:db8::5]:5062;transport=tcp>"));
+        assert_eq!(r.contact.as_deref(), Some("[2001:db8::5]:5062"));
+        assert_eq!(r.listen, "192.0.2.5:5060");
+        assert!(!r.text.contains("forward"), "{}", r.text);
+        // Any free port, not opened yet: no port 0 to forward.
+        let s = settings(&[("SIP_LISTEN", "127.0.0.1:0")]);
+        let r = Reach::new(&s, None, None);
+        assert_eq!(
+            r.text,
+            "this machine listens on 127.0.0.1, on a port chosen at start (udp); the PBX must reach it there"
+        );
+    }
+
+    #[test]
+    fn a_socket_that_cannot_be_opened_names_sip_listen() {
+        let s = settings(&[]);
+        let e = sip_ua::Error::Io(std::io::ErrorKind::AddrInUse.into());
+        let reg = Registration::NotStarted {
+            error: e.to_string(),
+            listen_fix: s.listen_fix(&e),
+        };
+        let summary = sip_summary(&s, &reg, Duration::from_secs(1));
+        assert!(
+            summary
+                .text
+                .starts_with("cannot open the SIP socket on 0.0.0.0:5060"),
+            "{summary:?}"
+        );
+        assert!(summary.fix.unwrap().contains("SIP_LISTEN=0.0.0.0:5062"));
     }
 
     #[test]

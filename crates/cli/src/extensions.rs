@@ -193,7 +193,28 @@ pub fn parse_json(path: &Path, text: &str) -> Result<Vec<Extension>, Problems> {
         }
     }
     check_duplicates(&out, &mut problems);
+    refuse_empty(
+        path,
+        &out,
+        &mut problems,
+        "[{\"extension\": \"1001\", \"email\": \"user1@contoso.com\"}]",
+    );
     problems.into_result(out)
+}
+
+/// An empty list is a mistake, not a service with nothing to do: it would
+/// run, watch nothing and say nothing.
+fn refuse_empty(path: &Path, out: &[Extension], problems: &mut Problems, example: &str) {
+    if out.is_empty() && problems.is_empty() {
+        problems.push(Problem::in_file(
+            path,
+            None,
+            format!(
+                "lists no extension; add one entry per extension and its user, e.g. {example} \
+                 (or set EXTENSIONS_JSON to the list in use)"
+            ),
+        ));
+    }
 }
 
 /// The 1-based line on which `part` (a slice of `text`) starts.
@@ -305,6 +326,7 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<Extension>, Problems> {
         }
     }
     check_duplicates(&out, &mut problems);
+    refuse_empty(path, &out, &mut problems, "a line 1001,user1@contoso.com");
     problems.into_result(out)
 }
 
@@ -580,6 +602,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("EXTENSIONS_JSON"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_list_is_refused_in_either_form() {
+        for text in ["[]", " [ ]\n"] {
+            let err = parse_json(&p(), text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("config/extensions.json: lists no extension; add one entry"),
+                "{err}"
+            );
+        }
+        for text in [
+            "extension,email\n",
+            "",
+            "# only a comment\n\n",
+            "Email,Extension\n\n",
+        ] {
+            let err = parse_csv(Path::new("x.csv"), text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("x.csv: lists no extension"),
+                "{text:?}: {err}"
+            );
+            assert!(err.contains("1001,user1@contoso.com"), "{err}");
+        }
+        // A list whose every entry is wrong says what is wrong with them instead.
+        let err = parse_csv(Path::new("x.csv"), "extension,email\n1001,\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("lists no extension"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod dotenv;
 pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;

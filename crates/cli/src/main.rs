@@ -1,6 +1,6 @@
 //! `sip-blf-sync`: carry PBX line state (SIP BLF) into Microsoft Teams presence.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -154,18 +154,24 @@ fn main() -> ExitCode {
             content_type,
         } => run_test_notify(file, json, mapping, content_type),
         command => {
+            // The settings first: RUST_LOG and LOG_FORMAT may be in the file.
+            let env = match Env::load(cli.env_file.as_deref()) {
+                Ok(env) => env,
+                Err(p) => return config_failure(&p),
+            };
             // The check's table says what matters; the log only adds warnings.
             init_logging(
+                &env,
                 if matches!(command, Command::Check { .. } | Command::Demo { .. }) {
                     "warn"
                 } else {
                     "info"
                 },
             );
-            let env = match Env::load(cli.env_file.as_deref()) {
-                Ok(env) => env,
-                Err(p) => return config_failure(&p),
-            };
+            match &env.dotenv_file {
+                Some(f) => tracing::debug!("settings: the environment, then {}", f.display()),
+                None => tracing::debug!("settings: the environment (no .env file)"),
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -179,17 +185,47 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default: `default`), `LOG_FORMAT=json` for JSON lines.
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs to stderr. `RUST_LOG` filters (default: `default`) and `LOG_FORMAT=json`
+/// gives JSON lines, from the environment or the `.env` file. Colours only on a
+/// terminal (not in a file or the journal), and not with `NO_COLOR`.
+fn init_logging(env: &Env, default: &str) {
+    let mut warnings = Vec::new();
+    let filter = match env.get("RUST_LOG") {
+        None => tracing_subscriber::EnvFilter::new(default),
+        Some(v) => tracing_subscriber::EnvFilter::try_new(v).unwrap_or_else(|e| {
+            warnings.push(format!(
+                "RUST_LOG: {v:?} is not a log filter ({e}); logging at {default}, \
+                 e.g. RUST_LOG=debug or RUST_LOG=info,sip_ua=debug"
+            ));
+            tracing_subscriber::EnvFilter::new(default)
+        }),
+    };
+    let json = match env
+        .get("LOG_FORMAT")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("json") => true,
+        None | Some("text") => false,
+        Some(other) => {
+            warnings.push(format!(
+                "LOG_FORMAT: {other:?} is not a log format; use json, or text (the default)"
+            ));
+            false
+        }
+    };
+    let ansi = !json && std::io::stderr().is_terminal() && env.get("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if json {
         builder.json().init();
     } else {
         builder.init();
+    }
+    for w in warnings {
+        tracing::warn!("{w}");
     }
 }
 
@@ -222,7 +258,7 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             };
             match watch::run(&sip, &exts, json).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => sip_failure(&sip, &e),
             }
         }
         Command::Run { dry_run } => {
@@ -230,9 +266,10 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Ok(p) => p,
                 Err(p) => return config_failure(&p),
             };
+            let sip = plan.sip().clone();
             match sip_blf_sync::run::run(plan).await {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
+                Err(e) => sip_failure(&sip, e.as_ref()),
             }
         }
         Command::Demo {
@@ -338,6 +375,18 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// A failure, with what to set when the SIP socket could not be opened
+/// (e.g. port 5060 already taken by a PBX on this machine).
+fn sip_failure(sip: &SipSettings, e: &(dyn std::error::Error + 'static)) -> ExitCode {
+    match e
+        .downcast_ref::<sip_ua::Error>()
+        .and_then(|e| sip.listen_fix(e))
+    {
+        Some(fix) => fail(format!("SIP socket {}: {e}; {fix}", sip.listen)),
+        None => fail(e),
     }
 }
 

@@ -177,9 +177,10 @@ pub async fn run_until(
     source.set_telemetry(telemetry.clone());
     notices.iter().for_each(log_notice);
     tracing::info!(
-        "watching {} extension(s) on {}",
+        "watching {} extension(s) on {} from SIP socket {}",
         plan.extensions.len(),
-        plan.sip.server
+        plan.sip.server,
+        source.local_addr().unwrap_or(plan.sip.listen)
     );
     let options = plan.engine.run_options();
     match client {

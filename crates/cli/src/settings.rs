@@ -34,27 +34,30 @@ impl fmt::Debug for Env {
 
 impl Env {
     /// The process environment, completed from `dotenv` (default: `.env` in the
-    /// current directory when it exists). A `.env` that cannot be parsed is a problem.
+    /// current directory when it exists), read as python-dotenv reads it (see
+    /// [`crate::dotenv`]). Each line that cannot be read is a problem that gives
+    /// the file, line and variable name, never the value.
     pub fn load(dotenv: Option<&Path>) -> Result<Self, Problems> {
-        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        // A variable whose name or value is not Unicode cannot be a setting: skipped.
+        let mut vars: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
         let file = match dotenv {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(".env")).filter(|p| p.exists()),
         };
         if let Some(path) = &file {
-            let iter = dotenvy::from_path_iter(path).map_err(|e| {
+            let text = std::fs::read_to_string(path).map_err(|e| {
                 Problems::from(Problem::in_file(path, None, format!("cannot read: {e}")))
             })?;
-            for item in iter {
-                let (k, v) = item.map_err(|e| {
-                    let line = match &e {
-                        dotenvy::Error::LineParse(_, idx) => Some(*idx),
-                        _ => None,
-                    };
-                    Problems::from(Problem::in_file(path, line, e.to_string()))
-                })?;
-                vars.entry(k).or_insert(v);
-            }
+            crate::dotenv::load_into(&text, &mut vars).map_err(|errors| {
+                Problems(
+                    errors
+                        .into_iter()
+                        .map(|e| Problem::in_file(path, Some(e.line), e.message))
+                        .collect(),
+                )
+            })?;
         }
         Ok(Self {
             vars,
@@ -136,7 +139,9 @@ pub struct SipSettings {
     pub password: Secret,
     /// `SIP_CONTACT_IP`.
     pub contact: ContactSetting,
-    /// `SIP_LISTEN`: local address of the SIP socket (default `0.0.0.0:0`).
+    /// `SIP_LISTEN`: local address of the SIP socket. Unset, the original
+    /// tool's: `0.0.0.0:5060`, or `SIP_CONTACT_IP:5060` for a fixed contact
+    /// address. A port 0 (`0.0.0.0:0`, `127.0.0.1:0`) takes any free port.
     pub listen: SocketAddr,
     /// `STUN_SERVERS`: comma-separated `host:port`.
     pub stun_servers: Vec<String>,
@@ -212,7 +217,7 @@ impl SipSettings {
             },
         };
         let listen = match env.get("SIP_LISTEN") {
-            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => default_listen(&contact),
             Some(v) => parse_listen(v).unwrap_or_else(|| {
                 problems.push(Problem::in_var(
                     "SIP_LISTEN",
@@ -288,6 +293,46 @@ impl SipSettings {
     }
 }
 
+/// The SIP port of the original tool, which its users forward on their router.
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// Where the SIP socket listens when `SIP_LISTEN` is unset, as in the
+/// original tool: every interface, or the fixed contact address, on 5060.
+pub fn default_listen(contact: &ContactSetting) -> SocketAddr {
+    match contact {
+        ContactSetting::Auto => SocketAddr::from(([0, 0, 0, 0], DEFAULT_SIP_PORT)),
+        ContactSetting::Fixed(ip) => SocketAddr::new(*ip, DEFAULT_SIP_PORT),
+    }
+}
+
+impl SipSettings {
+    /// What to change when the SIP socket cannot be opened on `listen`
+    /// (`None` when the error is not about the local address).
+    pub fn listen_fix(&self, error: &sip_ua::Error) -> Option<String> {
+        let sip_ua::Error::Io(e) = error else {
+            return None;
+        };
+        let at = self.listen;
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse => Some(format!(
+                "another program already uses {at} (a PBX or softphone on this machine?): \
+                 set SIP_LISTEN to a free port, e.g. SIP_LISTEN=0.0.0.0:5062, and have the PBX reach that one"
+            )),
+            std::io::ErrorKind::AddrNotAvailable => Some(format!(
+                "{} is not an address of this machine: set SIP_LISTEN=0.0.0.0:{} \
+                 (SIP_CONTACT_IP stays the address the PBX reaches)",
+                at.ip(),
+                at.port()
+            )),
+            // Over TCP it may as well be the connection to the PBX that was denied.
+            std::io::ErrorKind::PermissionDenied if self.transport == SipTransport::Udp => Some(format!(
+                "no permission to open {at}: set SIP_LISTEN to another address or port"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// `ip:port`, `:port` or a bare port.
 fn parse_listen(v: &str) -> Option<SocketAddr> {
     if let Ok(a) = v.parse() {
@@ -356,7 +401,7 @@ mod tests {
         let s = SipSettings::from_env(&env).unwrap();
         assert_eq!(s.transport, SipTransport::Udp);
         assert_eq!(s.contact, ContactSetting::Auto);
-        assert_eq!(s.listen, "0.0.0.0:0".parse().unwrap());
+        assert_eq!(s.listen, "0.0.0.0:5060".parse().unwrap());
         assert_eq!(s.stun_servers.len(), 2);
         assert_eq!(s.subscribe_expires, DEFAULT_SUBSCRIBE_EXPIRES);
         assert_eq!(s.subscribe_rate, DEFAULT_SUBSCRIBE_RATE);
@@ -408,6 +453,7 @@ mod tests {
             ContactSetting::Fixed("203.0.113.5".parse().unwrap())
         );
         assert_eq!(with("SIP_LISTEN", ":5062").listen.port(), 5062);
+        assert_eq!(with("SIP_LISTEN", "0.0.0.0:0").listen, addr("0.0.0.0:0"));
         assert_eq!(with("SIP_TRANSPORT", "TCP").transport, SipTransport::Tcp);
         assert_eq!(with("SIP_STALE_AFTER", "0").stale_after, None);
         assert_eq!(
@@ -417,6 +463,90 @@ mod tests {
         assert_eq!(
             with("STUN_SERVERS", " a:1, ,b:2 ").stun_servers,
             vec!["a:1".to_string(), "b:2".to_string()]
+        );
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn listen_with(pairs: &[(&str, &str)]) -> SocketAddr {
+        let mut all = vec![
+            ("SIP_SERVER", "pbx"),
+            ("SIP_USERNAME", "u"),
+            ("SIP_PASSWORD", "p"),
+        ];
+        all.extend_from_slice(pairs);
+        SipSettings::from_env(&Env::from_pairs(all)).unwrap().listen
+    }
+
+    #[test]
+    fn listen_defaults_to_the_original_tools_port() {
+        // SIP_CONTACT_IP unset, auto, stun or empty: every interface on 5060.
+        assert_eq!(listen_with(&[]), addr("0.0.0.0:5060"));
+        for contact in ["auto", "STUN", "stun", "", "  "] {
+            assert_eq!(
+                listen_with(&[("SIP_CONTACT_IP", contact)]),
+                addr("0.0.0.0:5060"),
+                "{contact:?}"
+            );
+        }
+        // A fixed contact address: that address on 5060.
+        assert_eq!(
+            listen_with(&[("SIP_CONTACT_IP", "192.0.2.7")]),
+            addr("192.0.2.7:5060")
+        );
+        assert_eq!(
+            listen_with(&[("SIP_CONTACT_IP", "2001:db8::7")]),
+            addr("[2001:db8::7]:5060")
+        );
+        // An empty SIP_LISTEN is unset (as the example file leaves it).
+        assert_eq!(
+            listen_with(&[("SIP_LISTEN", ""), ("SIP_CONTACT_IP", "192.0.2.7")]),
+            addr("192.0.2.7:5060")
+        );
+    }
+
+    #[test]
+    fn listen_set_wins_over_the_default() {
+        for contact in ["auto", "192.0.2.7"] {
+            let with = |listen| listen_with(&[("SIP_CONTACT_IP", contact), ("SIP_LISTEN", listen)]);
+            assert_eq!(with(":5062"), addr("0.0.0.0:5062"));
+            assert_eq!(with("5062"), addr("0.0.0.0:5062"));
+            assert_eq!(with("10.0.0.2:5062"), addr("10.0.0.2:5062"));
+            // Port 0: any free port, as before.
+            assert_eq!(with("0.0.0.0:0"), addr("0.0.0.0:0"));
+            assert_eq!(with("127.0.0.1:0"), addr("127.0.0.1:0"));
+        }
+    }
+
+    #[test]
+    fn a_listen_address_that_cannot_be_opened_says_what_to_set() {
+        let mut s = SipSettings::from_env(&Env::from_pairs([
+            ("SIP_SERVER", "pbx"),
+            ("SIP_USERNAME", "u"),
+            ("SIP_PASSWORD", "p"),
+        ]))
+        .unwrap();
+        let io = |k: std::io::ErrorKind| sip_ua::Error::Io(std::io::Error::from(k));
+        let fix = s.listen_fix(&io(std::io::ErrorKind::AddrInUse)).unwrap();
+        assert!(
+            fix.contains("0.0.0.0:5060") && fix.contains("SIP_LISTEN=0.0.0.0:5062"),
+            "{fix}"
+        );
+        s.listen = addr("203.0.113.9:5060");
+        let fix = s
+            .listen_fix(&io(std::io::ErrorKind::AddrNotAvailable))
+            .unwrap();
+        assert!(
+            fix.starts_with(
+                "203.0.113.9 is not an address of this machine: set SIP_LISTEN=0.0.0.0:5060"
+            ),
+            "{fix}"
+        );
+        assert_eq!(
+            s.listen_fix(&io(std::io::ErrorKind::ConnectionRefused)),
+            None
         );
     }
 
@@ -447,7 +577,33 @@ mod tests {
         assert!(!format!("{env:?}").contains("fileuser"));
         std::fs::write(&path, "GOOD=1\nBAD LINE WITHOUT EQUALS\n").unwrap();
         let err = Env::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains(".env"), "{err}");
+        assert!(err.contains(".env:2: BAD has no '='"), "{err}");
+    }
+
+    #[test]
+    fn dotenv_value_with_spaces_is_read_and_a_bad_one_is_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        // Unquoted with a space: python-dotenv reads the whole value, so do we.
+        std::fs::write(
+            &path,
+            "# settings\nSIP_SERVER=pbx\n\nXSECRET_UNQUOTED=Xy9~Q8 sR7.k # note\n",
+        )
+        .unwrap();
+        let env = Env::load(Some(&path)).unwrap();
+        assert_eq!(env.get("XSECRET_UNQUOTED"), Some("Xy9~Q8 sR7.k"));
+        // A multi-line value above, then an unclosed quote: the file, the right
+        // line and the name, with how to quote; never the value.
+        std::fs::write(
+            &path,
+            "SIP_SERVER=pbx\nNOTE=\"two\nlines\"\n\nexport SIP_USERNAME=blf\nSIP_PASSWORD=\"Xy9~Q8 sR7.k\n",
+        )
+        .unwrap();
+        let err = Env::load(Some(&path)).unwrap_err().to_string();
+        assert!(!err.contains("Xy9") && !err.contains("sR7"), "{err}");
+        let place = format!("{}:6: SIP_PASSWORD: ", path.display());
+        assert!(err.starts_with(&place), "{err}");
+        assert!(err.contains("SIP_PASSWORD=\"...\""), "{err}");
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn ua_config(settings: &SipSettings) -> UaConfig {
         SipTransport::Udp => Transport::Udp,
         SipTransport::Tcp => Transport::Tcp,
     };
-    // 0.0.0.0:0 is the default: let the driver choose (loopback for a local PBX).
+    // SIP_LISTEN=0.0.0.0:0: let the driver choose (loopback for a local PBX).
     config.listen = Some(settings.listen).filter(|l| !(l.ip().is_unspecified() && l.port() == 0));
     config.contact = match settings.contact {
         ContactSetting::Fixed(ip) => ContactAddress::Fixed(ip),

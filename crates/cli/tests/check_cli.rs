@@ -36,6 +36,14 @@ impl Check {
         self.var("SIP_SERVER", server)
             .var("SIP_USERNAME", "blf")
             .var("SIP_PASSWORD", password)
+            // Any free loopback port, not the default 5060.
+            .var("SIP_LISTEN", "127.0.0.1:0")
+    }
+
+    /// Writes `text` to `.env` in the working directory (read by default).
+    fn dotenv(self, text: &str) -> Check {
+        std::fs::write(self.dir.path().join(".env"), text).unwrap();
+        self
     }
 
     fn tenant(self, emu: &GraphEmulator) -> Check {
@@ -148,6 +156,15 @@ fn a_silent_pbx_is_named_within_the_timeout() {
         "{all}"
     );
     assert!(all.contains("check SIP_SERVER and SIP_TRANSPORT"), "{all}");
+    // Where the PBX must reach this machine: the socket opened, the port to forward.
+    let contact = all
+        .lines()
+        .find(|l| l.starts_with("Contact: this machine listens on 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no Contact line in:\n{all}"));
+    assert!(
+        contact.contains("(udp)") && contact.contains("forward UDP port"),
+        "{contact}"
+    );
     for ext in ["1001", "1002"] {
         let r = row(&all, ext);
         assert!(r.contains("PBX unreachable"), "{r}");
@@ -157,6 +174,115 @@ fn a_silent_pbx_is_named_within_the_timeout() {
         all.contains("2 extension(s) checked: 0 ok, 2 failed"),
         "{all}"
     );
+}
+
+#[test]
+fn a_bad_dotenv_line_names_file_line_and_variable_but_never_the_value() {
+    let secret = "Xy9~Q8 sR7.kLm";
+    let c = Check::new("1001,alice@contoso.com\n").dotenv(&format!(
+        "# PBX\nSIP_SERVER=127.0.0.1:{}\nNOTE=\"a value\non two lines\"\n\nexport SIP_USERNAME=blf\n\
+         SIP_PASSWORD=\"{secret}\nSIP_LISTEN=127.0.0.1:0\n",
+        closed_port()
+    ));
+    let out = c.run_blocking(&["--timeout", "1"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(!all.contains("Xy9") && !all.contains("sR7"), "{all}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".env:7: SIP_PASSWORD: "), "{err}");
+    assert!(err.contains("SIP_PASSWORD=\"...\""), "{err}");
+}
+
+#[test]
+fn an_unquoted_dotenv_value_with_a_space_is_read_whole_and_never_shown() {
+    // python-dotenv (the original tool's loader) reads it whole: so do we.
+    let secret = "Xy9~Q8 sR7.kLm";
+    let c = Check::new("1001,alice@contoso.com\n").dotenv(&format!(
+        "SIP_SERVER=127.0.0.1:{}\nSIP_TRANSPORT=tcp\nSIP_USERNAME=blf\n\
+         SIP_PASSWORD={secret} # the PBX account\nSIP_LISTEN=127.0.0.1:0\nRUST_LOG=trace\n",
+        closed_port()
+    ));
+    let out = c.run_blocking(&["--timeout", "1"]);
+    let all = text(&out);
+    // The settings are right: the check ran (and found no PBX).
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("SIP:   FAILED"), "{all}");
+    assert!(!all.contains("Xy9") && !all.contains("sR7"), "{all}");
+}
+
+/// A check that fails at once (TCP to a closed port) with `.env` holding `dotenv`.
+fn quick_check_with(dotenv: &str) -> Check {
+    Check::new("1001,alice@contoso.com\n").dotenv(&format!(
+        "SIP_SERVER=127.0.0.1:{}\nSIP_TRANSPORT=tcp\nSIP_USERNAME=blf\nSIP_PASSWORD=p\n\
+         SIP_LISTEN=127.0.0.1:0\n{dotenv}",
+        closed_port()
+    ))
+}
+
+#[test]
+fn rust_log_and_log_format_from_dotenv_give_json_lines_without_colour() {
+    let out = quick_check_with("RUST_LOG=debug\nLOG_FORMAT=json\n").run_blocking(&[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains('\u{1b}'),
+        "no escape codes when stderr is a pipe: {err}"
+    );
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|v| v["level"] == "DEBUG"
+            && v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("settings: the environment, then .env"))),
+        "{err}"
+    );
+}
+
+#[test]
+fn rust_log_from_dotenv_gives_plain_debug_lines_and_the_environment_wins() {
+    let c = quick_check_with("RUST_LOG=debug\n");
+    let out = c.run_blocking(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        !err.contains('\u{1b}'),
+        "no escape codes when stderr is a pipe: {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains("settings: the environment, then .env")),
+        "{err}"
+    );
+    // A variable set in the environment wins over the file.
+    let out = c.var("RUST_LOG", "warn").run_blocking(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("DEBUG"), "{err}");
+}
+
+#[test]
+fn an_empty_extension_list_is_a_configuration_problem() {
+    for (file, content) in [
+        ("config/extensions.csv", "extension,email\n"),
+        ("config/extensions.json", "[]\n"),
+    ] {
+        let c = Check::new("").pbx("127.0.0.1:5060", "p");
+        std::fs::write(c.dir.path().join(file), content).unwrap();
+        let out = c.run_blocking(&[]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{file}: {all}");
+        assert!(
+            all.contains(&format!(
+                "{file}: lists no extension; add one entry per extension"
+            )),
+            "{all}"
+        );
+        assert!(out.stdout.is_empty(), "{all}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,6 +301,21 @@ async fn json_has_one_object_with_graph_outcomes_per_user() {
     let v = json(&out);
     assert_eq!(v["ok"], false);
     assert_eq!(v["sip"]["ok"], false);
+    assert_eq!(v["contact"]["transport"], "tcp", "{v}");
+    assert!(
+        v["contact"]["listen"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{v}"
+    );
+    assert!(
+        v["contact"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("listens on"),
+        "{v}"
+    );
     let sip_text = v["sip"]["text"].as_str().unwrap();
     assert!(sip_text.contains("(tcp)"), "{sip_text}");
     assert!(sip_text.contains("refused"), "{sip_text}");

@@ -147,6 +147,7 @@ impl Setup<'_> {
             .env("SIP_SERVER", self.pbx.sip_addr().to_string())
             .env("SIP_USERNAME", "blf")
             .env("SIP_PASSWORD", "blfsecret")
+            .env("SIP_LISTEN", "127.0.0.1:0")
             .env("EXTENSIONS_JSON", &exts)
             .env("PRESENCE_STATE_JSON", self.state_file())
             .env("AZURE_TENANT_ID", &c.tenant_id)

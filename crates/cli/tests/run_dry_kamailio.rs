@@ -27,6 +27,7 @@ fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
         .env("SIP_SERVER", pbx.sip_addr().to_string())
         .env("SIP_USERNAME", "blf")
         .env("SIP_PASSWORD", "blfsecret")
+        .env("SIP_LISTEN", "127.0.0.1:0")
         .env("EXTENSIONS_JSON", dir.path().join("extensions.json"))
         .env("PRESENCE_STATE_JSON", &state)
         .env("HTTP_LISTEN", "127.0.0.1:0")

@@ -29,6 +29,7 @@ impl Watch {
             .env("SIP_SERVER", pbx.sip_addr().to_string())
             .env("SIP_USERNAME", "blf")
             .env("SIP_PASSWORD", "blfsecret")
+            .env("SIP_LISTEN", "127.0.0.1:0")
             .env("EXTENSIONS_JSON", &exts)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
