@@ -824,6 +824,7 @@ mod tests {
                 extension: "1001".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1.0,
+                status_message: false,
             },
         );
         left.save(&state_file).unwrap();

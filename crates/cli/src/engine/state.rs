@@ -43,6 +43,12 @@ pub struct AppliedRecord {
     pub applied: String,
     /// When it was applied (Unix seconds).
     pub at_unix: f64,
+    /// A status message of ours is (or may be) shown: `STATUS_MESSAGE`
+    /// during a call. Recorded with the set that carries it, so a restart
+    /// after `kill -9` clears it with the presence. Absent in files of
+    /// earlier versions (read as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_message: bool,
 }
 
 /// The persisted state.
@@ -372,6 +378,7 @@ mod tests {
                 extension: "1001".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1_795_000_000.5,
+                status_message: false,
             },
         );
         s

@@ -46,6 +46,7 @@ pub const COMPACT_AFTER_LINES: usize = 20_000;
 ///     extension: "1001".into(),
 ///     applied: "Busy/InACall".into(),
 ///     at_unix: 1_795_000_000.0,
+///     status_message: false,
 /// };
 /// store.record([("alice@contoso.com", Some(&busy))])?;
 /// // Already there for the next start, even if the process were killed now.
@@ -441,6 +442,7 @@ mod tests {
             extension: "1001".into(),
             applied: applied.into(),
             at_unix: 1_795_000_000.0,
+            status_message: false,
         }
     }
 
