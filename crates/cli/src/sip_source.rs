@@ -12,7 +12,7 @@ use sip_ua::{ContactAddress, Event, Subscription, Transport, UaConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::extensions::{EventPackage, Extension};
-use crate::observe::{SubscriptionStatus, Telemetry};
+use crate::observe::{RejectedNotifies, SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
 /// One extension's line changed state.
@@ -125,6 +125,8 @@ pub struct SipSource {
     events: UnboundedReceiver<Event>,
     trackers: HashMap<String, Tracker>,
     telemetry: Telemetry,
+    /// Forged NOTIFYs cost a datagram each: their warnings are rate-limited.
+    rejected: RejectedNotifies,
 }
 
 impl SipSource {
@@ -148,6 +150,7 @@ impl SipSource {
                 events,
                 trackers,
                 telemetry: Telemetry::new(),
+                rejected: RejectedNotifies::default(),
             },
             notices,
         ))
@@ -166,7 +169,23 @@ impl SipSource {
     /// The next event; `None` once the user agent has stopped.
     pub async fn next(&mut self) -> Option<SourceEvent> {
         loop {
-            let event = self.events.recv().await?;
+            // The count of rejected NOTIFYs held back is due even when no
+            // event follows them.
+            let summary = self
+                .rejected
+                .next_deadline()
+                .map(tokio::time::Instant::from_std);
+            let event = tokio::select! {
+                event = self.events.recv() => event?,
+                () = tokio::time::sleep_until(summary.unwrap_or_else(tokio::time::Instant::now)),
+                    if summary.is_some() =>
+                {
+                    match self.rejected.poll(tokio_now()) {
+                        Some(line) => return Some(SourceEvent::Notice(Notice::Warning(line))),
+                        None => continue,
+                    }
+                }
+            };
             if let Some(out) = self.translate(event) {
                 return Some(out);
             }
@@ -251,9 +270,10 @@ impl SipSource {
                 diagnosis,
                 ..
             } => warn(format!("{extension}: {diagnosis}")),
-            Event::NotifyRejected { from, reason } => {
-                warn(format!("NOTIFY from {from} rejected (481): {reason}"))
-            }
+            Event::NotifyRejected { from, kind, reason } => self
+                .rejected
+                .rejected(from, kind, &reason, tokio_now())
+                .and_then(warn),
             Event::ContactChanged { old, new } => info(format!(
                 "contact address changed from {old} to {new}; registering again"
             )),
@@ -285,7 +305,8 @@ impl SipSource {
             Event::SubscriptionTerminated { extension, .. } => {
                 t.set_subscription(extension, SubscriptionStatus::Terminated)
             }
-            Event::NotifyRejected { .. } | Event::ContactChanged { .. } | Event::ShutDown => {}
+            Event::NotifyRejected { kind, .. } => t.notify_rejected(*kind),
+            Event::ContactChanged { .. } | Event::ShutDown => {}
         }
     }
 
@@ -294,5 +315,78 @@ impl SipSource {
         if let Some(handle) = self.handle.take() {
             let _ = tokio::time::timeout(limit, handle.shutdown()).await;
         }
+    }
+}
+
+fn tokio_now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source fed with user-agent events by the test.
+    fn source() -> (tokio::sync::mpsc::UnboundedSender<Event>, SipSource) {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let source = SipSource {
+            handle: None,
+            events,
+            trackers: HashMap::new(),
+            telemetry: Telemetry::new(),
+            rejected: RejectedNotifies::default(),
+        };
+        (tx, source)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_forged_notifies_is_two_warnings_and_every_one_is_counted() {
+        let (tx, mut source) = source();
+        let from: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+        for i in 0..2000 {
+            let kind = if i % 100 == 99 {
+                sip_ua::NotifyRejection::DialogMismatch
+            } else {
+                sip_ua::NotifyRejection::UnknownDialog
+            };
+            tx.send(Event::NotifyRejected {
+                from,
+                kind,
+                reason: format!("NOTIFY for unknown Call-ID forged-{i}"),
+            })
+            .unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        let mut warnings = Vec::new();
+        // Paused time: the wait for the summary passes at once; a minute
+        // without anything more ends the test.
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_secs(60), source.next()).await
+        {
+            match event {
+                SourceEvent::Notice(Notice::Warning(w)) => {
+                    warnings.push((started.elapsed().as_secs(), w))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(warnings[0].1.contains("forged-0"), "{warnings:?}");
+        assert_eq!(warnings[1].0, 10);
+        assert_eq!(
+            warnings[1].1,
+            "1,999 more NOTIFYs rejected (481) in the last 10 s \
+             (1,979 unknown dialog, 20 dialog mismatch); the most recent from \
+             192.0.2.7:5060: NOTIFY for unknown Call-ID forged-1999"
+        );
+        let metrics = source.telemetry.metrics_text();
+        for line in [
+            r#"sip_notifies_rejected_total{reason="unknown_dialog"} 1980"#,
+            r#"sip_notifies_rejected_total{reason="dialog_mismatch"} 20"#,
+            r#"sip_notifies_rejected_total{reason="malformed"} 0"#,
+        ] {
+            assert!(metrics.contains(line), "{line} not in {metrics}");
+        }
+        drop(tx);
     }
 }

@@ -100,7 +100,9 @@ pub enum Event {
     NotifyRejected {
         /// Who sent it.
         from: SocketAddr,
-        /// Why it was rejected.
+        /// Why, in few enough kinds to count by.
+        kind: NotifyRejection,
+        /// Why, in words (e.g. the unknown Call-ID).
         reason: String,
     },
     /// The Contact address changed; registration and subscriptions are refreshed.
@@ -119,6 +121,37 @@ pub enum Event {
     },
     /// [`UserAgent::shutdown`] finished.
     ShutDown,
+}
+
+/// Why a NOTIFY was rejected with 481 ([`Event::NotifyRejected`]): a small,
+/// fixed set, fit for a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotifyRejection {
+    /// Its Call-ID is no subscription of ours (a forged NOTIFY, or one for
+    /// a subscription that has ended).
+    UnknownDialog,
+    /// The Call-ID is ours but the tags or the event package are not.
+    DialogMismatch,
+    /// It cannot be matched at all (no Call-ID).
+    Malformed,
+}
+
+impl NotifyRejection {
+    /// Every kind, in declaration order.
+    pub const ALL: [NotifyRejection; 3] = [
+        NotifyRejection::UnknownDialog,
+        NotifyRejection::DialogMismatch,
+        NotifyRejection::Malformed,
+    ];
+
+    /// Snake-case name (`unknown_dialog`, `dialog_mismatch`, `malformed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownDialog => "unknown_dialog",
+            Self::DialogMismatch => "dialog_mismatch",
+            Self::Malformed => "malformed",
+        }
+    }
 }
 
 /// Where a subscription stands (see [`UserAgent::status`]).
@@ -1506,27 +1539,44 @@ impl UserAgent {
         r
     }
 
-    fn find_dialog(&self, msg: &Message) -> Result<u64, String> {
-        let call_id = msg.call_id().ok_or("no Call-ID")?;
-        let id = *self
-            .by_call_id
-            .get(call_id)
-            .ok_or_else(|| format!("NOTIFY for unknown Call-ID {call_id}"))?;
-        let s = self.subs.get(&id).ok_or("subscription gone")?;
+    fn find_dialog(&self, msg: &Message) -> Result<u64, (NotifyRejection, String)> {
+        use NotifyRejection::{DialogMismatch, Malformed, UnknownDialog};
+        let call_id = msg.call_id().ok_or((Malformed, "no Call-ID".into()))?;
+        let id = *self.by_call_id.get(call_id).ok_or_else(|| {
+            (
+                UnknownDialog,
+                format!("NOTIFY for unknown Call-ID {call_id}"),
+            )
+        })?;
+        let s = self
+            .subs
+            .get(&id)
+            .ok_or((UnknownDialog, "subscription gone".into()))?;
         if s.phase == SubPhase::Closed && !self.shutting_down {
-            return Err("subscription closed".into());
+            return Err((UnknownDialog, "subscription closed".into()));
         }
         if msg.to_tag() != Some(s.local_tag.as_str()) {
-            return Err("NOTIFY To-tag does not match our dialog".into());
+            return Err((
+                DialogMismatch,
+                "NOTIFY To-tag does not match our dialog".into(),
+            ));
         }
         match (&s.remote_tag, msg.from_tag()) {
             (Some(ours), Some(theirs)) if ours == theirs => {}
             (None, Some(_)) if s.phase == SubPhase::Subscribing => {}
-            _ => return Err("NOTIFY From-tag does not match our dialog".into()),
+            _ => {
+                return Err((
+                    DialogMismatch,
+                    "NOTIFY From-tag does not match our dialog".into(),
+                ))
+            }
         }
         if let Some(ev) = msg.headers.get("Event").and_then(|e| parse_event(e).ok()) {
             if ev.package != s.package.event_name() {
-                return Err(format!("NOTIFY for event package {}", ev.package));
+                return Err((
+                    DialogMismatch,
+                    format!("NOTIFY for event package {}", ev.package),
+                ));
             }
         }
         Ok(id)
@@ -1535,9 +1585,9 @@ impl UserAgent {
     fn handle_notify(&mut self, from: SocketAddr, msg: &Message, now: Instant) -> Message {
         let id = match self.find_dialog(msg) {
             Ok(id) => id,
-            Err(reason) => {
+            Err((kind, reason)) => {
                 self.events
-                    .push_back(Event::NotifyRejected { from, reason });
+                    .push_back(Event::NotifyRejected { from, kind, reason });
                 return self.response_to(msg, 481, "Subscription Does Not Exist");
             }
         };
