@@ -42,6 +42,7 @@
 //! ```
 
 mod http;
+mod listener;
 mod log_limit;
 
 use std::collections::BTreeMap;
@@ -60,8 +61,12 @@ use serde_json::json;
 
 pub use log_limit::{LogLimiter, RejectedNotifies, WARNING_BURST, WARNING_INTERVAL};
 
+pub use listener::{
+    HttpLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
+
 pub use http::{
-    parse_http_listen, serve, HttpListenError, HttpServer, DEFAULT_HTTP_LISTEN,
+    parse_http_listen, serve, serve_with, HttpListenError, HttpServer, DEFAULT_HTTP_LISTEN,
     METRICS_CONTENT_TYPE,
 };
 
