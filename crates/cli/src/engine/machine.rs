@@ -299,8 +299,9 @@ impl Engine {
     }
 
     /// Takes over what an earlier run applied (from the state file): a
-    /// presence left set is corrected once the first line state is known, or
-    /// cleared after [`EngineSettings::restart_grace`] without one.
+    /// presence or status message left set is corrected once the first line
+    /// state is known, or cleared after [`EngineSettings::restart_grace`]
+    /// without one.
     ///
     /// A user the state file shows with a presence set but who is no longer
     /// in the extension list is cleared at the first poll.
