@@ -18,7 +18,7 @@ use sip_ua::{ContactAddress, Event, EventPackage as Package, Subscription, Trans
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::extensions::Extension;
-use crate::observe::{SubscriptionStatus, Telemetry};
+use crate::observe::{RejectedNotifies, SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
 pub use stale::{Expired, StaleTracker, Staleness};
@@ -152,6 +152,8 @@ pub struct SipSource {
     stale: StaleTracker<(String, Package)>,
     /// Events made at once that [`next`](SipSource::next) hands out one by one.
     queued: VecDeque<SourceEvent>,
+    /// Forged NOTIFYs cost a datagram each: their warnings are rate-limited.
+    rejected: RejectedNotifies,
 }
 
 impl SipSource {
@@ -186,6 +188,7 @@ impl SipSource {
             telemetry: Telemetry::new(),
             stale: StaleTracker::new(None),
             queued: VecDeque::new(),
+            rejected: RejectedNotifies::default(),
         }
     }
 
@@ -207,6 +210,9 @@ impl SipSource {
                 return Some(out);
             }
             let stale_at = self.stale.poll_timeout();
+            // The count of rejected NOTIFYs held back is due even when no
+            // event follows them.
+            let summary_at = self.rejected.next_deadline();
             tokio::select! {
                 event = self.events.recv() => {
                     if let Some(out) = self.translate(event?) {
@@ -216,6 +222,11 @@ impl SipSource {
                 () = stale::sleep_until(stale_at), if stale_at.is_some() => {
                     let lines = self.stale_lines(stale::now());
                     self.queued.extend(lines);
+                }
+                () = stale::sleep_until(summary_at), if summary_at.is_some() => {
+                    if let Some(line) = self.rejected.poll(stale::now()) {
+                        return Some(SourceEvent::Notice(Notice::Warning(line)));
+                    }
                 }
             }
         }
@@ -350,9 +361,10 @@ impl SipSource {
                 "{}: {diagnosis}",
                 subscription_name(&extension, package)
             )),
-            Event::NotifyRejected { from, reason } => {
-                warn(format!("NOTIFY from {from} rejected (481): {reason}"))
-            }
+            Event::NotifyRejected { from, kind, reason } => self
+                .rejected
+                .rejected(from, kind, &reason, stale::now())
+                .and_then(warn),
             Event::ContactChanged { old, new } => info(format!(
                 "contact address changed from {old} to {new}; registering again"
             )),
@@ -384,7 +396,8 @@ impl SipSource {
             Event::SubscriptionTerminated { extension, .. } => {
                 t.set_subscription(extension, SubscriptionStatus::Terminated)
             }
-            Event::NotifyRejected { .. } | Event::ContactChanged { .. } | Event::ShutDown => {}
+            Event::NotifyRejected { kind, .. } => t.notify_rejected(*kind),
+            Event::ContactChanged { .. } | Event::ShutDown => {}
         }
     }
 
@@ -666,5 +679,62 @@ mod tests {
         assert_eq!(next_line(&mut source).await, LineState::Idle);
         source.shutdown(Duration::from_secs(5)).await;
         let _ = pbx.shutdown().await;
+    }
+
+    /// A source fed with user-agent events by the test.
+    fn fed_source() -> (tokio::sync::mpsc::UnboundedSender<Event>, SipSource) {
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        (tx, SipSource::new(None, events, &[]))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_forged_notifies_is_two_warnings_and_every_one_is_counted() {
+        let (tx, mut source) = fed_source();
+        let from: SocketAddr = "192.0.2.7:5060".parse().unwrap();
+        for i in 0..2000 {
+            let kind = if i % 100 == 99 {
+                sip_ua::NotifyRejection::DialogMismatch
+            } else {
+                sip_ua::NotifyRejection::UnknownDialog
+            };
+            tx.send(Event::NotifyRejected {
+                from,
+                kind,
+                reason: format!("NOTIFY for unknown Call-ID forged-{i}"),
+            })
+            .unwrap();
+        }
+        let started = tokio::time::Instant::now();
+        let mut warnings = Vec::new();
+        // Paused time: the wait for the summary passes at once; a minute
+        // without anything more ends the test.
+        while let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_secs(60), source.next()).await
+        {
+            match event {
+                SourceEvent::Notice(Notice::Warning(w)) => {
+                    warnings.push((started.elapsed().as_secs(), w))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(warnings.len(), 2, "{warnings:#?}");
+        assert!(warnings[0].1.contains("forged-0"), "{warnings:?}");
+        assert_eq!(warnings[1].0, 10);
+        assert_eq!(
+            warnings[1].1,
+            "1,999 more NOTIFYs rejected (481) in the last 10 s \
+             (1,979 unknown dialog, 20 dialog mismatch); the most recent from \
+             192.0.2.7:5060: NOTIFY for unknown Call-ID forged-1999"
+        );
+        let metrics = source.telemetry.metrics_text();
+        for line in [
+            r#"sip_notifies_rejected_total{reason="unknown_dialog"} 1980"#,
+            r#"sip_notifies_rejected_total{reason="dialog_mismatch"} 20"#,
+            r#"sip_notifies_rejected_total{reason="malformed"} 0"#,
+        ] {
+            assert!(metrics.contains(line), "{line} not in {metrics}");
+        }
+        drop(tx);
     }
 }

@@ -639,6 +639,49 @@ fn a_busy_left_by_kill_9_is_cleared_at_the_next_start() {
 
 #[test]
 #[ignore = "real peer: kamailio, sipp"]
+fn a_status_message_left_by_kill_9_is_cleared_with_the_presence_at_the_next_start() {
+    const MESSAGE: &str = "On a PBX call";
+    let lab = Lab::start();
+    let graph = &lab.graph;
+    let message = |id: &str| {
+        graph
+            .emu
+            .status_message(id)
+            .map(|m| m.content)
+            .unwrap_or_default()
+    };
+    let mut s = lab.setup();
+    s.env.push(("STATUS_MESSAGE", MESSAGE.into()));
+    let svc = s.start();
+    let call = lab.held_call();
+    graph.wait_busy(PATIENCE);
+    wait_until(
+        "both users show the status message",
+        PATIENCE,
+        || message(ALICE) == MESSAGE && message(BOB) == MESSAGE,
+        || graph.log(),
+    );
+    svc.kill();
+    call.hang_up().unwrap();
+    call.wait().unwrap();
+
+    let svc = s.start();
+    graph.wait_cleared(PATIENCE);
+    wait_until(
+        "neither user shows a status message",
+        PATIENCE,
+        || message(ALICE).is_empty() && message(BOB).is_empty(),
+        || graph.log(),
+    );
+    let log = svc.stop();
+    for user in ["alice", "bob"] {
+        let line = format!("{user}@contoso.com: setStatusMessage (clear) (restart) applied");
+        assert!(log.contains(&line), "{line:?} not in:\n{log}");
+    }
+}
+
+#[test]
+#[ignore = "real peer: kamailio, sipp"]
 fn a_spoofed_notify_is_answered_481_and_changes_nothing() {
     let lab = Lab::start();
     let graph = &lab.graph;

@@ -139,6 +139,7 @@ async fn restart_clears_a_busy_left_by_a_killed_run() {
                 extension: ext.into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1_795_000_000.0,
+                status_message: false,
             },
         );
     }
@@ -387,6 +388,62 @@ async fn a_set_is_recorded_before_it_is_sent() {
         "Busy/InACall"
     );
     task.abort();
+}
+
+/// `STATUS_MESSAGE` and a run killed while its calls were in flight: the
+/// message is in the state file, and the next start clears it with the
+/// presence.
+#[tokio::test(start_paused = true)]
+async fn a_status_message_left_by_a_killed_run_is_cleared_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("presence-state.json");
+    let with_message = || EngineSettings {
+        status_message: Some("On a PBX call".into()),
+        ..settings()
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        Hangs::on(Reason::Change),
+        engine(with_message()),
+        Telemetry::new(),
+        std::future::pending(),
+        options(Some(state_file.clone())),
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // kill -9: nothing cleared, nothing folded.
+    task.abort();
+    let _ = task.await;
+
+    let loaded = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert!(loaded.state.users["alice@contoso.com"].status_message);
+    let mut next = engine(with_message());
+    next.restore(&loaded.state);
+    let sink = LogSink::quiet();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink.clone(),
+        next,
+        Telemetry::new(),
+        std::future::pending(),
+        options(Some(state_file.clone())),
+    ));
+    // The call ended while nobody watched.
+    tx.send(line("1001", LineState::Idle)).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(tx);
+    ended(task).await;
+    assert_eq!(
+        sink.lines(),
+        vec![
+            "1001 alice@contoso.com: clearPresence (restart)",
+            "1001 alice@contoso.com: setStatusMessage (clear) (restart)",
+        ]
+    );
+    let saved = PersistedState::load(&state_file, std::time::SystemTime::now());
+    assert!(!saved.state.users["alice@contoso.com"].status_message);
 }
 
 /// A sink whose calls for one user wait until the test lets them through,

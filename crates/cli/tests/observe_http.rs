@@ -6,9 +6,11 @@ use std::time::{Duration, SystemTime};
 
 use blf::LineState;
 use sip_blf_sync::observe::{
-    parse_http_listen, serve, CallOutcome, HttpServer, SubscriptionStatus, Telemetry,
-    DEFAULT_HTTP_LISTEN, METRICS_CONTENT_TYPE, NOT_REGISTERED, NO_TOKEN,
+    parse_http_listen, serve, serve_with, CallOutcome, HttpLimits, HttpServer, SubscriptionStatus,
+    Telemetry, DEFAULT_HTTP_LISTEN, METRICS_CONTENT_TYPE, NOT_REGISTERED, NO_TOKEN,
 };
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 async fn start(telemetry: &Telemetry) -> HttpServer {
     serve("127.0.0.1:0".parse().unwrap(), telemetry.clone())
@@ -102,6 +104,8 @@ async fn metrics_show_every_family_with_its_labels() {
     telemetry.notify_received("1002", SystemTime::now());
     telemetry.notify_received("1002", SystemTime::now());
     telemetry.parse_error("1003");
+    telemetry.notify_rejected(sip_ua::NotifyRejection::UnknownDialog);
+    telemetry.notify_rejected(sip_ua::NotifyRejection::UnknownDialog);
     telemetry.set_line_state("1001", LineState::Busy);
     telemetry.set_line_state("1002", LineState::Idle);
     telemetry.graph_call("setPresence", CallOutcome::Ok);
@@ -134,6 +138,9 @@ async fn metrics_show_every_family_with_its_labels() {
         r#"blf_lines{state="none"} 1"#,
         "sip_notifies_total 3",
         "blf_parse_errors_total 1",
+        r#"sip_notifies_rejected_total{reason="unknown_dialog"} 2"#,
+        r#"sip_notifies_rejected_total{reason="dialog_mismatch"} 0"#,
+        r#"sip_notifies_rejected_total{reason="malformed"} 0"#,
         r#"graph_calls_total{operation="setPresence",outcome="ok"} 2"#,
         r#"graph_calls_total{operation="setPresence",outcome="throttled"} 1"#,
         r#"graph_calls_total{operation="clearPresence",outcome="error"} 1"#,
@@ -320,4 +327,138 @@ fn http_listen_values() {
     );
     let err = parse_http_listen(Some("9090")).unwrap_err();
     assert!(err.to_string().contains("HTTP_LISTEN=\"9090\""), "{err}");
+}
+
+/// Limits for the tests of slow clients: `header` for the headers, a cap of `max`.
+async fn start_limited(telemetry: &Telemetry, header: Duration, max: usize) -> HttpServer {
+    let limits = HttpLimits {
+        header_read_timeout: header,
+        idle_timeout: Duration::from_secs(60),
+        max_connections: max,
+    };
+    serve_with("127.0.0.1:0".parse().unwrap(), telemetry.clone(), limits)
+        .await
+        .expect("bind loopback")
+}
+
+/// A client that sends part of a request's headers and then nothing.
+async fn half_sent(server: &HttpServer) -> TcpStream {
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+/// Waits (at most `limit`) for the server to close `stream`; what it sent
+/// before closing.
+async fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut got)).await {
+        Ok(Ok(_)) => {}
+        // A reset is a close too.
+        Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Err(_) => panic!("still open after {limit:?}"),
+    }
+    got
+}
+
+/// Waits for the server to count `n` connections open.
+async fn open_connections(server: &HttpServer, n: usize) {
+    let mut open = server.open_connections();
+    tokio::time::timeout(Duration::from_secs(10), open.wait_for(|open| *open == n))
+        .await
+        .unwrap_or_else(|_| panic!("never {n} connections open"))
+        .unwrap();
+}
+
+/// `/healthz` on a connection of its own, read to its end.
+async fn healthz_raw(server: &HttpServer) -> String {
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&closed_by_server(&mut stream, Duration::from_secs(10)).await)
+        .into_owned()
+}
+
+#[tokio::test]
+async fn a_half_sent_request_is_closed_after_the_header_timeout() {
+    let telemetry = Telemetry::new();
+    let header = Duration::from_millis(400);
+    let server = start_limited(&telemetry, header, 4).await;
+    let started = tokio::time::Instant::now();
+    let mut stream = half_sent(&server).await;
+    open_connections(&server, 1).await;
+    let answer = closed_by_server(&mut stream, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(took >= header, "closed after {took:?}, before the timeout");
+    // No answer to a request that never was (hyper may say 408).
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    open_connections(&server, 0).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn healthz_answers_while_slow_clients_hold_connections_and_the_cap_closes_more_at_once() {
+    let telemetry = Telemetry::new();
+    // Slow clients are not timed out during this test.
+    let server = start_limited(&telemetry, Duration::from_secs(600), 3).await;
+    let mut slow = vec![half_sent(&server).await, half_sent(&server).await];
+    open_connections(&server, 2).await;
+    let answer = healthz_raw(&server).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+    open_connections(&server, 2).await;
+
+    // The cap reached: one more is closed at once, not left hanging.
+    slow.push(half_sent(&server).await);
+    open_connections(&server, 3).await;
+    let mut extra = TcpStream::connect(server.local_addr()).await.unwrap();
+    // The write may already find it closed.
+    let _ = extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let answer = closed_by_server(&mut extra, Duration::from_secs(10)).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+
+    // A slow client goes away: its place is free again.
+    drop(slow.pop());
+    open_connections(&server, 2).await;
+    let answer = healthz_raw(&server).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() {
+    let telemetry = Telemetry::new();
+    // /status large enough to fill both ends' socket buffers.
+    for i in 0..60_000 {
+        telemetry.add_extension(&format!("{i}"), &format!("user{i}@contoso.com"));
+    }
+    let limits = HttpLimits {
+        header_read_timeout: Duration::from_secs(600),
+        idle_timeout: Duration::from_millis(500),
+        max_connections: 4,
+    };
+    let server = serve_with("127.0.0.1:0".parse().unwrap(), telemetry.clone(), limits)
+        .await
+        .unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    open_connections(&server, 1).await;
+    // Never read: the response stalls, and the connection is given up.
+    open_connections(&server, 0).await;
+    drop(stream);
+    server.shutdown().await.unwrap();
 }

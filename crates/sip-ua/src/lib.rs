@@ -136,6 +136,6 @@ pub use headers::{SubState, SubscriptionState, TerminationReason};
 pub use message::Message;
 pub use transaction::Timers;
 pub use ua::{
-    Event, Notify, RegistrationStatus, SubscriptionPhase, SubscriptionStatus, Transmit, UaStatus,
-    UserAgent,
+    Event, Notify, NotifyRejection, RegistrationStatus, SubscriptionPhase, SubscriptionStatus,
+    Transmit, UaStatus, UserAgent,
 };

@@ -117,7 +117,9 @@ pub enum Event {
     NotifyRejected {
         /// Who sent it.
         from: SocketAddr,
-        /// Why it was rejected.
+        /// Why, in few enough kinds to count by.
+        kind: NotifyRejection,
+        /// Why, in words (e.g. the unknown Call-ID).
         reason: String,
     },
     /// The Contact address changed; registration and subscriptions are refreshed.
@@ -136,6 +138,37 @@ pub enum Event {
     },
     /// [`UserAgent::shutdown`] finished.
     ShutDown,
+}
+
+/// Why a NOTIFY was rejected with 481 ([`Event::NotifyRejected`]): a small,
+/// fixed set, fit for a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NotifyRejection {
+    /// Its Call-ID is no subscription of ours (a forged NOTIFY, or one for
+    /// a subscription that has ended).
+    UnknownDialog,
+    /// The Call-ID is ours but the tags or the event package are not.
+    DialogMismatch,
+    /// It cannot be matched at all (no Call-ID).
+    Malformed,
+}
+
+impl NotifyRejection {
+    /// Every kind, in declaration order.
+    pub const ALL: [NotifyRejection; 3] = [
+        NotifyRejection::UnknownDialog,
+        NotifyRejection::DialogMismatch,
+        NotifyRejection::Malformed,
+    ];
+
+    /// Snake-case name (`unknown_dialog`, `dialog_mismatch`, `malformed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownDialog => "unknown_dialog",
+            Self::DialogMismatch => "dialog_mismatch",
+            Self::Malformed => "malformed",
+        }
+    }
 }
 
 /// Where a subscription stands (see [`UserAgent::status`]).

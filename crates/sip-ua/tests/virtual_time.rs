@@ -656,15 +656,23 @@ fn notify_handling_spoofed_unparsable_backwards_and_retransmitted() {
     let resp = h.sent();
     assert_eq!(resp[0].0, spoof);
     assert_eq!(resp[0].1.status(), Some(481));
-    assert!(
-        matches!(&h.drain_events()[..], [Event::NotifyRejected { from, .. }] if *from == spoof)
-    );
+    assert!(matches!(
+        &h.drain_events()[..],
+        [Event::NotifyRejected { from, kind: sip_ua::NotifyRejection::UnknownDialog, .. }]
+            if *from == spoof
+    ));
     // Right Call-ID, wrong tags: 481 too, and the subscription is untouched.
     let mut fake = s.clone();
     fake.headers.set("From", "<sip:blf@127.0.0.1>;tag=other");
     h.input(spoof, &notify(&fake, 4, "terminated;reason=rejected", None));
     assert_eq!(h.sent()[0].1.status(), Some(481));
-    h.drain_events();
+    assert!(matches!(
+        &h.drain_events()[..],
+        [Event::NotifyRejected {
+            kind: sip_ua::NotifyRejection::DialogMismatch,
+            ..
+        }]
+    ));
     h.input(pbx(), &notify(&s, 6, "active;expires=580", None));
     assert_eq!(h.sent()[0].1.status(), Some(200));
 }

@@ -299,15 +299,17 @@ impl Engine {
     }
 
     /// Takes over what an earlier run applied (from the state file): a
-    /// presence left set is corrected once the first line state is known, or
-    /// cleared after [`EngineSettings::restart_grace`] without one.
+    /// presence or status message left set is corrected once the first line
+    /// state is known, or cleared after [`EngineSettings::restart_grace`]
+    /// without one.
     ///
     /// A user the state file shows with a presence set but who is no longer
     /// in the extension list is cleared at the first poll.
     pub fn restore(&mut self, state: &PersistedState) {
         for (user, record) in &state.users {
             let configured = self.slots.values().any(|s| &s.user == user);
-            if !configured && matches!(Want::parse(&record.applied), Some(Want::Set(_))) {
+            let set = matches!(Want::parse(&record.applied), Some(Want::Set(_)));
+            if !configured && (set || record.status_message) {
                 self.orphans
                     .insert(user.clone(), (record.clone(), self.started));
             }
@@ -321,7 +323,14 @@ impl Engine {
                 slot.last_set = Some(p);
                 slot.inherited = true;
                 self.grace_done = false;
+            } else if record.status_message {
+                // The presence was cleared but the message's clear was not
+                // confirmed: it is corrected like a presence left set.
+                slot.applied = Some(Want::Clear);
+                slot.inherited = true;
+                self.grace_done = false;
             }
+            slot.status_set = record.status_message;
         }
     }
 
@@ -359,6 +368,7 @@ impl Engine {
             extension: extension.to_owned(),
             applied: applied.text(),
             at_unix: slot.applied_wall.map(unix_seconds).unwrap_or(0.0),
+            status_message: slot.status_set,
         })
     }
 
@@ -467,10 +477,12 @@ impl Engine {
         };
         // An inherited Set is re-sent even when it matches (unknown remaining time).
         if slot.applied == Some(want) && !(inherited && matches!(want, Want::Set(_))) {
+            Self::clear_stale_message(settings, extension, slot, want, reason, out);
             return;
         }
         if want == Want::Clear && slot.applied.is_none() {
-            // Nothing of ours to clear.
+            // No presence of ours to clear; a message may still be.
+            Self::clear_stale_message(settings, extension, slot, want, reason, out);
             return;
         }
         Self::send(settings, extension, slot, want, reason, now, caused_at, out);
@@ -505,17 +517,19 @@ impl Engine {
                 });
                 slot.keepalive_at =
                     Some(now + refresh_interval(presence_state(pair), Some(settings.expiration)));
-                let busy = pair.availability() == "Busy";
-                if let Some(text) = settings.status_message.as_ref() {
-                    if busy && !slot.status_set && reason != Reason::KeepAlive {
+                match Self::message_for(settings, want) {
+                    Some(text) if !slot.status_set && reason != Reason::KeepAlive => {
                         push(PresenceCommandKind::StatusMessage { text: text.clone() });
                         slot.status_set = true;
-                    } else if !busy && slot.status_set {
+                    }
+                    // Also one an earlier run set with another STATUS_MESSAGE, or none now.
+                    None if slot.status_set => {
                         push(PresenceCommandKind::StatusMessage {
                             text: String::new(),
                         });
                         slot.status_set = false;
                     }
+                    _ => {}
                 }
             }
             Want::Clear => {
@@ -532,6 +546,38 @@ impl Engine {
         slot.applied = Some(want);
         slot.applied_wall = Some(SystemTime::now());
         slot.retry_at = None;
+    }
+
+    /// The status message `want` shows: `STATUS_MESSAGE` while Busy.
+    fn message_for(settings: &EngineSettings, want: Want) -> Option<&String> {
+        match want {
+            Want::Set(pair) if pair.availability() == "Busy" => settings.status_message.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Clears a status message of ours that `want` does not show, when no
+    /// presence command goes out to do it (the presence is already right).
+    fn clear_stale_message(
+        settings: &EngineSettings,
+        extension: &str,
+        slot: &mut Slot,
+        want: Want,
+        reason: Reason,
+        out: &mut Vec<PresenceCommand>,
+    ) {
+        if slot.status_set && Self::message_for(settings, want).is_none() {
+            out.push(PresenceCommand {
+                extension: extension.to_owned(),
+                user: slot.user.clone(),
+                kind: PresenceCommandKind::StatusMessage {
+                    text: String::new(),
+                },
+                reason,
+                caused_at: None,
+            });
+            slot.status_set = false;
+        }
     }
 
     /// Commands due at `now` (decisions, debounced changes, keep-alives,
@@ -551,13 +597,21 @@ impl Engine {
             .collect();
         for user in due {
             if let Some((record, _)) = self.orphans.remove(&user) {
-                self.out.push(PresenceCommand {
-                    extension: record.extension,
-                    user,
-                    kind: PresenceCommandKind::Clear,
-                    reason: Reason::Restart,
-                    caused_at: None,
-                });
+                let mut kinds = vec![PresenceCommandKind::Clear];
+                if record.status_message {
+                    kinds.push(PresenceCommandKind::StatusMessage {
+                        text: String::new(),
+                    });
+                }
+                for kind in kinds {
+                    self.out.push(PresenceCommand {
+                        extension: record.extension.clone(),
+                        user: user.clone(),
+                        kind,
+                        reason: Reason::Restart,
+                        caused_at: None,
+                    });
+                }
             }
         }
         // Every slot on reconciliation and once the restart grace is over;
@@ -748,7 +802,8 @@ impl Engine {
             .slots
             .get(&command.extension)
             .is_some_and(|s| s.user == command.user);
-        if !configured && command.kind == PresenceCommandKind::Clear {
+        let message = matches!(command.kind, PresenceCommandKind::StatusMessage { .. });
+        if !configured && (command.kind == PresenceCommandKind::Clear || message) {
             // A user no longer configured: keep trying (and keep the record).
             let failures = self
                 .orphan_failures
@@ -762,24 +817,42 @@ impl Engine {
                 extension: command.extension.clone(),
                 applied: PresencePair::BusyInACall.to_string(),
                 at_unix: 0.0,
+                status_message: false,
             };
-            self.orphans
-                .insert(command.user.clone(), (record, now + wait));
+            // The presence's clear and the message's may both have failed.
+            let orphan = self
+                .orphans
+                .entry(command.user.clone())
+                .or_insert((record, now + wait));
+            orphan.0.status_message |= message;
+            orphan.1 = now + wait;
             return wait;
         }
         let Some(slot) = self.slots.get_mut(&command.extension) else {
             return Duration::ZERO;
         };
-        if matches!(command.kind, PresenceCommandKind::StatusMessage { .. }) {
-            return Duration::ZERO;
-        }
-        // What Graph holds is unknown now.
-        slot.applied = None;
-        if slot.desired.is_none() {
-            slot.desired = match command.kind {
-                PresenceCommandKind::Set { pair, .. } => Some(Want::Set(pair)),
-                _ => Some(Want::Clear),
-            };
+        match &command.kind {
+            // A message that did not show is not worth a retry of its own.
+            PresenceCommandKind::StatusMessage { text } if !text.is_empty() => {
+                return Duration::ZERO
+            }
+            PresenceCommandKind::StatusMessage { .. } => {
+                // The message may still show: cleared again with the retry.
+                slot.status_set = true;
+                if slot.desired.is_none() {
+                    slot.desired = Some(slot.applied.unwrap_or(Want::Clear));
+                }
+            }
+            _ => {
+                // What Graph holds is unknown now.
+                slot.applied = None;
+                if slot.desired.is_none() {
+                    slot.desired = match command.kind {
+                        PresenceCommandKind::Set { pair, .. } => Some(Want::Set(pair)),
+                        _ => Some(Want::Clear),
+                    };
+                }
+            }
         }
         if permanent {
             slot.failures = slot.failures.saturating_add(1);
@@ -821,6 +894,16 @@ impl Engine {
                     None,
                     &mut out,
                 );
+            } else {
+                // Cleared already, but a message's clear was not confirmed.
+                Self::clear_stale_message(
+                    &self.settings,
+                    ext,
+                    slot,
+                    Want::Clear,
+                    Reason::Shutdown,
+                    &mut out,
+                );
             }
             slot.retry_at = None;
             slot.desired = None;
@@ -828,6 +911,10 @@ impl Engine {
         out
     }
 }
+
+#[cfg(test)]
+#[path = "status_message_tests.rs"]
+mod status_message_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1182,6 +1269,7 @@ mod tests {
                 extension: "1003".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1_795_000_000.0,
+                status_message: false,
             },
         );
         e.restore(&state);
@@ -1224,6 +1312,7 @@ mod tests {
                 extension: "1001".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1_795_000_000.0,
+                status_message: false,
             },
         );
         s
@@ -1283,6 +1372,7 @@ mod tests {
                 extension: "1003".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1_795_000_000.0,
+                status_message: false,
             },
         );
         state.users.insert(
@@ -1291,6 +1381,7 @@ mod tests {
                 extension: "1004".into(),
                 applied: "clear".into(),
                 at_unix: 1_795_000_000.0,
+                status_message: false,
             },
         );
         e.restore(&state);

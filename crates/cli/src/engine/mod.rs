@@ -14,8 +14,9 @@
 //! the server's `Retry-After`, else after 30 s; a permanent one (user not in
 //! the tenant, permission missing, credentials refused) is logged as an error
 //! that says what to fix and retried with a backoff doubling from 30 s to an
-//! hour. A set is recorded in the state file before it is sent, so a crash
-//! never leaves a presence the next start does not know about; a stop does
+//! hour. A set (with the status message it carries) is recorded in the
+//! state file before it is sent, so a crash never leaves a presence or a
+//! message the next start does not know about; a stop does
 //! not wait for calls in flight and clears what they may have set.
 //!
 //! Up to [`RunOptions::calls_in_flight`] sink calls run at once, each for
@@ -824,6 +825,7 @@ mod tests {
                 extension: "1001".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1.0,
+                status_message: false,
             },
         );
         left.save(&state_file).unwrap();

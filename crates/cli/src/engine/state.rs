@@ -18,6 +18,9 @@
 //! not parse (the torn end of a write a crash interrupted; a damaged line
 //! inside is also reported).
 //!
+//! Every one of these files is created with mode 0600 (owner only), whatever
+//! the umask: they name users and when they were on the phone.
+//!
 //! A snapshot that cannot be parsed is set aside as
 //! `<name>.corrupt-<unix seconds>` and reported; the service starts from the
 //! journals alone (or an empty state) instead of failing.
@@ -40,6 +43,12 @@ pub struct AppliedRecord {
     pub applied: String,
     /// When it was applied (Unix seconds).
     pub at_unix: f64,
+    /// A status message of ours is (or may be) shown: `STATUS_MESSAGE`
+    /// during a call. Recorded with the set that carries it, so a restart
+    /// after `kill -9` clears it with the presence. Absent in files of
+    /// earlier versions (read as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_message: bool,
 }
 
 /// The persisted state.
@@ -252,7 +261,7 @@ impl PersistedState {
             .unwrap_or_else(|| "presence-state.json".into());
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = create_private(&tmp)?;
             f.write_all(&bytes)?;
             f.write_all(b"\n")?;
             f.sync_all()?;
@@ -292,13 +301,54 @@ pub(crate) fn read_snapshot(path: &Path) -> Result<Option<PersistedState>, Strin
 pub(crate) fn set_aside(path: &Path, now: SystemTime, reason: &str) -> String {
     let aside = corrupt_name(path, now);
     let moved = match std::fs::rename(path, &aside) {
-        Ok(()) => format!("set aside as {}", aside.display()),
+        Ok(()) => {
+            // A file an older version wrote may be world-readable.
+            let _ = make_private(&aside);
+            format!("set aside as {}", aside.display())
+        }
         Err(e) => format!("could not be set aside ({e})"),
     };
     format!(
         "state file {} is corrupt ({reason}); {moved}; starting without it",
         path.display()
     )
+}
+
+/// Creates (or truncates) `path` for writing, readable by its owner only:
+/// the state names users and what their lines were doing, and a service run
+/// outside its unit (no `UMask=`) would otherwise leave it world-readable.
+/// A file already there (a temporary file a crash left) is made private too.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(PRIVATE_MODE);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_MODE))?;
+    }
+    Ok(file)
+}
+
+/// Mode of every state file: owner read and write only.
+#[cfg(unix)]
+pub const PRIVATE_MODE: u32 = 0o600;
+
+/// Makes an existing file readable by its owner only (no-op off unix).
+pub(crate) fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_MODE))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn corrupt_name(path: &Path, now: SystemTime) -> PathBuf {
@@ -328,6 +378,7 @@ mod tests {
                 extension: "1001".into(),
                 applied: "Busy/InACall".into(),
                 at_unix: 1_795_000_000.5,
+                status_message: false,
             },
         );
         s

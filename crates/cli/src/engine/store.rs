@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::state::{
-    journal_path, old_journal_path, read_journal, read_snapshot, set_aside, AppliedRecord,
-    JournalEntry, JournalHeader, StateError,
+    create_private, journal_path, old_journal_path, read_journal, read_snapshot, set_aside,
+    AppliedRecord, JournalEntry, JournalHeader, StateError,
 };
 
 /// Longest time an appended journal line waits for its `fdatasync`.
@@ -46,6 +46,7 @@ pub const COMPACT_AFTER_LINES: usize = 20_000;
 ///     extension: "1001".into(),
 ///     applied: "Busy/InACall".into(),
 ///     at_unix: 1_795_000_000.0,
+///     status_message: false,
 /// };
 /// store.record([("alice@contoso.com", Some(&busy))])?;
 /// // Already there for the next start, even if the process were killed now.
@@ -271,12 +272,7 @@ fn start_journal(path: &Path, generation: u64) -> Result<File, StateError> {
             message: e.to_string(),
         })?;
     header.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&journal)
-        .map_err(|e| io_error(&journal, e))?;
+    let mut file = create_private(&journal).map_err(|e| io_error(&journal, e))?;
     file.write_all(&header).map_err(|e| io_error(&journal, e))?;
     // Appends from here on: every write goes to the end.
     drop(file);
@@ -446,6 +442,7 @@ mod tests {
             extension: "1001".into(),
             applied: applied.into(),
             at_unix: 1_795_000_000.0,
+            status_message: false,
         }
     }
 
@@ -655,6 +652,48 @@ mod tests {
         let state = load(&path);
         assert_eq!(state.users["alice@c.com"], clear);
         assert_eq!(state.journal_generation, 3);
+    }
+
+    /// Every file of the state (snapshot, journals, a set-aside copy) is
+    /// the owner's alone, whatever the umask; so is one a crash left
+    /// world-readable and the next write reuses.
+    #[cfg(unix)]
+    #[test]
+    fn every_state_file_is_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("presence-state.json");
+        // A corrupt snapshot an older version left readable by everyone.
+        std::fs::write(&path, "{ not json").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let loaded = PersistedState::load(&path, SystemTime::now());
+        assert!(loaded.warning.is_some());
+        // The temporary file a killed save of this process left behind.
+        let tmp = dir
+            .path()
+            .join(format!(".presence-state.json.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, "").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let mut store = StateStore::open(&path, ids(&[("alice@c.com", "id-a")])).unwrap();
+        store
+            .record([("alice@c.com", Some(&record("Busy/InACall")))])
+            .unwrap();
+        store.compact(BTreeMap::new()).unwrap();
+        store
+            .record([("bob@c.com", Some(&record("Busy/InACall")))])
+            .unwrap();
+        for name in names(dir.path()) {
+            let file = dir.path().join(&name);
+            assert_eq!(mode(&file), 0o600, "{name}");
+        }
+        assert!(names(dir.path())
+            .iter()
+            .any(|n| n.starts_with("presence-state.json.corrupt-")));
+        assert!(journal_path(&path).exists());
+        store.close([], BTreeMap::new()).unwrap();
+        assert_eq!(mode(&path), 0o600);
     }
 
     #[test]

@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use super::listener::{accept_loop, HttpLimits};
 use super::Telemetry;
 
 /// The default of `HTTP_LISTEN`: loopback only.
@@ -61,13 +62,20 @@ pub fn parse_http_listen(value: Option<&str>) -> Result<Option<SocketAddr>, Http
 pub struct HttpServer {
     local_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
+    open: watch::Receiver<usize>,
 }
 
 impl HttpServer {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The number of connections open, as it changes (under the cap of
+    /// [`HttpLimits::max_connections`]).
+    pub fn open_connections(&self) -> watch::Receiver<usize> {
+        self.open.clone()
     }
 
     /// Stops accepting, lets requests in progress finish (at most 5 s), then returns.
@@ -77,7 +85,7 @@ impl HttpServer {
             let _ = stop.send(());
         }
         match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(())) => Ok(()),
             Ok(Err(join)) => Err(std::io::Error::other(join)),
             Err(_elapsed) => {
                 self.task.abort();
@@ -96,24 +104,34 @@ impl HttpServer {
 ///   "no valid Graph token").
 /// - `/metrics`: Prometheus/OpenMetrics text ([`METRICS_CONTENT_TYPE`]).
 /// - `/status`: [`Telemetry::status_json`].
+///
+/// With the default [`HttpLimits`]: 10 s for a request's headers, 60 s
+/// without traffic, 64 connections.
 pub async fn serve(listen: SocketAddr, telemetry: Telemetry) -> Result<HttpServer, std::io::Error> {
+    serve_with(listen, telemetry, HttpLimits::default()).await
+}
+
+/// [`serve`] with other limits (tests use short time-outs).
+pub async fn serve_with(
+    listen: SocketAddr,
+    telemetry: Telemetry,
+    limits: HttpLimits,
+) -> Result<HttpServer, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local_addr = listener.local_addr()?;
     let app = router(telemetry);
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                // A sent signal or a dropped handle both stop the server.
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (open_tx, open) = watch::channel(0);
+    let task = tokio::spawn(accept_loop(listener, app, limits, open_tx, async move {
+        // A sent signal or a dropped handle both stop the server.
+        let _ = stopped.await;
+    }));
     tracing::info!(%local_addr, "HTTP listener: /healthz /readyz /metrics /status");
     Ok(HttpServer {
         local_addr,
         stop: Some(stop),
         task,
+        open,
     })
 }
 

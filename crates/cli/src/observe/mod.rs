@@ -19,6 +19,7 @@
 //! | `sip_subscriptions` | gauge | `state` = `pending`, `active`, `failed`, `terminated` |
 //! | `blf_lines` | gauge | `state` = a [`LineState`] name, or `none` before the first NOTIFY |
 //! | `sip_notifies_total` | counter | |
+//! | `sip_notifies_rejected_total` | counter (answered 481) | `reason` = `unknown_dialog`, `dialog_mismatch`, `malformed` |
 //! | `blf_parse_errors_total` | counter | |
 //! | `graph_calls_total` | counter | `operation`, `outcome` = `ok`, `throttled`, `error` |
 //! | `graph_throttled_total` | counter (429s) | |
@@ -41,6 +42,8 @@
 //! ```
 
 mod http;
+mod listener;
+mod log_limit;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,8 +59,14 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
+pub use log_limit::{LogLimiter, RejectedNotifies, WARNING_BURST, WARNING_INTERVAL};
+
+pub use listener::{
+    HttpLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
+
 pub use http::{
-    parse_http_listen, serve, HttpListenError, HttpServer, DEFAULT_HTTP_LISTEN,
+    parse_http_listen, serve, serve_with, HttpListenError, HttpServer, DEFAULT_HTTP_LISTEN,
     METRICS_CONTENT_TYPE,
 };
 
@@ -135,6 +144,11 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GraphCallLabels {
     operation: String,
     outcome: &'static str,
@@ -170,6 +184,7 @@ struct Inner {
     subscriptions: Family<StateLabel, Gauge>,
     lines: Family<StateLabel, Gauge>,
     notifies: Counter,
+    rejected: Family<ReasonLabel, Counter>,
     parse_errors: Counter,
     graph_calls: Family<GraphCallLabels, Counter>,
     throttled: Counter,
@@ -234,6 +249,7 @@ impl Telemetry {
         let subscriptions = Family::<StateLabel, Gauge>::default();
         let lines = Family::<StateLabel, Gauge>::default();
         let notifies = Counter::default();
+        let rejected = Family::<ReasonLabel, Counter>::default();
         let parse_errors = Counter::default();
         let graph_calls = Family::<GraphCallLabels, Counter>::default();
         let throttled = Counter::default();
@@ -270,6 +286,19 @@ impl Telemetry {
         );
         registry.register("blf_lines", "Monitored lines by line state", lines.clone());
         registry.register("sip_notifies", "NOTIFY requests received", notifies.clone());
+        registry.register(
+            "sip_notifies_rejected",
+            "NOTIFY requests answered 481 (no subscription of ours), by reason",
+            rejected.clone(),
+        );
+        // Every reason is always exported, at 0 until one comes.
+        for kind in sip_ua::NotifyRejection::ALL {
+            rejected
+                .get_or_create(&ReasonLabel {
+                    reason: kind.as_str(),
+                })
+                .inc_by(0);
+        }
         registry.register(
             "blf_parse_errors",
             "NOTIFY bodies that could not be parsed",
@@ -321,6 +350,7 @@ impl Telemetry {
                 subscriptions,
                 lines,
                 notifies,
+                rejected,
                 parse_errors,
                 graph_calls,
                 throttled,
@@ -455,6 +485,15 @@ impl Telemetry {
                 e.last_notify = Some(at);
             }
         });
+    }
+    /// A NOTIFY was rejected (481) for `kind`.
+    pub fn notify_rejected(&self, kind: sip_ua::NotifyRejection) {
+        self.inner
+            .rejected
+            .get_or_create(&ReasonLabel {
+                reason: kind.as_str(),
+            })
+            .inc();
     }
     /// A NOTIFY body could not be parsed.
     pub fn parse_error(&self, extension: &str) {

@@ -57,27 +57,44 @@ impl UserAgent {
         r
     }
 
-    pub(super) fn find_dialog(&self, msg: &Message) -> Result<u64, String> {
-        let call_id = msg.call_id().ok_or("no Call-ID")?;
-        let id = *self
-            .by_call_id
-            .get(call_id)
-            .ok_or_else(|| format!("NOTIFY for unknown Call-ID {call_id}"))?;
-        let s = self.subs.get(&id).ok_or("subscription gone")?;
+    pub(super) fn find_dialog(&self, msg: &Message) -> Result<u64, (NotifyRejection, String)> {
+        use NotifyRejection::{DialogMismatch, Malformed, UnknownDialog};
+        let call_id = msg.call_id().ok_or((Malformed, "no Call-ID".into()))?;
+        let id = *self.by_call_id.get(call_id).ok_or_else(|| {
+            (
+                UnknownDialog,
+                format!("NOTIFY for unknown Call-ID {call_id}"),
+            )
+        })?;
+        let s = self
+            .subs
+            .get(&id)
+            .ok_or((UnknownDialog, "subscription gone".into()))?;
         if s.phase == SubPhase::Closed && !self.shutting_down {
-            return Err("subscription closed".into());
+            return Err((UnknownDialog, "subscription closed".into()));
         }
         if msg.to_tag() != Some(s.local_tag.as_str()) {
-            return Err("NOTIFY To-tag does not match our dialog".into());
+            return Err((
+                DialogMismatch,
+                "NOTIFY To-tag does not match our dialog".into(),
+            ));
         }
         match (&s.remote_tag, msg.from_tag()) {
             (Some(ours), Some(theirs)) if ours == theirs => {}
             (None, Some(_)) if s.phase == SubPhase::Subscribing => {}
-            _ => return Err("NOTIFY From-tag does not match our dialog".into()),
+            _ => {
+                return Err((
+                    DialogMismatch,
+                    "NOTIFY From-tag does not match our dialog".into(),
+                ))
+            }
         }
         if let Some(ev) = msg.headers.get("Event").and_then(|e| parse_event(e).ok()) {
             if ev.package != s.package.event_name() {
-                return Err(format!("NOTIFY for event package {}", ev.package));
+                return Err((
+                    DialogMismatch,
+                    format!("NOTIFY for event package {}", ev.package),
+                ));
             }
         }
         Ok(id)
@@ -91,9 +108,9 @@ impl UserAgent {
     ) -> Message {
         let id = match self.find_dialog(msg) {
             Ok(id) => id,
-            Err(reason) => {
+            Err((kind, reason)) => {
                 self.events
-                    .push_back(Event::NotifyRejected { from, reason });
+                    .push_back(Event::NotifyRejected { from, kind, reason });
                 return self.response_to(msg, 481, "Subscription Does Not Exist");
             }
         };
