@@ -55,6 +55,7 @@ mod natlab;
 mod ports;
 mod process;
 mod sipp;
+mod sipp_publish;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,6 +64,7 @@ pub use coturn::Coturn;
 pub use kamailio::{Kamailio, KamailioOptions};
 pub use natlab::NatLab;
 pub use sipp::{SippCall, SippCallee, SippCaller};
+pub use sipp_publish::SippPublisher;
 
 /// One SIP account of the test PBX (realm = domain = the PBX's listen address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
