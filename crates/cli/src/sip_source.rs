@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use blf::{LineState, Notification, Tracker, TrackerEvent};
+use blf::{EmptyBody, LineState, Notification, Tracker, TrackerEvent};
 use sip_ua::discovery::AddressDiscovery;
 use sip_ua::driver::UaHandle;
 use sip_ua::{ContactAddress, Event, Subscription, Transport, UaConfig};
@@ -119,6 +119,16 @@ pub fn subscriptions(extensions: &[Extension]) -> Vec<Subscription> {
         .collect()
 }
 
+/// The tracker for one extension. A body-less NOTIFY means "no dialogs" (idle)
+/// for `dialog`, but "nothing published" for `presence` (Kamailio sends one
+/// before the phone's first PUBLISH): that is `Unknown`, not an idle line.
+pub fn tracker(event: EventPackage) -> Tracker {
+    Tracker::with_empty_body(match event {
+        EventPackage::Dialog => EmptyBody::NoDialogs,
+        EventPackage::Presence => EmptyBody::Unknown,
+    })
+}
+
 /// The running SIP source.
 pub struct SipSource {
     handle: Option<UaHandle>,
@@ -140,7 +150,7 @@ impl SipSource {
             sip_ua::driver::spawn(config, subscriptions(extensions), discovery).await?;
         let trackers = extensions
             .iter()
-            .map(|e| (e.extension.clone(), Tracker::new()))
+            .map(|e| (e.extension.clone(), tracker(e.event)))
             .collect();
         Ok((
             Self {
@@ -294,5 +304,20 @@ impl SipSource {
         if let Some(handle) = self.handle.take() {
             let _ = tokio::time::timeout(limit, handle.shutdown()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_notify_is_idle_for_dialog_but_unknown_for_presence() {
+        let mut dialog = tracker(EventPackage::Dialog);
+        dialog.apply(Notification::Empty);
+        assert_eq!(dialog.line_state(), LineState::Idle);
+        let mut presence = tracker(EventPackage::Presence);
+        presence.apply(Notification::Empty);
+        assert_eq!(presence.line_state(), LineState::Unknown);
     }
 }
