@@ -1,4 +1,5 @@
-//! Kamailio as registrar + proxy + presence server (`dialog` event package).
+//! Kamailio as registrar + proxy + presence server (`dialog` event package,
+//! and `presence` with the PIDF that phones PUBLISH).
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};

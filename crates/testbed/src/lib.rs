@@ -1,5 +1,6 @@
 //! Start and stop the real peers the tests talk to: Kamailio (registrar,
-//! proxy and presence server for the `dialog` event package), SIPp phones and
+//! proxy and presence server for the `dialog` and `presence` event packages),
+//! SIPp phones (calls, and PIDF PUBLISHes with [`SippPublisher`]) and
 //! a STUN-only coturn, all on loopback, each instance on its own free ports
 //! with its own temporary run directory, so tests can run in parallel.
 //!
