@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use blf::{LineState, Notification, Tracker, TrackerEvent};
+use blf::{EmptyBody, LineState, Notification, Tracker, TrackerEvent};
 use sip_ua::discovery::AddressDiscovery;
 use sip_ua::driver::UaHandle;
 use sip_ua::{ContactAddress, Event, EventPackage as Package, Subscription, Transport, UaConfig};
@@ -141,6 +141,16 @@ fn subscription_name(extension: &str, package: Package) -> String {
     }
 }
 
+/// The tracker for one subscription. A body-less NOTIFY means "no dialogs"
+/// (idle) for `dialog`, but "nothing published" for `presence` (Kamailio sends
+/// one before the phone's first PUBLISH): that is `Unknown`, not an idle line.
+pub fn tracker(package: Package) -> Tracker {
+    Tracker::with_empty_body(match package {
+        Package::Dialog => EmptyBody::NoDialogs,
+        Package::Presence => EmptyBody::Unknown,
+    })
+}
+
 /// The running SIP source.
 pub struct SipSource {
     handle: Option<UaHandle>,
@@ -179,7 +189,7 @@ impl SipSource {
     ) -> Self {
         let trackers = subscriptions
             .iter()
-            .map(|s| ((s.extension.clone(), s.package), Tracker::new()))
+            .map(|s| ((s.extension.clone(), s.package), tracker(s.package)))
             .collect();
         Self {
             handle,
@@ -289,7 +299,7 @@ impl SipSource {
                         let update = self
                             .trackers
                             .entry((n.extension.clone(), n.package))
-                            .or_default()
+                            .or_insert_with(|| tracker(n.package))
                             .apply(notification);
                         if update.refresh {
                             // RFC 4235 §4.1: a refresh makes the PBX send the full state.
@@ -736,5 +746,15 @@ mod tests {
             assert!(metrics.contains(line), "{line} not in {metrics}");
         }
         drop(tx);
+    }
+
+    #[test]
+    fn an_empty_notify_is_idle_for_dialog_but_unknown_for_presence() {
+        let mut dialog = tracker(Package::Dialog);
+        dialog.apply(Notification::Empty);
+        assert_eq!(dialog.line_state(), LineState::Idle);
+        let mut presence = tracker(Package::Presence);
+        presence.apply(Notification::Empty);
+        assert_eq!(presence.line_state(), LineState::Unknown);
     }
 }

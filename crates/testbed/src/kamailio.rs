@@ -1,4 +1,5 @@
-//! Kamailio as registrar + proxy + presence server (`dialog` event package).
+//! Kamailio as registrar + proxy + presence server (`dialog` event package,
+//! and `presence` with the PIDF that phones PUBLISH).
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
@@ -626,6 +627,9 @@ mod tests {
         assert!(cfg.contains(r#"alias="127.0.0.1:23456""#));
         assert!(cfg.contains(r#"modparam("pua", "outbound_proxy", "sip:127.0.0.1:23456")"#));
         assert!(cfg.contains(r#"modparam("presence", "clean_period", 2)"#));
+        // the `presence` event (PIDF) is served, with no XCAP authorisation
+        assert!(cfg.contains(r#"loadmodule "presence_xml.so""#));
+        assert!(cfg.contains(r#"modparam("presence_xml", "force_active", 1)"#));
         assert!(!cfg.contains("5060\""), "no hard-coded 5060 in a string");
         let subscribers = fs::read_to_string(k.run_dir().join("dbtext/subscriber")).unwrap();
         for a in crate::ACCOUNTS {

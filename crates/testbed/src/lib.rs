@@ -1,5 +1,6 @@
 //! Start and stop the real peers the tests talk to: Kamailio (registrar,
-//! proxy and presence server for the `dialog` event package), SIPp phones and
+//! proxy and presence server for the `dialog` and `presence` event packages),
+//! SIPp phones (calls, and PIDF PUBLISHes with [`SippPublisher`]) and
 //! a STUN-only coturn, all on loopback, each instance on its own free ports
 //! with its own temporary run directory, so tests can run in parallel.
 //!
@@ -55,6 +56,7 @@ mod natlab;
 mod ports;
 mod process;
 mod sipp;
+mod sipp_publish;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -63,6 +65,7 @@ pub use coturn::Coturn;
 pub use kamailio::{Kamailio, KamailioOptions};
 pub use natlab::NatLab;
 pub use sipp::{SippCall, SippCallee, SippCaller};
+pub use sipp_publish::SippPublisher;
 
 /// One SIP account of the test PBX (realm = domain = the PBX's listen address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

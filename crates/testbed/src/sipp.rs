@@ -17,6 +17,7 @@ const REGISTER: &str = include_str!("../assets/sipp/register.xml");
 const UAS: &str = include_str!("../assets/sipp/uas.xml");
 const UAC: &str = include_str!("../assets/sipp/uac.xml");
 const UAC_HELD: &str = include_str!("../assets/sipp/uac-held.xml");
+const PUBLISH: &str = include_str!("../assets/sipp/publish.xml");
 
 /// Lines of a SIPp log put into errors.
 const ERROR_TAIL: usize = 40;
@@ -29,19 +30,18 @@ const HELD_MAX: Duration = Duration::from_secs(600);
 
 /// One SIPp role: its run directory (scenario files, output) and port.
 #[derive(Debug)]
-struct Phone {
-    user: String,
+pub(crate) struct Phone {
+    pub(crate) user: String,
     password: &'static str,
     pbx: SocketAddr,
-    local_ip: IpAddr,
-    port: u16,
-    dir: tempfile::TempDir,
+    pub(crate) local_ip: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Phone {
-    /// Picks a free port and REGISTERs `user` from it (blocking; the role
-    /// scenario is started next on the same port).
-    fn register(pbx: &Kamailio, user: &str) -> Result<Phone> {
+    /// A phone for `user` with its run directory and scenarios; no port yet.
+    pub(crate) fn new(pbx: &Kamailio, user: &str) -> Result<Phone> {
         find_program("sipp")?;
         let password = account(user)
             .ok_or_else(|| Error::UnknownAccount(user.to_owned()))?
@@ -52,19 +52,26 @@ impl Phone {
             ("uas.xml", UAS),
             ("uac.xml", UAC),
             ("uac-held.xml", UAC_HELD),
+            ("publish.xml", PUBLISH),
         ] {
             fs::write(dir.path().join(name), text)
                 .map_err(|e| Error::io(format!("writing {name}"), e))?;
         }
-        let local_ip = pbx.sip_addr().ip();
-        let mut phone = Phone {
+        Ok(Phone {
             user: user.to_owned(),
             password,
             pbx: pbx.sip_addr(),
-            local_ip,
+            local_ip: pbx.sip_addr().ip(),
             port: 0,
             dir,
-        };
+        })
+    }
+
+    /// Picks a free port and REGISTERs `user` from it (blocking; the role
+    /// scenario is started next on the same port).
+    fn register(pbx: &Kamailio, user: &str) -> Result<Phone> {
+        let mut phone = Phone::new(pbx, user)?;
+        let local_ip = phone.local_ip;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -94,12 +101,12 @@ impl Phone {
         }
     }
 
-    fn log(&self, role: &str) -> PathBuf {
+    pub(crate) fn log(&self, role: &str) -> PathBuf {
         self.dir.path().join(format!("{role}.out"))
     }
 
     /// `sipp <pbx> -i <ip> -p <port> -sf <scenario> -key user <user> ...`
-    fn sipp(&self, scenario: &str, timeout: Duration) -> Result<Command> {
+    pub(crate) fn sipp(&self, scenario: &str, timeout: Duration) -> Result<Command> {
         let mut cmd = Command::new(find_program("sipp")?);
         cmd.current_dir(self.dir.path())
             .arg(self.pbx.to_string())
@@ -115,7 +122,7 @@ impl Phone {
         Ok(cmd)
     }
 
-    fn auth(&self, cmd: &mut Command) {
+    pub(crate) fn auth(&self, cmd: &mut Command) {
         cmd.args(["-au", &self.user, "-ap", self.password]);
     }
 }
@@ -125,7 +132,7 @@ fn millis(d: Duration) -> String {
 }
 
 /// Waits until the SIPp role has bound its UDP port (so it can take calls).
-fn wait_bound(proc: &mut Proc, phone: &Phone, role: &str) -> Result<()> {
+pub(crate) fn wait_bound(proc: &mut Proc, phone: &Phone, role: &str) -> Result<()> {
     let addr = SocketAddr::new(phone.local_ip, phone.port);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -152,8 +159,35 @@ fn wait_bound(proc: &mut Proc, phone: &Phone, role: &str) -> Result<()> {
     }
 }
 
+/// Sends an INFO with `call_id` straight to the SIPp of `phone`: the trigger
+/// its scenario waits for (`<recv request="INFO">`). No answer is awaited.
+pub(crate) fn send_info(phone: &Phone, call_id: &str) -> Result<()> {
+    let to = SocketAddr::new(phone.local_ip, phone.port);
+    let sock = UdpSocket::bind(SocketAddr::new(phone.local_ip, 0))
+        .map_err(|e| Error::io("binding the trigger socket", e))?;
+    let me = sock
+        .local_addr()
+        .map_err(|e| Error::io("binding the trigger socket", e))?;
+    let msg = format!(
+        "INFO sip:{user}@{to} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-testbed-trigger-{port}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:testbed@{ip}>;tag=testbed-trigger\r\n\
+             To: <sip:{user}@{ip}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 INFO\r\n\
+             Content-Length: 0\r\n\r\n",
+        user = phone.user,
+        ip = phone.local_ip,
+        port = me.port(),
+    );
+    sock.send_to(msg.as_bytes(), to)
+        .map_err(|e| Error::io("sending the INFO trigger to SIPp", e))?;
+    Ok(())
+}
+
 /// Waits for a SIPp role to finish successfully.
-fn finish(proc: &mut Proc, what: String, log: PathBuf, timeout: Duration) -> Result<()> {
+pub(crate) fn finish(proc: &mut Proc, what: String, log: PathBuf, timeout: Duration) -> Result<()> {
     match proc.wait_timeout(timeout) {
         Some(status) if status.success() => Ok(()),
         Some(status) => Err(Error::Failed {
@@ -295,28 +329,7 @@ impl SippCaller {
                 tail: String::new(),
             });
         };
-        let to = SocketAddr::new(self.phone.local_ip, self.phone.port);
-        let sock = UdpSocket::bind(SocketAddr::new(self.phone.local_ip, 0))
-            .map_err(|e| Error::io("binding the hang-up socket", e))?;
-        let me = sock
-            .local_addr()
-            .map_err(|e| Error::io("binding the hang-up socket", e))?;
-        let msg = format!(
-            "INFO sip:{user}@{to} SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {me};branch=z9hG4bK-testbed-hangup-{port}\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:testbed@{ip}>;tag=testbed-hangup\r\n\
-             To: <sip:{user}@{ip}>\r\n\
-             Call-ID: {call_id}\r\n\
-             CSeq: 1 INFO\r\n\
-             Content-Length: 0\r\n\r\n",
-            user = self.phone.user,
-            ip = self.phone.local_ip,
-            port = me.port(),
-        );
-        sock.send_to(msg.as_bytes(), to)
-            .map_err(|e| Error::io("sending the hang-up trigger to SIPp", e))?;
-        Ok(())
+        send_info(&self.phone, call_id)
     }
 
     /// SIPp's output so far (last `n` lines).
