@@ -15,6 +15,17 @@
 //! Where python-dotenv warns and skips a line it cannot read, the line is
 //! refused here: running with a setting silently missing is worse. The error
 //! gives the line and the variable's name, never the value (often a secret).
+//!
+//! # Why not `dotenvy`
+//!
+//! It was used before, and users of the original tool tripped on it: its
+//! parse error carries the whole offending line (a password went to the
+//! journal) and a character index where a line number belongs; it refuses an
+//! unquoted value with a space, and a backslash in one (`C:\certs\x.pem`),
+//! which python-dotenv reads; it expands `$NAME` (changing passwords that
+//! contain `$`); and a name given twice keeps its first value. Matching
+//! python-dotenv's grammar is a few hundred lines, tested line by line
+//! against it.
 
 use std::collections::HashMap;
 
