@@ -3,7 +3,7 @@
 //! package). An extension watched through both packages (`dialog+presence`)
 //! has one line state, [`LineState::from_dialog_and_presence`]: a call over
 //! the dialog event wins, presence `closed` turns a dialog-idle line offline.
-//! A line one of whose subscriptions stays lost becomes `unknown` ([`stale`]).
+//! A line one of whose subscriptions stays lost becomes `unknown` ([`StaleTracker`]).
 
 mod stale;
 
