@@ -91,13 +91,26 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(out)))
 }
 
-/// A loopback port with nothing behind it.
-fn closed_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let t = std::net::TcpListener::bind(s.local_addr().unwrap());
-    let port = s.local_addr().unwrap().port();
-    drop((s, t));
-    port
+/// A loopback port where nothing answers: over UDP a socket that never
+/// reads, over TCP a socket bound without listening (connections are
+/// refused). Both stay bound while the guard lives, so that no other process
+/// can take the port in between, as it could after a probe socket was closed.
+struct ClosedPort {
+    port: u16,
+    _udp: std::net::UdpSocket,
+    _tcp: tokio::net::TcpSocket,
+}
+
+fn closed_port() -> ClosedPort {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.bind(addr).unwrap();
+    ClosedPort {
+        port: addr.port(),
+        _udp: udp,
+        _tcp: tcp,
+    }
 }
 
 // ---------------------------------------------------------------- no peers
@@ -131,7 +144,8 @@ fn configuration_problems_are_reported_all_at_once_before_connecting() {
 
 #[test]
 fn a_silent_pbx_is_named_within_the_timeout() {
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let c = Check::new("1001,alice@contoso.com\n1002,bob@contoso.com\n")
         .pbx(&format!("127.0.0.1:{port}"), "blfsecret");
     let started = Instant::now();
@@ -165,9 +179,9 @@ async fn json_has_one_object_with_graph_outcomes_per_user() {
         .await
         .unwrap();
     // TCP to a closed port fails at once: this test is about the Graph side.
-    let port = closed_port();
+    let closed = closed_port();
     let c = Check::new("extension,email\n1001,alice@contoso.com\n1002,dave@contoso.com\n")
-        .pbx(&format!("127.0.0.1:{port}"), "blfsecret")
+        .pbx(&format!("127.0.0.1:{}", closed.port), "blfsecret")
         .var("SIP_TRANSPORT", "tcp")
         .tenant(&emu);
     let out = c.run(&["--json"]).await;
@@ -209,9 +223,9 @@ async fn a_missing_graph_permission_is_named() {
     })
     .await
     .unwrap();
-    let port = closed_port();
+    let closed = closed_port();
     let c = Check::new("1001,alice@contoso.com\n")
-        .pbx(&format!("127.0.0.1:{port}"), "blfsecret")
+        .pbx(&format!("127.0.0.1:{}", closed.port), "blfsecret")
         .var("SIP_TRANSPORT", "tcp")
         .tenant(&emu);
     let out = c.run(&[]).await;
@@ -390,6 +404,10 @@ fn refusals_and_silence_each_get_their_row() {
 
 // ---------------------------------------------------------------- real peers
 
+/// `--timeout` against real peers: generous for a loaded machine; a check
+/// that gets all its answers returns without waiting for it.
+const PEER_TIMEOUT: &str = "60";
+
 /// Runs `check` for the extension list `csv` against a fresh Kamailio and the
 /// Graph emulator (both kept alive for the caller to inspect).
 async fn against_kamailio_and_graph(csv: &str) -> (Kamailio, GraphEmulator, Output) {
@@ -400,7 +418,7 @@ async fn against_kamailio_and_graph(csv: &str) -> (Kamailio, GraphEmulator, Outp
     let c = Check::new(csv)
         .pbx(&pbx.sip_addr().to_string(), "blfsecret")
         .tenant(&emu);
-    let out = c.run(&[]).await;
+    let out = c.run(&["--timeout", PEER_TIMEOUT]).await;
     (pbx, emu, out)
 }
 
@@ -484,7 +502,7 @@ fn kamailio_reports_an_unknown_extension_as_idle() {
     let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
     let c = Check::new("1001,alice@contoso.com\n4711,nobody@contoso.com\n")
         .pbx(&pbx.sip_addr().to_string(), "blfsecret");
-    let out = c.run_blocking(&["--json"]);
+    let out = c.run_blocking(&["--json", "--timeout", PEER_TIMEOUT]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v = json(&out);
     assert_eq!(v["extensions"][0]["pbx"], "idle", "{v:#}");
@@ -503,9 +521,9 @@ fn a_line_in_a_call_shows_busy() {
         .pbx(&pbx.sip_addr().to_string(), "blfsecret");
     // The call reaches the presence server a little after it is answered:
     // check again until it shows, within a deadline.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let v = loop {
-        let out = c.run_blocking(&["--json"]);
+        let out = c.run_blocking(&["--json", "--timeout", PEER_TIMEOUT]);
         let v = json(&out);
         let both_busy = (0..2).all(|i| v["extensions"][i]["pbx"] == "busy");
         if both_busy || Instant::now() > deadline {
