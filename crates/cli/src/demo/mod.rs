@@ -147,6 +147,9 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
         ("AZURE_AUTHORITY_HOST", authority.as_str()),
         // The demo serves /status itself, on its own address.
         ("HTTP_LISTEN", "off"),
+        // The embedded PBX is on loopback: any free port there, never a
+        // well-known one another program (or a second demo) may hold.
+        ("SIP_LISTEN", "127.0.0.1:0"),
     ]);
     let mut plan = RunPlan::from_env(&env, false).map_err(|p| {
         DemoError::Service(
