@@ -18,6 +18,9 @@ use testbed::{Kamailio, KamailioOptions, SippCall};
 const BUSY: &str = "Busy/InACall";
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const BOB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+/// How long the engine waits before it retries after a transient Graph
+/// failure without Retry-After (a 503).
+const RETRY_AFTER_503: Duration = Duration::from_secs(30);
 /// How long the callee rings before it answers.
 const RING: Duration = Duration::from_millis(300);
 
@@ -100,11 +103,25 @@ impl Graph {
         }
     }
 
+    /// Every request with its time (seconds since the first), so that a
+    /// failed wait shows where the time went.
     fn log(&self) -> String {
-        self.emu
-            .requests()
+        let requests = self.emu.requests();
+        let Some(first) = requests.first().map(|r| r.at) else {
+            return "\n  (no Graph request)".into();
+        };
+        requests
             .iter()
-            .map(|r| format!("\n  {:?} {} {} {}", r.operation, r.method, r.path, r.status))
+            .map(|r| {
+                format!(
+                    "\n  {:>8.3}s {:?} {} {} {}",
+                    r.at.saturating_duration_since(first).as_secs_f64(),
+                    r.operation,
+                    r.method,
+                    r.path,
+                    r.status
+                )
+            })
             .collect()
     }
 }
@@ -488,9 +505,13 @@ fn throttling_server_errors_and_an_expired_token_lose_no_update() {
     });
     emu.inject(Fault::ServiceUnavailable { times: 3 });
     let call = lab.held_call();
+    // Recovery takes about 42 s by design: one user's client gives up after
+    // its sixth attempt (a 503, after a backoff of about 8 s), and the engine
+    // retries a 503 without Retry-After 30 s later. PATIENCE alone left
+    // about 18 s for a loaded machine; a loaded run failed here on a 60 s wait.
     wait_until(
         "both users Busy/InACall once Graph recovered",
-        PATIENCE,
+        RETRY_AFTER_503 + PATIENCE,
         || graph.shows(ALICE) == BUSY && graph.shows(BOB) == BUSY,
         || format!("{}\n{}", graph.log(), svc.drain()),
     );
