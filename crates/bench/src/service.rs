@@ -43,8 +43,11 @@ impl ServiceOptions {
             ("SIP_USERNAME".to_owned(), "blf".to_owned()),
             ("SIP_PASSWORD".to_owned(), "blf".to_owned()),
             ("SIP_CONTACT_IP".to_owned(), pbx.ip().to_string()),
-            // Any free port beside the notifier, not the default 5060.
-            ("SIP_LISTEN".to_owned(), "0.0.0.0:0".to_owned()),
+            // Any free port next to the PBX: runs in parallel never share one.
+            (
+                "SIP_LISTEN".to_owned(),
+                SocketAddr::new(pbx.ip(), 0).to_string(),
+            ),
             ("SIP_SUBSCRIBE_RATE".to_owned(), "0".to_owned()),
             (
                 "EXTENSIONS_JSON".to_owned(),

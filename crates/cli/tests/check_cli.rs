@@ -99,13 +99,26 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(out)))
 }
 
-/// A loopback port with nothing behind it.
-fn closed_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let t = std::net::TcpListener::bind(s.local_addr().unwrap());
-    let port = s.local_addr().unwrap().port();
-    drop((s, t));
-    port
+/// A loopback port where nothing answers: over UDP a socket that never
+/// reads, over TCP a socket bound without listening (connections are
+/// refused). Both stay bound while the guard lives, so that no other process
+/// can take the port in between, as it could after a probe socket was closed.
+struct ClosedPort {
+    port: u16,
+    _udp: std::net::UdpSocket,
+    _tcp: tokio::net::TcpSocket,
+}
+
+fn closed_port() -> ClosedPort {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = udp.local_addr().unwrap();
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.bind(addr).unwrap();
+    ClosedPort {
+        port: addr.port(),
+        _udp: udp,
+        _tcp: tcp,
+    }
 }
 
 // ---------------------------------------------------------------- no peers
@@ -139,7 +152,8 @@ fn configuration_problems_are_reported_all_at_once_before_connecting() {
 
 #[test]
 fn a_silent_pbx_is_named_within_the_timeout() {
-    let port = closed_port();
+    let closed = closed_port();
+    let port = closed.port;
     let c = Check::new("1001,alice@contoso.com\n1002,bob@contoso.com\n")
         .pbx(&format!("127.0.0.1:{port}"), "blfsecret");
     let started = Instant::now();
@@ -179,10 +193,11 @@ fn a_silent_pbx_is_named_within_the_timeout() {
 #[test]
 fn a_bad_dotenv_line_names_file_line_and_variable_but_never_the_value() {
     let secret = "Xy9~Q8 sR7.kLm";
+    let closed = closed_port();
     let c = Check::new("1001,alice@contoso.com\n").dotenv(&format!(
         "# PBX\nSIP_SERVER=127.0.0.1:{}\nNOTE=\"a value\non two lines\"\n\nexport SIP_USERNAME=blf\n\
          SIP_PASSWORD=\"{secret}\nSIP_LISTEN=127.0.0.1:0\n",
-        closed_port()
+        closed.port
     ));
     let out = c.run_blocking(&["--timeout", "1"]);
     let all = text(&out);
@@ -197,10 +212,11 @@ fn a_bad_dotenv_line_names_file_line_and_variable_but_never_the_value() {
 fn an_unquoted_dotenv_value_with_a_space_is_read_whole_and_never_shown() {
     // python-dotenv (the original tool's loader) reads it whole: so do we.
     let secret = "Xy9~Q8 sR7.kLm";
+    let closed = closed_port();
     let c = Check::new("1001,alice@contoso.com\n").dotenv(&format!(
         "SIP_SERVER=127.0.0.1:{}\nSIP_TRANSPORT=tcp\nSIP_USERNAME=blf\n\
          SIP_PASSWORD={secret} # the PBX account\nSIP_LISTEN=127.0.0.1:0\nRUST_LOG=trace\n",
-        closed_port()
+        closed.port
     ));
     let out = c.run_blocking(&["--timeout", "1"]);
     let all = text(&out);
@@ -210,18 +226,19 @@ fn an_unquoted_dotenv_value_with_a_space_is_read_whole_and_never_shown() {
     assert!(!all.contains("Xy9") && !all.contains("sR7"), "{all}");
 }
 
-/// A check that fails at once (TCP to a closed port) with `.env` holding `dotenv`.
-fn quick_check_with(dotenv: &str) -> Check {
+/// A check that fails at once (TCP to `closed`) with `.env` holding `dotenv`.
+fn quick_check_with(closed: &ClosedPort, dotenv: &str) -> Check {
     Check::new("1001,alice@contoso.com\n").dotenv(&format!(
         "SIP_SERVER=127.0.0.1:{}\nSIP_TRANSPORT=tcp\nSIP_USERNAME=blf\nSIP_PASSWORD=p\n\
          SIP_LISTEN=127.0.0.1:0\n{dotenv}",
-        closed_port()
+        closed.port
     ))
 }
 
 #[test]
 fn rust_log_and_log_format_from_dotenv_give_json_lines_without_colour() {
-    let out = quick_check_with("RUST_LOG=debug\nLOG_FORMAT=json\n").run_blocking(&[]);
+    let out =
+        quick_check_with(&closed_port(), "RUST_LOG=debug\nLOG_FORMAT=json\n").run_blocking(&[]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -245,7 +262,8 @@ fn rust_log_and_log_format_from_dotenv_give_json_lines_without_colour() {
 
 #[test]
 fn rust_log_from_dotenv_gives_plain_debug_lines_and_the_environment_wins() {
-    let c = quick_check_with("RUST_LOG=debug\n");
+    let closed = closed_port();
+    let c = quick_check_with(&closed, "RUST_LOG=debug\n");
     let out = c.run_blocking(&[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -291,9 +309,9 @@ async fn json_has_one_object_with_graph_outcomes_per_user() {
         .await
         .unwrap();
     // TCP to a closed port fails at once: this test is about the Graph side.
-    let port = closed_port();
+    let closed = closed_port();
     let c = Check::new("extension,email\n1001,alice@contoso.com\n1002,dave@contoso.com\n")
-        .pbx(&format!("127.0.0.1:{port}"), "blfsecret")
+        .pbx(&format!("127.0.0.1:{}", closed.port), "blfsecret")
         .var("SIP_TRANSPORT", "tcp")
         .tenant(&emu);
     let out = c.run(&["--json"]).await;
@@ -350,9 +368,9 @@ async fn a_missing_graph_permission_is_named() {
     })
     .await
     .unwrap();
-    let port = closed_port();
+    let closed = closed_port();
     let c = Check::new("1001,alice@contoso.com\n")
-        .pbx(&format!("127.0.0.1:{port}"), "blfsecret")
+        .pbx(&format!("127.0.0.1:{}", closed.port), "blfsecret")
         .var("SIP_TRANSPORT", "tcp")
         .tenant(&emu);
     let out = c.run(&[]).await;
@@ -538,6 +556,10 @@ fn refusals_and_silence_each_get_their_row() {
 
 // ---------------------------------------------------------------- real peers
 
+/// `--timeout` against real peers: generous for a loaded machine; a check
+/// that gets all its answers returns without waiting for it.
+const PEER_TIMEOUT: &str = "60";
+
 /// Runs `check` for the extension list `csv` against a fresh Kamailio and the
 /// Graph emulator (both kept alive for the caller to inspect).
 async fn against_kamailio_and_graph(csv: &str) -> (Kamailio, GraphEmulator, Output) {
@@ -548,7 +570,7 @@ async fn against_kamailio_and_graph(csv: &str) -> (Kamailio, GraphEmulator, Outp
     let c = Check::new(csv)
         .pbx(&pbx.sip_addr().to_string(), "blfsecret")
         .tenant(&emu);
-    let out = c.run(&[]).await;
+    let out = c.run(&["--timeout", PEER_TIMEOUT]).await;
     (pbx, emu, out)
 }
 
@@ -632,7 +654,7 @@ fn kamailio_reports_an_unknown_extension_as_idle() {
     let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
     let c = Check::new("1001,alice@contoso.com\n4711,nobody@contoso.com\n")
         .pbx(&pbx.sip_addr().to_string(), "blfsecret");
-    let out = c.run_blocking(&["--json"]);
+    let out = c.run_blocking(&["--json", "--timeout", PEER_TIMEOUT]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let v = json(&out);
     assert_eq!(v["extensions"][0]["pbx"], "idle", "{v:#}");
@@ -651,9 +673,9 @@ fn a_line_in_a_call_shows_busy() {
         .pbx(&pbx.sip_addr().to_string(), "blfsecret");
     // The call reaches the presence server a little after it is answered:
     // check again until it shows, within a deadline.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let v = loop {
-        let out = c.run_blocking(&["--json"]);
+        let out = c.run_blocking(&["--json", "--timeout", PEER_TIMEOUT]);
         let v = json(&out);
         let both_busy = (0..2).all(|i| v["extensions"][i]["pbx"] == "busy");
         if both_busy || Instant::now() > deadline {

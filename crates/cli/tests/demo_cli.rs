@@ -84,7 +84,7 @@ fn demo_plays_the_day_serves_status_and_clears_every_presence() {
         &mut seen,
         "done: every presence the service set is cleared",
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::PATIENCE;
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;

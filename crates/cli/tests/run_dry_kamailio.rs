@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{http_get, lines_of, status_addr, wait_for};
+use common::{http_get, lines_of, status_addr, wait_for_all};
 use testbed::{Kamailio, KamailioOptions, SippCall};
 
 #[test]
@@ -39,23 +39,29 @@ fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
     let out = lines_of(child.stdout.take().unwrap());
     let err = lines_of(child.stderr.take().unwrap());
     let mut log = Vec::new();
-    let status_line = wait_for(&err, &mut log, "status on http://");
-    let addr = status_addr(&status_line);
-    // Both subscriptions are live once their first NOTIFY arrived.
-    wait_for(&err, &mut log, "subscribed to 100");
-    wait_for(&err, &mut log, "subscribed to 100");
+    // The status line and both subscriptions (live once their first NOTIFY
+    // arrived), in whatever order they come.
+    let up = wait_for_all(
+        &err,
+        &mut log,
+        &[
+            "status on http://",
+            "subscribed to 1001 ",
+            "subscribed to 1002 ",
+        ],
+    );
+    let addr = status_addr(&up[0]);
 
     let mut decisions = Vec::new();
     let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(300)).unwrap();
-    wait_for(
+    // The two lines' NOTIFYs are independent: either decision may come first.
+    wait_for_all(
         &out,
         &mut decisions,
-        "1001 user1@contoso.com: setPresence Busy/InACall",
-    );
-    wait_for(
-        &out,
-        &mut decisions,
-        "1002 user2@contoso.com: setPresence Busy/InACall",
+        &[
+            "1001 user1@contoso.com: setPresence Busy/InACall",
+            "1002 user2@contoso.com: setPresence Busy/InACall",
+        ],
     );
 
     let (code, _) = http_get(&addr, "/readyz");
@@ -73,15 +79,13 @@ fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
 
     call.hang_up().unwrap();
     call.wait().unwrap();
-    wait_for(
+    wait_for_all(
         &out,
         &mut decisions,
-        "1001 user1@contoso.com: clearPresence",
-    );
-    wait_for(
-        &out,
-        &mut decisions,
-        "1002 user2@contoso.com: clearPresence",
+        &[
+            "1001 user1@contoso.com: clearPresence",
+            "1002 user2@contoso.com: clearPresence",
+        ],
     );
 
     Command::new("kill")

@@ -2,10 +2,11 @@
 //! masquerade), configured as a user would: `SIP_CONTACT_IP=auto`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use testbed::{KamailioOptions, NatLab};
 
@@ -33,6 +34,7 @@ fn contact_auto_uses_the_nat_mapping_and_notifies_arrive() {
         .env("SIP_PASSWORD", "blfsecret")
         .env("SIP_CONTACT_IP", "auto")
         .env("STUN_SERVERS", stun.addr().to_string())
+        // 5060 is free: the inside namespace belongs to this lab alone.
         .env("SIP_LISTEN", format!("{}:5060", lab.inside_ip()))
         .env("EXTENSIONS_JSON", dir.path().join("extensions.json"))
         .env("RUST_LOG", "info")
@@ -48,7 +50,7 @@ fn contact_auto_uses_the_nat_mapping_and_notifies_arrive() {
         }
     });
     // The initial NOTIFY of the subscription reaches us through the NAT.
-    let line = rx.recv_timeout(Duration::from_secs(30));
+    let line = rx.recv_timeout(common::PATIENCE);
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

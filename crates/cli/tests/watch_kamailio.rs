@@ -2,6 +2,8 @@
 //! SIPp phones on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -55,6 +57,7 @@ impl Watch {
     }
 
     /// Reads lines until `extension` reports `state` (a time-out is a failure).
+    #[allow(dead_code)] // for a single report; independent ones use `expect_all`
     fn expect(&mut self, extension: &str, state: &str) {
         self.expect_all(&[(extension, state)]);
     }
@@ -62,27 +65,14 @@ impl Watch {
     /// Reads lines until each `(extension, state)` was reported, in any order:
     /// NOTIFYs of two subscriptions race.
     fn expect_all(&mut self, wanted: &[(&str, &str)]) {
-        let from = self.seen.len();
-        loop {
-            let missing: Vec<_> = wanted
-                .iter()
-                .filter(|(e, s)| !self.seen[from..].iter().any(|(x, y)| x == e && y == s))
-                .collect();
-            let Some((extension, state)) = missing.first().copied() else {
-                return;
-            };
-            let v = self
-                .lines
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "no {extension} {state} within 30 s; seen so far: {:?}",
-                        self.seen
-                    )
-                });
+        let mut read = Vec::new();
+        common::wait_for_all_matching(&self.lines, &mut read, wanted, |v, (e, s)| {
+            v["extension"] == *e && v["line_state"] == *s
+        });
+        for v in read {
+            assert!(v["time"].is_number(), "{v}");
             let ext = v["extension"].as_str().unwrap().to_string();
             let st = v["line_state"].as_str().unwrap().to_string();
-            assert!(v["time"].is_number(), "{v}");
             self.seen.push((ext, st));
         }
     }
@@ -122,8 +112,7 @@ fn watch_prints_a_live_call_and_stops_cleanly() {
     watch.expect_all(&[("1001", "idle"), ("1002", "idle")]);
 
     let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(300)).unwrap();
-    watch.expect("1001", "busy");
-    watch.expect("1002", "busy");
+    watch.expect_all(&[("1001", "busy"), ("1002", "busy")]);
     call.hang_up().unwrap();
     call.wait().unwrap();
     watch.expect_all(&[("1001", "idle"), ("1002", "idle")]);

@@ -11,6 +11,10 @@ use sip_ua::{Event, Message, Subscription, Transport, UaConfig};
 use testbed::{Kamailio, KamailioOptions, SippCall};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+/// How long a wait for events lasts before the test fails: generous for a
+/// loaded 2-core machine; a passing run never waits for it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 fn config(pbx: &Kamailio, transport: Transport) -> UaConfig {
     let mut c = UaConfig::new(pbx.sip_addr().to_string(), "blf", "blfsecret");
     c.transport = transport;
@@ -99,7 +103,7 @@ async fn up(
     wait_until(
         &mut rx,
         &mut seen,
-        Duration::from_secs(15),
+        PATIENCE,
         "registration and subscriptions",
         |s| registered(s) >= 1 && exts.iter().all(|e| active(s, e) >= 1),
     )
@@ -119,7 +123,7 @@ async fn call_and_check(pbx: &Kamailio, rx: &mut UnboundedReceiver<Event>, seen:
     wait_until(
         rx,
         seen,
-        Duration::from_secs(30),
+        PATIENCE,
         "early → confirmed → terminated for 1001 and 1002",
         |s| saw_call(s, "1001") && saw_call(s, "1002"),
     )
@@ -136,13 +140,9 @@ async fn kamailio_407_register_subscribe_and_a_call() {
     let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
     let (h, mut rx, mut seen) = up(&pbx, config(&pbx, Transport::Udp), &["1001", "1002"]).await;
     // Initial NOTIFYs (no body: idle).
-    wait_until(
-        &mut rx,
-        &mut seen,
-        Duration::from_secs(5),
-        "initial NOTIFYs",
-        |s| !bodies(s, "1001").is_empty() && !bodies(s, "1002").is_empty(),
-    )
+    wait_until(&mut rx, &mut seen, PATIENCE, "initial NOTIFYs", |s| {
+        !bodies(s, "1001").is_empty() && !bodies(s, "1002").is_empty()
+    })
     .await;
     call_and_check(&pbx, &mut rx, &mut seen).await;
     h.shutdown().await.unwrap();
@@ -177,19 +177,23 @@ async fn kamailio_refreshes_happen_before_expiry() {
     cfg.register_expires = 6;
     let (h, mut rx, mut seen) = up(&pbx, cfg, &["1001"]).await;
     let t0 = std::time::Instant::now();
-    // Expiry 6 s → refresh every 3 s: three refreshes within 10 s, and the
-    // subscription never times out at the PBX.
+    // Expiry 6 s → refresh every 3 s: three refreshes in about 9 s, and the
+    // subscription never times out at the PBX. Refreshing only near the
+    // expiry (5 s or more each) would take 15 s or more; the slack below is
+    // for round trips on a loaded machine.
     wait_until(
         &mut rx,
         &mut seen,
-        Duration::from_secs(12),
+        Duration::from_secs(20),
         "three subscription refreshes",
         |s| active(s, "1001") >= 4,
     )
     .await;
-    assert!(t0.elapsed() < Duration::from_secs(11));
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(14), "{took:?}");
     // The registrar raises 6 s to its minimum of 60 s: the granted value counts,
-    // so the REGISTER is refreshed after 30 s, before it runs out.
+    // so the REGISTER is refreshed after 30 s, before it runs out (the asked
+    // 6 s would refresh after 3 s). t0 came a little after the registration.
     assert!(
         matches!(seen[0], Event::Registered { expires: 60, .. }),
         "{seen:#?}"
@@ -197,14 +201,14 @@ async fn kamailio_refreshes_happen_before_expiry() {
     wait_until(
         &mut rx,
         &mut seen,
-        Duration::from_secs(35),
+        Duration::from_secs(50),
         "registration refresh",
         |s| registered(s) >= 2,
     )
     .await;
     let took = t0.elapsed();
     assert!(
-        took > Duration::from_secs(25) && took < Duration::from_secs(35),
+        took > Duration::from_secs(20) && took < Duration::from_secs(45),
         "{took:?}"
     );
     assert_eq!(
@@ -234,7 +238,7 @@ async fn kamailio_restart_with_state_lost_recovers_by_itself() {
     tokio::task::block_in_place(|| pbx.restart_with_state_lost()).unwrap();
     let before = seen.len();
     // The next refresh gets 481 → new SUBSCRIBE → active again, for both.
-    wait_until(&mut rx, &mut seen, Duration::from_secs(20), "re-subscription after 481", |s| {
+    wait_until(&mut rx, &mut seen, PATIENCE, "re-subscription after 481", |s| {
         let after = &s[before..];
         ["1001", "1002"].iter().all(|e| {
             after.iter().any(|ev| matches!(ev, Event::SubscriptionFailed { extension, status: Some(481), .. } if extension == e))
@@ -265,13 +269,13 @@ async fn spoofed_notify_from_another_port_gets_481() {
     );
     spoofer.send_to(spoof.as_bytes(), ua_addr).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(5), spoofer.recv_from(&mut buf))
+    let (n, _) = tokio::time::timeout(PATIENCE, spoofer.recv_from(&mut buf))
         .await
         .expect("an answer to the spoofed NOTIFY")
         .unwrap();
     let resp = Message::parse(&buf[..n]).unwrap();
     assert_eq!(resp.status(), Some(481));
-    wait_until(&mut rx, &mut seen, Duration::from_secs(5), "NotifyRejected", |s| {
+    wait_until(&mut rx, &mut seen, PATIENCE, "NotifyRejected", |s| {
         s.iter().any(|e| matches!(e, Event::NotifyRejected { from, .. } if *from == spoofer.local_addr().unwrap()))
     })
     .await;
@@ -284,13 +288,9 @@ async fn spoofed_notify_from_another_port_gets_481() {
         Duration::from_millis(500),
     )
     .unwrap();
-    wait_until(
-        &mut rx,
-        &mut seen,
-        Duration::from_secs(30),
-        "call NOTIFYs for 1001",
-        |s| saw_call(s, "1001"),
-    )
+    wait_until(&mut rx, &mut seen, PATIENCE, "call NOTIFYs for 1001", |s| {
+        saw_call(s, "1001")
+    })
     .await;
     assert_eq!(
         count(&seen, |e| matches!(e, Event::SubscriptionTerminated { .. })),
@@ -338,7 +338,7 @@ async fn kamailio_tcp_restart_reconnects_and_resubscribes() {
     wait_until(
         &mut rx,
         &mut seen,
-        Duration::from_secs(30),
+        PATIENCE,
         "re-subscription over a new TCP connection",
         |s| {
             let after = &s[before..];
@@ -359,7 +359,7 @@ async fn kamailio_wrong_password_is_reported_not_looped() {
     cfg.password = "not-the-password".into();
     let (h, mut rx) = start(cfg, &["1001"]).await;
     let mut seen = Vec::new();
-    wait_until(&mut rx, &mut seen, Duration::from_secs(10), "RegistrationFailed and SubscriptionFailed", |s| {
+    wait_until(&mut rx, &mut seen, PATIENCE, "RegistrationFailed and SubscriptionFailed", |s| {
         s.iter().any(|e| matches!(e, Event::RegistrationFailed { reason, .. } if reason.contains("password")))
             && s.iter().any(|e| matches!(e, Event::SubscriptionFailed { diagnosis, .. } if diagnosis.contains("password")))
     })

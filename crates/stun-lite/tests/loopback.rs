@@ -133,7 +133,7 @@ async fn lost_requests_wrong_ids_and_garbage_then_the_answer() {
 
 #[tokio::test]
 async fn error_response_falls_back_to_the_next_server() {
-    let (refusing, _r1) =
+    let (refusing, mut refused) =
         scripted_server(|_, request, _| vec![error(request, 500, "Server Error")]).await;
     let (answering, _r2) = scripted_server(|_, request, from| vec![success(request, from)]).await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -143,9 +143,17 @@ async fn error_response_falls_back_to_the_next_server() {
         .unwrap();
     assert_eq!(found.server, answering);
     assert_eq!(found.public, socket.local_addr().unwrap());
+    // No waiting after a refusal: no retransmission to the refusing server
+    // (the first is due after 500 ms), and well within its 5 s share. Not a
+    // bound of 500 ms on the whole query: a loaded machine may take that long.
+    assert_eq!(
+        drain(&mut refused).len(),
+        1,
+        "retransmitted after a refusal"
+    );
     assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "no waiting after a refusal"
+        started.elapsed() < Duration::from_secs(5),
+        "waited for the refusing server's share"
     );
 }
 
@@ -161,10 +169,9 @@ async fn silent_server_is_given_up_within_its_share_of_the_timeout() {
     let elapsed = started.elapsed();
     assert_eq!(found.server, answering);
     // 1 s each: requests at 0 and 0.5 s to the silent one, then the next.
-    assert!(
-        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1900),
-        "{elapsed:?}"
-    );
+    // No third request (due at 1.5 s) shows that it moved on in time; an
+    // upper bound on the elapsed time would also measure the machine's load.
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert_eq!(drain(&mut seen).len(), 2);
 }
 

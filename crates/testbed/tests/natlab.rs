@@ -70,7 +70,8 @@ fn stun_from_inside_sees_the_public_address() {
     let stun = nat.start_coturn().unwrap();
     assert_eq!(stun.addr(), SocketAddr::new(nat.outside_ip(), 3478));
     let sock = nat.bind_udp_inside(0).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     sock.send_to(&binding_request(b"natlab-stun!"), stun.addr())
         .unwrap();
     let mut buf = [0u8; 1500];
@@ -94,7 +95,8 @@ fn kamailio_outside_answers_options_through_the_nat() {
     assert_eq!(pbx.sip_addr(), SocketAddr::new(nat.outside_ip(), 5060));
     assert_eq!(pbx.domain(), nat.outside_ip().to_string());
     let sock = nat.bind_udp_inside(0).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let me = sock.local_addr().unwrap();
     let host = nat.outside_ip();
     let msg = format!(

@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 
 use testbed::{Kamailio, KamailioOptions, SippCall, SippCallee, SippCaller};
 
+/// Deadline of a step that takes a second or so: generous for a loaded
+/// machine, never waited for when the step is done.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// `dlg.list` of Kamailio mentions a dialog in `state` (dialog module states:
 /// 1 unconfirmed, 2 early, 3 confirmed (no ACK), 4 confirmed, 5 deleted).
 fn dialogs(pbx: &Kamailio) -> String {
@@ -32,7 +36,7 @@ fn a_call_through_kamailio_completes() {
     assert!(log.contains("REQ INVITE sip:1002@127.0.0.1"), "{log}");
     assert!(log.contains("BYE in call"), "{log}");
     // the dialog states reached the presence server (pua PUBLISH -> 200)
-    pbx.wait_for_log("REPLY 200 OK for PUBLISH", Duration::from_secs(5))
+    pbx.wait_for_log("REPLY 200 OK for PUBLISH", PATIENCE)
         .unwrap();
     assert!(pbx
         .wait_for_log("no such line", Duration::from_millis(50))
@@ -45,7 +49,7 @@ fn a_held_call_hangs_up_when_told() {
     let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
     let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(200)).unwrap();
     // wait until Kamailio sees the dialog confirmed
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while !dialogs(&pbx).contains("state: 4") {
         assert!(
             Instant::now() < deadline,
@@ -57,7 +61,8 @@ fn a_held_call_hangs_up_when_told() {
     let hung_up_at = Instant::now();
     call.hang_up().unwrap();
     call.wait().unwrap();
-    assert!(hung_up_at.elapsed() < Duration::from_secs(5));
+    // Well before the held call's own end (10 minutes), with slack for a loaded machine.
+    assert!(hung_up_at.elapsed() < Duration::from_secs(30));
     assert!(pbx.log().contains("BYE in call"));
 }
 
@@ -67,16 +72,16 @@ fn two_concurrent_calls_to_one_extension() {
     let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
     let callee = SippCallee::start(&pbx, "1002", 2, Duration::from_millis(300)).unwrap();
     let first = SippCaller::start_held(&pbx, "1001", "1002").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while !dialogs(&pbx).contains("state: 4") {
         assert!(Instant::now() < deadline, "first call never confirmed");
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = SippCaller::start(&pbx, "1003", "1002", Duration::from_millis(300)).unwrap();
-    second.wait(Duration::from_secs(20)).unwrap();
+    second.wait(PATIENCE).unwrap();
     first.hang_up().unwrap();
-    first.wait(Duration::from_secs(10)).unwrap();
-    callee.wait(Duration::from_secs(10)).unwrap();
+    first.wait(PATIENCE).unwrap();
+    callee.wait(PATIENCE).unwrap();
     let log = pbx.log();
     assert_eq!(log.matches("BYE in call").count(), 2, "{log}");
 }

@@ -138,7 +138,8 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
         ("SIP_SERVER", server.as_str()),
         ("SIP_USERNAME", "blf"),
         ("SIP_PASSWORD", password.as_str()),
-        // Beside the embedded PBX, on a free port (not the default 5060).
+        // The embedded PBX is on loopback: any free port there, never a
+        // well-known one another program (or a second demo) may hold.
         ("SIP_LISTEN", "127.0.0.1:0"),
         ("EXTENSIONS_JSON", extensions_path.as_str()),
         ("PRESENCE_STATE_JSON", state_path.as_str()),

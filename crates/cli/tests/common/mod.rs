@@ -1,6 +1,7 @@
 //! Helpers for the tests that run the `sip-blf-sync` binary against real
 //! peers: a one-shot HTTP GET, a process's output as a channel of lines, and
-//! waiting on a line or a condition with a deadline.
+//! waiting, with a deadline, on a line, on a set of lines in any order, or
+//! on a condition.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 /// `GET path` on `addr` (HTTP/1.0): the status code and the body.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
+    // A hung server fails the test instead of hanging it.
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
@@ -41,17 +44,65 @@ pub fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String
     rx
 }
 
-/// Reads lines (keeping them in `seen`) until one contains `needle`; 30 s
-/// without it is a failure.
+/// How long a test waits for one expected event before it fails: generous,
+/// because a loaded 2-core CI machine can be slow, and a passing run never
+/// waits for it.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Reads lines (keeping them in `seen`) until one contains `needle`;
+/// [`PATIENCE`] without it is a failure.
 pub fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, needle: &str) -> String {
+    wait_for_all(rx, seen, &[needle]).remove(0)
+}
+
+/// Reads lines (keeping them in `seen`) until each of `needles` is contained
+/// in a line read by this call, in any order: independent events (two
+/// extensions, two subscriptions) race. Returns the matching line of each
+/// needle, in the order of `needles`.
+pub fn wait_for_all(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    needles: &[&str],
+) -> Vec<String> {
+    wait_for_all_matching(rx, seen, needles, |line, needle| line.contains(needle))
+}
+
+/// Reads items (keeping them in `seen`) until each of `wanted` matches its
+/// own item read by this call, in any order; [`PATIENCE`] without progress is
+/// a failure. Returns the matching item of each wanted one, in order.
+pub fn wait_for_all_matching<T: Clone + std::fmt::Debug, W: std::fmt::Debug>(
+    rx: &mpsc::Receiver<T>,
+    seen: &mut Vec<T>,
+    wanted: &[W],
+    matches: impl Fn(&T, &W) -> bool,
+) -> Vec<T> {
+    let from = seen.len();
+    let mut found: Vec<Option<usize>> = vec![None; wanted.len()];
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no line with {needle:?} within 30 s; seen: {seen:#?}"));
-        seen.push(line.clone());
-        if line.contains(needle) {
-            return line;
+        // Each wanted item takes the first matching item not taken by another.
+        for (i, w) in wanted.iter().enumerate() {
+            if found[i].is_none() {
+                found[i] = (from..seen.len())
+                    .find(|&at| !found.contains(&Some(at)) && matches(&seen[at], w));
+            }
         }
+        if found.iter().all(Option::is_some) {
+            return found
+                .into_iter()
+                .flatten()
+                .map(|at| seen[at].clone())
+                .collect();
+        }
+        let item = rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            let missing: Vec<&W> = wanted
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(w, _)| w)
+                .collect();
+            panic!("still missing {missing:?} after {PATIENCE:?}; seen: {seen:#?}")
+        });
+        seen.push(item);
     }
 }
 
