@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Row};
 
 use crate::error::Peer;
 use crate::migrations::{latest, POSTGRES};
@@ -45,8 +45,16 @@ impl Store {
         if let Some(p) = &t.password {
             options = options.password(p);
         }
-        // connect_with opens one connection now: a wrong URL or login is
-        // reported at start, not at the first write
+        // one plain connection first: a wrong login or a server that is not
+        // there is reported at once (the pool would retry until its timeout)
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| StoreError::Unreachable {
+                server: peer.server.clone(),
+                detail: format!("no answer within {CONNECT_TIMEOUT:?}"),
+            })?
+            .map_err(|e| peer.connect_error(e))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .acquire_timeout(CONNECT_TIMEOUT)
