@@ -10,7 +10,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use crate::migrations::{latest, SQLITE};
-use crate::{rfc3339, Direction, LineEvent, LineRow, LineState, StoreError};
+use crate::{last_per_extension, rfc3339, Direction, LineEvent, LineRow, LineState, StoreError};
+
+/// Rows per INSERT: 10 columns each stays far below SQLite's limit of
+/// 32,766 bound parameters.
+const ROWS_PER_STATEMENT: usize = 100;
 
 /// How long a write waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,43 +111,53 @@ impl Store {
     ) -> Result<(), StoreError> {
         let err = |e| query_error("write", e);
         let mut tx = self.pool.begin().await.map_err(err)?;
-        for r in rows {
-            sqlx::query(
+        // many rows per statement: each statement is a hand-over to sqlx's
+        // SQLite thread, which is what a burst would otherwise wait on
+        let last = last_per_extension(rows);
+        for chunk in last.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO line_states (extension, email, name, line_state, dnd, counterparty, direction, source, since, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 VALUES {}
                  ON CONFLICT (extension) DO UPDATE SET
                     email = excluded.email, name = excluded.name, line_state = excluded.line_state,
                     dnd = excluded.dnd, counterparty = excluded.counterparty, direction = excluded.direction,
                     source = excluded.source, since = excluded.since, updated_at = excluded.updated_at",
-            )
-            .bind(&r.extension)
-            .bind(&r.email)
-            .bind(&r.name)
-            .bind(r.line_state.as_str())
-            .bind(r.dnd)
-            .bind(&r.counterparty)
-            .bind(r.direction.map(Direction::as_str))
-            .bind(&r.source)
-            .bind(rfc3339(r.since))
-            .bind(rfc3339(r.updated_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            if history {
-                sqlx::query(
-                    "INSERT INTO line_events (extension, line_state, dnd, counterparty, direction, source, at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .bind(&r.extension)
-                .bind(r.line_state.as_str())
-                .bind(r.dnd)
-                .bind(&r.counterparty)
-                .bind(r.direction.map(Direction::as_str))
-                .bind(&r.source)
-                .bind(rfc3339(r.updated_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+                placeholders(chunk.len(), 10)
+            );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.extension)
+                    .bind(&r.email)
+                    .bind(&r.name)
+                    .bind(r.line_state.as_str())
+                    .bind(r.dnd)
+                    .bind(&r.counterparty)
+                    .bind(r.direction.map(Direction::as_str))
+                    .bind(&r.source)
+                    .bind(rfc3339(r.since))
+                    .bind(rfc3339(r.updated_at));
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
+        }
+        if history {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO line_events (extension, line_state, dnd, counterparty, direction, source, at) VALUES {}",
+                    placeholders(chunk.len(), 7)
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(&r.extension)
+                        .bind(r.line_state.as_str())
+                        .bind(r.dnd)
+                        .bind(&r.counterparty)
+                        .bind(r.direction.map(Direction::as_str))
+                        .bind(&r.source)
+                        .bind(rfc3339(r.updated_at));
+                }
+                q.execute(&mut *tx).await.map_err(err)?;
             }
         }
         tx.commit().await.map_err(err)
@@ -243,4 +257,19 @@ fn time(text: String) -> Result<SystemTime, StoreError> {
     DateTime::parse_from_rfc3339(&text)
         .map(|t| SystemTime::from(t.with_timezone(&Utc)))
         .map_err(|_| unexpected("timestamp", &text))
+}
+
+/// `(?, ?, …), (?, ?, …)`: `rows` groups of `columns` placeholders (only
+/// placeholders: every value is bound).
+fn placeholders(rows: usize, columns: usize) -> String {
+    let group = format!("({})", vec!["?"; columns].join(", "));
+    vec![group; rows].join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_make_groups() {
+        assert_eq!(super::placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
 }

@@ -137,11 +137,11 @@ async fn a_batch_is_one_transaction() {
         .write_batch(&[LineRow::new("1001", LineState::Idle, "sip", at(0))])
         .await
         .unwrap();
-    // another program refuses one extension; the rows before it in the
-    // same batch must not stay behind
+    // another program refuses one extension's history row: by then the
+    // batch's line_states rows are written, and they must not stay behind
     let mut other = sqlx::SqliteConnection::connect(&url(&dir)).await.unwrap();
     sqlx::raw_sql(
-        "CREATE TRIGGER refuse_1003 BEFORE INSERT ON line_states WHEN NEW.extension = '1003'
+        "CREATE TRIGGER refuse_1003 BEFORE INSERT ON line_events WHEN NEW.extension = '1003'
          BEGIN SELECT RAISE(ABORT, 'refused by test'); END",
     )
     .execute(&mut other)
@@ -172,6 +172,26 @@ async fn a_batch_is_one_transaction() {
     assert_eq!(rows[0].line_state, LineState::Idle);
     assert_eq!(store.history("1001").await.unwrap().len(), 1);
     assert!(store.history("1002").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_big_burst_is_written_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LineStore::connect(&url(&dir)).await.unwrap();
+    // more rows than one statement takes, each extension twice
+    let mut rows: Vec<LineRow> = (0..250)
+        .map(|i| LineRow::new(format!("{}", 2000 + i), LineState::Ringing, "sip", at(0)))
+        .collect();
+    rows.extend(
+        (0..250).map(|i| LineRow::new(format!("{}", 2000 + i), LineState::Busy, "sip", at(1))),
+    );
+    store.write_batch(&rows).await.unwrap();
+    let now = store.line_states().await.unwrap();
+    assert_eq!(now.len(), 250);
+    assert!(now
+        .iter()
+        .all(|r| r.line_state == LineState::Busy && r.updated_at == at(1)));
+    assert_eq!(store.history("2249").await.unwrap().len(), 2);
 }
 
 #[tokio::test]
