@@ -121,7 +121,10 @@ impl Peer {
                     server,
                     database: self.database.clone(),
                 },
-                _ => self.query_error("connect", e),
+                _ => StoreError::Query {
+                    action: "connect",
+                    detail: self.redact(e.to_string()),
+                },
             },
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
@@ -134,10 +137,27 @@ impl Peer {
         }
     }
 
+    /// A PostgreSQL error after connect: the server gone (or going) is
+    /// [`StoreError::Unreachable`], anything else [`StoreError::Query`].
     pub(crate) fn query_error(&self, action: &'static str, e: sqlx::Error) -> StoreError {
-        StoreError::Query {
-            action,
-            detail: self.redact(e.to_string()),
+        let gone = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+            // admin_shutdown, crash_shutdown, cannot_connect_now
+            sqlx::Error::Database(db) => {
+                matches!(db.code().as_deref(), Some("57P01" | "57P02" | "57P03"))
+            }
+            _ => false,
+        };
+        if gone {
+            StoreError::Unreachable {
+                server: self.server.clone(),
+                detail: self.redact(e.to_string()),
+            }
+        } else {
+            StoreError::Query {
+                action,
+                detail: self.redact(e.to_string()),
+            }
         }
     }
 }

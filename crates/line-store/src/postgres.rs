@@ -14,6 +14,9 @@ use crate::target::{PgTarget, SslMode};
 use crate::{last_per_extension, to_utc, Direction, LineEvent, LineRow, StoreError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for a connection while the server is away before
+/// it fails (and the caller retries later).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serialises migrations of several services starting at once.
 const MIGRATION_LOCK: i64 = 0x6c69_6e65_7374_6f72; // "linestor"
 
@@ -57,7 +60,7 @@ impl Store {
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .acquire_timeout(CONNECT_TIMEOUT)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|e| peer.connect_error(e))?;

@@ -204,3 +204,32 @@ async fn a_stopped_server_is_reported_as_unreachable() {
     assert!(msg.contains("check that it runs"), "{msg}");
     assert!(!msg.contains(POSTGRES_PASSWORD), "{msg}");
 }
+
+#[tokio::test]
+#[ignore = "real peer: PostgreSQL"]
+async fn writes_fail_while_the_server_is_away_and_work_again_after() {
+    let mut pg = Postgres::start().unwrap();
+    let store = LineStore::connect(&pg.url()).await.unwrap();
+    store
+        .write_batch(&[LineRow::new("1001", LineState::Idle, "sip", at(0))])
+        .await
+        .unwrap();
+
+    pg.stop();
+    let err = store
+        .write_batch(&[LineRow::new("1001", LineState::Busy, "sip", at(1))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    assert!(err.is_transient());
+
+    // the same store, no reconnect by the caller: the pool opens a new connection
+    pg.restart().unwrap();
+    store
+        .write_batch(&[LineRow::new("1001", LineState::Busy, "sip", at(1))])
+        .await
+        .unwrap();
+    let rows = store.line_states().await.unwrap();
+    assert_eq!(rows[0].line_state, LineState::Busy);
+    assert_eq!(rows[0].updated_at, at(1));
+}

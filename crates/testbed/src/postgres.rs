@@ -34,6 +34,7 @@ pub struct Postgres {
     addr: SocketAddr,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    owner: Option<(u32, u32)>,
     proc: Option<Proc>,
 }
 
@@ -52,6 +53,7 @@ impl Postgres {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             bin,
             dir,
+            owner,
             proc: None,
         };
         pg.initdb(owner)?;
@@ -59,24 +61,12 @@ impl Postgres {
         loop {
             attempt += 1;
             pg.addr.set_port(free_port(&[pg.addr.ip()], true)?);
-            let d = pg.dir.path();
-            let mut cmd = pg.command("postgres", owner);
-            cmd.arg("-D")
-                .arg(d.join("data"))
-                .arg("-p")
-                .arg(pg.addr.port().to_string())
-                .arg("-k")
-                .arg(d)
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .args(["-c", "logging_collector=off"]);
-            let mut proc = Proc::spawn(cmd, "postgres", &pg.log_path())?;
-            match pg.wait_ready(&mut proc) {
-                Ok(()) => {
+            match pg.spawn() {
+                Ok(proc) => {
                     pg.proc = Some(proc);
                     return Ok(pg);
                 }
                 Err(e) => {
-                    proc.stop_with(Signal::INT, Duration::from_secs(5));
                     let busy = pg.log_tail(ERROR_TAIL).contains("already in use");
                     if !(busy && attempt < 5) {
                         return Err(e);
@@ -85,6 +75,37 @@ impl Postgres {
                 }
             }
         }
+    }
+
+    /// Starts the postmaster on `self.addr` and waits until it is ready.
+    fn spawn(&self) -> Result<Proc> {
+        let d = self.dir.path();
+        let mut cmd = self.command("postgres", self.owner);
+        cmd.arg("-D")
+            .arg(d.join("data"))
+            .arg("-p")
+            .arg(self.addr.port().to_string())
+            .arg("-k")
+            .arg(d)
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "logging_collector=off"]);
+        let mut proc = Proc::spawn(cmd, "postgres", &self.log_path())?;
+        match self.wait_ready(&mut proc) {
+            Ok(()) => Ok(proc),
+            Err(e) => {
+                proc.stop_with(Signal::INT, Duration::from_secs(5));
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the server again after [`Postgres::stop`] (or stops and starts
+    /// it), on the same port with the same data: an outage and its end, for
+    /// tests of what clients do meanwhile.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.proc = Some(self.spawn()?);
+        Ok(())
     }
 
     fn initdb(&self, owner: Option<(u32, u32)>) -> Result<()> {
