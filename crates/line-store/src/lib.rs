@@ -75,7 +75,17 @@
 //! `line_events` has an `id`, `extension`, `line_state`, `dnd`,
 //! `counterparty`, `direction`, `source` and `at` (indexed). Timestamps are
 //! `timestamptz` on PostgreSQL and UTC text `YYYY-MM-DDTHH:MM:SS.ffffffZ`
-//! (which sorts as time) on SQLite.
+//! (which sorts as time) on SQLite; both keep microseconds, so a time read
+//! back has lost its nanoseconds.
+//!
+//! ## Errors
+//!
+//! [`StoreError`] says what to fix and never contains the password. A
+//! server that is away, before or after connect, is
+//! [`StoreError::Unreachable`]; with [`StoreError::Query`] (e.g. SQLite
+//! locked by another program for longer than 5 s) it is
+//! [`StoreError::is_transient`]: the caller keeps the batch and retries, and
+//! the pool opens a new connection by itself once the server is back.
 
 mod error;
 pub mod migrations;
@@ -88,7 +98,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
-pub use target::Target;
+pub use target::{PgTarget, SslMode, Target};
 
 /// The state of one line, as stored in `line_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

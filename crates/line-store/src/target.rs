@@ -98,6 +98,11 @@ impl Target {
                 if path.is_empty() {
                     return Err(bad("sqlite:// without a file path"));
                 }
+                if path == ":memory:" || path.starts_with("file:") {
+                    return Err(bad(format!(
+                        "{path:?} is not a file path; an in-memory database would lose every row at restart"
+                    )));
+                }
                 Ok(Target::Sqlite {
                     path: PathBuf::from(path),
                 })
@@ -206,6 +211,7 @@ mod tests {
             ("lines.db", "no scheme"),
             ("mysql://u:hunter2@h/db", "unknown scheme"),
             ("sqlite://", "without a file path"),
+            ("sqlite://:memory:", "in-memory"),
             ("postgres://:hunter2@h/db", "no user name"),
             (
                 "postgres://u:hunter2@h/db?sslmode=verify-full",
