@@ -4,6 +4,8 @@
 #                                        (kamcmd comes with kamailio)
 #   sip-tester                           SIPp, the phones
 #   coturn                               STUN server (run STUN-only by the tests)
+#   postgresql                           the database sink's server (each test
+#                                        runs initdb + postgres of its own)
 #   iproute2, nftables, procps           ip netns / ss, the NAT rule, sysctl
 #   systemd                              systemd-analyze verify for the example unit
 # The tests start their own instances on loopback (crates/testbed); the
@@ -15,8 +17,8 @@
 # when there is one.
 set -euo pipefail
 
-PKGS=(kamailio kamailio-presence-modules sip-tester coturn iproute2 nftables procps systemd)
-SERVICES=(kamailio coturn)
+PKGS=(kamailio kamailio-presence-modules sip-tester coturn postgresql iproute2 nftables procps systemd)
+SERVICES=(kamailio coturn postgresql)
 
 log() { echo "install-peers: $*"; }
 
@@ -37,8 +39,8 @@ fi
 
 if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
-	# Keep invoke-rc.d / deb-systemd-invoke from starting kamailio and coturn
-	# with their stock configs during the install: a policy-rc.d that says no
+	# Keep invoke-rc.d / deb-systemd-invoke from starting kamailio, coturn and
+	# postgresql with their stock configs during the install: a policy-rc.d that says no
 	# (only if there is none already; removed again afterwards).
 	POLICY=/usr/sbin/policy-rc.d
 	ADDED_POLICY=0
@@ -70,12 +72,17 @@ if [ "$(id -u)" = 0 ]; then
 	done
 fi
 
-for p in kamailio kamcmd sipp turnserver ip ss nft sysctl; do
+for p in kamailio kamcmd sipp turnserver psql createdb ip ss nft sysctl; do
 	PATH="$PATH:/usr/sbin:/sbin" command -v "$p" >/dev/null || {
 		echo "install-peers: $p still missing after the install" >&2
 		exit 1
 	}
 done
+# Debian keeps the server's programs out of PATH, one directory per version
+ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/postgres /usr/lib/postgresql/*/bin/pg_isready >/dev/null 2>&1 || {
+	echo "install-peers: PostgreSQL's initdb/postgres/pg_isready are missing" >&2
+	exit 1
+}
 ls /usr/lib/*/kamailio/modules/presence_dialoginfo.so >/dev/null 2>&1 || {
 	echo "install-peers: Kamailio's presence modules are missing" >&2
 	exit 1

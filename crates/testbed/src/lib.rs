@@ -1,7 +1,7 @@
 //! Start and stop the real peers the tests talk to: Kamailio (registrar,
 //! proxy and presence server for the `dialog` and `presence` event packages),
-//! SIPp phones (calls, and PIDF PUBLISHes with [`SippPublisher`]) and
-//! a STUN-only coturn, all on loopback, each instance on its own free ports
+//! SIPp phones (calls, and PIDF PUBLISHes with [`SippPublisher`]),
+//! a STUN-only coturn and a private PostgreSQL ([`Postgres`]), all on loopback, each instance on its own free ports
 //! with its own temporary run directory, so tests can run in parallel.
 //!
 //! Every process is a child of the test; it is stopped by its pid (SIGTERM,
@@ -54,6 +54,7 @@ mod coturn;
 mod kamailio;
 mod natlab;
 mod ports;
+mod postgres;
 mod process;
 mod sipp;
 mod sipp_publish;
@@ -64,6 +65,7 @@ use std::time::Duration;
 pub use coturn::Coturn;
 pub use kamailio::{Kamailio, KamailioOptions};
 pub use natlab::NatLab;
+pub use postgres::{Postgres, POSTGRES_DB, POSTGRES_PASSWORD, POSTGRES_USER};
 pub use sipp::{SippCall, SippCallee, SippCaller};
 pub use sipp_publish::SippPublisher;
 

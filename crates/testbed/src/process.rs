@@ -141,6 +141,12 @@ impl Proc {
     /// SIGTERM, wait up to `grace`, then SIGKILL; afterwards SIGKILL any of its
     /// children that outlived it. Only this pid and its own descendants.
     pub(crate) fn stop(&mut self, grace: Duration) {
+        self.stop_with(Signal::TERM, grace);
+    }
+
+    /// As [`Proc::stop`], with `first` instead of SIGTERM (PostgreSQL takes
+    /// SIGTERM as "wait for every client to leave", SIGINT as "shut down now").
+    pub(crate) fn stop_with(&mut self, first: Signal, grace: Duration) {
         if self.stopped {
             return;
         }
@@ -152,7 +158,7 @@ impl Proc {
         // children are recorded again while it shuts down: one forked late
         // (start-up not finished) must not be missed and left running
         let mut kids = descendants(pid);
-        signal(pid, Signal::TERM);
+        signal(pid, first);
         let deadline = Instant::now() + grace;
         while self.exited().is_none() {
             for kid in descendants(pid) {
@@ -162,7 +168,7 @@ impl Proc {
             }
             if Instant::now() >= deadline {
                 eprintln!(
-                    "testbed: {} (pid {pid}) ignored SIGTERM for {grace:?}, sending SIGKILL",
+                    "testbed: {} (pid {pid}) ignored {first:?} for {grace:?}, sending SIGKILL",
                     self.name
                 );
                 let _ = self.child.kill();
