@@ -32,6 +32,8 @@ fn start(pbx: &Kamailio, dir: &std::path::Path, args: &[&str]) -> Child {
         .env("SIP_SERVER", pbx.sip_addr().to_string())
         .env("SIP_USERNAME", "blf")
         .env("SIP_PASSWORD", "blfsecret")
+        // Any free loopback port, not the default 5060 (the tests run at once).
+        .env("SIP_LISTEN", "127.0.0.1:0")
         .env("EXTENSIONS_JSON", dir.join("extensions.json"))
         .env("PRESENCE_STATE_JSON", dir.join("presence-state.json"))
         .env("HTTP_LISTEN", "127.0.0.1:0")
