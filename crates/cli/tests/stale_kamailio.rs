@@ -67,6 +67,29 @@ fn wait_line(
     }
 }
 
+/// The `watch --json` line of each of `extensions` with line state `state`,
+/// in any order: the two lines are independent and may come either way.
+fn wait_each(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    timeout: Duration,
+    state: &str,
+    extensions: &[&str],
+) -> Vec<serde_json::Value> {
+    let mut found: Vec<Option<serde_json::Value>> = vec![None; extensions.len()];
+    wait_line(rx, seen, timeout, state, |l| {
+        for (ext, slot) in extensions.iter().zip(found.iter_mut()) {
+            if slot.is_none() {
+                if let Some(v) = is(l, ext, state) {
+                    *slot = Some(v);
+                }
+            }
+        }
+        found.iter().all(Option::is_some)
+    });
+    found.into_iter().flatten().collect()
+}
+
 fn stop(mut child: Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -93,17 +116,12 @@ fn watch_prints_unknown_lines_while_the_pbx_is_down_then_the_real_state() {
     let _err = lines_of(child.stderr.take().unwrap());
     let mut seen = Vec::new();
     let t = Duration::from_secs(30);
-    for ext in ["1001", "1002"] {
-        // Both subscriptions are live once their first NOTIFY arrived.
-        wait_line(&out, &mut seen, t, "idle", |l| is(l, ext, "idle").is_some());
-    }
+    let both = ["1001", "1002"];
+    // Both subscriptions are live once their first NOTIFY arrived.
+    wait_each(&out, &mut seen, t, "idle", &both);
 
     pbx.stop();
-    for ext in ["1001", "1002"] {
-        let line = wait_line(&out, &mut seen, OUTAGE_NOTICED, "unknown", |l| {
-            is(l, ext, "unknown").is_some()
-        });
-        let v = is(&line, ext, "unknown").unwrap();
+    for v in wait_each(&out, &mut seen, OUTAGE_NOTICED, "unknown", &both) {
         let stale = &v["stale"];
         assert!(stale["lost_for_seconds"].as_u64().unwrap() >= 1, "{v}");
         assert!(stale["since"].as_f64().unwrap() > 0.0, "{v}");
@@ -111,11 +129,8 @@ fn watch_prints_unknown_lines_while_the_pbx_is_down_then_the_real_state() {
     }
 
     pbx.restart_keeping_state().unwrap();
-    for ext in ["1001", "1002"] {
-        let line = wait_line(&out, &mut seen, OUTAGE_NOTICED, "idle again", |l| {
-            is(l, ext, "idle").is_some()
-        });
-        assert!(is(&line, ext, "idle").unwrap().get("stale").is_none());
+    for v in wait_each(&out, &mut seen, OUTAGE_NOTICED, "idle", &both) {
+        assert!(v.get("stale").is_none(), "{v}");
     }
     stop(child);
 }
