@@ -82,7 +82,7 @@ impl LineState {
 
 impl fmt::Display for LineState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -113,9 +113,18 @@ impl<H: Clone + Eq> Slot<H> {
     }
 }
 
-/// One sink's queue: see the [module docs](self).
+/// One sink's queue: views in, writes out, with per-person coalescing,
+/// ordering, retry and backoff, and replay.
 ///
-/// Memory is one slot per person, whatever the rate of changes.
+/// Drive it like this (the runtime does):
+/// 1. feed each change: [`handle_view`](Self::handle_view);
+/// 2. take writes: [`poll_write`](Self::poll_write) until `None`; run them;
+/// 3. report each outcome: [`write_finished`](Self::write_finished);
+/// 4. sleep until [`poll_timeout`](Self::poll_timeout), then
+///    [`handle_timeout`](Self::handle_timeout).
+///
+/// Time only comes in as arguments, so tests move it by hand. Memory is one
+/// slot per person, whatever the rate of changes.
 #[derive(Debug, Clone)]
 pub struct Lane<H> {
     config: LaneConfig,

@@ -2,6 +2,8 @@
 //! they expect (a lost one fails by the timeout, which paused time reaches
 //! at once when nothing else can happen).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
