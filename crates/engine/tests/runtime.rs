@@ -23,9 +23,11 @@ struct Recorder {
     /// Writes wait for a permit after being reported (`None`: no gate).
     gate: Option<Arc<Semaphore>>,
     /// This many writes fail (transient) before they succeed.
-    fail_first: AtomicU32,
+    fail_first: Arc<AtomicU32>,
     /// Writes never return.
     stall: bool,
+    /// Failures are a lost connection rather than a transient error.
+    disconnect: bool,
 }
 
 impl Recorder {
@@ -35,8 +37,9 @@ impl Recorder {
             name,
             records,
             gate: None,
-            fail_first: AtomicU32::new(0),
+            fail_first: Arc::new(AtomicU32::new(0)),
             stall: false,
+            disconnect: false,
         };
         (sink, rx)
     }
@@ -72,7 +75,11 @@ impl Sink for Recorder {
                 let left = self.fail_first.load(Ordering::SeqCst);
                 if left > 0 {
                     self.fail_first.store(left - 1, Ordering::SeqCst);
-                    Err(SinkError::transient("503 from the test sink"))
+                    Err(if self.disconnect {
+                        SinkError::disconnected("connection reset by the test sink")
+                    } else {
+                        SinkError::transient("503 from the test sink")
+                    })
                 } else {
                     Ok(())
                 }
@@ -323,6 +330,38 @@ async fn failed_writes_back_off_exponentially_then_succeed() {
     assert!(attempts[1..].iter().all(|(r, _)| *r == WriteReason::Retry));
     rt.stop(STOP).await;
     assert_eq!(writes.recv().await, None, "the fourth attempt succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sink_that_reconnects_gets_every_current_view_again() {
+    let mut rt = Runtime::start(directory(), config()).unwrap();
+    let (mut sink, mut writes) = Recorder::new("database");
+    sink.disconnect = true;
+    let fail = sink.fail_first.clone();
+    rt.add_sink(sink).await.unwrap();
+    rt.observe(line("pbx-a", "1003", LineState::Idle))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut writes).await, change("bob", LineState::Idle));
+
+    // The next write finds the connection lost; after the backoff the sink
+    // gets bob's view again too, which it had confirmed before.
+    fail.store(1, Ordering::SeqCst);
+    rt.observe(line("pbx-a", "1001", LineState::Busy))
+        .await
+        .unwrap();
+    assert_eq!(next(&mut writes).await, change("alice", LineState::Busy));
+    let mut replayed = vec![next(&mut writes).await, next(&mut writes).await];
+    replayed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        replayed,
+        [
+            ("alice".into(), LineState::Busy, WriteReason::Replay),
+            ("bob".into(), LineState::Idle, WriteReason::Replay),
+        ]
+    );
+    rt.stop(STOP).await;
+    assert_eq!(writes.recv().await, None);
 }
 
 #[tokio::test]
