@@ -1,0 +1,214 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::LineState;
+
+fn lane() -> Lane<LineState> {
+    Lane::new(LaneConfig {
+        max_batch: 10,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(8),
+    })
+}
+
+fn p(name: &str) -> PersonId {
+    PersonId(name.to_owned())
+}
+
+fn held(batch: &[Write<LineState>]) -> Vec<(String, LineState, WriteReason)> {
+    batch
+        .iter()
+        .map(|w| (w.person.0.clone(), w.held, w.reason))
+        .collect()
+}
+
+#[test]
+fn changes_during_a_write_coalesce_into_one_write_of_the_latest() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    lane.handle_view(&p("alice"), Some(LineState::Ringing), t0);
+    let first = lane.poll_write(t0).unwrap();
+    assert_eq!(
+        held(&first),
+        [("alice".into(), LineState::Ringing, WriteReason::Change)]
+    );
+    for state in [
+        LineState::Busy,
+        LineState::Hold,
+        LineState::Busy,
+        LineState::Idle,
+    ] {
+        lane.handle_view(&p("alice"), Some(state), t0 + Duration::from_millis(5));
+        assert_eq!(lane.poll_write(t0), None, "one write in flight per person");
+    }
+    assert_eq!(
+        lane.queue_depth(),
+        0,
+        "bounded: the slot holds the latest only"
+    );
+    lane.write_finished(&p("alice"), Ok(()), t0);
+    let second = lane.poll_write(t0).unwrap();
+    assert_eq!(
+        held(&second),
+        [("alice".into(), LineState::Idle, WriteReason::Change)]
+    );
+    assert_eq!(second[0].caused_at, t0 + Duration::from_millis(5));
+    lane.write_finished(&p("alice"), Ok(()), t0);
+    assert_eq!(lane.poll_write(t0), None);
+    assert!(lane.is_idle());
+    assert_eq!(lane.held(&p("alice")), Some(&LineState::Idle));
+}
+
+#[test]
+fn a_change_back_to_what_is_held_while_in_flight_is_not_written_twice() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.poll_write(t0).unwrap();
+    lane.handle_view(&p("alice"), Some(LineState::Idle), t0);
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.write_finished(&p("alice"), Ok(()), t0);
+    assert_eq!(lane.poll_write(t0), None);
+}
+
+#[test]
+fn equal_values_and_leave_alone_are_not_written() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.poll_write(t0).unwrap();
+    lane.write_finished(&p("alice"), Ok(()), t0);
+    // Another view of the same person that the sink maps to the same value
+    // (the second phone's call): nothing to write.
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.handle_view(&p("bob"), None, t0);
+    assert_eq!(lane.poll_write(t0), None);
+}
+
+#[test]
+fn failures_back_off_exponentially_up_to_the_cap_and_retry_the_latest() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    let mut now = t0;
+    lane.handle_view(&p("alice"), Some(LineState::Busy), now);
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let batch = lane.poll_write(now).expect("due");
+        let wait = lane
+            .write_finished(&batch[0].person, Err(&SinkError::transient("503")), now)
+            .unwrap();
+        waits.push(wait.as_secs());
+        assert_eq!(lane.poll_timeout(), Some(now + wait));
+        // Not before its time.
+        assert_eq!(lane.poll_write(now + wait - Duration::from_millis(1)), None);
+        now += wait;
+        lane.handle_timeout(now);
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 8, 8]);
+    // A change during the wait is what the retry writes.
+    lane.handle_view(&p("alice"), Some(LineState::Idle), now);
+    let batch = lane.poll_write(now).unwrap();
+    assert_eq!(
+        held(&batch),
+        [("alice".into(), LineState::Idle, WriteReason::Retry)]
+    );
+    lane.write_finished(&p("alice"), Ok(()), now);
+    // A success starts the backoff over.
+    lane.handle_view(&p("alice"), Some(LineState::Busy), now);
+    lane.poll_write(now).unwrap();
+    let wait = lane.write_finished(&p("alice"), Err(&SinkError::permanent("no such user")), now);
+    assert_eq!(wait, Some(Duration::from_secs(1)));
+}
+
+#[test]
+fn retry_after_is_honoured_when_longer() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.poll_write(t0).unwrap();
+    let throttled = SinkError::Transient {
+        message: "429".into(),
+        retry_after: Some(Duration::from_secs(30)),
+    };
+    let wait = lane.write_finished(&p("alice"), Err(&throttled), t0);
+    assert_eq!(wait, Some(Duration::from_secs(30)));
+}
+
+#[test]
+fn one_failing_person_does_not_hold_up_another() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.poll_write(t0).unwrap();
+    lane.write_finished(&p("alice"), Err(&SinkError::transient("x")), t0);
+    lane.handle_view(&p("bob"), Some(LineState::Ringing), t0);
+    let batch = lane.poll_write(t0).unwrap();
+    assert_eq!(
+        held(&batch),
+        [("bob".into(), LineState::Ringing, WriteReason::Change)]
+    );
+}
+
+#[test]
+fn replay_writes_every_current_value_again() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    for (who, state) in [("alice", LineState::Busy), ("bob", LineState::Idle)] {
+        lane.handle_view(&p(who), Some(state), t0);
+    }
+    for w in lane.poll_write(t0).unwrap() {
+        lane.write_finished(&w.person, Ok(()), t0);
+    }
+    assert_eq!(lane.poll_write(t0), None);
+    lane.replay();
+    let batch = lane.poll_write(t0).unwrap();
+    assert_eq!(
+        held(&batch),
+        [
+            ("alice".into(), LineState::Busy, WriteReason::Replay),
+            ("bob".into(), LineState::Idle, WriteReason::Replay),
+        ]
+    );
+}
+
+#[test]
+fn a_lost_connection_pauses_the_lane_then_replays_everyone() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    for (who, state) in [("alice", LineState::Busy), ("bob", LineState::Idle)] {
+        lane.handle_view(&p(who), Some(state), t0);
+    }
+    let batch = lane.poll_write(t0).unwrap();
+    lane.write_finished(&batch[0].person, Ok(()), t0);
+    let wait = lane
+        .write_finished(&batch[1].person, Err(&SinkError::disconnected("reset")), t0)
+        .unwrap();
+    assert_eq!(wait, Duration::from_secs(1));
+    assert!(lane.is_paused());
+    lane.handle_view(&p("carol"), Some(LineState::Ringing), t0);
+    assert_eq!(lane.poll_write(t0), None, "paused");
+    assert_eq!(lane.poll_timeout(), Some(t0 + wait));
+    lane.handle_timeout(t0 + wait);
+    let mut replayed = held(&lane.poll_write(t0 + wait).unwrap());
+    replayed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        replayed,
+        [
+            ("alice".into(), LineState::Busy, WriteReason::Replay),
+            ("bob".into(), LineState::Idle, WriteReason::Replay),
+            ("carol".into(), LineState::Ringing, WriteReason::Change),
+        ]
+    );
+}
+
+#[test]
+fn batches_are_capped() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    for i in 0..25 {
+        lane.handle_view(&p(&format!("p{i:02}")), Some(LineState::Busy), t0);
+    }
+    let sizes: Vec<usize> = std::iter::from_fn(|| lane.poll_write(t0).map(|b| b.len())).collect();
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(lane.in_flight(), 25);
+}
