@@ -43,12 +43,15 @@
 //! ```
 
 mod facts;
+mod feed;
 mod lane;
+mod mailbox;
 mod runtime;
 mod sink;
 mod view;
 
 pub use facts::{AddressKey, Direction, Fact, LineState, Observation, Party, UnknownLineState};
+pub use feed::{FedView, FeedReport, ViewFeed};
 pub use lane::{Lane, LaneConfig, Write, WriteReason};
 pub use runtime::{ChannelSource, Runtime, RuntimeConfig, RuntimeError, SinkStatus, Source};
 pub use sink::{Sink, SinkError};

@@ -6,17 +6,18 @@
 //! mailbox (one entry per person, latest view wins) and moves on. Memory per
 //! sink is bounded by the number of people, whatever the rate of changes.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::facts::Observation;
+use crate::feed::ViewFeed;
 use crate::lane::{Lane, LaneConfig};
+use crate::mailbox::Mailbox;
 use crate::sink::{Sink, SinkError};
 use crate::view::{Directory, Observed, PersonId, View, Views};
 
@@ -25,8 +26,17 @@ pub trait Source: Send + 'static {
     /// The source's name, for logs and status (`sip`, `ami`).
     fn name(&self) -> &str;
 
-    /// The next observation; `None` once the source has stopped.
+    /// The next observation; `None` once the source has stopped. Must be
+    /// cancel-safe: the runtime drops the future when it stops the source.
     fn next(&mut self) -> impl Future<Output = Option<Observation>> + Send;
+
+    /// Called once when the runtime stops the source, with the time it may
+    /// take: let go of what the source holds (un-subscribe, log out). The
+    /// default does nothing.
+    fn stop(&mut self, limit: Duration) -> impl Future<Output = ()> + Send {
+        let _ = limit;
+        async {}
+    }
 }
 
 /// A source fed through a channel (tests, other integrations).
@@ -94,6 +104,7 @@ impl Default for RuntimeConfig {
 
 /// One sink's health, for status pages and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SinkStatus {
     /// The sink's name.
     pub name: String,
@@ -109,42 +120,16 @@ pub struct SinkStatus {
     pub paused: bool,
 }
 
-/// A sink's inbox: the latest view per person and when it was first seen.
-#[derive(Debug, Default)]
-struct Mailbox {
-    inner: Mutex<MailboxInner>,
-    notify: Notify,
-}
-
-#[derive(Debug, Default)]
-struct MailboxInner {
-    views: BTreeMap<PersonId, (View, Instant)>,
-    closed: bool,
-}
-
-impl Mailbox {
-    fn put(&self, view: &View, at: Instant) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .views
-            .entry(view.person.clone())
-            .and_modify(|entry| entry.0 = view.clone())
-            .or_insert_with(|| (view.clone(), at));
-        drop(inner);
-        self.notify.notify_one();
-    }
-
-    fn close(&self) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closed = true;
-        self.notify.notify_one();
-    }
-
-    fn take(&self) -> (BTreeMap<PersonId, (View, Instant)>, bool) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        (std::mem::take(&mut inner.views), inner.closed)
+impl SinkStatus {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            queue_depth: 0,
+            in_flight: 0,
+            failures: 0,
+            last_success: None,
+            paused: false,
+        }
     }
 }
 
@@ -169,8 +154,9 @@ pub struct Runtime {
     tap: broadcast::Sender<View>,
     lane: LaneConfig,
     hub: JoinHandle<()>,
-    sources: Vec<JoinHandle<()>>,
-    sinks: Vec<(JoinHandle<()>, Arc<Mutex<SinkStatus>>)>,
+    sources: Vec<(JoinHandle<()>, oneshot::Sender<Duration>)>,
+    /// Each sink's task (none for a feed, which its owner drives) and status.
+    sinks: Vec<(Option<JoinHandle<()>>, Arc<Mutex<SinkStatus>>)>,
 }
 
 impl Runtime {
@@ -193,22 +179,36 @@ impl Runtime {
         })
     }
 
-    /// Runs `source` in a task of its own until it ends or the runtime stops.
+    /// Runs `source` in a task of its own until it ends or the runtime
+    /// stops it (then [`Source::stop`] is called).
     pub fn add_source(&mut self, mut source: impl Source) {
         let inbox = self.inbox.clone();
-        self.sources.push(self.tokio.spawn(async move {
-            while let Some(observation) = source.next().await {
-                if inbox.send(Input::Observation(observation)).await.is_err() {
-                    return;
+        let (stop, mut stopping) = oneshot::channel::<Duration>();
+        let task = self.tokio.spawn(async move {
+            loop {
+                tokio::select! {
+                    biased;
+                    limit = &mut stopping => {
+                        if let Ok(limit) = limit {
+                            source.stop(limit).await;
+                        }
+                        return;
+                    }
+                    observation = source.next() => {
+                        let Some(observation) = observation else { break };
+                        if inbox.send(Input::Observation(observation)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             tracing::info!(source = source.name(), "source ended");
-        }));
+        });
+        self.sources.push((task, stop));
     }
 
-    /// Runs `sink` in a task of its own; it first gets every person's current
-    /// view (a replay), then every change.
-    pub async fn add_sink<S: Sink>(&mut self, sink: S) -> Result<(), RuntimeError> {
+    /// Registers a mailbox with the hub; returns it with every current view.
+    async fn mailbox(&self) -> Result<(Arc<Mailbox>, Vec<View>), RuntimeError> {
         let mailbox = Arc::new(Mailbox::default());
         let (reply, answer) = oneshot::channel();
         self.inbox
@@ -216,14 +216,14 @@ impl Runtime {
             .await
             .map_err(|_| RuntimeError::Stopped)?;
         let current = answer.await.map_err(|_| RuntimeError::Stopped)?;
-        let status = Arc::new(Mutex::new(SinkStatus {
-            name: sink.name().to_owned(),
-            queue_depth: 0,
-            in_flight: 0,
-            failures: 0,
-            last_success: None,
-            paused: false,
-        }));
+        Ok((mailbox, current))
+    }
+
+    /// Runs `sink` in a task of its own; it first gets every person's current
+    /// view (a replay), then every change.
+    pub async fn add_sink<S: Sink>(&mut self, sink: S) -> Result<(), RuntimeError> {
+        let (mailbox, current) = self.mailbox().await?;
+        let status = Arc::new(Mutex::new(SinkStatus::new(sink.name())));
         let mut lane = Lane::new(self.lane.clone());
         // What there was when the sink was added is a replay.
         let at = now();
@@ -232,8 +232,19 @@ impl Runtime {
         }
         lane.replay();
         let task = run_sink(sink, mailbox, lane, status.clone());
-        self.sinks.push((self.tokio.spawn(task), status));
+        self.sinks.push((Some(self.tokio.spawn(task)), status));
         Ok(())
+    }
+
+    /// A [`ViewFeed`] for a sink named `name` that its owner drives (see
+    /// [`ViewFeed`]); its first batch is every person's current view. It
+    /// is listed in [`sink_status`](Self::sink_status) with what the owner
+    /// reports.
+    pub async fn add_feed(&mut self, name: &str) -> Result<ViewFeed, RuntimeError> {
+        let (mailbox, current) = self.mailbox().await?;
+        let status = Arc::new(Mutex::new(SinkStatus::new(name)));
+        self.sinks.push((None, status.clone()));
+        Ok(ViewFeed::new(mailbox, status, current, now()))
     }
 
     /// Takes `observation` in, as a source would.
@@ -269,16 +280,27 @@ impl Runtime {
             .collect()
     }
 
-    /// Stops the sources, lets each sink finish what it has to write
-    /// (within `limit` in all), and stops what is left.
+    /// Stops the sources (each gets [`Source::stop`]), lets each sink
+    /// finish what it has to write (within `limit` in all), and stops what
+    /// is left. A [`ViewFeed`] gets its last changes, then `None`.
     pub async fn stop(self, limit: Duration) {
-        for source in &self.sources {
-            source.abort();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut stopping = Vec::new();
+        for (task, stop) in self.sources {
+            // A source that has ended already has dropped its receiver.
+            let _ = stop.send(limit);
+            stopping.push(task);
+        }
+        for task in stopping {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
         }
         drop(self.inbox);
-        let deadline = tokio::time::Instant::now() + limit;
         let _ = tokio::time::timeout_at(deadline, self.hub).await;
         for (task, status) in self.sinks {
+            let Some(task) = task else { continue };
             let abort = task.abort_handle();
             if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
