@@ -144,6 +144,10 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// A sink's status, written by its task (or a feed's owner), read by
+/// [`Runtime::sink_status`].
+type SharedStatus = Arc<Mutex<SinkStatus>>;
+
 /// The running engine: add sources and sinks, watch the tap, stop.
 ///
 /// See the crate docs for an example.
@@ -156,7 +160,7 @@ pub struct Runtime {
     hub: JoinHandle<()>,
     sources: Vec<(JoinHandle<()>, oneshot::Sender<Duration>)>,
     /// Each sink's task (none for a feed, which its owner drives) and status.
-    sinks: Vec<(Option<JoinHandle<()>>, Arc<Mutex<SinkStatus>>)>,
+    sinks: Vec<(Option<JoinHandle<()>>, SharedStatus)>,
 }
 
 impl Runtime {
