@@ -16,6 +16,7 @@ pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;
 pub mod observe;
+pub mod people;
 pub mod problems;
 pub mod run;
 pub mod settings;

@@ -1,15 +1,92 @@
-//! `sip-blf-sync run`: the service. The SIP BLF source wired to the Graph
-//! sink, or to the log sink (`--dry-run`, and the default when no tenant is
-//! configured), with `/healthz`, `/readyz`, `/metrics` and `/status`.
+//! `sip-blf-sync run`: the service. Sources (`SOURCES`, default `sip`: the
+//! PBX's BLF subscriptions) feed the engine ([`sip_blf_engine::Runtime`]),
+//! which keeps each person's combined view and hands it to every sink
+//! (`SINKS`): Teams presence through Microsoft Graph (`graph`, the default
+//! when `AZURE_TENANT_ID` is set), or the same decisions printed (`log`, the
+//! default otherwise, and what `--dry-run` turns `graph` into). With
+//! `/healthz`, `/readyz`, `/metrics` and `/status`.
 
 use std::time::Duration;
+
+use sip_blf_engine::{Runtime, RuntimeConfig};
 
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
 use crate::observe::{self, Telemetry};
+use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
 use crate::sip_source::{Notice, SipSource};
+
+/// What `SOURCES` may list.
+pub const SOURCE_NAMES: [&str; 1] = ["sip"];
+
+/// What `SINKS` may list.
+pub const SINK_NAMES: [&str; 2] = ["graph", "log"];
+
+/// Where views go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkKind {
+    /// Teams presence through Microsoft Graph.
+    Graph,
+    /// The presence decisions, printed instead of applied.
+    Log,
+}
+
+/// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
+/// `valid`; duplicates count once; an empty list is a problem.
+fn names(var: &str, value: &str, valid: &[&str]) -> Result<Vec<String>, Problem> {
+    let mut out: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = name.to_ascii_lowercase();
+        if !valid.contains(&name.as_str()) {
+            return Err(Problem::in_var(
+                var,
+                format!("unknown name {name:?}; valid: {}", valid.join(", ")),
+            ));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if out.is_empty() {
+        return Err(Problem::in_var(
+            var,
+            format!("lists nothing; valid: {}", valid.join(", ")),
+        ));
+    }
+    Ok(out)
+}
+
+/// The sinks from `SINKS` (default: `graph` with a tenant, else `log`);
+/// `--dry-run` turns `graph` into `log`.
+pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem> {
+    let default = if env.get("AZURE_TENANT_ID").is_some() {
+        "graph"
+    } else {
+        "log"
+    };
+    let listed = names("SINKS", env.get("SINKS").unwrap_or(default), &SINK_NAMES)?;
+    let mut sinks = Vec::new();
+    for name in listed {
+        let kind = match name.as_str() {
+            "graph" if dry_run => SinkKind::Log,
+            "graph" => SinkKind::Graph,
+            _ => SinkKind::Log,
+        };
+        if !sinks.contains(&kind) {
+            sinks.push(kind);
+        }
+    }
+    if sinks.contains(&SinkKind::Graph) && sinks.contains(&SinkKind::Log) {
+        return Err(Problem::in_var(
+            "SINKS",
+            "graph and log are the same presence decisions, applied or printed: list one \
+             (or use --dry-run)",
+        ));
+    }
+    Ok(sinks)
+}
 
 /// Everything `run` needs, read and checked before anything connects.
 pub struct RunPlan {
@@ -18,6 +95,7 @@ pub struct RunPlan {
     engine: EngineConfig,
     http: Option<std::net::SocketAddr>,
     graph: Option<graph_presence::GraphConfig>,
+    sinks: Vec<SinkKind>,
 }
 
 impl RunPlan {
@@ -25,16 +103,25 @@ impl RunPlan {
     /// `AZURE_TENANT_ID` (or with `dry_run`) the decisions are only logged.
     pub fn from_env(env: &Env, dry_run: bool) -> Result<RunPlan, Problems> {
         let mut problems = Problems::default();
+        if let Some(value) = env.get("SOURCES") {
+            if let Err(p) = names("SOURCES", value, &SOURCE_NAMES) {
+                problems.push(p);
+            }
+        }
+        let sinks = sinks_from_env(env, dry_run).unwrap_or_else(|p| {
+            problems.push(p);
+            Vec::new()
+        });
         let sip = take(SipSettings::from_env(env), &mut problems);
         let extensions = take(
             extensions::load(&settings::extensions_path(env)),
             &mut problems,
         );
         let engine = take(EngineConfig::from_env(env), &mut problems);
-        let graph = if dry_run || env.get("AZURE_TENANT_ID").is_none() {
-            None
-        } else {
+        let graph = if sinks.contains(&SinkKind::Graph) {
             take(settings::graph_config(env), &mut problems)
+        } else {
+            None
         };
         let http = match observe::parse_http_listen(env.get("HTTP_LISTEN")) {
             Ok(h) => h,
@@ -50,6 +137,7 @@ impl RunPlan {
                 engine,
                 http,
                 graph,
+                sinks,
             }),
             _ => Err(problems),
         }
@@ -76,6 +164,11 @@ impl RunPlan {
     /// The Microsoft Graph configuration; `None` for a dry run.
     pub fn graph(&self) -> Option<&graph_presence::GraphConfig> {
         self.graph.as_ref()
+    }
+
+    /// The sinks, in the order listed.
+    pub fn sinks(&self) -> &[SinkKind] {
+        &self.sinks
     }
 }
 
@@ -173,6 +266,13 @@ pub async fn run_until(
         }
         None => None,
     };
+    let mut runtime = Runtime::start(
+        people::directory(&plan.extensions)?,
+        RuntimeConfig::default(),
+    )?;
+    telemetry.set_sink_board(runtime.board());
+    let presence_sink = if client.is_some() { "graph" } else { "log" };
+    let lines = PersonLines::new(runtime.add_feed(presence_sink).await?, &plan.extensions);
     let (mut source, notices) = SipSource::start(&plan.sip, &plan.extensions).await?;
     source.set_telemetry(telemetry.clone());
     notices.iter().for_each(log_notice);
@@ -182,18 +282,30 @@ pub async fn run_until(
         plan.sip.server,
         source.local_addr().unwrap_or(plan.sip.listen)
     );
+    runtime.add_source(source);
+    // One stop for the presence engine (it clears what it set), then the
+    // runtime (sources un-SUBSCRIBE and un-REGISTER, sinks finish).
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        let mut stopping = stopping;
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
     let options = plan.engine.run_options();
     match client {
         None => {
-            run_engine(
-                &mut source,
+            let presence = run_engine(
+                lines,
                 LogSink::printing(),
                 engine,
                 telemetry,
-                shutdown,
+                stopped,
                 options,
-            )
-            .await;
+            );
+            tokio::join!(signal, presence);
         }
         Some(client) => {
             let sink = GraphSink::new(client, telemetry.clone());
@@ -211,13 +323,13 @@ pub async fn run_until(
                     tracing::error!(%user, "cannot look up the user: {e}");
                 }
             });
-            run_engine(&mut source, sink, engine, telemetry, shutdown, options).await;
+            let presence = run_engine(lines, sink, engine, telemetry, stopped, options);
+            tokio::join!(signal, presence);
             token_watch.abort();
             warm_up.abort();
         }
     }
-    tracing::info!("stopping: un-subscribing and un-registering");
-    source.shutdown(Duration::from_secs(10)).await;
+    runtime.stop(Duration::from_secs(10)).await;
     if let Some(server) = http {
         let _ = server.shutdown().await;
     }

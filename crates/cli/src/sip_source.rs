@@ -5,6 +5,7 @@
 //! the dialog event wins, presence `closed` turns a dialog-idle line offline.
 //! A line one of whose subscriptions stays lost becomes `unknown` ([`StaleTracker`]).
 
+mod observations;
 mod stale;
 
 use std::collections::{HashMap, VecDeque};
@@ -21,6 +22,7 @@ use crate::extensions::Extension;
 use crate::observe::{RejectedNotifies, SubscriptionStatus, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
+pub use observations::{engine_line_state, observation, PBX};
 pub use stale::{Expired, StaleTracker, Staleness};
 
 /// One extension's line changed state.

@@ -53,6 +53,8 @@ mod view;
 pub use facts::{AddressKey, Direction, Fact, LineState, Observation, Party, UnknownLineState};
 pub use feed::{FedView, FeedReport, ViewFeed};
 pub use lane::{Lane, LaneConfig, Write, WriteReason};
-pub use runtime::{ChannelSource, Runtime, RuntimeConfig, RuntimeError, SinkStatus, Source};
+pub use runtime::{
+    ChannelSource, Runtime, RuntimeConfig, RuntimeError, SinkBoard, SinkStatus, Source,
+};
 pub use sink::{Sink, SinkError};
 pub use view::{Directory, DirectoryError, Observed, PersonId, View, Views};

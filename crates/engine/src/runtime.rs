@@ -148,6 +148,30 @@ fn now() -> Instant {
 /// [`Runtime::sink_status`].
 type SharedStatus = Arc<Mutex<SinkStatus>>;
 
+/// Every sink's status, shared: a handle a status page keeps (cheap to
+/// clone) that shows sinks added later too.
+#[derive(Debug, Clone, Default)]
+pub struct SinkBoard(Arc<Mutex<Vec<SharedStatus>>>);
+
+impl SinkBoard {
+    /// Each sink's health, in the order they were added.
+    pub fn sinks(&self) -> Vec<SinkStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .collect()
+    }
+
+    fn add(&self, status: SharedStatus) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(status);
+    }
+}
+
 /// The running engine: add sources and sinks, watch the tap, stop.
 ///
 /// See the crate docs for an example.
@@ -161,6 +185,7 @@ pub struct Runtime {
     sources: Vec<(JoinHandle<()>, oneshot::Sender<Duration>)>,
     /// Each sink's task (none for a feed, which its owner drives) and status.
     sinks: Vec<(Option<JoinHandle<()>>, SharedStatus)>,
+    board: SinkBoard,
 }
 
 impl Runtime {
@@ -180,6 +205,7 @@ impl Runtime {
             hub,
             sources: Vec::new(),
             sinks: Vec::new(),
+            board: SinkBoard::default(),
         })
     }
 
@@ -236,6 +262,7 @@ impl Runtime {
         }
         lane.replay();
         let task = run_sink(sink, mailbox, lane, status.clone());
+        self.board.add(status.clone());
         self.sinks.push((Some(self.tokio.spawn(task)), status));
         Ok(())
     }
@@ -247,6 +274,7 @@ impl Runtime {
     pub async fn add_feed(&mut self, name: &str) -> Result<ViewFeed, RuntimeError> {
         let (mailbox, current) = self.mailbox().await?;
         let status = Arc::new(Mutex::new(SinkStatus::new(name)));
+        self.board.add(status.clone());
         self.sinks.push((None, status.clone()));
         Ok(ViewFeed::new(mailbox, status, current, now()))
     }
@@ -278,10 +306,12 @@ impl Runtime {
 
     /// Each sink's health, in the order they were added.
     pub fn sink_status(&self) -> Vec<SinkStatus> {
-        self.sinks
-            .iter()
-            .map(|(_, s)| s.lock().unwrap_or_else(PoisonError::into_inner).clone())
-            .collect()
+        self.board.sinks()
+    }
+
+    /// A shared handle on every sink's health, for status pages.
+    pub fn board(&self) -> SinkBoard {
+        self.board.clone()
     }
 
     /// Stops the sources (each gets [`Source::stop`]), lets each sink

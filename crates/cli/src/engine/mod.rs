@@ -71,6 +71,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use blf::Mapping;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
+use sip_blf_engine::FeedReport;
 use tokio::sync::mpsc;
 
 pub use machine::{
@@ -91,12 +92,22 @@ pub trait LineSource: Send {
     /// The next change or notice; `None` once the source has stopped. Must be
     /// cancel-safe: the driver drops the future when a timer fires first.
     fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send;
+
+    /// How the sink is doing, for a source that reports it on (an engine
+    /// [`ViewFeed`](sip_blf_engine::ViewFeed)); the default drops it.
+    fn report(&self, report: FeedReport) {
+        let _ = report;
+    }
 }
 
 /// Lend a source to [`run_engine`] and keep it (e.g. to un-SUBSCRIBE after).
 impl<T: LineSource> LineSource for &mut T {
     fn next_event(&mut self) -> impl Future<Output = Option<SourceEvent>> + Send {
         (**self).next_event()
+    }
+
+    fn report(&self, report: FeedReport) {
+        (**self).report(report);
     }
 }
 
@@ -222,17 +233,19 @@ impl EngineConfig {
 }
 
 impl EngineConfig {
-    /// The engine for the extension list: each extension's user
-    /// ([`Extension::user`]: the object id when configured, else the UPN) with
-    /// its own mapping file when it names one, else the default mapping. Every
-    /// unreadable mapping file is reported at once.
+    /// The engine for the extension list: one slot per person
+    /// ([`crate::people`]: each extension's user, the object id when
+    /// configured, else the UPN), keyed by the person's extensions, with the
+    /// mapping file of the first of their entries that names one, else the
+    /// default mapping. Every unreadable mapping file is reported at once.
     pub fn build_engine(&self, extensions: &[Extension], now: Instant) -> Result<Engine, Problems> {
         let mut problems = Problems::default();
         let mut engine = Engine::new(self.settings.clone(), now);
-        for ext in extensions {
-            let mapping = match &ext.mapping {
+        for (user, entries) in crate::people::group_by_person(extensions) {
+            let named = entries.iter().find_map(|e| Some((*e, e.mapping.as_ref()?)));
+            let mapping = match named {
                 None => self.mapping.clone(),
-                Some(path) => match Mapping::load(path) {
+                Some((ext, path)) => match Mapping::load(path) {
                     Ok(m) => m,
                     Err(e) => {
                         problems.push(Problem::plain(format!(
@@ -245,7 +258,7 @@ impl EngineConfig {
                     }
                 },
             };
-            engine.add_extension(&ext.extension, ext.user(), mapping);
+            engine.add_extension(&crate::people::person_key(&entries), &user, mapping);
         }
         problems.into_result(engine)
     }
@@ -475,11 +488,16 @@ fn sending(telemetry: &Telemetry, commands: &[PresenceCommand]) {
 fn settle(
     engine: &mut Engine,
     telemetry: &Telemetry,
+    source: &impl LineSource,
     commands: &[PresenceCommand],
     results: &[Result<(), SinkError>],
 ) {
     let after = tokio_now();
     for (i, command) in commands.iter().enumerate() {
+        source.report(match results.get(i) {
+            Some(Ok(())) => FeedReport::Succeeded,
+            _ => FeedReport::Failed,
+        });
         match results.get(i) {
             Some(Ok(())) => {
                 engine.command_succeeded(command);
@@ -489,7 +507,9 @@ fn settle(
                     } else {
                         text
                     };
-                    telemetry.set_presence(&command.extension, &shown);
+                    for extension in crate::people::extensions_of_key(&command.extension) {
+                        telemetry.set_presence(extension, &shown);
+                    }
                 }
             }
             Some(Err(e)) => {
@@ -521,11 +541,11 @@ fn settle(
 /// Most events taken at once from a backlog before deciding.
 const MAX_BACKLOG: usize = 10_000;
 
-fn handle(event: SourceEvent, engine: &mut Engine, telemetry: &Telemetry) {
+fn handle(event: SourceEvent, engine: &mut Engine) {
     match event {
         // The NOTIFY itself is counted by the source that received it.
+        // The line's state in `/status` is the source's to report.
         SourceEvent::Line(change) => {
-            telemetry.set_line_state(&change.extension, change.line_state);
             // From the NOTIFY's arrival: the latency counts the hop here too.
             let at = change.received_at.unwrap_or_else(tokio_now);
             engine.line_changed(&change.extension, change.line_state, at);
@@ -624,11 +644,11 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
             }
             Some(done) = calls.next(), if !calls.is_empty() => {
                 let (id, results): (u64, Vec<Result<(), SinkError>>) = done;
-                finish(&mut engine, &telemetry, &mut persistence, &mut in_flight, id, &results);
+                finish(&mut engine, &telemetry, &source, &mut persistence, &mut in_flight, id, &results);
             }
             event = source.next_event(), if !ended => match event {
                 None => ended = true,
-                Some(event) => handle(event, &mut engine, &telemetry),
+                Some(event) => handle(event, &mut engine),
             },
             () = timer => {}
         }
@@ -646,7 +666,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
             match ready {
                 None => break,
                 Some(None) => ended = true,
-                Some(Some(event)) => handle(event, &mut engine, &telemetry),
+                Some(Some(event)) => handle(event, &mut engine),
             }
         }
         if calls.len() < limit {
@@ -676,6 +696,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
                 finish(
                     &mut engine,
                     &telemetry,
+                    &source,
                     &mut persistence,
                     &mut in_flight,
                     id,
@@ -698,7 +719,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
         let limit = options.shutdown_limit;
         sending(&telemetry, &commands);
         match tokio::time::timeout(limit, sink.apply(&commands)).await {
-            Ok(results) => settle(&mut engine, &telemetry, &commands, &results),
+            Ok(results) => settle(&mut engine, &telemetry, &source, &commands, &results),
             Err(_) => {
                 tracing::warn!(
                     "clearing presences at shutdown took longer than {limit:?}; stopped \
@@ -717,6 +738,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
 fn finish(
     engine: &mut Engine,
     telemetry: &Telemetry,
+    source: &impl LineSource,
     persistence: &mut Persistence,
     in_flight: &mut HashMap<u64, Vec<PresenceCommand>>,
     id: u64,
@@ -725,7 +747,7 @@ fn finish(
     let Some(commands) = in_flight.remove(&id) else {
         return;
     };
-    settle(engine, telemetry, &commands, results);
+    settle(engine, telemetry, source, &commands, results);
     persistence.record(engine, &commands, false);
 }
 

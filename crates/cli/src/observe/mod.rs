@@ -24,6 +24,10 @@
 //! | `graph_calls_total` | counter | `operation`, `outcome` = `ok`, `throttled`, `error` |
 //! | `graph_throttled_total` | counter (429s) | |
 //! | `notify_to_graph_seconds` | histogram, 0.1 ms … 10 s | |
+//! | `sink_queue_depth`, `sink_in_flight` | gauge | `sink` |
+//! | `sink_connected` | gauge (0/1) | `sink` |
+//! | `sink_last_success_timestamp_seconds` | gauge (Unix time, 0 if never) | `sink` |
+//! | `sink_write_failures_total` | counter | `sink` |
 //!
 //! ```
 //! use sip_blf_sync::observe::{CallOutcome, SubscriptionStatus, Telemetry};
@@ -44,6 +48,7 @@
 mod http;
 mod listener;
 mod log_limit;
+mod sinks;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,6 +197,7 @@ struct Inner {
     latency_hook: HookSlot,
     notify_hook: std::sync::OnceLock<NotifyHookSlot>,
     extensions: Mutex<BTreeMap<String, ExtensionStatus>>,
+    sinks: sinks::SinkMetrics,
 }
 
 /// Receives every NOTIFY→Graph latency sample (benchmarks keep the raw values).
@@ -327,6 +333,8 @@ impl Telemetry {
                 })
                 .set(0);
         }
+        let sink_metrics = sinks::SinkMetrics::default();
+        sink_metrics.register(&mut registry);
         lines.get_or_create(&StateLabel { state: "none" }).set(0);
         for state in LineState::ALL {
             lines
@@ -358,6 +366,7 @@ impl Telemetry {
                 latency_hook: HookSlot::default(),
                 notify_hook: std::sync::OnceLock::new(),
                 extensions: Mutex::new(BTreeMap::new()),
+                sinks: sink_metrics,
             }),
         }
     }
@@ -577,6 +586,10 @@ impl Telemetry {
     /// { "ready": false, "missing": ["no valid Graph token"],
     ///   "registered": true, "token_valid": false, "token_expires_in_seconds": null,
     ///   "graph_required": true,
+    ///   "sources": [ { "name": "sip", "connected": true } ],
+    ///   "sinks": [ { "name": "graph", "connected": true, "queue_depth": 0,
+    ///       "in_flight": 0, "failures": 0, "last_success_unix": 1795000000.5,
+    ///       "last_success_age_seconds": 2.0 } ],
     ///   "extensions": [ { "extension": "1001", "user": "user1@contoso.com",
     ///       "subscription": "active", "line_state": "busy", "presence": "Busy/InACall",
     ///       "last_notify_unix": 1795000000.25, "last_notify_age_seconds": 3.5,
@@ -641,12 +654,24 @@ impl Telemetry {
             "token_valid": self.inner.token_valid.load(Ordering::SeqCst),
             "token_expires_in_seconds": token_expires_in,
             "graph_required": self.inner.graph_required.load(Ordering::SeqCst),
+            "sources": [{
+                "name": "sip",
+                "connected": self.inner.registered.load(Ordering::SeqCst),
+            }],
+            "sinks": self.inner.sinks.status_json(now),
             "extensions": extensions,
         })
+    }
+    /// Shows each sink of the engine's `board` (its name, connection,
+    /// queue, failures, last success) in `/status` and `/metrics`. Set once;
+    /// later calls are ignored.
+    pub fn set_sink_board(&self, board: sip_blf_engine::SinkBoard) {
+        self.inner.sinks.set_board(board);
     }
     /// The `/metrics` text (OpenMetrics text format, which Prometheus reads;
     /// serve it with [`METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
+        self.inner.sinks.refresh();
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only drop the text.
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
