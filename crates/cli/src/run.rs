@@ -335,3 +335,45 @@ pub async fn run_until(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sinks(pairs: &[(&str, &str)], dry_run: bool) -> Result<Vec<SinkKind>, String> {
+        sinks_from_env(&Env::from_pairs(pairs.iter().copied()), dry_run).map_err(|p| p.to_string())
+    }
+
+    #[test]
+    fn sinks_default_to_graph_with_a_tenant_and_to_the_log_without() {
+        assert_eq!(sinks(&[], false), Ok(vec![SinkKind::Log]));
+        let tenant = [("AZURE_TENANT_ID", "contoso")];
+        assert_eq!(sinks(&tenant, false), Ok(vec![SinkKind::Graph]));
+        assert_eq!(sinks(&tenant, true), Ok(vec![SinkKind::Log]), "--dry-run");
+        assert_eq!(
+            sinks(&[("SINKS", " Graph , graph ")], false),
+            Ok(vec![SinkKind::Graph])
+        );
+    }
+
+    #[test]
+    fn unknown_or_empty_names_are_refused_with_the_valid_ones() {
+        let e = sinks(&[("SINKS", "graph,teams")], false).unwrap_err();
+        assert!(
+            e.contains("SINKS") && e.contains("\"teams\"") && e.contains("graph, log"),
+            "{e}"
+        );
+        let e = sinks(&[("SINKS", " , ")], false).unwrap_err();
+        assert!(e.contains("lists nothing"), "{e}");
+        let e = sinks(&[("SINKS", "graph,log")], false).unwrap_err();
+        assert!(e.contains("list one"), "{e}");
+        let e = names("SOURCES", "sip,ami", &SOURCE_NAMES)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SOURCES") && e.contains("\"ami\"") && e.contains("valid: sip"),
+            "{e}"
+        );
+        assert_eq!(names("SOURCES", "SIP", &SOURCE_NAMES).unwrap(), ["sip"]);
+    }
+}
