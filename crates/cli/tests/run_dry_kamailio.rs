@@ -72,10 +72,19 @@ fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
     let text = status.to_string();
     assert!(text.contains("\"1001\""), "{text}");
     assert!(text.contains("busy"), "{text}");
+    // Each source's and sink's health, by name.
+    assert_eq!(status["sources"][0]["name"], "sip", "{text}");
+    assert_eq!(status["sources"][0]["connected"], true, "{text}");
+    assert_eq!(status["sinks"][0]["name"], "log", "{text}");
+    assert_eq!(status["sinks"][0]["connected"], true, "{text}");
+    assert_eq!(status["sinks"][0]["failures"], 0, "{text}");
+    assert!(status["sinks"][0]["last_success_unix"].is_f64(), "{text}");
     let (code, metrics) = http_get(&addr, "/metrics");
     assert_eq!(code, 200);
     assert!(metrics.contains("sip_notifies_total"), "{metrics}");
     assert!(metrics.contains("sip_registered 1"), "{metrics}");
+    assert!(metrics.contains(r#"sink_connected{sink="log"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"sink_write_failures_total{sink="log"} 0"#), "{metrics}");
 
     call.hang_up().unwrap();
     call.wait().unwrap();
