@@ -35,11 +35,13 @@ fn env_example_parses_and_documents_every_variable() {
                     "RECONCILE_",
                     "STATUS_",
                     "HTTP_",
+                    "DATABASE_",
                 ]
                 .iter()
-                .any(|p| word.starts_with(p));
+                .any(|p| word.starts_with(p))
+                    || ["SOURCES", "SINKS"].contains(&word);
                 if known_prefix
-                    && word.len() > 5
+                    && word.len() >= 5
                     && !text.contains(word)
                     && !missing.contains(&word.to_string())
                 {
