@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use graph_emulator::GraphEmulator;
 use graph_presence::BudgetConfig;
-use sip_blf_sync::engine::{run_engine, EngineConfig, GraphSink};
 use sip_blf_sync::observe::Telemetry;
-use sip_blf_sync::settings::{self, Env, SipSettings};
-use sip_blf_sync::sip_source::SipSource;
+use sip_blf_sync::run::{run_until_ready, RunPlan};
+use sip_blf_sync::settings::Env;
 use tokio::sync::oneshot;
 
 use crate::fixture::{graph_env, Fixture};
@@ -244,61 +243,41 @@ async fn serve(
     stop: oneshot::Receiver<()>,
     ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
 ) -> Result<(), String> {
-    let env = Env::from_pairs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let sip = SipSettings::from_env(&env).map_err(|e| e.to_string())?;
-    let extensions = sip_blf_sync::extensions::load(&settings::extensions_path(&env))
-        .map_err(|e| e.to_string())?;
-    let engine_config = EngineConfig::from_env(&env).map_err(|e| e.to_string())?;
-    let mut graph = settings::graph_config(&env).map_err(|e| e.to_string())?;
+    let mut pairs = options.env.clone();
+    // `run` serves its status page by default; the benchmarks read telemetry directly.
+    if !pairs.iter().any(|(k, _)| k == "HTTP_LISTEN") {
+        pairs.push(("HTTP_LISTEN".to_owned(), "off".to_owned()));
+    }
+    let env = Env::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut plan = RunPlan::from_env(&env, false).map_err(|e| e.to_string())?;
     if let Some(budget) = options.budget {
-        graph.request_budget = budget;
+        plan.set_request_budget(budget);
     }
-    for e in &extensions {
-        telemetry.add_extension(&e.extension, e.user());
-    }
-    let (engine, loaded) = engine_config
-        .prepare(&extensions, tokio::time::Instant::now().into_std())
-        .map_err(|e| e.to_string())?;
-    let client = graph_presence::GraphClient::new(graph).map_err(|e| e.to_string())?;
-    let info = client.token_check().await.map_err(|e| e.to_string())?;
-    telemetry.set_token_valid(true);
-    telemetry.set_token_expiry(Some(std::time::SystemTime::now() + info.expires_in));
-    let (mut source, _notices) = SipSource::start(&sip, &extensions)
-        .await
-        .map_err(|e| e.to_string())?;
-    source.set_telemetry(telemetry.clone());
-    let addr = source
-        .local_addr()
-        .ok_or_else(|| "no SIP socket".to_owned())?;
-    let _ = ready.send(Ok(addr));
-    let sink = GraphSink::new(client, telemetry.clone());
-    sink.seed_from(&loaded.state);
-    let mut options = engine_config.run_options();
     // For comparisons: NO_STATE_FILE=1 leaves the state file out (the
     // engine and Graph path alone); CALLS_IN_FLIGHT=N sets how many Graph
     // calls may be in flight at once (1: one turn at a time).
     if std::env::var_os("NO_STATE_FILE").is_some() {
-        options.state_file = None;
+        plan.without_state_file();
     }
     if let Some(n) = std::env::var("CALLS_IN_FLIGHT")
         .ok()
         .and_then(|v| v.parse().ok())
     {
-        options.calls_in_flight = n;
+        plan.set_calls_in_flight(n);
     }
-    run_engine(
-        &mut source,
-        sink,
-        engine,
+    // The same wiring as `sip-blf-sync run`: sources → engine → sinks.
+    run_until_ready(
+        plan,
         telemetry,
         async {
             let _ = stop.await;
         },
-        options,
+        move |addr| {
+            let _ = ready.send(Ok(addr));
+        },
     )
-    .await;
-    source.shutdown(Duration::from_secs(2)).await;
-    Ok(())
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// NOTIFY arrival → Graph request arrival at the emulator, with the NOTIFY's

@@ -96,6 +96,8 @@ pub struct RunPlan {
     http: Option<std::net::SocketAddr>,
     graph: Option<graph_presence::GraphConfig>,
     sinks: Vec<SinkKind>,
+    calls_in_flight: Option<usize>,
+    persist: bool,
 }
 
 impl RunPlan {
@@ -138,6 +140,8 @@ impl RunPlan {
                 http,
                 graph,
                 sinks,
+                calls_in_flight: None,
+                persist: true,
             }),
             _ => Err(problems),
         }
@@ -169,6 +173,24 @@ impl RunPlan {
     /// The sinks, in the order listed.
     pub fn sinks(&self) -> &[SinkKind] {
         &self.sinks
+    }
+
+    /// Sets the Graph client's request budget (benchmarks).
+    pub fn set_request_budget(&mut self, budget: graph_presence::BudgetConfig) {
+        if let Some(graph) = &mut self.graph {
+            graph.request_budget = budget;
+        }
+    }
+
+    /// Sets how many Graph calls may be in flight at once (default
+    /// [`crate::engine::DEFAULT_CALLS_IN_FLIGHT`]).
+    pub fn set_calls_in_flight(&mut self, calls: usize) {
+        self.calls_in_flight = Some(calls);
+    }
+
+    /// Runs without the state file (benchmarks that measure the rest alone).
+    pub fn without_state_file(&mut self) {
+        self.persist = false;
     }
 }
 
@@ -224,6 +246,17 @@ pub async fn run_until(
     plan: RunPlan,
     telemetry: Telemetry,
     shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), Box<dyn std::error::Error>> {
+    run_until_ready(plan, telemetry, shutdown, |_| {}).await
+}
+
+/// [`run_until`], calling `ready` with the SIP socket's address once the
+/// source has started (benchmarks point their PBX at it).
+pub async fn run_until_ready(
+    plan: RunPlan,
+    telemetry: Telemetry,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<(), Box<dyn std::error::Error>> {
     for e in &plan.extensions {
         telemetry.add_extension(&e.extension, e.user());
@@ -282,6 +315,7 @@ pub async fn run_until(
         plan.sip.server,
         source.local_addr().unwrap_or(plan.sip.listen)
     );
+    ready(source.local_addr().unwrap_or(plan.sip.listen));
     runtime.add_source(source);
     // One stop for the presence engine (it clears what it set), then the
     // runtime (sources un-SUBSCRIBE and un-REGISTER, sinks finish).
@@ -294,7 +328,13 @@ pub async fn run_until(
         shutdown.await;
         let _ = stop.send(true);
     };
-    let options = plan.engine.run_options();
+    let mut options = plan.engine.run_options();
+    if let Some(calls) = plan.calls_in_flight {
+        options.calls_in_flight = calls;
+    }
+    if !plan.persist {
+        options.state_file = None;
+    }
     match client {
         None => {
             let presence = run_engine(
