@@ -3,7 +3,6 @@
 //! agent reports goes to the log (its `/status` and `/metrics` side is
 //! already recorded by the source's telemetry).
 
-use std::future::Future;
 use std::time::Duration;
 
 use sip_blf_engine::{Fact, Observation, Source};
@@ -53,26 +52,22 @@ impl Source for SipSource {
         "sip"
     }
 
-    fn next(&mut self) -> impl Future<Output = Option<Observation>> + Send {
-        async move {
-            loop {
-                match SipSource::next(self).await? {
-                    SourceEvent::Line(change) => {
-                        self.telemetry
-                            .set_line_state(&change.extension, change.line_state);
-                        return Some(observation(&change));
-                    }
-                    SourceEvent::Notice(notice) => log(&notice),
+    async fn next(&mut self) -> Option<Observation> {
+        loop {
+            match SipSource::next(self).await? {
+                SourceEvent::Line(change) => {
+                    self.telemetry
+                        .set_line_state(&change.extension, change.line_state);
+                    return Some(observation(&change));
                 }
+                SourceEvent::Notice(notice) => log(&notice),
             }
         }
     }
 
-    fn stop(&mut self, limit: Duration) -> impl Future<Output = ()> + Send {
-        async move {
-            tracing::info!("stopping: un-subscribing and un-registering");
-            self.shutdown(limit).await;
-        }
+    async fn stop(&mut self, limit: Duration) {
+        tracing::info!("stopping: un-subscribing and un-registering");
+        self.shutdown(limit).await;
     }
 }
 
