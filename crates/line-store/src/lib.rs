@@ -45,6 +45,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## The sink
+//!
+//! [`DatabaseSink`] is the engine's database sink
+//! ([`sip_blf_engine::Sink`]): each person's lines become rows of
+//! `line_states`, one per extension, a batch is one transaction, and
+//! [`DatabaseSink::prepare`] / [`DatabaseSink::finish`] make sure a restart
+//! leaves no stale row. See its docs.
+//!
 //! ## Why sqlx
 //!
 //! One well-kept crate gives both backends behind the same async API, with
