@@ -278,9 +278,11 @@ pub(crate) fn sink_error(e: &StoreError) -> SinkError {
         StoreError::Unreachable { .. } => SinkError::disconnected(e.to_string()),
         StoreError::Query { detail, .. } => {
             let d = detail.to_ascii_lowercase();
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6)
             if d.contains("database is locked")
                 || d.contains("database table is locked")
-                || d.contains("busy")
+                || d.contains("(code: 5)")
+                || d.contains("(code: 6)")
             {
                 SinkError::transient(format!(
                     "{e}; the SQLite file is locked by another program: retrying"
