@@ -10,6 +10,7 @@
 //! [`test_notify`].
 
 pub mod check;
+pub mod database;
 pub mod demo;
 pub mod dotenv;
 pub mod engine;

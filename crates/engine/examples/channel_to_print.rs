@@ -6,9 +6,10 @@
 //!
 //! Alice has a desk phone and a softphone on `pbx-a` and a mobile on
 //! `pbx-b`; Bob has one phone. Watch Alice stay busy until both of her
-//! calls have ended. This sink holds the whole view, so the moment her busy
-//! line moves from one phone to the other is a write too; a sink that holds
-//! only the line state (Teams) would not write then.
+//! calls have ended. This sink holds the whole view, every phone's line
+//! included, so a change on any phone is a write (her second call too, and
+//! the moment her busy line moves from one phone to the other); a sink that
+//! holds only the line state (Teams) would not write then.
 
 use std::error::Error;
 use std::time::{Duration, Instant};

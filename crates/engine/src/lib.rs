@@ -4,7 +4,8 @@
 //! The data path: a [`Source`] reports an [`Observation`] about an address
 //! it knows (extension `1001` on `pbx-a`: a [`Fact`]); the [`Directory`]
 //! names the person behind the address; [`Views`] combines all of that
-//! person's addresses into one [`View`] (the rule is on [`View`]); each
+//! person's addresses into one [`View`] (the rule is on [`View`]; each
+//! address is also in it on its own, as a [`LineView`]); each
 //! [`Sink`] turns a view into what it wants to hold ([`Sink::desired`]) and
 //! its [`Lane`] writes it, coalesced per person, one write in flight per
 //! person, with retries and backoff. [`Views`] and [`Lane`] are sans-IO
@@ -57,4 +58,4 @@ pub use runtime::{
     ChannelSource, Runtime, RuntimeConfig, RuntimeError, SinkBoard, SinkStatus, Source,
 };
 pub use sink::{Sink, SinkError};
-pub use view::{Directory, DirectoryError, Observed, PersonId, View, Views};
+pub use view::{Directory, DirectoryError, LineView, Observed, PersonId, View, Views};

@@ -136,6 +136,11 @@ impl Directory {
 /// - `registered` is `Some(true)` when any address is registered,
 ///   `Some(false)` when every reporting address is not, `None` when none
 ///   reported.
+///
+/// `lines` carries each address on its own (one [`LineView`] per address
+/// of the person that has reported anything, in address order), for sinks
+/// that show every phone (a table row per extension). A change on one phone
+/// that leaves the combined fields as they were still changes the view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     /// Whose view it is.
@@ -152,6 +157,26 @@ pub struct View {
     pub registered: Option<bool>,
     /// The address whose line gave `line`.
     pub cause: Option<AddressKey>,
+    /// Each reporting address on its own, in address order.
+    pub lines: Vec<LineView>,
+}
+
+/// One address of a person, as it reported itself (part of a [`View`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineView {
+    /// The address.
+    pub address: AddressKey,
+    /// Its effective line state: `Unknown` before a line report, `Offline`
+    /// when reported unregistered and not in a call.
+    pub line: LineState,
+    /// The other party of its call, if known.
+    pub counterparty: Option<Party>,
+    /// The direction of its call, if known.
+    pub direction: Option<Direction>,
+    /// Its do-not-disturb, once reported.
+    pub dnd: Option<bool>,
+    /// Its registration, once reported.
+    pub registered: Option<bool>,
 }
 
 /// What one address reported last.
@@ -249,10 +274,23 @@ impl Views {
         let mut best: Option<(&AddressKey, &AddressState, LineState)> = None;
         let mut dnd = false;
         let mut registered = None;
+        let mut lines = Vec::new();
         for key in self.directory.addresses_of(person) {
             let Some(state) = self.addresses.get(key) else {
                 continue;
             };
+            let (counterparty, direction) = state
+                .line
+                .as_ref()
+                .map_or((None, None), |l| (l.1.clone(), l.2));
+            lines.push(LineView {
+                address: key.clone(),
+                line: state.effective_line(),
+                counterparty,
+                direction,
+                dnd: state.dnd,
+                registered: state.registered,
+            });
             dnd |= state.dnd == Some(true);
             registered = match (registered, state.registered) {
                 (Some(true), _) | (_, Some(true)) => Some(true),
@@ -291,6 +329,7 @@ impl Views {
             dnd,
             registered,
             cause,
+            lines,
         }
     }
 }

@@ -43,18 +43,30 @@ fn two_phones_stay_busy_until_both_calls_end() {
         changed_line(line(&mut v, "pbx-a", "1001", LineState::Idle)),
         Some(LineState::Idle)
     );
+    // The second phone is listed; the combined line stays idle.
     assert_eq!(
         changed_line(line(&mut v, "pbx-a", "1002", LineState::Idle)),
-        None
+        Some(LineState::Idle)
     );
     assert_eq!(
         changed_line(line(&mut v, "pbx-a", "1001", LineState::Busy)),
         Some(LineState::Busy)
     );
-    // The second phone's call changes nothing: the first still causes the view.
+    // The second phone's call leaves the combined state: the first still
+    // causes it; only the second phone's line changed.
+    let Observed::Changed(view) = line(&mut v, "pbx-a", "1002", LineState::Busy) else {
+        panic!("a change on one phone changes the view");
+    };
+    assert_eq!(view.line, LineState::Busy);
+    assert_eq!(view.cause, Some(AddressKey::new("pbx-a", "1001")));
+    let lines: Vec<(&str, LineState)> = view
+        .lines
+        .iter()
+        .map(|l| (l.address.address.as_str(), l.line))
+        .collect();
     assert_eq!(
-        line(&mut v, "pbx-a", "1002", LineState::Busy),
-        Observed::Unchanged
+        lines,
+        [("1001", LineState::Busy), ("1002", LineState::Busy)]
     );
     // The first call ends: still busy, now because of the second phone.
     let Observed::Changed(view) = line(&mut v, "pbx-a", "1001", LineState::Idle) else {
@@ -112,6 +124,13 @@ fn idle_outranks_offline_and_unknown() {
         changed_line(line(&mut v, "pbx-b", "2001", LineState::Idle)),
         Some(LineState::Idle)
     );
+    // A third phone reporting unknown: idle still, and the phone is listed.
+    let Observed::Changed(view) = line(&mut v, "pbx-a", "1002", LineState::Unknown) else {
+        panic!("a new phone changes the view");
+    };
+    assert_eq!(view.line, LineState::Idle);
+    assert_eq!(view.lines.len(), 3);
+    // The same report again changes nothing.
     assert_eq!(
         line(&mut v, "pbx-a", "1002", LineState::Unknown),
         Observed::Unchanged
@@ -145,4 +164,74 @@ fn unknown_addresses_are_ignored() {
         Observed::UnknownAddress
     );
     assert_eq!(v.iter().count(), 0);
+}
+
+#[test]
+fn each_reporting_address_is_in_the_view_on_its_own() {
+    let mut v = views();
+    line(&mut v, "pbx-b", "2001", LineState::Idle);
+    v.observe(&obs(
+        "pbx-a",
+        "1002",
+        Fact::Line {
+            state: LineState::Ringing,
+            counterparty: Some(Party {
+                number: "1003".into(),
+                name: None,
+            }),
+            direction: Some(Direction::Inbound),
+        },
+    ));
+    v.observe(&obs("pbx-b", "2001", Fact::Dnd(true)));
+    let Observed::Changed(view) = v.observe(&obs("pbx-b", "2001", Fact::Registration(false)))
+    else {
+        panic!("unregistered changes the view");
+    };
+    // 1001 never reported: not listed. In address order: pbx-a before pbx-b.
+    assert_eq!(
+        view.lines,
+        [
+            LineView {
+                address: AddressKey::new("pbx-a", "1002"),
+                line: LineState::Ringing,
+                counterparty: Some(Party {
+                    number: "1003".into(),
+                    name: None
+                }),
+                direction: Some(Direction::Inbound),
+                dnd: None,
+                registered: None,
+            },
+            LineView {
+                address: AddressKey::new("pbx-b", "2001"),
+                line: LineState::Offline,
+                counterparty: None,
+                direction: None,
+                dnd: Some(true),
+                registered: Some(false),
+            },
+        ]
+    );
+    // The combination is as before.
+    assert_eq!(view.line, LineState::Ringing);
+    assert!(view.dnd);
+    assert_eq!(view.registered, Some(false));
+}
+
+#[test]
+fn a_change_on_one_phone_that_keeps_the_combined_state_changes_the_view() {
+    let mut v = views();
+    line(&mut v, "pbx-a", "1001", LineState::Busy);
+    line(&mut v, "pbx-a", "1002", LineState::Idle);
+    let before = v.get(&"alice".into()).cloned().unwrap();
+    // 1002 goes from idle to hold: alice stays busy (1001), yet the view moves.
+    let Observed::Changed(after) = line(&mut v, "pbx-a", "1002", LineState::Hold) else {
+        panic!("the line of 1002 changed");
+    };
+    assert_eq!(
+        (after.line, &after.cause, after.dnd, after.registered),
+        (before.line, &before.cause, before.dnd, before.registered)
+    );
+    assert_eq!(after.lines[1].line, LineState::Hold);
+    assert_ne!(after, before);
 }

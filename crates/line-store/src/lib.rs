@@ -45,6 +45,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## The sink
+//!
+//! [`DatabaseSink`] is the engine's database sink
+//! ([`sip_blf_engine::Sink`]): each person's lines become rows of
+//! `line_states`, one per extension, a batch is one transaction, and
+//! [`DatabaseSink::prepare`] / [`DatabaseSink::finish`] make sure a restart
+//! leaves no stale row. See its docs.
+//!
 //! ## Why sqlx
 //!
 //! One well-kept crate gives both backends behind the same async API, with
@@ -90,6 +98,7 @@
 mod error;
 pub mod migrations;
 mod postgres;
+mod sink;
 mod sqlite;
 mod target;
 
@@ -98,60 +107,14 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
+pub use sink::{AddressBookError, DatabaseSink, HeldLine, LineIdentity, PRUNE_EVERY};
 pub use target::{PgTarget, SslMode, Target};
 
-/// The state of one line, as stored in `line_state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LineState {
-    /// On hook, reachable.
-    Idle,
-    /// Ringing (an incoming call not answered yet, or an outgoing one
-    /// not answered yet).
-    Ringing,
-    /// In a call.
-    Busy,
-    /// A call on hold.
-    Hold,
-    /// Not registered / unreachable.
-    Offline,
-    /// Not known (no subscription, or it was lost).
-    Unknown,
-}
-
-impl LineState {
-    /// Every state, in the order of the schema's CHECK constraint.
-    pub const ALL: [LineState; 6] = [
-        LineState::Idle,
-        LineState::Ringing,
-        LineState::Busy,
-        LineState::Hold,
-        LineState::Offline,
-        LineState::Unknown,
-    ];
-
-    /// The text stored in the table.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineState::Idle => "idle",
-            LineState::Ringing => "ringing",
-            LineState::Busy => "busy",
-            LineState::Hold => "hold",
-            LineState::Offline => "offline",
-            LineState::Unknown => "unknown",
-        }
-    }
-
-    /// Parses the stored text; `None` for anything else.
-    pub fn parse(text: &str) -> Option<LineState> {
-        LineState::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for LineState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The state of one line, as stored in `line_state`: the engine's own
+/// [`sip_blf_engine::LineState`], so that the sink and the table speak of
+/// the same six states. Its `as_str` is the stored text; the text parses
+/// back with `str::parse`.
+pub use sip_blf_engine::LineState;
 
 /// Which way the current call goes, seen from the extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -385,6 +348,16 @@ impl LineStore {
         }
     }
 
+    /// Deletes the `line_states` rows of every extension not in `keep`
+    /// (their history stays until pruned; nothing is notified); returns how
+    /// many.
+    pub async fn retain_extensions(&self, keep: &[String]) -> Result<u64, StoreError> {
+        match &self.inner {
+            Inner::Sqlite(s) => s.retain(keep).await,
+            Inner::Postgres(s) => s.retain(keep).await,
+        }
+    }
+
     /// Every row of `line_states`, by extension.
     pub async fn line_states(&self) -> Result<Vec<LineRow>, StoreError> {
         match &self.inner {
@@ -447,9 +420,8 @@ mod tests {
     #[test]
     fn states_round_trip_through_their_text() {
         for s in LineState::ALL {
-            assert_eq!(LineState::parse(s.as_str()), Some(s));
+            assert_eq!(s.as_str().parse::<LineState>(), Ok(s));
         }
-        assert_eq!(LineState::parse("Busy"), None);
         assert_eq!(Direction::parse("outbound"), Some(Direction::Outbound));
     }
 

@@ -198,6 +198,15 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    pub(crate) async fn retain(&self, keep: &[String]) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM line_states WHERE NOT (extension = ANY($1::text[]))")
+            .bind(keep)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("delete"))?;
+        Ok(done.rows_affected())
+    }
+
     pub(crate) async fn line_states(&self) -> Result<Vec<LineRow>, StoreError> {
         let err = self.err("read");
         let rows = sqlx::query(

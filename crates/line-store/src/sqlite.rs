@@ -173,6 +173,21 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    pub(crate) async fn retain(&self, keep: &[String]) -> Result<u64, StoreError> {
+        let keep = serde_json::to_string(keep).map_err(|e| StoreError::Query {
+            action: "delete",
+            detail: e.to_string(),
+        })?;
+        let done = sqlx::query(
+            "DELETE FROM line_states WHERE extension NOT IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(keep)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| query_error("delete", e))?;
+        Ok(done.rows_affected())
+    }
+
     pub(crate) async fn line_states(&self) -> Result<Vec<LineRow>, StoreError> {
         let err = |e| query_error("read", e);
         let rows = sqlx::query(
@@ -245,7 +260,8 @@ fn unexpected(what: &str, value: &str) -> StoreError {
 }
 
 pub(crate) fn state(text: String) -> Result<LineState, StoreError> {
-    LineState::parse(&text).ok_or_else(|| unexpected("line_state", &text))
+    text.parse::<LineState>()
+        .map_err(|_| unexpected("line_state", &text))
 }
 
 pub(crate) fn direction(text: Option<String>) -> Result<Option<Direction>, StoreError> {
