@@ -10,19 +10,20 @@ use std::time::Duration;
 
 use sip_blf_engine::{Runtime, RuntimeConfig};
 
+use crate::database::{self, DatabaseSettings};
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
 use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
-use crate::sip_source::{Notice, SipSource};
+use crate::sip_source::{Notice, SipSource, PBX};
 
 /// What `SOURCES` may list.
 pub const SOURCE_NAMES: [&str; 1] = ["sip"];
 
 /// What `SINKS` may list.
-pub const SINK_NAMES: [&str; 2] = ["graph", "log"];
+pub const SINK_NAMES: [&str; 3] = ["graph", "log", "database"];
 
 /// Where views go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub enum SinkKind {
     Graph,
     /// The presence decisions, printed instead of applied.
     Log,
+    /// Each extension's line in a database table (`DATABASE_URL`).
+    Database,
 }
 
 /// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
@@ -72,6 +75,7 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
         let kind = match name.as_str() {
             "graph" if dry_run => SinkKind::Log,
             "graph" => SinkKind::Graph,
+            "database" => SinkKind::Database,
             _ => SinkKind::Log,
         };
         if !sinks.contains(&kind) {
@@ -96,6 +100,7 @@ pub struct RunPlan {
     http: Option<std::net::SocketAddr>,
     graph: Option<graph_presence::GraphConfig>,
     sinks: Vec<SinkKind>,
+    database: Option<DatabaseSettings>,
     calls_in_flight: Option<usize>,
     persist: bool,
 }
@@ -125,6 +130,20 @@ impl RunPlan {
         } else {
             None
         };
+        let database = take(DatabaseSettings::from_env(env), &mut problems).flatten();
+        match (&database, sinks.contains(&SinkKind::Database)) {
+            (None, true) => problems.push(Problem::in_var(
+                "DATABASE_URL",
+                "is needed by the database sink in SINKS: sqlite://PATH (created on first \
+                 start) or postgres://USER:PASSWORD@HOST:PORT/DB",
+            )),
+            (Some(_), false) => problems.push(Problem::in_var(
+                "SINKS",
+                "DATABASE_URL is set but SINKS does not list database: add it (e.g. \
+                 SINKS=graph,database) or remove DATABASE_URL",
+            )),
+            _ => {}
+        }
         let http = match observe::parse_http_listen(env.get("HTTP_LISTEN")) {
             Ok(h) => h,
             Err(e) => {
@@ -140,6 +159,7 @@ impl RunPlan {
                 http,
                 graph,
                 sinks,
+                database,
                 calls_in_flight: None,
                 persist: true,
             }),
@@ -173,6 +193,11 @@ impl RunPlan {
     /// The sinks, in the order listed.
     pub fn sinks(&self) -> &[SinkKind] {
         &self.sinks
+    }
+
+    /// The database sink's settings, when `SINKS` lists `database`.
+    pub fn database(&self) -> Option<&DatabaseSettings> {
+        self.database.as_ref()
     }
 
     /// Sets the Graph client's request budget (benchmarks).
@@ -267,11 +292,14 @@ pub async fn run_until_ready(
     if let Some(w) = &loaded.warning {
         tracing::warn!("{w}");
     }
+    let printing = plan.sinks.contains(&SinkKind::Log);
     let client = match &plan.graph {
         None => {
-            tracing::info!(
-                "dry run: presence decisions are printed, Microsoft Graph is not called"
-            );
+            if printing {
+                tracing::info!(
+                    "dry run: presence decisions are printed, Microsoft Graph is not called"
+                );
+            }
             telemetry.set_graph_required(false);
             None
         }
@@ -304,8 +332,27 @@ pub async fn run_until_ready(
         RuntimeConfig::default(),
     )?;
     telemetry.set_sink_board(runtime.board());
-    let presence_sink = if client.is_some() { "graph" } else { "log" };
-    let lines = PersonLines::new(runtime.add_feed(presence_sink).await?, &plan.extensions);
+    let database = match &plan.database {
+        None => None,
+        Some(settings) => {
+            let sink = database::open_sink(settings, &plan.extensions, PBX, "sip")
+                .await
+                .map_err(|e| format!("DATABASE_URL {}: {e}", settings.redacted_url()))?;
+            tracing::info!(
+                "line states go to {} (table line_states)",
+                settings.redacted_url()
+            );
+            runtime.add_sink(sink.clone()).await?;
+            Some(sink)
+        }
+    };
+    // Teams presence, applied or printed, when SINKS lists it.
+    let lines = match (&client, printing) {
+        (Some(_), _) => Some(runtime.add_feed("graph").await?),
+        (None, true) => Some(runtime.add_feed("log").await?),
+        (None, false) => None,
+    }
+    .map(|feed| PersonLines::new(feed, &plan.extensions));
     let (mut source, notices) = SipSource::start(&plan.sip, &plan.extensions).await?;
     source.set_telemetry(telemetry.clone());
     notices.iter().for_each(log_notice);
@@ -335,8 +382,9 @@ pub async fn run_until_ready(
     if !plan.persist {
         options.state_file = None;
     }
-    match client {
-        None => {
+    match (client, lines) {
+        (_, None) => signal.await,
+        (None, Some(lines)) => {
             let presence = run_engine(
                 lines,
                 LogSink::printing(),
@@ -347,7 +395,7 @@ pub async fn run_until_ready(
             );
             tokio::join!(signal, presence);
         }
-        Some(client) => {
+        (Some(client), Some(lines)) => {
             let sink = GraphSink::new(client, telemetry.clone());
             sink.seed_from(&loaded.state);
             let token_watch = tokio::spawn(watch_token(sink.clone()));
@@ -370,6 +418,13 @@ pub async fn run_until_ready(
         }
     }
     runtime.stop(Duration::from_secs(10)).await;
+    if let Some(sink) = database {
+        // Nobody vouches for the rows once we stop: they read `unknown`.
+        if let Err(e) = sink.finish().await {
+            tracing::warn!("the database rows could not be marked unknown at the stop: {e}");
+        }
+        sink.close().await;
+    }
     if let Some(server) = http {
         let _ = server.shutdown().await;
     }

@@ -142,6 +142,9 @@ pub struct Report {
     pub contact: Reach,
     /// Microsoft Graph: the token.
     pub graph: Summary,
+    /// The database sink, when `SINKS` lists it: connection, schema, rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<Summary>,
     /// One row per extension, in the list's order.
     pub extensions: Vec<Row>,
 }
@@ -151,9 +154,10 @@ pub struct Report {
 pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
     let deadline = Instant::now() + timeout;
     let exts = plan.extensions();
-    let (graph, sip) = tokio::join!(
+    let (graph, sip, database) = tokio::join!(
         probe_graph(plan.graph(), exts, deadline, timeout),
-        probe_sip(plan.sip(), exts, deadline, timeout)
+        probe_sip(plan.sip(), exts, deadline, timeout),
+        probe_database(plan.database(), deadline)
     );
     let (graph_summary, graph_rows) = graph;
     let (sip_summary, sip_rows, reach) = sip;
@@ -175,12 +179,38 @@ pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
         })
         .collect();
     Report {
-        ok: sip_summary.ok && graph_summary.ok && extensions.iter().all(|r| r.ok),
+        ok: sip_summary.ok
+            && graph_summary.ok
+            && database.as_ref().is_none_or(|d| d.ok)
+            && extensions.iter().all(|r| r.ok),
         sip: sip_summary,
         contact: reach,
         graph: graph_summary,
+        database,
         extensions,
     }
+}
+
+/// The database line: connects, runs the migrations, counts the rows.
+async fn probe_database(
+    settings: Option<&crate::database::DatabaseSettings>,
+    deadline: Instant,
+) -> Option<Summary> {
+    let settings = settings?;
+    let checked =
+        tokio::time::timeout_at(deadline.into(), crate::database::check_database(settings)).await;
+    Some(match checked {
+        Ok(Ok(text)) => Summary {
+            ok: true,
+            text,
+            fix: None,
+        },
+        Ok(Err(fix)) => failed(settings.redacted_url(), &fix),
+        Err(_) => failed(
+            format!("{}: no answer in time", settings.redacted_url()),
+            "check that the database server runs and that this machine may reach it",
+        ),
+    })
 }
 
 /// One column of every row: its text and, when it failed, the fix.
@@ -211,6 +241,18 @@ impl Report {
             out.push('\n');
         }
         let _ = writeln!(out, "Contact: {}", self.contact.text);
+        if let Some(d) = &self.database {
+            let _ = write!(
+                out,
+                "Database: {}{}",
+                if d.ok { "" } else { "FAILED: " },
+                d.text
+            );
+            if let Some(fix) = &d.fix {
+                let _ = write!(out, "; {fix}");
+            }
+            out.push('\n');
+        }
         out.push('\n');
         let header = ["extension", "user", "PBX", "Graph", "fix"];
         let rows: Vec<[&str; 5]> = self
@@ -290,6 +332,7 @@ mod tests {
                 contact: Some("192.0.2.1:5060".into()),
                 text: "the PBX sends its NOTIFYs to 192.0.2.1:5060".into(),
             },
+            database: None,
             graph: Summary {
                 ok: true,
                 text: "token ok".into(),
