@@ -16,7 +16,7 @@ use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
-use crate::sip_source::{Notice, SipSource};
+use crate::sip_source::SipSource;
 
 /// What `SOURCES` may list.
 pub const SOURCE_NAMES: [&str; 1] = ["sip"];
@@ -176,13 +176,6 @@ fn take<T>(result: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
     result.map_err(|p| problems.extend(p.0)).ok()
 }
 
-fn log_notice(n: &Notice) {
-    match n {
-        Notice::Info(s) => tracing::info!("{s}"),
-        Notice::Warning(s) => tracing::warn!("{s}"),
-    }
-}
-
 /// How often the Graph token is checked while no call shows its state.
 const TOKEN_CHECK_EVERY: Duration = Duration::from_secs(60);
 
@@ -275,7 +268,9 @@ pub async fn run_until(
     let lines = PersonLines::new(runtime.add_feed(presence_sink).await?, &plan.extensions);
     let (mut source, notices) = SipSource::start(&plan.sip, &plan.extensions).await?;
     source.set_telemetry(telemetry.clone());
-    notices.iter().for_each(log_notice);
+    for health in &notices {
+        crate::observe::sip_health(&telemetry, health);
+    }
     tracing::info!(
         "watching {} extension(s) on {} from SIP socket {}",
         plan.extensions.len(),

@@ -83,8 +83,14 @@ fn dry_run_prints_the_decisions_for_a_call_and_serves_status() {
     assert_eq!(code, 200);
     assert!(metrics.contains("sip_notifies_total"), "{metrics}");
     assert!(metrics.contains("sip_registered 1"), "{metrics}");
-    assert!(metrics.contains(r#"sink_connected{sink="log"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"sink_write_failures_total{sink="log"} 0"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"sink_connected{sink="log"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sink_write_failures_total{sink="log"} 0"#),
+        "{metrics}"
+    );
 
     call.hang_up().unwrap();
     call.wait().unwrap();
