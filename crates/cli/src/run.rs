@@ -17,7 +17,7 @@ use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
-use crate::sip_source::{Notice, SipSource, PBX};
+use crate::sip_source::{SipSource, PBX};
 
 /// What `SOURCES` may list.
 pub const SOURCE_NAMES: [&str; 1] = ["sip"];
@@ -223,13 +223,6 @@ fn take<T>(result: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
     result.map_err(|p| problems.extend(p.0)).ok()
 }
 
-fn log_notice(n: &Notice) {
-    match n {
-        Notice::Info(s) => tracing::info!("{s}"),
-        Notice::Warning(s) => tracing::warn!("{s}"),
-    }
-}
-
 /// How often the Graph token is checked while no call shows its state.
 const TOKEN_CHECK_EVERY: Duration = Duration::from_secs(60);
 
@@ -257,6 +250,15 @@ async fn watch_token(sink: GraphSink) {
             }
         }
     }
+}
+
+/// Boxes a database future as `Send`: sqlx's futures are `Send`, but the
+/// compiler cannot prove it through the higher-ranked lifetimes of an
+/// enclosing `async fn` that callers spawn (rust-lang/rust#96865).
+fn sendable<'a, T>(
+    future: impl std::future::Future<Output = T> + Send + 'a,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
 }
 
 /// Runs the service until SIGINT/SIGTERM, then clears what it set,
@@ -335,7 +337,7 @@ pub async fn run_until_ready(
     let database = match &plan.database {
         None => None,
         Some(settings) => {
-            let sink = database::open_sink(settings, &plan.extensions, PBX, "sip")
+            let sink = sendable(database::open_sink(settings, &plan.extensions, PBX, "sip"))
                 .await
                 .map_err(|e| format!("DATABASE_URL {}: {e}", settings.redacted_url()))?;
             tracing::info!(
@@ -355,7 +357,9 @@ pub async fn run_until_ready(
     .map(|feed| PersonLines::new(feed, &plan.extensions));
     let (mut source, notices) = SipSource::start(&plan.sip, &plan.extensions).await?;
     source.set_telemetry(telemetry.clone());
-    notices.iter().for_each(log_notice);
+    for health in &notices {
+        crate::observe::sip_health(&telemetry, health);
+    }
     tracing::info!(
         "watching {} extension(s) on {} from SIP socket {}",
         plan.extensions.len(),
@@ -420,10 +424,10 @@ pub async fn run_until_ready(
     runtime.stop(Duration::from_secs(10)).await;
     if let Some(sink) = database {
         // Nobody vouches for the rows once we stop: they read `unknown`.
-        if let Err(e) = sink.finish().await {
+        if let Err(e) = sendable(sink.finish()).await {
             tracing::warn!("the database rows could not be marked unknown at the stop: {e}");
         }
-        sink.close().await;
+        sendable(sink.close()).await;
     }
     if let Some(server) = http {
         let _ = server.shutdown().await;

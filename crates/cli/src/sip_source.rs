@@ -5,6 +5,7 @@
 //! the dialog event wins, presence `closed` turns a dialog-idle line offline.
 //! A line one of whose subscriptions stays lost becomes `unknown` ([`StaleTracker`]).
 
+mod health;
 mod observations;
 mod stale;
 
@@ -19,9 +20,10 @@ use sip_ua::{ContactAddress, Event, EventPackage as Package, Subscription, Trans
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::extensions::Extension;
-use crate::observe::{RejectedNotifies, SubscriptionStatus, Telemetry};
+use crate::observe::{RejectedNotifies, Telemetry};
 use crate::settings::{ContactSetting, SipSettings, SipTransport};
 
+pub use health::{Severity, SipHealth};
 pub use observations::{engine_line_state, observation, PBX};
 pub use stale::{Expired, StaleTracker, Staleness};
 
@@ -40,22 +42,14 @@ pub struct LineChange {
     pub stale: Option<Staleness>,
 }
 
-/// Something worth telling the operator that is not a line change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
-    /// Informational (registered, subscribed…).
-    Info(String),
-    /// A problem with what to do about it.
-    Warning(String),
-}
-
 /// What the source yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceEvent {
     /// A line state changed.
     Line(LineChange),
-    /// Something for the log.
-    Notice(Notice),
+    /// How the source is doing: for the log, `/status` and `/metrics`
+    /// ([`crate::observe::sip_health`]).
+    Health(SipHealth),
 }
 
 /// Builds the user agent's configuration from the settings.
@@ -90,7 +84,7 @@ pub fn ua_config(settings: &SipSettings) -> UaConfig {
 pub async fn stun_discovery(
     settings: &SipSettings,
     server: SocketAddr,
-) -> (Option<Box<dyn AddressDiscovery>>, Vec<Notice>) {
+) -> (Option<Box<dyn AddressDiscovery>>, Vec<SipHealth>) {
     let mut notices = Vec::new();
     if settings.contact != ContactSetting::Auto || server.ip().is_loopback() {
         return (None, notices);
@@ -98,22 +92,22 @@ pub async fn stun_discovery(
     let specs = match stun_lite::parse_server_list(&settings.stun_servers.join(",")) {
         Ok(s) => s,
         Err(e) => {
-            notices.push(Notice::Warning(format!("STUN_SERVERS: {e}")));
+            notices.push(SipHealth::StunServersInvalid {
+                error: e.to_string(),
+            });
             return (None, notices);
         }
     };
     let (addrs, failures) = stun_lite::resolve_servers(&specs).await;
     for f in failures {
-        notices.push(Notice::Warning(format!("STUN server {f}")));
+        notices.push(SipHealth::StunServerFailed {
+            failure: f.to_string(),
+        });
     }
     let local = sip_ua::driver::default_listen(server);
     let usable = stun_lite::servers_for_socket(&addrs, local);
     if usable.is_empty() {
-        notices.push(Notice::Warning(
-            "no STUN server usable: the Contact uses what the PBX reports (received/rport); \
-             set SIP_CONTACT_IP to the public address if NOTIFYs do not arrive"
-                .into(),
-        ));
+        notices.push(SipHealth::NoStunServer);
         return (None, notices);
     }
     let client =
@@ -173,7 +167,7 @@ impl SipSource {
     pub async fn start(
         settings: &SipSettings,
         extensions: &[Extension],
-    ) -> Result<(Self, Vec<Notice>), sip_ua::Error> {
+    ) -> Result<(Self, Vec<SipHealth>), sip_ua::Error> {
         let config = ua_config(settings);
         let server = sip_ua::driver::resolve_server(&config).await?;
         let (discovery, notices) = stun_discovery(settings, server).await;
@@ -204,7 +198,10 @@ impl SipSource {
         }
     }
 
-    /// Reports registration, subscriptions and every NOTIFY to `telemetry`.
+    /// Counts rejected NOTIFYs and clears a line's staleness in
+    /// `telemetry`; the rest (registration, subscriptions, every NOTIFY) is
+    /// recorded from the [`SipHealth`] the source yields, by
+    /// [`crate::observe::sip_health`].
     pub fn set_telemetry(&mut self, telemetry: Telemetry) {
         self.telemetry = telemetry;
     }
@@ -227,29 +224,20 @@ impl SipSource {
             let summary_at = self.rejected.next_deadline();
             tokio::select! {
                 event = self.events.recv() => {
-                    if let Some(out) = self.translate(event?) {
-                        return Some(out);
-                    }
+                    let out = self.translate(event?);
+                    self.queued.extend(out);
                 }
                 () = stale::sleep_until(stale_at), if stale_at.is_some() => {
                     let lines = self.stale_lines(stale::now());
                     self.queued.extend(lines);
                 }
                 () = stale::sleep_until(summary_at), if summary_at.is_some() => {
-                    if let Some(line) = self.rejected.poll(stale::now()) {
-                        return Some(SourceEvent::Notice(Notice::Warning(line)));
+                    if let Some(summary) = self.rejected.poll(stale::now()) {
+                        return Some(SourceEvent::Health(SipHealth::NotifiesRejected(summary)));
                     }
                 }
             }
         }
-    }
-
-    /// The next user-agent event as it came, with what [`next`](Self::next)
-    /// makes of it (for callers that need each subscription's outcome).
-    pub async fn next_raw(&mut self) -> Option<(Event, Option<SourceEvent>)> {
-        let event = self.events.recv().await?;
-        let out = self.translate(event.clone());
-        Some((event, out))
     }
 
     /// The line state the NOTIFYs so far give for `extension` (`Unknown`
@@ -280,75 +268,31 @@ impl SipSource {
         }
     }
 
-    fn translate(&mut self, event: Event) -> Option<SourceEvent> {
+    /// What one user-agent event makes: line changes and health, in order.
+    fn translate(&mut self, event: Event) -> Vec<SourceEvent> {
         self.observe(&event);
         self.note_loss(&event);
-        let info = |s: String| Some(SourceEvent::Notice(Notice::Info(s)));
-        let warn = |s: String| Some(SourceEvent::Notice(Notice::Warning(s)));
+        let health = |h: SipHealth| vec![SourceEvent::Health(h)];
         match event {
-            Event::Notify(n) => {
-                let parsed = Notification::parse(n.content_type.as_deref(), &n.body);
-                match parsed {
-                    Err(e) => {
-                        self.telemetry.parse_error(&n.extension);
-                        warn(format!(
-                            "NOTIFY for {} not understood, line state unchanged: {e}",
-                            n.extension
-                        ))
-                    }
-                    Ok(notification) => {
-                        let before = self.line_state(&n.extension);
-                        let update = self
-                            .trackers
-                            .entry((n.extension.clone(), n.package))
-                            .or_insert_with(|| tracker(n.package))
-                            .apply(notification);
-                        if update.refresh {
-                            // RFC 4235 §4.1: a refresh makes the PBX send the full state.
-                            self.refresh(&n.extension, n.package);
-                        }
-                        if let TrackerEvent::ResyncNeeded { expected, received } = update.event {
-                            let next = if update.refresh {
-                                "refreshing the subscription for the full state"
-                            } else {
-                                "waiting for the full state"
-                            };
-                            return warn(format!(
-                                "NOTIFY for {} skipped a version (expected {expected:?}, got {received:?}); {next}",
-                                subscription_name(&n.extension, n.package)
-                            ));
-                        }
-                        // After an `unknown`, the state is news even if unchanged.
-                        let was_stale = self.note_restored(&n);
-                        let after = self.line_state(&n.extension);
-                        (after != before || was_stale).then_some(SourceEvent::Line(LineChange {
-                            extension: n.extension,
-                            line_state: after,
-                            received_at: Some(n.received_at),
-                            stale: None,
-                        }))
-                    }
-                }
-            }
+            Event::Notify(n) => self.notified(n),
             Event::Registered { expires, contact } => {
-                info(format!("registered as {contact} for {expires} s"))
+                health(SipHealth::Registered { contact, expires })
             }
-            Event::RegistrationFailed { status, reason, .. } => warn(format!(
-                "registration failed{}: {reason}",
-                status.map(|s| format!(" ({s})")).unwrap_or_default()
-            )),
+            Event::RegistrationFailed { status, reason, .. } => {
+                health(SipHealth::RegistrationFailed { status, reason })
+            }
             Event::SubscriptionActive {
                 extension,
                 package,
                 expires,
-            } => info(format!(
-                "subscribed to {} for {expires} s",
-                subscription_name(&extension, package)
-            )),
-            Event::SubscriptionPending { extension, package } => info(format!(
-                "subscription to {} is pending at the PBX",
-                subscription_name(&extension, package)
-            )),
+            } => health(SipHealth::Subscribed {
+                extension,
+                package,
+                expires,
+            }),
+            Event::SubscriptionPending { extension, package } => {
+                health(SipHealth::Pending { extension, package })
+            }
             Event::SubscriptionTerminated {
                 extension,
                 package,
@@ -359,57 +303,100 @@ impl SipSource {
                 if let Some(t) = self.trackers.get_mut(&(extension.clone(), package)) {
                     t.reset();
                 }
-                info(format!(
-                    "subscription to {} ended by the PBX ({reason:?}); subscribing again",
-                    subscription_name(&extension, package)
-                ))
+                health(SipHealth::EndedByPbx {
+                    extension,
+                    package,
+                    reason,
+                })
             }
             Event::SubscriptionFailed {
                 extension,
                 package,
+                status,
                 diagnosis,
                 ..
-            } => warn(format!(
-                "{}: {diagnosis}",
-                subscription_name(&extension, package)
-            )),
-            Event::NotifyRejected { from, kind, reason } => self
-                .rejected
-                .rejected(from, kind, &reason, stale::now())
-                .and_then(warn),
-            Event::ContactChanged { old, new } => info(format!(
-                "contact address changed from {old} to {new}; registering again"
-            )),
-            Event::Unreachable { reason, .. } => warn(format!("PBX unreachable: {reason}")),
-            Event::Unregistered | Event::ShutDown => None,
+            } => health(SipHealth::SubscriptionFailed {
+                extension,
+                package,
+                status,
+                diagnosis,
+            }),
+            Event::NotifyRejected { from, kind, reason } => {
+                if self.rejected.rejected(from, kind, &reason, stale::now()) {
+                    health(SipHealth::NotifyRejected { from, kind, reason })
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::ContactChanged { old, new } => health(SipHealth::ContactChanged { old, new }),
+            Event::Unreachable { reason, .. } => health(SipHealth::Unreachable { reason }),
+            Event::Unregistered | Event::ShutDown => Vec::new(),
         }
     }
 
-    /// What `/status` and `/metrics` learn from one user-agent event.
+    /// A NOTIFY: that it came, then the line change or the problem it brings.
+    fn notified(&mut self, n: sip_ua::Notify) -> Vec<SourceEvent> {
+        let mut out = vec![SourceEvent::Health(SipHealth::NotifyReceived {
+            extension: n.extension.clone(),
+            package: n.package,
+            received_at: n.received_at,
+        })];
+        let notification = match Notification::parse(n.content_type.as_deref(), &n.body) {
+            Ok(notification) => notification,
+            Err(e) => {
+                out.push(SourceEvent::Health(SipHealth::NotifyNotUnderstood {
+                    extension: n.extension,
+                    package: n.package,
+                    error: e.to_string(),
+                }));
+                return out;
+            }
+        };
+        let before = self.line_state(&n.extension);
+        let update = self
+            .trackers
+            .entry((n.extension.clone(), n.package))
+            .or_insert_with(|| tracker(n.package))
+            .apply(notification);
+        if update.refresh {
+            // RFC 4235 §4.1: a refresh makes the PBX send the full state.
+            self.refresh(&n.extension, n.package);
+        }
+        if let TrackerEvent::ResyncNeeded { expected, received } = update.event {
+            out.push(SourceEvent::Health(SipHealth::VersionGap {
+                extension: n.extension,
+                package: n.package,
+                expected,
+                received,
+                refreshing: update.refresh,
+            }));
+            return out;
+        }
+        // After an `unknown`, the state is news even if unchanged.
+        let was_stale = self.note_restored(&n);
+        let after = self.line_state(&n.extension);
+        if after != before || was_stale {
+            out.push(SourceEvent::Line(LineChange {
+                extension: n.extension,
+                line_state: after,
+                received_at: Some(n.received_at),
+                stale: None,
+            }));
+        }
+        out
+    }
+
+    /// What `/status` and `/metrics` learn from a user-agent event that is
+    /// not health: every rejected NOTIFY is counted here, as it comes (the
+    /// log sums most of them up: [`RejectedNotifies`]); un-REGISTER comes at
+    /// shutdown, when no one reads the source any more. The rest is
+    /// recorded from [`SipHealth`] by [`crate::observe::sip_health`].
     fn observe(&self, event: &Event) {
         let t = &self.telemetry;
         match event {
-            Event::Notify(n) => {
-                t.notify_arrived(&n.extension, std::time::SystemTime::now(), n.received_at)
-            }
-            Event::Registered { .. } => t.set_registered(true),
-            Event::RegistrationFailed { .. } | Event::Unreachable { .. } | Event::Unregistered => {
-                t.set_registered(false)
-            }
-            Event::SubscriptionActive { extension, .. } => {
-                t.set_subscription(extension, SubscriptionStatus::Active)
-            }
-            Event::SubscriptionPending { extension, .. } => {
-                t.set_subscription(extension, SubscriptionStatus::Pending)
-            }
-            Event::SubscriptionFailed { extension, .. } => {
-                t.set_subscription(extension, SubscriptionStatus::Failed)
-            }
-            Event::SubscriptionTerminated { extension, .. } => {
-                t.set_subscription(extension, SubscriptionStatus::Terminated)
-            }
             Event::NotifyRejected { kind, .. } => t.notify_rejected(*kind),
-            Event::ContactChanged { .. } | Event::ShutDown => {}
+            Event::Unregistered => t.set_registered(false),
+            _ => {}
         }
     }
 
@@ -469,14 +456,22 @@ mod tests {
         })
     }
 
-    fn line(event: Option<SourceEvent>) -> Option<LineState> {
-        match event {
-            Some(SourceEvent::Line(change)) => {
+    /// The line change among `events`, if any (after the NOTIFY's own health).
+    fn line(events: Vec<SourceEvent>) -> Option<LineState> {
+        assert!(
+            matches!(
+                events.first(),
+                Some(SourceEvent::Health(SipHealth::NotifyReceived { .. }))
+            ),
+            "{events:?}"
+        );
+        events.into_iter().find_map(|event| match event {
+            SourceEvent::Line(change) => {
                 assert_eq!(change.extension, "1001");
                 Some(change.line_state)
             }
-            _ => None,
-        }
+            SourceEvent::Health(_) => None,
+        })
     }
 
     #[test]
@@ -596,7 +591,7 @@ mod tests {
                     assert_eq!(c.line_state, LineState::Ringing);
                     break;
                 }
-                Some(SourceEvent::Notice(_)) => {}
+                Some(SourceEvent::Health(_)) => {}
                 None => panic!("the source stopped"),
             }
         }
@@ -606,10 +601,24 @@ mod tests {
             .unwrap();
         loop {
             match source.next().await {
-                Some(SourceEvent::Notice(Notice::Warning(w)))
-                    if w.contains("skipped a version") =>
-                {
-                    assert!(w.contains("refreshing the subscription"), "{w}");
+                Some(SourceEvent::Health(
+                    gap @ SipHealth::VersionGap {
+                        expected, received, ..
+                    },
+                )) => {
+                    assert_eq!((expected, received), (Some(2), Some(3)));
+                    assert!(matches!(
+                        gap,
+                        SipHealth::VersionGap {
+                            refreshing: true,
+                            ..
+                        }
+                    ));
+                    assert_eq!(gap.severity(), Severity::Warn);
+                    assert!(
+                        gap.to_string().contains("refreshing the subscription"),
+                        "{gap}"
+                    );
                     break;
                 }
                 Some(SourceEvent::Line(c)) => panic!("a gap changed the line: {c:?}"),
@@ -634,7 +643,7 @@ mod tests {
                 .expect("a line change within 10 s");
             match event {
                 Some(SourceEvent::Line(c)) => return c.line_state,
-                Some(SourceEvent::Notice(_)) => {}
+                Some(SourceEvent::Health(_)) => {}
                 None => panic!("the source stopped"),
             }
         }
@@ -668,15 +677,14 @@ mod tests {
         let mut active = Vec::new();
         let mut first_line = None;
         while active.len() < 2 || first_line.is_none() {
-            let (event, out) = tokio::time::timeout(Duration::from_secs(10), source.next_raw())
+            let event = tokio::time::timeout(Duration::from_secs(10), source.next())
                 .await
                 .expect("both subscriptions within 10 s")
                 .expect("the source runs");
-            if let Event::SubscriptionActive { package, .. } = event {
-                active.push(package);
-            }
-            if let Some(SourceEvent::Line(c)) = out {
-                first_line = Some(c.line_state);
+            match event {
+                SourceEvent::Health(SipHealth::Subscribed { package, .. }) => active.push(package),
+                SourceEvent::Line(c) => first_line = Some(c.line_state),
+                SourceEvent::Health(_) => {}
             }
         }
         active.sort_by_key(|p| p.event_name());
@@ -724,8 +732,8 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(60), source.next()).await
         {
             match event {
-                SourceEvent::Notice(Notice::Warning(w)) => {
-                    warnings.push((started.elapsed().as_secs(), w))
+                SourceEvent::Health(h) if h.severity() == Severity::Warn => {
+                    warnings.push((started.elapsed().as_secs(), h.to_string()))
                 }
                 other => panic!("{other:?}"),
             }

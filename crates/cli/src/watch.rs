@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use crate::extensions::Extension;
+use crate::observe::{sip_health, Telemetry};
 use crate::settings::SipSettings;
-use crate::sip_source::{LineChange, Notice, SipSource, SourceEvent, Staleness};
+use crate::sip_source::{LineChange, SipSource, SourceEvent, Staleness};
 
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -65,9 +66,12 @@ pub async fn run(
     extensions: &[Extension],
     json: bool,
 ) -> Result<(), sip_ua::Error> {
-    let (mut source, notices) = SipSource::start(settings, extensions).await?;
-    for n in notices {
-        log_notice(&n);
+    let (mut source, health) = SipSource::start(settings, extensions).await?;
+    // No HTTP endpoint here: the telemetry only keeps the log company.
+    let telemetry = Telemetry::new();
+    source.set_telemetry(telemetry.clone());
+    for h in &health {
+        sip_health(&telemetry, h);
     }
     if let Some(addr) = source.local_addr() {
         tracing::info!(
@@ -86,20 +90,13 @@ pub async fn run(
                 Some(SourceEvent::Line(change)) => {
                     println!("{}", format_line_change(&change, json));
                 }
-                Some(SourceEvent::Notice(n)) => log_notice(&n),
+                Some(SourceEvent::Health(h)) => sip_health(&telemetry, &h),
             }
         }
     }
     tracing::info!("stopping: un-subscribing and un-registering");
     source.shutdown(Duration::from_secs(10)).await;
     Ok(())
-}
-
-fn log_notice(n: &Notice) {
-    match n {
-        Notice::Info(s) => tracing::info!("{s}"),
-        Notice::Warning(s) => tracing::warn!("{s}"),
-    }
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use blf::LineState;
-use sip_ua::{Event, EventPackage as Package};
+use sip_ua::EventPackage as Package;
 use tokio::time::Instant;
 
 use super::{failed, Column, Reach, Summary, SHUTDOWN_LIMIT};
 use crate::extensions::Extension;
+use crate::observe::{sip_health, Telemetry};
 use crate::settings::{SipSettings, SipTransport};
-use crate::sip_source::{subscriptions, Notice, SipSource, SourceEvent};
+use crate::sip_source::{subscriptions, SipHealth, SipSource, SourceEvent};
 
 /// The registration as the probe saw it.
 pub(super) enum Registration {
@@ -85,9 +86,22 @@ pub(super) async fn probe_sip(
                 listen_fix: settings.listen_fix(&e),
             }
         }
-        Ok(Ok((mut source, _))) => {
+        Ok(Ok((mut source, health))) => {
+            // Logged as `run` logs it (warnings only, at the check's level).
+            let telemetry = Telemetry::new();
+            source.set_telemetry(telemetry.clone());
+            for h in &health {
+                sip_health(&telemetry, h);
+            }
             opened = source.local_addr();
-            watch_until_settled(&mut source, &mut registration, &mut probes, deadline).await;
+            watch_until_settled(
+                &mut source,
+                &telemetry,
+                &mut registration,
+                &mut probes,
+                deadline,
+            )
+            .await;
             source.shutdown(SHUTDOWN_LIMIT).await;
         }
     }
@@ -133,10 +147,11 @@ pub(super) fn extension_row(
     cells.find(|(_, fix)| fix.is_some()).unwrap_or(first)
 }
 
-/// Reads the user agent's events until the registration failed, every
+/// Reads the source's health until the registration failed, every
 /// subscription settled, or `deadline`.
 async fn watch_until_settled(
     source: &mut SipSource,
+    telemetry: &Telemetry,
     registration: &mut Registration,
     probes: &mut Probes,
     deadline: Instant,
@@ -152,71 +167,86 @@ async fn watch_until_settled(
         ) {
             return;
         }
-        let (event, translated) = match tokio::time::timeout_at(deadline, source.next_raw()).await {
-            Ok(Some(e)) => e,
+        let health = match tokio::time::timeout_at(deadline, source.next()).await {
+            Ok(Some(SourceEvent::Health(h))) => h,
+            // The line comes with each NOTIFY's health, below.
+            Ok(Some(SourceEvent::Line(_))) => continue,
             Ok(None) | Err(_) => return,
         };
-        match event {
-            Event::Registered { contact, .. } => *registration = Registration::Registered(contact),
-            Event::RegistrationFailed {
+        sip_health(telemetry, &health);
+        probe(source, registration, probes, health);
+    }
+}
+
+/// What one health tells about the registration or a subscription.
+fn probe(source: &SipSource, registration: &mut Registration, probes: &mut Probes, h: SipHealth) {
+    match h {
+        SipHealth::Registered { contact, .. } => *registration = Registration::Registered(contact),
+        SipHealth::RegistrationFailed {
+            status: Some(status),
+            reason,
+        } => {
+            *registration = Registration::Refused {
                 status: Some(status),
                 reason,
-                ..
-            } => {
-                *registration = Registration::Refused {
-                    status: Some(status),
-                    reason,
-                }
             }
-            Event::RegistrationFailed { status: None, .. } => {}
-            Event::Unreachable { reason, .. } => *registration = Registration::Unreachable(reason),
-            Event::SubscriptionActive {
-                extension, package, ..
-            } => set_phase(probes, extension, package, Phase::Active),
-            Event::SubscriptionPending { extension, package } => {
-                set_phase(probes, extension, package, Phase::Pending)
-            }
-            Event::SubscriptionFailed {
-                extension,
-                package,
-                status,
-                diagnosis,
-                ..
-            } => set_phase(
-                probes,
-                extension,
-                package,
-                Phase::Failed { status, diagnosis },
-            ),
-            Event::SubscriptionTerminated {
-                extension,
-                package,
-                reason,
-                ..
-            } => {
-                let reason = reason.map_or_else(|| "no reason given".into(), |r| r.to_string());
-                set_phase(probes, extension, package, Phase::Terminated(reason))
-            }
-            Event::Notify(n) => {
-                // The extension's line combines its packages: every probe of it shows it.
-                let line = source.line_state(&n.extension);
-                for package in [Package::Dialog, Package::Presence] {
-                    if let Some(p) = probes.get_mut(&(n.extension.clone(), package)) {
-                        p.line = Some(line);
-                    }
-                }
-                if let Some(p) = probes.get_mut(&(n.extension, n.package)) {
-                    p.notified = true;
-                    if let Some(SourceEvent::Notice(Notice::Warning(w))) = translated {
-                        p.notify_problem = Some(w);
-                    }
-                }
-            }
-            Event::Unregistered
-            | Event::ShutDown
-            | Event::NotifyRejected { .. }
-            | Event::ContactChanged { .. } => {}
         }
+        SipHealth::Unreachable { reason } => *registration = Registration::Unreachable(reason),
+        SipHealth::Subscribed {
+            extension, package, ..
+        } => set_phase(probes, extension, package, Phase::Active),
+        SipHealth::Pending { extension, package } => {
+            set_phase(probes, extension, package, Phase::Pending)
+        }
+        SipHealth::SubscriptionFailed {
+            extension,
+            package,
+            status,
+            diagnosis,
+        } => set_phase(
+            probes,
+            extension,
+            package,
+            Phase::Failed { status, diagnosis },
+        ),
+        SipHealth::EndedByPbx {
+            extension,
+            package,
+            reason,
+        } => {
+            let reason = reason.map_or_else(|| "no reason given".into(), |r| r.to_string());
+            set_phase(probes, extension, package, Phase::Terminated(reason))
+        }
+        SipHealth::NotifyReceived {
+            extension, package, ..
+        } => {
+            // The extension's line combines its packages: every probe of it
+            // shows it (the source has read the NOTIFY by now).
+            let line = source.line_state(&extension);
+            for p in [Package::Dialog, Package::Presence] {
+                if let Some(probe) = probes.get_mut(&(extension.clone(), p)) {
+                    probe.line = Some(line);
+                }
+            }
+            if let Some(probe) = probes.get_mut(&(extension, package)) {
+                probe.notified = true;
+            }
+        }
+        problem @ (SipHealth::NotifyNotUnderstood { .. } | SipHealth::VersionGap { .. }) => {
+            if let Some((extension, package)) = problem.subscription() {
+                if let Some(probe) = probes.get_mut(&(extension.to_owned(), package)) {
+                    probe.notify_problem = Some(problem.to_string());
+                }
+            }
+        }
+        SipHealth::RegistrationFailed { status: None, .. }
+        | SipHealth::NotifyRejected { .. }
+        | SipHealth::NotifiesRejected(_)
+        | SipHealth::ContactChanged { .. }
+        | SipHealth::LineUnknown { .. }
+        | SipHealth::StunServersInvalid { .. }
+        | SipHealth::StunServerFailed { .. }
+        | SipHealth::NoStunServer => {}
     }
 }
 

@@ -85,7 +85,7 @@ use crate::extensions::Extension;
 use crate::observe::Telemetry;
 use crate::problems::{Problem, Problems};
 use crate::settings::Env;
-use crate::sip_source::{Notice, SipSource, SourceEvent};
+use crate::sip_source::{SipSource, SourceEvent};
 
 /// Where line-state changes come from (the PBX, a test channel…).
 pub trait LineSource: Send {
@@ -541,17 +541,16 @@ fn settle(
 /// Most events taken at once from a backlog before deciding.
 const MAX_BACKLOG: usize = 10_000;
 
-fn handle(event: SourceEvent, engine: &mut Engine) {
+fn handle(event: SourceEvent, engine: &mut Engine, telemetry: &Telemetry) {
     match event {
-        // The NOTIFY itself is counted by the source that received it.
+        // The NOTIFY itself is counted from the source's health (below).
         // The line's state in `/status` is the source's to report.
         SourceEvent::Line(change) => {
             // From the NOTIFY's arrival: the latency counts the hop here too.
             let at = change.received_at.unwrap_or_else(tokio_now);
             engine.line_changed(&change.extension, change.line_state, at);
         }
-        SourceEvent::Notice(Notice::Info(text)) => tracing::info!("{text}"),
-        SourceEvent::Notice(Notice::Warning(text)) => tracing::warn!("{text}"),
+        SourceEvent::Health(health) => crate::observe::sip_health(telemetry, &health),
     }
 }
 
@@ -648,7 +647,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
             }
             event = source.next_event(), if !ended => match event {
                 None => ended = true,
-                Some(event) => handle(event, &mut engine),
+                Some(event) => handle(event, &mut engine, &telemetry),
             },
             () = timer => {}
         }
@@ -666,7 +665,7 @@ pub async fn run_engine<S: LineSource, K: PresenceSink>(
             match ready {
                 None => break,
                 Some(None) => ended = true,
-                Some(Some(event)) => handle(event, &mut engine),
+                Some(Some(event)) => handle(event, &mut engine, &telemetry),
             }
         }
         if calls.len() < limit {

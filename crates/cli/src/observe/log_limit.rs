@@ -6,6 +6,7 @@
 //! [`LogLimiter::next_deadline`] to take the summary with
 //! [`LogLimiter::poll`], so a flood that stops is still reported.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -108,9 +109,9 @@ impl LogLimiter {
 }
 
 /// The warnings for rejected NOTIFYs (481), rate-limited: the first of a
-/// spell in full, then per [`WARNING_INTERVAL`] a line such as "1,999 more
-/// NOTIFYs rejected (481) in the last 10 s (1,999 unknown dialog); the most
-/// recent from 192.0.2.7:5060: NOTIFY for unknown Call-ID …".
+/// spell in full, then per [`WARNING_INTERVAL`] a [`RejectedSummary`] such as
+/// "1,999 more NOTIFYs rejected (481) in the last 10 s (1,999 unknown
+/// dialog); the most recent from 192.0.2.7:5060: NOTIFY for unknown Call-ID …".
 #[derive(Debug, Clone)]
 pub struct RejectedNotifies {
     limiter: LogLimiter,
@@ -125,6 +126,43 @@ impl Default for RejectedNotifies {
     }
 }
 
+/// The NOTIFYs rejected (481) and held back during one interval.
+/// [`Display`](fmt::Display) gives the summary line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedSummary {
+    /// How many were held back.
+    pub held: u64,
+    /// Over how long.
+    pub interval: Duration,
+    /// How many of each kind (kinds with none left out), in
+    /// [`NotifyRejection::ALL`] order.
+    pub by_kind: Vec<(NotifyRejection, u64)>,
+    /// The most recent: where from and why.
+    pub latest: Option<(SocketAddr, String)>,
+}
+
+impl fmt::Display for RejectedSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{} {}", thousands(*n), k.as_str().replace('_', " ")))
+            .collect();
+        write!(
+            f,
+            "{} more NOTIFY{} rejected (481) in the last {} s ({})",
+            thousands(self.held),
+            if self.held == 1 { "" } else { "s" },
+            self.interval.as_secs(),
+            kinds.join(", "),
+        )?;
+        if let Some((from, reason)) = &self.latest {
+            write!(f, "; the most recent from {from}: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
 impl RejectedNotifies {
     /// With its own interval and burst (tests; otherwise [`Default`]).
     pub fn new(interval: Duration, burst: u32) -> Self {
@@ -135,22 +173,23 @@ impl RejectedNotifies {
         }
     }
 
-    /// A NOTIFY was rejected: the warning to log now, if any.
+    /// A NOTIFY was rejected: `true` when it is to be reported now, in
+    /// full; otherwise it is held back for the next summary.
     pub fn rejected(
         &mut self,
         from: SocketAddr,
         kind: NotifyRejection,
         reason: &str,
         now: Instant,
-    ) -> Option<String> {
+    ) -> bool {
         if self.limiter.offer(now) {
-            return Some(format!("NOTIFY from {from} rejected (481): {reason}"));
+            return true;
         }
         if let Some(i) = NotifyRejection::ALL.iter().position(|k| *k == kind) {
             self.by_kind[i] += 1;
         }
         self.latest = Some((from, reason.to_owned()));
-        None
+        false
     }
 
     /// When [`poll`](Self::poll) is due.
@@ -158,27 +197,21 @@ impl RejectedNotifies {
         self.limiter.next_deadline()
     }
 
-    /// The summary line due at `now`, if any.
-    pub fn poll(&mut self, now: Instant) -> Option<String> {
+    /// The summary due at `now`, if any.
+    pub fn poll(&mut self, now: Instant) -> Option<RejectedSummary> {
         let held = self.limiter.poll(now)?;
-        let kinds: Vec<String> = NotifyRejection::ALL
+        let by_kind = NotifyRejection::ALL
             .iter()
+            .copied()
             .zip(std::mem::take(&mut self.by_kind))
             .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| format!("{} {}", thousands(n), k.as_str().replace('_', " ")))
             .collect();
-        let latest = self
-            .latest
-            .take()
-            .map(|(from, reason)| format!("; the most recent from {from}: {reason}"))
-            .unwrap_or_default();
-        Some(format!(
-            "{} more NOTIFY{} rejected (481) in the last {} s ({}){latest}",
-            thousands(held),
-            if held == 1 { "" } else { "s" },
-            self.limiter.interval.as_secs(),
-            kinds.join(", "),
-        ))
+        Some(RejectedSummary {
+            held,
+            interval: self.limiter.interval,
+            by_kind,
+            latest: self.latest.take(),
+        })
     }
 }
 
@@ -198,6 +231,9 @@ fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rejection reported in full, as the test records it.
+    const IN_FULL: &str = "in full";
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -220,18 +256,18 @@ mod tests {
             match (next_event, deadline) {
                 (Some(e), d) if d.is_none_or(|d| e < d) => {
                     events.next();
-                    if let Some(line) = log.rejected(
+                    if log.rejected(
                         from,
                         NotifyRejection::UnknownDialog,
                         "NOTIFY for unknown Call-ID x",
                         t0 + e,
                     ) {
-                        lines.push((e, line));
+                        lines.push((e, IN_FULL.to_owned()));
                     }
                 }
                 (_, Some(d)) if d <= end => {
-                    if let Some(line) = log.poll(t0 + d) {
-                        lines.push((d, line));
+                    if let Some(summary) = log.poll(t0 + d) {
+                        lines.push((d, summary.to_string()));
                     }
                 }
                 _ => return lines,
@@ -248,13 +284,7 @@ mod tests {
         let lines = run(&mut log, t0, &flood, Duration::from_secs(60));
         assert_eq!(lines.len(), 2, "{lines:#?}");
         assert_eq!(lines[0].0, Duration::ZERO);
-        assert!(
-            lines[0]
-                .1
-                .starts_with("NOTIFY from 192.0.2.7:5060 rejected (481)"),
-            "{}",
-            lines[0].1
-        );
+        assert_eq!(lines[0].1, IN_FULL);
         assert_eq!(lines[1].0, Duration::from_secs(10));
         assert_eq!(
             lines[1].1,
@@ -315,7 +345,7 @@ mod tests {
             Duration::from_secs(60),
         );
         assert_eq!(lines.len(), 3, "{lines:#?}");
-        assert!(lines.iter().all(|(_, l)| l.starts_with("NOTIFY from")));
+        assert!(lines.iter().all(|(_, l)| l == IN_FULL));
     }
 
     #[test]
@@ -333,12 +363,12 @@ mod tests {
         let logged = kinds
             .iter()
             .enumerate()
-            .filter_map(|(i, k)| log.rejected(from, *k, "why", t0 + ms(i as u64)))
+            .filter(|(i, k)| log.rejected(from, **k, "why", t0 + ms(*i as u64)))
             .count();
         assert_eq!(logged, 2);
         assert_eq!(log.poll(t0 + ms(9_999)), None);
         assert_eq!(
-            log.poll(t0 + Duration::from_secs(10)).unwrap(),
+            log.poll(t0 + Duration::from_secs(10)).unwrap().to_string(),
             "3 more NOTIFYs rejected (481) in the last 10 s \
              (1 unknown dialog, 1 dialog mismatch, 1 malformed); the most recent from 192.0.2.7:5060: why"
         );

@@ -49,6 +49,7 @@ mod http;
 mod listener;
 mod log_limit;
 mod sinks;
+mod sip;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,7 +65,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
-pub use log_limit::{LogLimiter, RejectedNotifies, WARNING_BURST, WARNING_INTERVAL};
+pub use log_limit::{
+    LogLimiter, RejectedNotifies, RejectedSummary, WARNING_BURST, WARNING_INTERVAL,
+};
+pub use sip::sip_health;
 
 pub use listener::{
     HttpLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,

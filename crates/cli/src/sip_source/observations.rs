@@ -1,13 +1,12 @@
 //! The SIP source as an engine [`Source`]: each line change becomes an
-//! [`Observation`] about the extension on [`PBX`]; the rest of what the user
-//! agent reports goes to the log (its `/status` and `/metrics` side is
-//! already recorded by the source's telemetry).
+//! [`Observation`] about the extension on [`PBX`]; its health goes to the
+//! log, `/status` and `/metrics` through [`crate::observe::sip_health`].
 
 use std::time::Duration;
 
 use sip_blf_engine::{Fact, Observation, Source};
 
-use super::{LineChange, Notice, SipSource, SourceEvent};
+use super::{LineChange, SipSource, SourceEvent};
 
 /// The system name under which PBX sources report extensions: every source
 /// that watches the PBX's extensions (BLF subscriptions, AMI) reports on
@@ -40,13 +39,6 @@ pub fn observation(change: &LineChange) -> Observation {
     )
 }
 
-fn log(notice: &Notice) {
-    match notice {
-        Notice::Info(text) => tracing::info!("{text}"),
-        Notice::Warning(text) => tracing::warn!("{text}"),
-    }
-}
-
 impl Source for SipSource {
     fn name(&self) -> &str {
         "sip"
@@ -60,7 +52,7 @@ impl Source for SipSource {
                         .set_line_state(&change.extension, change.line_state);
                     return Some(observation(&change));
                 }
-                SourceEvent::Notice(notice) => log(&notice),
+                SourceEvent::Health(health) => crate::observe::sip_health(&self.telemetry, &health),
             }
         }
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use blf::LineState;
 use sip_ua::{Event, EventPackage as Package, Notify, SubState};
 
-use super::{subscription_name, LineChange, Notice, SipSource, SourceEvent};
+use super::{LineChange, SipHealth, SipSource, SourceEvent};
 
 /// Why a line state is `unknown`: its subscription has been lost too long.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,24 +250,23 @@ impl SipSource {
             }
             reported.push(extension.clone());
             let since = wall.checked_sub(e.lost_for).unwrap_or(wall);
-            self.telemetry.set_stale(&extension, since, &e.reason);
-            let warning = format!(
-                "{}: line state unknown, the subscription has been lost for {} s: {}",
-                subscription_name(&extension, package),
-                e.lost_for.as_secs(),
-                e.reason
-            );
             out.push(SourceEvent::Line(LineChange {
-                extension,
+                extension: extension.clone(),
                 line_state: LineState::Unknown,
                 received_at: None,
                 stale: Some(Staleness {
                     lost_for: e.lost_for,
                     since,
-                    reason: e.reason,
+                    reason: e.reason.clone(),
                 }),
             }));
-            out.push(SourceEvent::Notice(Notice::Warning(warning)));
+            out.push(SourceEvent::Health(SipHealth::LineUnknown {
+                extension,
+                package,
+                lost_for: e.lost_for,
+                since,
+                reason: e.reason,
+            }));
         }
         out
     }
@@ -380,7 +379,7 @@ mod wiring {
 
     use super::StaleTracker;
     use crate::observe::Telemetry;
-    use crate::sip_source::{LineChange, Notice, SipSource, SourceEvent};
+    use crate::sip_source::{LineChange, SipHealth, SipSource, SourceEvent};
 
     fn source(after: u64) -> (SipSource, mpsc::UnboundedSender<Event>, Telemetry) {
         let (tx, events) = mpsc::unbounded_channel();
@@ -445,12 +444,12 @@ mod wiring {
         }
     }
 
-    /// The next line change, skipping notices.
+    /// The next line change; health goes where `run` sends it.
     async fn line_change(source: &mut SipSource) -> LineChange {
         loop {
             match source.next().await.expect("source ended") {
                 SourceEvent::Line(change) => return change,
-                SourceEvent::Notice(_) => {}
+                SourceEvent::Health(h) => crate::observe::sip_health(&source.telemetry, &h),
             }
         }
     }
@@ -479,8 +478,9 @@ mod wiring {
         let change = next_line(&mut source).await;
         assert_eq!(t0.elapsed(), Duration::from_secs(120));
         match source.next().await {
-            Some(SourceEvent::Notice(Notice::Warning(w))) => {
-                assert!(w.contains("1001: line state unknown"), "{w}")
+            Some(SourceEvent::Health(h @ SipHealth::LineUnknown { .. })) => {
+                assert!(h.to_string().contains("1001: line state unknown"), "{h}");
+                crate::observe::sip_health(&telemetry, &h);
             }
             other => panic!("the log says why after the change: {other:?}"),
         }
