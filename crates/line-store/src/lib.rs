@@ -95,9 +95,6 @@
 //! [`StoreError::is_transient`]: the caller keeps the batch and retries, and
 //! the pool opens a new connection by itself once the server is back.
 
-/// A boxed `Send` future (see where it is used).
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
 mod error;
 pub mod migrations;
 mod postgres;

@@ -1,7 +1,6 @@
 //! The PostgreSQL backend: a small pool; a batch is three statements over
 //! arrays (upsert, history, notify), so its cost hardly grows with its size.
 
-use crate::BoxFuture;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -74,75 +73,69 @@ impl Store {
         move |e| self.peer.query_error(action, e)
     }
 
-    fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        // Boxed here, where its lifetimes are concrete: callers that spawn
-        // it cannot prove sqlx's futures Send otherwise (rust-lang/rust#96865).
-        Box::pin(async move {
-            let err = self.err("migration");
-            let mut tx = self.pool.begin().await.map_err(&err)?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(MIGRATION_LOCK)
-                .execute(&mut *tx)
-                .await
-                .map_err(&err)?;
-            sqlx::Executor::execute(
-                &mut *tx,
-                "CREATE TABLE IF NOT EXISTS line_store_migrations (
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let err = self.err("migration");
+        let mut tx = self.pool.begin().await.map_err(&err)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(&err)?;
+        // Executor::execute with a plain string runs unprepared, several
+        // statements at once, as raw_sql does; raw_sql's generic async fn is
+        // not provably Send inside a spawned caller's future.
+        sqlx::Executor::execute(
+            &mut *tx,
+            "CREATE TABLE IF NOT EXISTS line_store_migrations (
                 version bigint PRIMARY KEY,
                 description text NOT NULL,
                 applied_at timestamptz NOT NULL DEFAULT now())",
-            )
-            .await
-            .map_err(&err)?;
-            let found: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(MAX(version), 0)::bigint FROM line_store_migrations",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(&err)?;
-            let known = latest(POSTGRES);
-            if found > known {
-                return Err(StoreError::SchemaTooNew { found, known });
-            }
-            for m in POSTGRES.iter().filter(|m| m.version > found) {
-                let failed = |e: sqlx::Error| StoreError::Migration {
-                    version: m.version,
-                    description: m.description,
-                    detail: self.peer.redact(e.to_string()),
-                };
-                sqlx::Executor::execute(&mut *tx, m.sql)
-                    .await
-                    .map_err(failed)?;
-                sqlx::query(
-                    "INSERT INTO line_store_migrations (version, description) VALUES ($1, $2)",
-                )
+        )
+        .await
+        .map_err(&err)?;
+        let found: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0)::bigint FROM line_store_migrations",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(&err)?;
+        let known = latest(POSTGRES);
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        for m in POSTGRES.iter().filter(|m| m.version > found) {
+            let failed = |e: sqlx::Error| StoreError::Migration {
+                version: m.version,
+                description: m.description,
+                detail: self.peer.redact(e.to_string()),
+            };
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(failed)?;
+            sqlx::query("INSERT INTO line_store_migrations (version, description) VALUES ($1, $2)")
                 .bind(m.version)
                 .bind(m.description)
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
-            }
-            tx.commit().await.map_err(&err)
-        })
+        }
+        tx.commit().await.map_err(&err)
     }
 
-    pub(crate) fn write_batch<'a>(
-        &'a self,
-        rows: &'a [LineRow],
+    pub(crate) async fn write_batch(
+        &self,
+        rows: &[LineRow],
         history: bool,
-        channel: &'a str,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        // Boxed here, where its lifetimes are concrete: callers that spawn
-        // it cannot prove sqlx's futures Send otherwise (rust-lang/rust#96865).
-        Box::pin(async move {
-            let err = self.err("write");
-            let mut tx = self.pool.begin().await.map_err(&err)?;
+        channel: &str,
+    ) -> Result<(), StoreError> {
+        let err = self.err("write");
+        let mut tx = self.pool.begin().await.map_err(&err)?;
 
-            // one row per extension in the upsert: ON CONFLICT may not touch a
-            // row twice in one statement
-            let last = last_per_extension(rows);
-            let c = Columns::of(last.iter().copied());
-            sqlx::query(
+        // one row per extension in the upsert: ON CONFLICT may not touch a
+        // row twice in one statement
+        let last = last_per_extension(rows);
+        let c = Columns::of(last.iter().copied());
+        sqlx::query(
             "INSERT INTO line_states (extension, email, name, line_state, dnd, counterparty, direction, source, since, updated_at)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::boolean[],
                                   $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
@@ -165,9 +158,9 @@ impl Store {
         .await
         .map_err(&err)?;
 
-            if history {
-                let c = Columns::of(rows.iter());
-                sqlx::query(
+        if history {
+            let c = Columns::of(rows.iter());
+            sqlx::query(
                 "INSERT INTO line_events (extension, line_state, dnd, counterparty, direction, source, at)
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::boolean[], $4::text[], $5::text[],
                                       $6::text[], $7::timestamptz[])",
@@ -182,11 +175,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(&err)?;
-            }
+        }
 
-            // delivered to listeners at commit, in this order, never on rollback
-            let payloads: Vec<String> = rows.iter().map(LineRow::notify_payload).collect();
-            sqlx::query(
+        // delivered to listeners at commit, in this order, never on rollback
+        let payloads: Vec<String> = rows.iter().map(LineRow::notify_payload).collect();
+        sqlx::query(
             "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) WITH ORDINALITY AS n(p, i) ORDER BY i",
         )
         .bind(channel)
@@ -195,8 +188,7 @@ impl Store {
         .await
         .map_err(&err)?;
 
-            tx.commit().await.map_err(&err)
-        })
+        tx.commit().await.map_err(&err)
     }
 
     pub(crate) async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -1,7 +1,6 @@
 //! The SQLite backend: one file, one connection, WAL so that readers (a web
 //! app, `sqlite3`) do not block the writer.
 
-use crate::BoxFuture;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -60,69 +59,65 @@ impl Store {
         Ok(store)
     }
 
-    fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        // Boxed here, where its lifetimes are concrete: callers that spawn
-        // it cannot prove sqlx's futures Send otherwise (rust-lang/rust#96865).
-        Box::pin(async move {
-            let mut tx = self
-                .pool
-                .begin()
-                .await
-                .map_err(|e| query_error("migration", e))?;
-            sqlx::Executor::execute(
-                &mut *tx,
-                "CREATE TABLE IF NOT EXISTS line_store_migrations (
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| query_error("migration", e))?;
+        // Executor::execute with a plain string runs unprepared, several
+        // statements at once, as raw_sql does; raw_sql's generic async fn is
+        // not provably Send inside a spawned caller's future.
+        sqlx::Executor::execute(
+            &mut *tx,
+            "CREATE TABLE IF NOT EXISTS line_store_migrations (
                 version INTEGER PRIMARY KEY NOT NULL,
                 description TEXT NOT NULL,
                 applied_at TEXT NOT NULL)",
-            )
-            .await
-            .map_err(|e| query_error("migration", e))?;
-            let found: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM line_store_migrations")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| query_error("migration", e))?;
-            let known = latest(SQLITE);
-            if found > known {
-                return Err(StoreError::SchemaTooNew { found, known });
-            }
-            for m in SQLITE.iter().filter(|m| m.version > found) {
-                let failed = |e: sqlx::Error| StoreError::Migration {
-                    version: m.version,
-                    description: m.description,
-                    detail: e.to_string(),
-                };
-                sqlx::Executor::execute(&mut *tx, m.sql)
-                    .await
-                    .map_err(failed)?;
-                sqlx::query("INSERT INTO line_store_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)")
+        )
+        .await
+        .map_err(|e| query_error("migration", e))?;
+        let found: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM line_store_migrations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| query_error("migration", e))?;
+        let known = latest(SQLITE);
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        for m in SQLITE.iter().filter(|m| m.version > found) {
+            let failed = |e: sqlx::Error| StoreError::Migration {
+                version: m.version,
+                description: m.description,
+                detail: e.to_string(),
+            };
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(failed)?;
+            sqlx::query("INSERT INTO line_store_migrations (version, description, applied_at) VALUES (?1, ?2, ?3)")
                 .bind(m.version)
                 .bind(m.description)
                 .bind(rfc3339(SystemTime::now()))
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
-            }
-            tx.commit().await.map_err(|e| query_error("migration", e))
-        })
+        }
+        tx.commit().await.map_err(|e| query_error("migration", e))
     }
 
-    pub(crate) fn write_batch<'a>(
-        &'a self,
-        rows: &'a [LineRow],
+    pub(crate) async fn write_batch(
+        &self,
+        rows: &[LineRow],
         history: bool,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        // Boxed here, where its lifetimes are concrete: callers that spawn
-        // it cannot prove sqlx's futures Send otherwise (rust-lang/rust#96865).
-        Box::pin(async move {
-            let err = |e| query_error("write", e);
-            let mut tx = self.pool.begin().await.map_err(err)?;
-            // many rows per statement: each statement is a hand-over to sqlx's
-            // SQLite thread, which is what a burst would otherwise wait on
-            let last = last_per_extension(rows);
-            for chunk in last.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
+    ) -> Result<(), StoreError> {
+        let err = |e| query_error("write", e);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        // many rows per statement: each statement is a hand-over to sqlx's
+        // SQLite thread, which is what a burst would otherwise wait on
+        let last = last_per_extension(rows);
+        for chunk in last.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO line_states (extension, email, name, line_state, dnd, counterparty, direction, source, since, updated_at)
                  VALUES {}
                  ON CONFLICT (extension) DO UPDATE SET
@@ -131,44 +126,43 @@ impl Store {
                     source = excluded.source, since = excluded.since, updated_at = excluded.updated_at",
                 placeholders(chunk.len(), 10)
             );
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.extension)
+                    .bind(&r.email)
+                    .bind(&r.name)
+                    .bind(r.line_state.as_str())
+                    .bind(r.dnd)
+                    .bind(&r.counterparty)
+                    .bind(r.direction.map(Direction::as_str))
+                    .bind(&r.source)
+                    .bind(rfc3339(r.since))
+                    .bind(rfc3339(r.updated_at));
+            }
+            q.execute(&mut *tx).await.map_err(err)?;
+        }
+        if history {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "INSERT INTO line_events (extension, line_state, dnd, counterparty, direction, source, at) VALUES {}",
+                    placeholders(chunk.len(), 7)
+                );
                 let mut q = sqlx::query(&sql);
                 for r in chunk {
                     q = q
                         .bind(&r.extension)
-                        .bind(&r.email)
-                        .bind(&r.name)
                         .bind(r.line_state.as_str())
                         .bind(r.dnd)
                         .bind(&r.counterparty)
                         .bind(r.direction.map(Direction::as_str))
                         .bind(&r.source)
-                        .bind(rfc3339(r.since))
                         .bind(rfc3339(r.updated_at));
                 }
                 q.execute(&mut *tx).await.map_err(err)?;
             }
-            if history {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    let sql = format!(
-                    "INSERT INTO line_events (extension, line_state, dnd, counterparty, direction, source, at) VALUES {}",
-                    placeholders(chunk.len(), 7)
-                );
-                    let mut q = sqlx::query(&sql);
-                    for r in chunk {
-                        q = q
-                            .bind(&r.extension)
-                            .bind(r.line_state.as_str())
-                            .bind(r.dnd)
-                            .bind(&r.counterparty)
-                            .bind(r.direction.map(Direction::as_str))
-                            .bind(&r.source)
-                            .bind(rfc3339(r.updated_at));
-                    }
-                    q.execute(&mut *tx).await.map_err(err)?;
-                }
-            }
-            tx.commit().await.map_err(err)
-        })
+        }
+        tx.commit().await.map_err(err)
     }
 
     pub(crate) async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
