@@ -118,9 +118,9 @@ pub struct EngineSettings {
     /// after a permanent failure.
     pub retry_after: Duration,
     /// First wait after a transient failure without a `Retry-After` (e.g. a
-    /// 500 or a timeout); it doubles with each transient failure in a row, up
-    /// to [`retry_after`](Self::retry_after), so a single server error is
-    /// retried within about a second.
+    /// 500 or a timeout); it doubles with each such failure since the last
+    /// success, up to [`retry_after`](Self::retry_after), so a single server
+    /// error is retried within about a second.
     pub transient_backoff_first: Duration,
     /// Longest wait between attempts after permanent failures (the backoff
     /// doubles from [`retry_after`](Self::retry_after) up to this).

@@ -14,7 +14,7 @@
 //! Graph client does not retry by itself, so no call lasts longer than one
 //! request and holds its user or a stop): a transient failure (429, 5xx,
 //! network) is retried after the server's `Retry-After`, else after a backoff
-//! doubling from 1 s to 30 s with each transient failure in a row; a permanent
+//! doubling from 1 s to 30 s with each such failure; a permanent
 //! one (user not in the tenant, permission missing, credentials refused) is
 //! logged as an error that says what to fix and retried with a backoff
 //! doubling from 30 s to an hour. A success starts both over. A set (with the status message it carries) is recorded in the

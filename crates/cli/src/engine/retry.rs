@@ -17,7 +17,8 @@ pub enum Failure {
     /// `retry_after` when the server gave one (at most
     /// [`EngineSettings::permanent_backoff_max`]), else after a short backoff
     /// that doubles from [`EngineSettings::transient_backoff_first`] up to
-    /// [`EngineSettings::retry_after`] with each transient failure in a row.
+    /// [`EngineSettings::retry_after`] with each such failure (without
+    /// `Retry-After`) since the last success.
     Transient {
         /// The server's `Retry-After`, if any.
         retry_after: Option<Duration>,
@@ -31,7 +32,7 @@ pub enum Failure {
 /// Failures in a row, by kind; reset by a success.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Streak {
-    /// Transient failures (drive the short backoff without `Retry-After`).
+    /// Transient failures without `Retry-After` (drive the short backoff).
     transient: u32,
     /// Permanent failures (drive the long backoff).
     permanent: u32,
@@ -44,16 +45,17 @@ impl Streak {
             first.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(31)))
         };
         match failure {
-            Failure::Transient { retry_after } => {
+            // The server's word: it paces us, it does not say that it is
+            // failing, so the backoff below goes on where it was. (A
+            // Retry-After of days is cut to the longest backoff.)
+            Failure::Transient {
+                retry_after: Some(wait),
+            } => wait.min(settings.permanent_backoff_max),
+            // A short backoff, as a single 500 or timeout usually passes
+            // within a second.
+            Failure::Transient { retry_after: None } => {
                 self.transient = self.transient.saturating_add(1);
-                // The server's word first; else a short backoff, as a single
-                // 500 or timeout usually passes within a second.
-                // (A Retry-After of days is cut to the longest backoff.)
-                match retry_after {
-                    Some(wait) => wait.min(settings.permanent_backoff_max),
-                    None => doubled(settings.transient_backoff_first, self.transient)
-                        .min(settings.retry_after),
-                }
+                doubled(settings.transient_backoff_first, self.transient).min(settings.retry_after)
             }
             Failure::Permanent => {
                 self.permanent = self.permanent.saturating_add(1);
