@@ -348,6 +348,21 @@ async fn failures_say_whether_a_retry_can_help() {
         server.failure(),
         sip_blf_sync::engine::Failure::Transient { retry_after: None }
     );
+    // A 503 that says when to come back: the engine waits that long.
+    emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_secs(5),
+        times: 1,
+    });
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    let server = r[0].clone().unwrap_err();
+    assert_eq!(
+        server.failure(),
+        sip_blf_sync::engine::Failure::Transient {
+            retry_after: Some(Duration::from_secs(5))
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

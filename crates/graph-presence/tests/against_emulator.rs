@@ -209,6 +209,15 @@ async fn server_errors_back_off_exponentially_with_jitter() {
         assert!(*s >= step / 2 && *s <= step, "retry {i}: {s:?}");
     }
 
+    // A 503 that says when to come back is retried then, not after a backoff.
+    let f = fx_retrying(5).await;
+    f.emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_secs(5),
+        times: 1,
+    });
+    f.graph.get_presence(&alice()).await.unwrap();
+    assert_eq!(f.clock.sleeps(), vec![Duration::from_secs(5)]);
+
     let f = fx_with(EmulatorConfig::default(), |c| c.max_retries = 2).await;
     f.emu.inject(Fault::ServiceUnavailable { times: 10 });
     let e = f.graph.get_presence(&alice()).await.unwrap_err();
@@ -275,6 +284,14 @@ async fn without_max_retries_a_failed_call_returns_its_error_at_once() {
         "{e:?}"
     );
     assert!(e.is_transient());
+    // A 503 with Retry-After passes it on.
+    f.emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_secs(4),
+        times: 1,
+    });
+    let e = f.graph.get_presence(&alice()).await.unwrap_err();
+    assert!(matches!(e, GraphError::Server { status: 503, .. }), "{e:?}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
 
     // Timeout: a transient transport error after one request timeout.
     f.emu.inject(Fault::Delay {
