@@ -341,8 +341,9 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             }
         }
         Command::Graph { action } => {
+            // One shot, no retry loop of its own: the client retries.
             let config = match settings::graph_config(&env) {
-                Ok(c) => c,
+                Ok(c) => settings::one_shot(c),
                 Err(p) => return config_failure(&p),
             };
             let client = match graph_presence::GraphClient::new(config) {

@@ -342,10 +342,18 @@ fn parse_listen(v: &str) -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], port)))
 }
 
+/// Retries the Graph client makes by itself in the one-shot commands (`graph`,
+/// `check`), which have no retry loop of their own.
+pub const ONE_SHOT_GRAPH_RETRIES: u32 = 3;
+
 /// The Microsoft Graph client configuration from `AZURE_TENANT_ID`,
 /// `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET` (or `AZURE_CLIENT_CERTIFICATE_PATH`),
 /// `AZURE_AUTHORITY_HOST` and `GRAPH_BASE_URL`. Every missing variable is named
 /// at once; the rest is `graph-presence`'s own reading of the same variables.
+///
+/// The client does not retry (`max_retries` = 0): this is the service's
+/// configuration, and the presence engine is its one retry layer. A one-shot
+/// command opts in with [`one_shot`].
 pub fn graph_config(env: &Env) -> Result<graph_presence::GraphConfig, Problems> {
     let mut problems = Problems::default();
     for (name, what) in [
@@ -374,8 +382,22 @@ pub fn graph_config(env: &Env) -> Result<graph_presence::GraphConfig, Problems> 
     if !problems.is_empty() {
         return Err(problems);
     }
-    graph_presence::GraphConfig::from_env_with(|k| env.get(k).map(str::to_string))
-        .map_err(|e| Problems::from(Problem::plain(e.to_string())))
+    let mut config = graph_presence::GraphConfig::from_env_with(|k| env.get(k).map(str::to_string))
+        .map_err(|e| Problems::from(Problem::plain(e.to_string())))?;
+    // Set explicitly, not left to the client's default: the presence engine
+    // retries (after Retry-After, else with its own backoff), and a call that
+    // retried inside the client could be in flight for minutes, holding the
+    // user's next change and a clean stop.
+    config.max_retries = 0;
+    Ok(config)
+}
+
+/// `config` for a one-shot command without a retry loop of its own: the
+/// client retries 429, 5xx, timeouts and connection errors itself
+/// ([`ONE_SHOT_GRAPH_RETRIES`] times).
+pub fn one_shot(mut config: graph_presence::GraphConfig) -> graph_presence::GraphConfig {
+    config.max_retries = ONE_SHOT_GRAPH_RETRIES;
+    config
 }
 
 /// Where the extension list is: `EXTENSIONS_JSON`, default `config/extensions.json`
@@ -564,6 +586,8 @@ mod tests {
         ]);
         let g = graph_config(&env).unwrap();
         assert_eq!(g.graph_base_url, "http://127.0.0.1:8080/v1.0");
+        assert_eq!(g.max_retries, 0, "the engine retries, not the client");
+        assert_eq!(one_shot(g.clone()).max_retries, ONE_SHOT_GRAPH_RETRIES);
         assert!(!format!("{g:?}").contains("s3cr3t"));
     }
 

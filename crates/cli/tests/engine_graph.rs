@@ -8,7 +8,7 @@ use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, Operation};
 use graph_presence::{Credential, GraphClient, GraphConfig, SecretString};
 use sip_blf_sync::engine::{
     run_engine, ChannelSource, Engine, EngineSettings, GraphSink, PersistedState, PresenceCommand,
-    PresenceCommandKind, PresenceSink, Reason, RunOptions,
+    PresenceCommandKind, PresenceSink, Reason, RunOptions, SinkError,
 };
 use sip_blf_sync::observe::Telemetry;
 use sip_blf_sync::sip_source::{LineChange, SourceEvent};
@@ -30,7 +30,8 @@ fn config(emu: &GraphEmulator) -> GraphConfig {
     );
     config.authority_host = emu.authority_url();
     config.graph_base_url = emu.base_url();
-    config.backoff_base = Duration::from_millis(10);
+    // As the service has it: no retries inside the client, the engine retries.
+    assert_eq!(config.max_retries, 0);
     config
 }
 
@@ -122,34 +123,88 @@ async fn unknown_user_fails_alone() {
     assert!(emu.app_session(ALICE).is_some());
 }
 
+/// The Graph sink, reporting each command's outcome as it comes.
+#[derive(Clone)]
+struct Reporting {
+    inner: GraphSink,
+    outcomes: mpsc::UnboundedSender<(String, Result<(), SinkError>, Instant)>,
+}
+
+impl PresenceSink for Reporting {
+    async fn apply(&self, commands: &[PresenceCommand]) -> Vec<Result<(), SinkError>> {
+        let results = self.inner.apply(commands).await;
+        for (c, r) in commands.iter().zip(&results) {
+            let _ = self
+                .outcomes
+                .send((c.user.clone(), r.clone(), Instant::now()));
+        }
+        results
+    }
+}
+
+fn line(ext: &str, state: LineState) -> SourceEvent {
+    SourceEvent::Line(LineChange {
+        extension: ext.into(),
+        line_state: state,
+        received_at: None,
+        stale: None,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttled_batch_recovers_and_final_presence_matches() {
+async fn throttling_and_server_errors_are_retried_by_the_engine_within_seconds() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await
         .unwrap();
-    let telemetry = Telemetry::new();
-    let sink = GraphSink::new(client(&emu), telemetry.clone());
-    // Resolve first so the faults hit the presence calls.
+    // The service's client: it does not retry by itself.
+    let client = client(&emu);
+    let sink = GraphSink::new(client, Telemetry::new());
     sink.seed([("alice@contoso.com", ALICE), ("bob@contoso.com", BOB)]);
+    let (outcomes, mut outcome) = mpsc::unbounded_channel();
+    let sink = Reporting {
+        inner: sink,
+        outcomes,
+    };
+    let mut engine = Engine::new(
+        EngineSettings {
+            reconcile_every: Duration::ZERO,
+            ..EngineSettings::default()
+        },
+        Instant::now(),
+    );
+    engine.add_extension("1001", "alice@contoso.com", Mapping::default());
+    engine.add_extension("1002", "bob@contoso.com", Mapping::default());
     emu.inject(Fault::TooManyRequests {
         retry_after: Duration::from_secs(1),
         times: 2,
     });
     emu.inject(Fault::ServiceUnavailable { times: 1 });
-    let started = Instant::now();
-    let r = sink
-        .apply(&[
-            command("1001", "alice@contoso.com", busy()),
-            command("1002", "bob@contoso.com", busy()),
-        ])
-        .await;
-    assert_eq!(r, vec![Ok(()), Ok(())]);
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "Retry-After honoured"
-    );
-    assert!(emu.throttled_count() >= 2);
-    assert_eq!(emu.count(Operation::GetUser), 0, "seeded ids are used");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_engine(
+        ChannelSource(rx),
+        sink,
+        engine,
+        Telemetry::new(),
+        async move {
+            let _ = stopped.await;
+        },
+        RunOptions::new(None, Duration::from_secs(10)),
+    ));
+    tx.send(line("1001", LineState::Busy)).unwrap();
+    tx.send(line("1002", LineState::Busy)).unwrap();
+    // Each user's outcomes, until both went through (in any order).
+    let mut seen: Vec<(String, Result<(), SinkError>, Instant)> = Vec::new();
+    while ["alice@contoso.com", "bob@contoso.com"]
+        .iter()
+        .any(|u| !seen.iter().any(|(w, r, _)| w == u && r.is_ok()))
+    {
+        let next = tokio::time::timeout(Duration::from_secs(60), outcome.recv())
+            .await
+            .expect("every user's presence goes through")
+            .unwrap();
+        seen.push(next);
+    }
     for id in [ALICE, BOB] {
         let p = emu.presence_of(id).unwrap();
         assert_eq!(
@@ -157,10 +212,42 @@ async fn throttled_batch_recovers_and_final_presence_matches() {
             ("Busy", "InACall")
         );
     }
-    assert!(
-        emu.count(Operation::Batch) >= 2,
-        "sent as $batch and retried"
-    );
+    let failures: Vec<&SinkError> = seen
+        .iter()
+        .filter_map(|(_, r, _)| r.as_ref().err())
+        .collect();
+    assert_eq!(failures.len(), 3, "two 429s and one 503: {seen:?}");
+    assert!(failures.iter().all(|e| !e.permanent), "{failures:?}");
+    let throttled: Vec<_> = failures.iter().filter(|e| e.throttled).collect();
+    assert_eq!(throttled.len(), 2, "{failures:?}");
+    assert!(throttled
+        .iter()
+        .all(|e| e.retry_after == Some(Duration::from_secs(1))));
+    for user in ["alice@contoso.com", "bob@contoso.com"] {
+        let times: Vec<Instant> = seen
+            .iter()
+            .filter(|(u, _, _)| u == user)
+            .map(|(_, _, at)| *at)
+            .collect();
+        for pair in times.windows(2) {
+            let gap = pair[1].duration_since(pair[0]);
+            // Retry-After (1 s) or the first steps of the backoff (1 s, 2 s),
+            // not the 30 s of a steady retry.
+            assert!(
+                gap >= Duration::from_millis(900) && gap < Duration::from_secs(15),
+                "{user}: retried after {gap:?}"
+            );
+        }
+    }
+    assert_eq!(emu.throttled_count(), 2);
+    stop.send(()).unwrap();
+    let engine = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(engine.applied("1001").as_deref(), Some("clear"));
+    assert_eq!(emu.app_session(ALICE), None);
+    assert_eq!(emu.app_session(BOB), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,20 +322,47 @@ async fn failures_say_whether_a_retry_can_help() {
     assert!(gone.permanent, "{gone:?}");
     assert!(gone.message.contains("extension list"), "{gone}");
 
-    // More 429s than the client's own retries: transient, with Retry-After.
+    // The client does not retry: a 429 comes back at once, transient, with
+    // its Retry-After for the engine.
     emu.inject(Fault::TooManyRequests {
-        retry_after: Duration::from_secs(1),
-        times: 6,
+        retry_after: Duration::from_secs(7),
+        times: 1,
     });
-    let mut quick = config(&emu);
-    quick.max_retries = 0;
-    let sink = GraphSink::new(GraphClient::new(quick).unwrap(), Telemetry::new());
+    let started = Instant::now();
     let r = sink
         .apply(&[command("1001", "alice@contoso.com", busy())])
         .await;
     let throttled = r[0].clone().unwrap_err();
     assert!(!throttled.permanent && throttled.throttled, "{throttled:?}");
-    assert_eq!(throttled.retry_after, Some(Duration::from_secs(1)));
+    assert_eq!(throttled.retry_after, Some(Duration::from_secs(7)));
+    assert!(started.elapsed() < Duration::from_secs(7), "nothing waited");
+    // So does a 503: transient, no Retry-After (the engine backs off).
+    emu.inject(Fault::ServiceUnavailable { times: 1 });
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    let server = r[0].clone().unwrap_err();
+    assert!(!server.permanent && !server.throttled, "{server:?}");
+    assert_eq!(server.retry_after, None);
+    assert_eq!(
+        server.failure(),
+        sip_blf_sync::engine::Failure::Transient { retry_after: None }
+    );
+    // A 503 that says when to come back: the engine waits that long.
+    emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_secs(5),
+        times: 1,
+    });
+    let r = sink
+        .apply(&[command("1001", "alice@contoso.com", busy())])
+        .await;
+    let server = r[0].clone().unwrap_err();
+    assert_eq!(
+        server.failure(),
+        sip_blf_sync::engine::Failure::Transient {
+            retry_after: Some(Duration::from_secs(5))
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

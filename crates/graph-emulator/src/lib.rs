@@ -26,8 +26,9 @@
 //!   relative urls and a `Content-Type` header when a body is present; sub-responses come back
 //!   in reverse order (deterministic, and different from the request order); each sub-request
 //!   is throttled on its own (429 + `Retry-After` in the sub-response headers).
-//! * **Faults on demand**: 429 with `Retry-After`, 503, slow answers, 401, expired tokens, and
-//!   an optional rate limit (N requests per window → 429 with `Retry-After`).
+//! * **Faults on demand**: 429 with `Retry-After`, 503 (with or without `Retry-After`), slow
+//!   answers, 401, expired tokens, and an optional rate limit (N requests per window → 429
+//!   with `Retry-After`).
 //! * **Time**: the emulator clock is the real clock plus an offset that tests move forward
 //!   with [`GraphEmulator::advance`], so session expiry and the Available timeout are tested
 //!   without sleeping.
@@ -184,6 +185,13 @@ pub enum Fault {
         /// How many operations get it.
         times: u32,
     },
+    /// Answer 503 `ServiceUnavailable` with `Retry-After` (whole seconds, rounded up).
+    ServiceUnavailableRetryAfter {
+        /// The `Retry-After` value.
+        retry_after: Duration,
+        /// How many operations get it.
+        times: u32,
+    },
     /// Wait (real time) before answering.
     Delay {
         /// How long.
@@ -203,6 +211,7 @@ impl Fault {
         match self {
             Fault::TooManyRequests { times, .. }
             | Fault::ServiceUnavailable { times }
+            | Fault::ServiceUnavailableRetryAfter { times, .. }
             | Fault::Delay { times, .. }
             | Fault::Unauthorized { times } => *times,
         }

@@ -57,7 +57,7 @@ impl Reply {
     }
 
     fn throttled(retry_after: Duration) -> Self {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let secs = whole_seconds(retry_after);
         let mut r = Reply {
             status: 429,
             headers: Vec::new(),
@@ -88,6 +88,11 @@ impl Reply {
         }
         resp
     }
+}
+
+/// A `Retry-After` value: whole seconds, rounded up.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 fn random_id() -> String {
@@ -533,6 +538,7 @@ fn next_fault(shared: &Shared) -> Option<Fault> {
     match f {
         Fault::TooManyRequests { times, .. }
         | Fault::ServiceUnavailable { times }
+        | Fault::ServiceUnavailableRetryAfter { times, .. }
         | Fault::Delay { times, .. }
         | Fault::Unauthorized { times } => {
             *times -= 1;
@@ -575,6 +581,16 @@ async fn operation(
                         "ServiceUnavailable",
                         "The service is temporarily unavailable.",
                     )
+                }
+                Fault::ServiceUnavailableRetryAfter { retry_after, .. } => {
+                    let mut r = Reply::error(
+                        503,
+                        "ServiceUnavailable",
+                        "The service is temporarily unavailable.",
+                    );
+                    r.headers
+                        .push(("Retry-After".into(), whole_seconds(retry_after).to_string()));
+                    break 'reply r;
                 }
                 Fault::Unauthorized { .. } => {}
             }

@@ -425,6 +425,23 @@ async fn rate_limit_and_faults() {
     t.emu.set_rate_limit(None);
     t.emu.inject(Fault::ServiceUnavailable { times: 1 });
     assert_eq!(t.set(ALICE, "Away", "Away", None).await.0, 503);
+    t.emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_millis(2500),
+        times: 1,
+    });
+    let r = t
+        .http
+        .post(format!(
+            "{}/users/{ALICE}/presence/setPresence",
+            t.emu.base_url()
+        ))
+        .bearer_auth(&t.token)
+        .json(&json!({"sessionId": t.emu.config().client_id, "availability": "Away", "activity": "Away"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "3", "whole seconds, rounded up");
     t.emu.inject(Fault::Unauthorized { times: 1 });
     assert_eq!(t.set(ALICE, "Away", "Away", None).await.0, 401);
     assert_eq!(t.set(ALICE, "Away", "Away", None).await.0, 200);

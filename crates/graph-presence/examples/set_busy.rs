@@ -25,6 +25,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     config.authority_host = emu.authority_url();
     config.graph_base_url = emu.base_url();
+    // A one-shot program with no retry loop of its own: the client retries 429/5xx/timeouts.
+    config.max_retries = 3;
     let graph = GraphClient::new(config)?;
 
     let token = graph.token_check().await?;

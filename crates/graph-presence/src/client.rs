@@ -330,8 +330,12 @@ impl GraphClient {
                     e
                 }
                 RequestTokenError::Request(e) => GraphError::TokenTransport(format!(
-                    "cannot reach the token endpoint after {} attempts: {}",
-                    attempt + 1,
+                    "cannot reach the token endpoint{}: {}",
+                    if attempt > 0 {
+                        format!(" after {} attempts", attempt + 1)
+                    } else {
+                        String::new()
+                    },
                     match &e {
                         oauth2::HttpClientError::Reqwest(r) => describe_reqwest(r),
                         other => other.to_string(),
@@ -391,9 +395,9 @@ impl GraphClient {
         Ok(u)
     }
 
-    /// Sends one request with the retry rules: 401 → new token once; 429 → wait
-    /// `Retry-After` (or back off); 5xx, timeouts, connection errors → exponential backoff
-    /// with jitter; everything else is returned as it is.
+    /// Sends one request: 401 → new token once; with `max_retries` set, 429 → wait
+    /// `Retry-After` (or back off) and 5xx, timeouts, connection errors → exponential backoff
+    /// with jitter, up to `max_retries` times; everything else is returned as it is.
     async fn send<B: serde::Serialize + ?Sized>(
         &self,
         op: &'static str,
@@ -488,6 +492,7 @@ impl GraphClient {
                             attempts: attempt + 1,
                             code,
                             message,
+                            retry_after,
                         }
                     });
                 }
@@ -746,8 +751,9 @@ impl GraphClient {
     // ---------------------------------------------------------------- batch
 
     /// Runs operations through `$batch`, 20 per request. Every sub-response is checked and
-    /// correlated by id; throttled (429) or failing (5xx) sub-requests are retried after the
-    /// longest `Retry-After` (or a backoff); an outer 200 or 424 is accepted. Invalid
+    /// correlated by id; with [`GraphConfig::max_retries`] set, throttled (429) or failing
+    /// (5xx) sub-requests are retried after the longest `Retry-After` (or a backoff), else
+    /// they fail with their own `Retry-After`; an outer 200 or 424 is accepted. Invalid
     /// operations fail alone, before anything is sent. Results are in input order.
     pub async fn batch(
         &self,
@@ -927,6 +933,7 @@ impl GraphClient {
                                     attempts: round + 1,
                                     code,
                                     message,
+                                    retry_after: ra,
                                 }),
                             ));
                         }

@@ -106,14 +106,24 @@ pub struct GraphConfig {
     pub request_timeout: Duration,
     /// Connect timeout (default 10 s).
     pub connect_timeout: Duration,
-    /// Retries after a 429, 5xx, timeout or connection error (default 5).
+    /// Retries the client makes itself after a 429, 5xx, timeout or connection error
+    /// (default **0**: it does not retry).
+    ///
+    /// With 0 a failed call returns its typed error at once — [`GraphError::Throttled`] and
+    /// [`GraphError::Server`] with the server's `Retry-After`, [`GraphError::Transport`] for
+    /// timeouts and connection errors, all [`GraphError::is_transient`] — so that a caller
+    /// with its own retry loop (a service that orders and re-sends its calls) keeps every
+    /// wait in one place and no call lasts longer than one request. A caller without a retry
+    /// loop of its own (a one-shot command, a script) sets it, e.g. to 3. The renewal of the
+    /// token after a 401 is not a retry and always happens.
     pub max_retries: u32,
-    /// First backoff step for 5xx/timeouts (default 500 ms; doubles each retry, with jitter).
+    /// First backoff step for 5xx/timeouts when retrying (default 500 ms; doubles each retry,
+    /// with jitter).
     pub backoff_base: Duration,
-    /// Longest backoff step (default 60 s).
+    /// Longest backoff step when retrying (default 60 s).
     pub backoff_max: Duration,
-    /// Longest `Retry-After` honoured as given (default 5 minutes); longer values are cut
-    /// to this so a bad header cannot stall the client for hours.
+    /// Longest `Retry-After` honoured as given when retrying (default 5 minutes); longer
+    /// values are cut to this so a bad header cannot stall the client for hours.
     pub max_retry_after: Duration,
     /// Renew the token when it has less than this left (default 5 minutes).
     pub token_refresh_margin: Duration,
@@ -135,7 +145,7 @@ impl GraphConfig {
             request_budget: BudgetConfig::default(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
-            max_retries: 5,
+            max_retries: 0,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(300),

@@ -72,19 +72,22 @@ pub enum GraphError {
         /// Graph error message.
         message: String,
     },
-    /// Still throttled after every retry.
-    #[error("{operation}: still throttled (429) after {attempts} attempts; lower the request rate or the request budget")]
+    /// 429: throttled (after every retry, if the client retries; see
+    /// [`GraphConfig::max_retries`](crate::GraphConfig::max_retries)).
+    #[error("{operation}: throttled (429){}{}; lower the request rate or the request budget", attempts_text(*.attempts), retry_after_text(.retry_after))]
     Throttled {
         /// The operation.
         operation: &'static str,
         /// Attempts made.
         attempts: u32,
-        /// The last `Retry-After`, if any.
+        /// The last `Retry-After`, if any: when to try again.
         retry_after: Option<Duration>,
     },
-    /// 5xx after every retry.
+    /// 5xx (after every retry, if the client retries).
     #[error(
-        "{operation}: Graph server error {status} after {attempts} attempts ({code}: {message})"
+        "{operation}: Graph server error {status}{}{} ({code}: {message})",
+        attempts_text(*.attempts),
+        retry_after_text(.retry_after)
     )]
     Server {
         /// The operation.
@@ -97,9 +100,11 @@ pub enum GraphError {
         code: String,
         /// Graph error message.
         message: String,
+        /// The server's `Retry-After` (503 often has one), if any.
+        retry_after: Option<Duration>,
     },
-    /// Timeouts or connection errors after every retry.
-    #[error("{operation}: {message} (after {attempts} attempts)")]
+    /// Timeouts or connection errors (after every retry, if the client retries).
+    #[error("{operation}: {message}{}", attempts_text(*.attempts))]
     Transport {
         /// The operation.
         operation: &'static str,
@@ -134,6 +139,20 @@ fn codes_text(codes: &[u32]) -> String {
     codes.iter().map(|c| format!(", AADSTS{c}")).collect()
 }
 
+fn attempts_text(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    }
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    retry_after
+        .map(|d| format!(", retry after {} s", d.as_secs()))
+        .unwrap_or_default()
+}
+
 impl GraphError {
     /// True when retrying later may succeed (throttling, server errors, transport).
     pub fn is_transient(&self) -> bool {
@@ -144,6 +163,17 @@ impl GraphError {
                 | GraphError::Transport { .. }
                 | GraphError::TokenTransport(_)
         )
+    }
+
+    /// When the server said to try again (`Retry-After` of a 429 or a 5xx), if it did.
+    /// A caller that retries waits this long; without it, it backs off as it sees fit.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GraphError::Throttled { retry_after, .. } | GraphError::Server { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
     }
 }
 

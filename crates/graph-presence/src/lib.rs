@@ -12,10 +12,17 @@
 //!   `clearPresence` (404 = already cleared); `setStatusMessage`; `getPresencesByUserId`
 //!   (650 ids per call, split automatically); user-preferred presence (not for BLF).
 //! * **Keep-alive**: [`refresh_interval`] and [`PresenceKeeper`] say when to re-send.
-//! * **Batching**: `$batch` of up to 20, correlated by id, throttled sub-requests retried.
-//! * **Failures**: 429 honours `Retry-After`; 5xx, timeouts and connection errors back off
-//!   exponentially with jitter; 400/403 are not retried and say what is wrong; a client-side
-//!   [budget](BudgetConfig) (1,500 per 30 s by default) keeps requests under Graph's limit.
+//! * **Batching**: `$batch` of up to 20, correlated by id, each sub-response checked.
+//! * **Failures**: every failure is a typed [`GraphError`]; 429 and 5xx carry the server's
+//!   `Retry-After` ([`GraphError::retry_after`]) and [`GraphError::is_transient`] says whether
+//!   trying again may help; 400/403 say what is wrong; a client-side [budget](BudgetConfig)
+//!   (1,500 per 30 s by default) keeps requests under Graph's limit.
+//! * **Retries are opt-in**: the client does not retry unless
+//!   [`GraphConfig::max_retries`] is set; a caller without its own retry loop sets it. Then
+//!   429 honours `Retry-After` and 5xx, timeouts and connection errors back off exponentially
+//!   with jitter. A caller with its own retry loop leaves it at 0, so that each call lasts
+//!   one request and all waiting is decided in one place. (A 401 always fetches a new token
+//!   once: that is not a retry policy.)
 //! * Secrets and tokens never appear in logs or `Debug` output.
 //!
 //! Permissions (application, admin-consented): `Presence.ReadWrite.All` (set/clear),

@@ -58,6 +58,11 @@ async fn fx() -> Fx {
     fx_with(EmulatorConfig::default(), |_| {}).await
 }
 
+/// A client that retries by itself (`max_retries` is 0 by default).
+async fn fx_retrying(max_retries: u32) -> Fx {
+    fx_with(EmulatorConfig::default(), |c| c.max_retries = max_retries).await
+}
+
 #[tokio::test]
 async fn token_is_reused_and_renewed_ahead_of_expiry() {
     let f = fx().await;
@@ -103,7 +108,7 @@ async fn unauthorized_gets_a_new_token_once() {
 
 #[tokio::test]
 async fn throttled_request_waits_its_retry_after() {
-    let f = fx().await;
+    let f = fx_retrying(5).await;
     f.emu.inject(Fault::TooManyRequests {
         retry_after: Duration::from_secs(7),
         times: 2,
@@ -150,7 +155,7 @@ async fn throttled_sub_requests_in_a_batch_are_retried() {
                 batch_424_on_failure: outer_424,
                 ..EmulatorConfig::default()
             },
-            |_| {},
+            |c| c.max_retries = 5,
         )
         .await;
         let users: Vec<ObjectId> = (1..=25)
@@ -190,7 +195,7 @@ async fn throttled_sub_requests_in_a_batch_are_retried() {
 
 #[tokio::test]
 async fn server_errors_back_off_exponentially_with_jitter() {
-    let f = fx().await;
+    let f = fx_retrying(5).await;
     f.emu.inject(Fault::ServiceUnavailable { times: 3 });
     f.graph
         .set_presence(&alice(), PresenceState::Away, None)
@@ -203,6 +208,15 @@ async fn server_errors_back_off_exponentially_with_jitter() {
         let step = Duration::from_millis(500) * 2u32.pow(i as u32);
         assert!(*s >= step / 2 && *s <= step, "retry {i}: {s:?}");
     }
+
+    // A 503 that says when to come back is retried then, not after a backoff.
+    let f = fx_retrying(5).await;
+    f.emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_secs(5),
+        times: 1,
+    });
+    f.graph.get_presence(&alice()).await.unwrap();
+    assert_eq!(f.clock.sleeps(), vec![Duration::from_secs(5)]);
 
     let f = fx_with(EmulatorConfig::default(), |c| c.max_retries = 2).await;
     f.emu.inject(Fault::ServiceUnavailable { times: 10 });
@@ -221,9 +235,113 @@ async fn server_errors_back_off_exponentially_with_jitter() {
 }
 
 #[tokio::test]
-async fn timeouts_are_retried() {
+async fn without_max_retries_a_failed_call_returns_its_error_at_once() {
     let f = fx_with(EmulatorConfig::default(), |c| {
         c.request_timeout = Duration::from_millis(300)
+    })
+    .await;
+    f.graph.token_check().await.unwrap();
+
+    // 429: the server's Retry-After comes back in the error, nothing waited.
+    f.emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(7),
+        times: 1,
+    });
+    let e = f
+        .graph
+        .set_presence(&alice(), PresenceState::BusyInACall, HOUR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            GraphError::Throttled {
+                attempts: 1,
+                retry_after: Some(r),
+                ..
+            } if r == Duration::from_secs(7)
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_transient());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    assert_eq!(e.to_string(), "setPresence: throttled (429), retry after 7 s; lower the request rate or the request budget");
+    assert_eq!(f.emu.count(Operation::SetPresence), 1);
+
+    // 5xx: a transient server error, no Retry-After from this server.
+    f.emu.inject(Fault::ServiceUnavailable { times: 1 });
+    let e = f.graph.get_presence(&alice()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            GraphError::Server {
+                status: 503,
+                attempts: 1,
+                retry_after: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.is_transient());
+    // A 503 with Retry-After passes it on.
+    f.emu.inject(Fault::ServiceUnavailableRetryAfter {
+        retry_after: Duration::from_secs(4),
+        times: 1,
+    });
+    let e = f.graph.get_presence(&alice()).await.unwrap_err();
+    assert!(matches!(e, GraphError::Server { status: 503, .. }), "{e:?}");
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
+
+    // Timeout: a transient transport error after one request timeout.
+    f.emu.inject(Fault::Delay {
+        delay: Duration::from_secs(2),
+        times: 1,
+    });
+    let e = f.graph.get_presence(&alice()).await.unwrap_err();
+    assert!(
+        matches!(e, GraphError::Transport { attempts: 1, .. }),
+        "{e:?}"
+    );
+    assert!(e.is_transient());
+
+    // $batch: a throttled sub-request fails alone, with its Retry-After; the rest go through.
+    f.emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(3),
+        times: 1,
+    });
+    let ops = vec![
+        PresenceOperation::SetPresence {
+            user: alice(),
+            state: PresenceState::Away,
+            expiration: HOUR,
+        },
+        PresenceOperation::SetPresence {
+            user: ObjectId::parse(BOB).unwrap(),
+            state: PresenceState::Away,
+            expiration: HOUR,
+        },
+    ];
+    let results = f.graph.batch(ops).await;
+    let throttled: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    assert_eq!(throttled.len(), 1, "{results:?}");
+    let e = throttled[0].1.as_ref().unwrap_err();
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(3)), "{e:?}");
+    assert_eq!(f.emu.count(Operation::Batch), 1);
+
+    // A 401 still fetches a new token once: that is not a retry.
+    f.emu.expire_all_tokens();
+    f.graph.get_presence(&alice()).await.unwrap();
+    assert_eq!(f.emu.tokens_issued(), 2);
+
+    assert!(f.clock.sleeps().is_empty(), "{:?}", f.clock.sleeps());
+}
+
+#[tokio::test]
+async fn timeouts_are_retried() {
+    let f = fx_with(EmulatorConfig::default(), |c| {
+        c.request_timeout = Duration::from_millis(300);
+        c.max_retries = 5;
     })
     .await;
     f.graph.token_check().await.unwrap();
@@ -296,8 +414,9 @@ async fn budget_keeps_the_client_under_the_rate_limit() {
         "25 requests at 10/s need two waits"
     );
 
-    // The same load without a matching budget does run into the limit.
-    let f = fx_with(emu_cfg, |_| {}).await;
+    // The same load without a matching budget does run into the limit (and, retrying,
+    // gets through).
+    let f = fx_with(emu_cfg, |c| c.max_retries = 5).await;
     for _ in 0..25 {
         f.graph
             .set_presence(&alice(), PresenceState::BusyInACall, None)

@@ -44,6 +44,7 @@ async fn nothing_secret_is_logged() {
     cfg.authority_host = emu.authority_url();
     cfg.graph_base_url = emu.base_url();
     cfg.backoff_base = Duration::from_millis(1);
+    cfg.max_retries = 2;
     let graph = GraphClient::new(cfg.clone()).unwrap();
     let alice = ObjectId::parse(&c.users[0].object_id).unwrap();
     graph

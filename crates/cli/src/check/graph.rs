@@ -29,7 +29,8 @@ pub(super) async fn probe_graph(
         };
         return (summary, every("not configured (dry run)", None));
     };
-    let client = match GraphClient::new(config.clone()) {
+    // One shot, no retry loop of its own: the client retries.
+    let client = match GraphClient::new(crate::settings::one_shot(config.clone())) {
         Ok(c) => c,
         Err(e) => {
             let summary = failed(

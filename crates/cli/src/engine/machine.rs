@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 use blf::{LineState, Mapping, PresenceAction, PresencePair};
 use graph_presence::{refresh_interval, PresenceState};
 
+pub use super::retry::Failure;
+use super::retry::Streak;
 use super::state::{unix_seconds, AppliedRecord, PersistedState};
 
 /// What a command does.
@@ -60,21 +62,6 @@ impl Reason {
     }
 }
 
-/// How a command failed, which decides when it is tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// May succeed later (throttling, server errors, network): retried after
-    /// `retry_after` when the server gave one, else [`EngineSettings::retry_after`].
-    Transient {
-        /// The server's `Retry-After`, if any.
-        retry_after: Option<Duration>,
-    },
-    /// Will not succeed until someone fixes something (user gone, permission
-    /// missing, credentials refused): retried with a doubling backoff from
-    /// [`EngineSettings::retry_after`] up to [`EngineSettings::permanent_backoff_max`].
-    Permanent,
-}
-
 /// One thing to do with one user's presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceCommand {
@@ -125,9 +112,16 @@ pub struct EngineSettings {
     /// After a restart, how long to wait for a first NOTIFY before clearing a
     /// presence an earlier run left set.
     pub restart_grace: Duration,
-    /// Wait this long before retrying a failed command (the first step of
-    /// the backoff after a permanent failure).
+    /// Wait this long before retrying a failed command whose cause is not
+    /// known ([`Engine::command_failed`]); the longest wait after transient
+    /// failures without a `Retry-After`; and the first step of the backoff
+    /// after a permanent failure.
     pub retry_after: Duration,
+    /// First wait after a transient failure without a `Retry-After` (e.g. a
+    /// 500 or a timeout); it doubles with each such failure since the last
+    /// success, up to [`retry_after`](Self::retry_after), so a single server
+    /// error is retried within about a second.
+    pub transient_backoff_first: Duration,
     /// Longest wait between attempts after permanent failures (the backoff
     /// doubles from [`retry_after`](Self::retry_after) up to this).
     pub permanent_backoff_max: Duration,
@@ -143,6 +137,7 @@ impl Default for EngineSettings {
             reconcile_every: Duration::from_secs(15 * 60),
             restart_grace: Duration::from_secs(30),
             retry_after: Duration::from_secs(30),
+            transient_backoff_first: Duration::from_secs(1),
             permanent_backoff_max: Duration::from_secs(3600),
             status_message: None,
         }
@@ -190,8 +185,8 @@ struct Slot {
     inherited: bool,
     keepalive_at: Option<Instant>,
     retry_at: Option<Instant>,
-    /// Permanent failures in a row (drives the backoff; reset by a success).
-    failures: u32,
+    /// Failures in a row (drive the backoffs; reset by a success).
+    failures: Streak,
     status_set: bool,
     last_notify: Option<Instant>,
     /// Commands sent for this slot's user whose outcome is not known yet (see
@@ -229,8 +224,8 @@ pub struct Engine {
     /// Users no longer configured whose presence an earlier run left set:
     /// record and when to (re)try clearing it.
     orphans: BTreeMap<String, (AppliedRecord, Instant)>,
-    /// Permanent failures in a row clearing an orphan (drives its backoff).
-    orphan_failures: BTreeMap<String, u32>,
+    /// Failures in a row clearing an orphan (drive its backoff).
+    orphan_failures: BTreeMap<String, Streak>,
     /// When a slot has something to do: (time, extension), kept in step with
     /// each slot's timers. With it a poll touches the due slots, not every one.
     wake: BTreeSet<(Instant, String)>,
@@ -289,7 +284,7 @@ impl Engine {
                 inherited: false,
                 keepalive_at: None,
                 retry_at: None,
-                failures: 0,
+                failures: Streak::default(),
                 status_set: false,
                 last_notify: None,
                 in_flight: 0,
@@ -769,12 +764,13 @@ impl Engine {
         self.slots.get(extension).is_some_and(|s| s.in_flight > 0)
     }
 
-    /// A command could not be applied: it is retried after
-    /// [`EngineSettings::retry_after`] (with the then desired presence).
-    /// Same as [`command_failed_with`](Self::command_failed_with) and a
-    /// transient failure without `Retry-After`.
+    /// A command could not be applied, for a reason not known (given up
+    /// unanswered, no result): it is retried after
+    /// [`EngineSettings::retry_after`] (with the then desired presence), as
+    /// after a transient failure whose `Retry-After` says so.
     pub fn command_failed(&mut self, command: &PresenceCommand, now: Instant) {
-        self.command_failed_with(command, now, Failure::Transient { retry_after: None });
+        let retry_after = Some(self.settings.retry_after);
+        self.command_failed_with(command, now, Failure::Transient { retry_after });
     }
 
     /// A command could not be applied, for the given reason: it is retried
@@ -787,17 +783,6 @@ impl Engine {
     ) -> Duration {
         self.settled(command);
         let settings = &self.settings;
-        let delay = |failures: u32| match failure {
-            Failure::Transient { retry_after } => retry_after.unwrap_or(settings.retry_after),
-            Failure::Permanent => {
-                let factor = 2u32.saturating_pow(failures.saturating_sub(1));
-                settings
-                    .retry_after
-                    .saturating_mul(factor)
-                    .min(settings.permanent_backoff_max)
-            }
-        };
-        let permanent = failure == Failure::Permanent;
         let configured = self
             .slots
             .get(&command.extension)
@@ -805,14 +790,11 @@ impl Engine {
         let message = matches!(command.kind, PresenceCommandKind::StatusMessage { .. });
         if !configured && (command.kind == PresenceCommandKind::Clear || message) {
             // A user no longer configured: keep trying (and keep the record).
-            let failures = self
+            let wait = self
                 .orphan_failures
                 .entry(command.user.clone())
-                .or_default();
-            if permanent {
-                *failures = failures.saturating_add(1);
-            }
-            let wait = delay(*failures);
+                .or_default()
+                .failed(settings, failure);
             let record = AppliedRecord {
                 extension: command.extension.clone(),
                 applied: PresencePair::BusyInACall.to_string(),
@@ -854,21 +836,18 @@ impl Engine {
                 }
             }
         }
-        if permanent {
-            slot.failures = slot.failures.saturating_add(1);
-        }
-        let wait = delay(slot.failures);
+        let wait = slot.failures.failed(settings, failure);
         slot.retry_at = Some(now + wait);
         Self::arm(&mut self.wake, &command.extension, slot);
         wait
     }
 
-    /// A command was applied: the permanent-failure backoff starts over.
+    /// A command was applied: the backoffs start over.
     pub fn command_succeeded(&mut self, command: &PresenceCommand) {
         self.settled(command);
         if let Some(slot) = self.slots.get_mut(&command.extension) {
             if slot.user == command.user {
-                slot.failures = 0;
+                slot.failures = Streak::default();
             }
         }
         self.orphan_failures.remove(&command.user);

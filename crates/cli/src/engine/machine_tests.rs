@@ -336,8 +336,132 @@ fn transient_failures_wait_for_retry_after_when_given() {
         assert_eq!(e.command_failed_with(&cmds[0], t0, given), secs(2));
     }
     assert_eq!(e.next_deadline(), Some(t0 + secs(2)));
+    // The server paced us, it did not fail: the first failure without
+    // Retry-After waits the first step of the backoff, the next one two.
     let none = Failure::Transient { retry_after: None };
-    assert_eq!(e.command_failed_with(&cmds[0], t0, none), secs(30));
+    assert_eq!(e.command_failed_with(&cmds[0], t0, none), secs(1));
+    assert_eq!(e.command_failed_with(&cmds[0], t0, given), secs(2));
+    assert_eq!(e.command_failed_with(&cmds[0], t0, none), secs(2));
+    // A Retry-After of days is cut to the longest backoff.
+    let days = Failure::Transient {
+        retry_after: Some(secs(3 * 86_400)),
+    };
+    assert_eq!(e.command_failed_with(&cmds[0], t0, days), HOUR);
+}
+
+/// Fails `cmds[0]` with `failure` each time its retry comes, `times` times,
+/// and returns each wait; checks that nothing is sent before the wait ends.
+fn failing_retries(
+    e: &mut Engine,
+    mut cmds: Vec<PresenceCommand>,
+    mut now: Instant,
+    failure: Failure,
+    times: usize,
+) -> (Vec<Duration>, Vec<PresenceCommand>, Instant) {
+    let mut waits = Vec::new();
+    for _ in 0..times {
+        e.dispatched(&cmds);
+        let wait = e.command_failed_with(&cmds[0], now, failure);
+        waits.push(wait);
+        assert_eq!(e.next_deadline(), Some(now + wait));
+        assert!(e.poll(now + wait - Duration::from_millis(1)).is_empty());
+        now += wait;
+        cmds = e.poll(now);
+        assert_eq!(kinds(&cmds), vec![set("1001", Reason::Retry)]);
+    }
+    (waits, cmds, now)
+}
+
+#[test]
+fn a_server_error_is_retried_after_a_second_then_two_and_so_on() {
+    let t0 = Instant::now();
+    let mut e = engine(no_reconcile(), t0);
+    e.line_changed("1001", LineState::Busy, t0);
+    let cmds = e.poll(t0);
+    // A 500 (or a timeout): no Retry-After.
+    let server_error = Failure::Transient { retry_after: None };
+    let (waits, cmds, now) = failing_retries(&mut e, cmds, t0, server_error, 7);
+    assert_eq!(
+        waits,
+        [
+            secs(1),
+            secs(2),
+            secs(4),
+            secs(8),
+            secs(16),
+            secs(30),
+            secs(30)
+        ],
+        "doubling from 1 s up to retry_after"
+    );
+    // A success starts over: the next 500 is retried after a second again.
+    e.command_succeeded(&cmds[0]);
+    e.line_changed("1001", LineState::Idle, now);
+    let cmds = e.poll(now);
+    assert_eq!(e.command_failed_with(&cmds[0], now, server_error), secs(1));
+    assert_eq!(
+        kinds(&e.poll(now + secs(1))),
+        vec![("1001".into(), Clear, Reason::Retry)]
+    );
+}
+
+#[test]
+fn a_throttled_call_is_retried_after_its_retry_after() {
+    let t0 = Instant::now();
+    let mut e = engine(no_reconcile(), t0);
+    e.line_changed("1001", LineState::Busy, t0);
+    let cmds = e.poll(t0);
+    let throttled = Failure::Transient {
+        retry_after: Some(secs(7)),
+    };
+    let (waits, _, _) = failing_retries(&mut e, cmds, t0, throttled, 3);
+    assert_eq!(waits, [secs(7); 3], "what the server said, every time");
+}
+
+#[test]
+fn the_transient_backoff_follows_its_settings() {
+    let t0 = Instant::now();
+    let mut e = engine(
+        EngineSettings {
+            transient_backoff_first: Duration::from_millis(250),
+            retry_after: secs(1),
+            ..no_reconcile()
+        },
+        t0,
+    );
+    e.line_changed("1001", LineState::Busy, t0);
+    let cmds = e.poll(t0);
+    let none = Failure::Transient { retry_after: None };
+    let (waits, _, _) = failing_retries(&mut e, cmds, t0, none, 4);
+    let ms = Duration::from_millis;
+    assert_eq!(waits, [ms(250), ms(500), ms(1000), ms(1000)]);
+}
+
+#[test]
+fn transient_failures_leave_the_permanent_backoff_as_it_was() {
+    let t0 = Instant::now();
+    let mut e = engine(no_reconcile(), t0);
+    e.line_changed("1001", LineState::Busy, t0);
+    let cmds = e.poll(t0);
+    let (waits, cmds, now) = failing_retries(&mut e, cmds, t0, Failure::Permanent, 2);
+    assert_eq!(waits, [secs(30), secs(60)]);
+    let none = Failure::Transient { retry_after: None };
+    let (waits, cmds, now) = failing_retries(&mut e, cmds, now, none, 2);
+    assert_eq!(waits, [secs(1), secs(2)]);
+    // The permanent streak goes on where it was: 30 s × 2².
+    let (waits, _, _) = failing_retries(&mut e, cmds, now, Failure::Permanent, 1);
+    assert_eq!(waits, [secs(120)]);
+}
+
+#[test]
+fn a_command_given_up_unanswered_is_retried_after_retry_after() {
+    let t0 = Instant::now();
+    let mut e = engine(no_reconcile(), t0);
+    e.line_changed("1001", LineState::Busy, t0);
+    let cmds = e.poll(t0);
+    e.dispatched(&cmds);
+    e.command_failed(&cmds[0], t0);
+    assert_eq!(e.next_deadline(), Some(t0 + secs(30)));
 }
 
 #[test]

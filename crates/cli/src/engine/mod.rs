@@ -10,11 +10,14 @@
 //!   with Microsoft Graph.
 //! - [`run_engine`] is the tokio loop around them.
 //!
-//! When Graph fails: a transient failure (429, 5xx, network) is retried after
-//! the server's `Retry-After`, else after 30 s; a permanent one (user not in
-//! the tenant, permission missing, credentials refused) is logged as an error
-//! that says what to fix and retried with a backoff doubling from 30 s to an
-//! hour. A set (with the status message it carries) is recorded in the
+//! When Graph fails, the engine is the one layer that retries (the service's
+//! Graph client does not retry by itself, so no call lasts longer than one
+//! request and holds its user or a stop): a transient failure (429, 5xx,
+//! network) is retried after the server's `Retry-After`, else after a backoff
+//! doubling from 1 s to 30 s with each such failure; a permanent
+//! one (user not in the tenant, permission missing, credentials refused) is
+//! logged as an error that says what to fix and retried with a backoff
+//! doubling from 30 s to an hour. A success starts both over. A set (with the status message it carries) is recorded in the
 //! state file before it is sent, so a crash never leaves a presence or a
 //! message the next start does not know about; a stop does
 //! not wait for calls in flight and clears what they may have set.
@@ -60,6 +63,7 @@
 //! ```
 
 mod machine;
+mod retry;
 mod sinks;
 pub mod state;
 mod store;

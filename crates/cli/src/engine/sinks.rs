@@ -19,7 +19,7 @@ pub struct SinkError {
     pub message: String,
     /// Whether Graph throttled the call (429).
     pub throttled: bool,
-    /// The server's `Retry-After`, if it gave one.
+    /// The server's `Retry-After` (of a 429 or a 5xx), if it gave one.
     pub retry_after: Option<Duration>,
     /// Retrying will not help until something is fixed (user gone,
     /// permission missing, credentials refused).
@@ -59,10 +59,8 @@ impl SinkError {
 
 impl From<GraphError> for SinkError {
     fn from(e: GraphError) -> Self {
-        let retry_after = match &e {
-            GraphError::Throttled { retry_after, .. } => *retry_after,
-            _ => None,
-        };
+        // Throttled (429) or a server error (5xx) that said when to come back.
+        let retry_after = e.retry_after();
         let message = match &e {
             GraphError::NotFound { .. } => format!(
                 "{e}; the user is not in the tenant (deleted, or a wrong e-mail or object id \
