@@ -198,7 +198,7 @@ async fn probe_database(
 ) -> Option<Summary> {
     let settings = settings?;
     let checked =
-        tokio::time::timeout_at(deadline.into(), crate::database::check_database(settings)).await;
+        tokio::time::timeout_at(deadline, crate::database::check_database(settings)).await;
     Some(match checked {
         Ok(Ok(text)) => Summary {
             ok: true,
