@@ -67,7 +67,8 @@ enum Command {
     /// Shows each extension's line state and Teams presence as they change (a
     /// table on a terminal, one line per change otherwise), serves /status and
     /// /metrics, stops at the end of the day or on Ctrl-C, clearing what it set.
-    /// Reads no settings and writes nothing outside a temporary directory.
+    /// Reads no settings and writes nothing outside the system's temporary
+    /// directory (the day's line states stay there in an SQLite file).
     Demo {
         /// Time factor: 10 plays the 60 s day in 6 s.
         #[arg(long, default_value_t = 1.0)]
@@ -83,6 +84,11 @@ enum Command {
         /// the Graph requests, the final presence) to this file.
         #[arg(long, value_name = "FILE")]
         summary_json: Option<PathBuf>,
+        /// The SQLite file the database sink writes the day into (default: a
+        /// new file in the system's temporary directory, kept after the demo
+        /// so that it can be opened with sqlite3).
+        #[arg(long, value_name = "FILE")]
+        database: Option<PathBuf>,
         /// One line per change even on a terminal.
         #[arg(long)]
         plain: bool,
@@ -277,6 +283,7 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             extensions,
             http,
             summary_json,
+            database,
             plain,
         } => {
             let listen = http.as_deref().or(env.get("HTTP_LISTEN"));
@@ -293,6 +300,7 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 extensions,
                 http,
                 summary_json,
+                database,
                 table: plain.then_some(false),
             };
             match sip_blf_sync::demo::run(options).await {

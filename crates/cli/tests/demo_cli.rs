@@ -45,9 +45,12 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 fn demo_plays_the_day_serves_status_and_clears_every_presence() {
     let dir = tempfile::tempdir().unwrap();
     let summary_path = dir.path().join("summary.json");
+    let database = dir.path().join("day.db");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
         .args(["demo", "--speed", "20", "--summary-json"])
         .arg(&summary_path)
+        .arg("--database")
+        .arg(&database)
         // Nothing from the user's settings or environment is read.
         .current_dir(dir.path())
         .env_remove("HTTP_LISTEN")
@@ -160,6 +163,50 @@ fn demo_plays_the_day_serves_status_and_clears_every_presence() {
         assert_eq!(user["final_presence"], "Available/Available");
         assert_eq!(user["app_session"], false);
     }
+
+    // The day is in the SQLite file too: each line's history follows the
+    // scenes (a change the sink had not written yet when the next came may
+    // be folded into it), and after the stop every row reads unknown.
+    assert!(
+        seen.iter()
+            .any(|l| l.contains(&database.display().to_string())),
+        "the demo says where the database is: {seen:#?}"
+    );
+    assert_eq!(summary["database"], database.display().to_string());
+    let url = format!("sqlite://{}", database.display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (rows, histories) = rt.block_on(async {
+        let store = line_store::LineStore::connect(&url).await.unwrap();
+        let rows = store.line_states().await.unwrap();
+        let mut histories = Vec::new();
+        for (ext, _) in want {
+            let h = store.history(ext).await.unwrap();
+            histories.push(
+                h.into_iter()
+                    .map(|e| e.line_state.as_str())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        store.close().await;
+        (rows, histories)
+    });
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter()
+            .all(|r| r.line_state == line_store::LineState::Unknown),
+        "{rows:?}"
+    );
+    for ((ext, states), history) in want.iter().zip(histories) {
+        let written: Vec<&str> = history.into_iter().filter(|s| *s != "unknown").collect();
+        let mut rest = states.iter();
+        assert!(
+            written.iter().all(|w| rest.any(|s| s == w)),
+            "{ext}: history {written:?} is not in the order of {states:?}"
+        );
+        assert_eq!(written.first(), Some(&"idle"), "{ext}: {written:?}");
+        assert_eq!(written.last(), Some(&"idle"), "{ext}: {written:?}");
+        assert!(written.contains(&"busy"), "{ext}: {written:?}");
+    }
 }
 
 #[test]
@@ -179,6 +226,9 @@ fn ctrl_c_mid_call_clears_the_presence_and_exits_0() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
         .args(["demo", "--speed", "1", "--summary-json"])
         .arg(&summary_path)
+        // Not the default file in the system's temporary directory.
+        .arg("--database")
+        .arg(dir.path().join("day.db"))
         .current_dir(dir.path())
         .env_remove("HTTP_LISTEN")
         .stdin(Stdio::null())

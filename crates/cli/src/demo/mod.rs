@@ -38,6 +38,9 @@ pub struct DemoOptions {
     pub summary_json: Option<PathBuf>,
     /// Redraw a table in place (default: when stdout is a terminal).
     pub table: Option<bool>,
+    /// The SQLite file the database sink writes the day into (default:
+    /// `sip-blf-sync-demo-<pid>.db` in the system's temporary directory).
+    pub database: Option<PathBuf>,
 }
 
 /// Why the demo could not run.
@@ -134,7 +137,14 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
     let authority = emu.authority_url();
     let extensions_path = extensions_file.display().to_string();
     let state_path = state_file.display().to_string();
+    // The day also goes into an SQLite table, kept for `sqlite3` afterwards.
+    let database = options.database.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sip-blf-sync-demo-{}.db", std::process::id()))
+    });
+    let database_url = format!("sqlite://{}", database.display());
     let env = Env::from_pairs([
+        ("SINKS", "graph,database"),
+        ("DATABASE_URL", database_url.as_str()),
         ("SIP_SERVER", server.as_str()),
         ("SIP_USERNAME", "blf"),
         ("SIP_PASSWORD", password.as_str()),
@@ -203,6 +213,11 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
         emu.base_url()
     ));
     display.say(&format!("status:  http://{}/status", http.local_addr()));
+    display.say(&format!(
+        "database: {} (after the demo: sqlite3 {} 'SELECT * FROM line_events')",
+        database.display(),
+        database.display()
+    ));
     display.say(&format!("metrics: http://{}/metrics", http.local_addr()));
 
     let (finished_tx, finished_rx) = tokio::sync::watch::channel(false);
@@ -229,7 +244,8 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
     display.draw();
     result.map_err(DemoError::Service)?;
 
-    let summary = summarise(&display, &emu, &pbx, &options, &script, interrupted).await;
+    let mut summary = summarise(&display, &emu, &pbx, &options, &script, interrupted).await;
+    summary["database"] = json!(database.display().to_string());
     let left = summary["app_sessions_left"].as_u64().unwrap_or(0);
     display.say(&if left == 0 {
         format!(
