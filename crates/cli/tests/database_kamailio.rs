@@ -108,6 +108,20 @@ fn play(url: &str) {
 
     let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(300)).unwrap();
     both(&rt, url, LineState::Busy);
+    // Kamailio's dialog-info names the other party and the direction.
+    let parties: Vec<(String, Option<String>, Option<&str>)> = rt.block_on(async {
+        let store = LineStore::connect(url).await.unwrap();
+        let rows = store.line_states().await.unwrap();
+        store.close().await;
+        rows.into_iter()
+            .map(|r| (r.extension, r.counterparty, r.direction.map(|d| d.as_str())))
+            .collect()
+    });
+    assert!(
+        parties.contains(&("1001".into(), Some("1002".into()), Some("outbound")))
+            && parties.contains(&("1002".into(), Some("1001".into()), Some("inbound"))),
+        "{parties:?}"
+    );
     call.hang_up().unwrap();
     call.wait().unwrap();
     both(&rt, url, LineState::Idle);
