@@ -303,6 +303,66 @@ fn an_empty_extension_list_is_a_configuration_problem() {
     }
 }
 
+#[test]
+fn a_database_that_cannot_be_reached_is_named_by_check_and_stops_run_never_showing_the_password() {
+    let closed = closed_port();
+    let url = format!("postgres://blf:s3cr3t-pw@127.0.0.1:{}/lines", closed.port);
+    let dotenv = format!("SINKS=log,database\nDATABASE_URL={url}\n");
+    let c = quick_check_with(&closed, &dotenv);
+    let out = c.run_blocking(&["--timeout", "2"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("Database: FAILED"))
+        .unwrap_or_else(|| panic!("no Database line in:\n{all}"));
+    assert!(line.contains("check that it runs"), "{line}");
+    assert!(!all.contains("s3cr3t-pw"), "{all}");
+
+    // `run` refuses to start on it, with the same fix.
+    let out = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
+        .args(["run", "--dry-run"])
+        .current_dir(c.dir.path())
+        .env_clear()
+        .env("HTTP_LISTEN", "off")
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("DATABASE_URL") && all.contains("check that it runs"),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t-pw"), "{all}");
+}
+
+#[test]
+fn unknown_sinks_and_a_database_url_without_the_sink_are_configuration_problems() {
+    let c = Check::new("1001,alice@contoso.com\n")
+        .pbx("127.0.0.1:5060", "p")
+        .var("SINKS", "graph,teams")
+        .var("SOURCES", "sip,ami");
+    let out = c.run_blocking(&[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains("SINKS") && all.contains("valid: graph, log, database"),
+        "{all}"
+    );
+    assert!(
+        all.contains("SOURCES") && all.contains("valid: sip"),
+        "{all}"
+    );
+
+    let c = Check::new("1001,alice@contoso.com\n")
+        .pbx("127.0.0.1:5060", "p")
+        .var("DATABASE_URL", "sqlite://lines.db");
+    let out = c.run_blocking(&[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(all.contains("SINKS does not list database"), "{all}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_has_one_object_with_graph_outcomes_per_user() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
