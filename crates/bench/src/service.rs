@@ -244,6 +244,25 @@ async fn serve(
     ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
 ) -> Result<(), String> {
     let mut pairs = options.env.clone();
+    // For comparisons: BENCH_DATABASE=sqlite adds the database sink on an
+    // SQLite file beside the fixture's state file; BENCH_DATABASE=postgres://…
+    // on that PostgreSQL database.
+    if let Ok(database) = std::env::var("BENCH_DATABASE") {
+        let url = if database == "sqlite" {
+            let state = pairs
+                .iter()
+                .find(|(k, _)| k == "PRESENCE_STATE_JSON")
+                .map(|(_, v)| std::path::PathBuf::from(v))
+                .ok_or("the fixture has no state file path")?;
+            let file = state.with_file_name("lines.db");
+            let _ = std::fs::remove_file(&file);
+            format!("sqlite://{}", file.display())
+        } else {
+            database
+        };
+        pairs.push(("SINKS".to_owned(), "graph,database".to_owned()));
+        pairs.push(("DATABASE_URL".to_owned(), url));
+    }
     // `run` serves its status page by default; the benchmarks read telemetry directly.
     if !pairs.iter().any(|(k, _)| k == "HTTP_LISTEN") {
         pairs.push(("HTTP_LISTEN".to_owned(), "off".to_owned()));
