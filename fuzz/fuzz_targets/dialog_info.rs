@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
             Ok(n) => {
                 let state = n.line_state();
                 let update = tracker.apply(n);
-                let _ = (state, update, blf::Mapping::default().action(state));
+                let _ = (state, update, tracker.line_state());
             }
             Err(e) => {
                 assert!(e.line >= 1 && e.column >= 1);

@@ -7,9 +7,9 @@
 use std::hint::black_box;
 use std::time::{Instant, SystemTime};
 
-use blf::{LineState, Mapping};
+use blf::LineState;
 use criterion::{criterion_group, criterion_main, Criterion};
-use sip_blf_sync::engine::{Engine, EngineSettings};
+use sip_blf_sync::engine::{Engine, EngineSettings, Mapping};
 use sip_blf_sync::observe::{SubscriptionStatus, Telemetry};
 
 const EXTENSIONS: usize = 10_000;

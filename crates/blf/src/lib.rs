@@ -1,12 +1,13 @@
 //! Turn BLF NOTIFY bodies into one line state you can trust.
 //!
 //! Parses `application/dialog-info+xml` (RFC 4235) and `application/pidf+xml` (RFC 3863 with
-//! RPID, RFC 4480), aggregates every dialog into one [`LineState`], tracks versions per
-//! subscription ([`Tracker`]), and maps line states to presence actions ([`Mapping`]).
-//! The crate is sans-IO: bytes in, values out.
+//! RPID, RFC 4480), aggregates every dialog into one [`LineState`] and tracks versions per
+//! subscription ([`Tracker`]). The crate is sans-IO: bytes in, values out. What a line state
+//! means for someone's presence is the consumer's business: sip-blf-sync's Teams sink keeps
+//! its mapping from line states to Teams presence itself.
 //!
 //! ```
-//! use blf::{LineState, Mapping, Notification, PresenceAction, PresencePair};
+//! use blf::{LineState, Notification};
 //!
 //! let body = br#"<?xml version="1.0"?>
 //! <dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="4" state="full" entity="sip:1001@pbx">
@@ -14,10 +15,6 @@
 //! </dialog-info>"#;
 //! let n = Notification::parse(Some("application/dialog-info+xml; charset=utf-8"), body)?;
 //! assert_eq!(n.line_state(), LineState::Busy);
-//! assert_eq!(
-//!     Mapping::default().action(n.line_state()),
-//!     PresenceAction::Set(PresencePair::BusyInACall)
-//! );
 //! # Ok::<(), blf::ParseError>(())
 //! ```
 //!
@@ -78,7 +75,6 @@
 
 mod dialog_info;
 mod error;
-mod mapping;
 mod notification;
 mod pidf;
 mod state;
@@ -89,7 +85,6 @@ pub use dialog_info::{
     aggregate, Dialog, DialogInfo, DialogState, Direction, DocState, Participant,
 };
 pub use error::{Limits, ParseError, ParseErrorKind, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_DEPTH};
-pub use mapping::{valid_values, Mapping, MappingError, PresenceAction, PresencePair};
 pub use notification::{Notification, CONTENT_TYPE_DIALOG_INFO, CONTENT_TYPE_PIDF};
 pub use pidf::{Basic, Pidf, Tuple};
 pub use state::{LineState, UnknownLineState};

@@ -411,8 +411,8 @@ fn run_test_notify(
     content_type: Option<String>,
 ) -> ExitCode {
     let mapping = match mapping {
-        None => blf::Mapping::default(),
-        Some(path) => match blf::Mapping::load(&path) {
+        None => sip_blf_sync::engine::Mapping::default(),
+        Some(path) => match sip_blf_sync::engine::Mapping::load(&path) {
             Ok(m) => m,
             Err(e) => return fail(e),
         },

@@ -6,8 +6,10 @@
 
 use std::fmt::Write as _;
 
-use blf::{Dialog, LineState, Mapping, Notification, PresenceAction};
+use blf::{Dialog, LineState, Notification};
 use serde_json::{json, Value};
+
+use crate::engine::{Mapping, PresenceAction};
 
 /// What was read: where the body came from and its content type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use blf::{LineState, Mapping};
+use blf::LineState;
 use sip_blf_sync::engine::{
-    run_engine, AppliedRecord, ChannelSource, Engine, EngineSettings, LogSink, PersistedState,
-    Reason, RunOptions,
+    run_engine, AppliedRecord, ChannelSource, Engine, EngineSettings, LogSink, Mapping,
+    PersistedState, Reason, RunOptions,
 };
 use sip_blf_sync::observe::Telemetry;
 use sip_blf_sync::sip_source::{LineChange, SourceEvent};

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use blf::{LineState, Mapping, PresencePair};
+use blf::LineState;
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, Operation};
-use graph_presence::{Credential, GraphClient, GraphConfig, SecretString};
+use graph_presence::{Credential, GraphClient, GraphConfig, PresencePair, SecretString};
 use sip_blf_sync::engine::{
-    run_engine, ChannelSource, Engine, EngineSettings, GraphSink, PersistedState, PresenceCommand,
-    PresenceCommandKind, PresenceSink, Reason, RunOptions, SinkError,
+    run_engine, ChannelSource, Engine, EngineSettings, GraphSink, Mapping, PersistedState,
+    PresenceCommand, PresenceCommandKind, PresenceSink, Reason, RunOptions, SinkError,
 };
 use sip_blf_sync::observe::Telemetry;
 use sip_blf_sync::sip_source::{LineChange, SourceEvent};

@@ -8,7 +8,8 @@
 //! * **Users**: UPN → object id with `GET /users/{upn}?$select=id` (guest `#EXT#` UPNs are
 //!   percent-encoded), cached; presence routes take only object ids ([`ObjectId`]).
 //! * **Presence**: `setPresence` with `sessionId` = client id and only the five valid pairs
-//!   ([`PresenceState`]), `expirationDuration` checked to be PT5M..PT4H before sending;
+//!   ([`PresenceState`]; [`PresencePair`] is the same five as a configuration names and a
+//!   report shows them), `expirationDuration` checked to be PT5M..PT4H before sending;
 //!   `clearPresence` (404 = already cleared); `setStatusMessage`; `getPresencesByUserId`
 //!   (650 ids per call, split automatically); user-preferred presence (not for BLF).
 //! * **Keep-alive**: [`refresh_interval`] and [`PresenceKeeper`] say when to re-send.
@@ -62,6 +63,7 @@ mod config;
 mod error;
 mod keepalive;
 mod ops;
+mod pair;
 mod token;
 mod types;
 
@@ -75,6 +77,7 @@ pub use config::{Credential, GraphConfig, NationalCloud, SecretString};
 pub use error::{entra_advice, GraphError};
 pub use keepalive::{refresh_interval, PresenceKeeper};
 pub use ops::{ClearOutcome, OperationOutcome, PresenceOperation, StatusMessageExpiry};
+pub use pair::PresencePair;
 pub use types::{
     expiration_iso8601, ObjectId, PreferredPresence, Presence, PresenceState, AVAILABLE_TIMEOUT,
     DEFAULT_EXPIRATION, MAX_EXPIRATION, MIN_EXPIRATION,

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use blf::{LineState, Mapping, PresenceAction, PresencePair};
-use graph_presence::{refresh_interval, PresenceState};
+use blf::LineState;
+use graph_presence::{refresh_interval, PresencePair, PresenceState};
 
+use super::mapping::{Mapping, PresenceAction};
 pub use super::retry::Failure;
 use super::retry::Streak;
 use super::state::{unix_seconds, AppliedRecord, PersistedState};
@@ -88,15 +89,10 @@ impl PresenceCommand {
     }
 }
 
-/// Converts a mapping pair to the Graph client's state.
+/// Converts a mapping pair to the Graph client's state (the same as
+/// [`PresenceState::from`]).
 pub fn presence_state(pair: PresencePair) -> PresenceState {
-    match pair {
-        PresencePair::AvailableAvailable => PresenceState::Available,
-        PresencePair::BusyInACall => PresenceState::BusyInACall,
-        PresencePair::BusyInAConferenceCall => PresenceState::BusyInAConferenceCall,
-        PresencePair::AwayAway => PresenceState::Away,
-        PresencePair::DoNotDisturbPresenting => PresenceState::DoNotDisturbPresenting,
-    }
+    PresenceState::from(pair)
 }
 
 /// The engine's timing and behaviour.

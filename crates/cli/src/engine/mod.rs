@@ -4,6 +4,9 @@
 //! - [`Engine`] is the per-user logic, sans-IO (line changes and `now` in,
 //!   [`PresenceCommand`]s and the next deadline out): mapping, debounce,
 //!   keep-alives, reconciliation, restart correction, shutdown clears.
+//! - [`Mapping`] is the Teams mapping: line state → [`PresenceAction`]
+//!   (set one of Graph's five [`PresencePair`](graph_presence::PresencePair)s,
+//!   clear, keep), from TOML (`MAPPING_FILE`, an extension's `mapping`).
 //! - [`state`] is the state file (object ids, what was applied): a snapshot
 //!   written atomically and a journal of changes ([`StateStore`]).
 //! - [`LogSink`] prints decisions (`--dry-run`); [`GraphSink`] applies them
@@ -63,6 +66,7 @@
 //! ```
 
 mod machine;
+mod mapping;
 mod retry;
 mod sinks;
 pub mod state;
@@ -73,7 +77,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use blf::Mapping;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use sip_blf_engine::FeedReport;
 use tokio::sync::mpsc;
@@ -81,6 +84,7 @@ use tokio::sync::mpsc;
 pub use machine::{
     presence_state, Engine, EngineSettings, Failure, PresenceCommand, PresenceCommandKind, Reason,
 };
+pub use mapping::{valid_values, Mapping, MappingError, PresenceAction};
 pub use sinks::{GraphSink, LogSink, SinkError};
 pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
 pub use store::{StateStore, COMPACT_AFTER_LINES, JOURNAL_SYNC_EVERY};
@@ -817,7 +821,7 @@ mod tests {
         assert_eq!(c.settings.status_message.as_deref(), Some("On a call"));
         assert_eq!(
             c.mapping.ringing,
-            blf::PresenceAction::Set(blf::PresencePair::BusyInACall)
+            PresenceAction::Set(graph_presence::PresencePair::BusyInACall)
         );
 
         let bad = Env::from_pairs([

@@ -388,7 +388,7 @@ impl PresenceSink for GraphSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blf::PresencePair;
+    use graph_presence::PresencePair;
 
     fn cmd(kind: PresenceCommandKind, reason: Reason) -> PresenceCommand {
         PresenceCommand {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use blf::{LineState, Mapping};
+use blf::LineState;
 
 use super::*;
 use PresenceCommandKind::{Clear, Set, StatusMessage};

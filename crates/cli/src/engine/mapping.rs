@@ -1,75 +1,14 @@
-//! From a line state to what to do with the user's Teams presence.
+//! The Teams sink's mapping: from a line state to what to do with the user's
+//! Teams presence ([`Mapping`]), loaded from TOML (`MAPPING_FILE`, an
+//! extension's `mapping`, `test-notify --mapping`).
 
 use std::fmt;
 use std::path::Path;
 
+use blf::LineState;
+use graph_presence::PresencePair;
 use serde::Deserialize;
 use toml::Spanned;
-
-use crate::error::line_column;
-use crate::state::LineState;
-
-/// One of the five availability/activity pairs Microsoft Graph accepts for
-/// `setPresence` (application presence sessions). Nothing else can be expressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum PresencePair {
-    /// `Available` / `Available`.
-    AvailableAvailable,
-    /// `Busy` / `InACall`.
-    BusyInACall,
-    /// `Busy` / `InAConferenceCall`.
-    BusyInAConferenceCall,
-    /// `Away` / `Away`.
-    AwayAway,
-    /// `DoNotDisturb` / `Presenting`.
-    DoNotDisturbPresenting,
-}
-
-impl PresencePair {
-    /// All five pairs.
-    pub const ALL: [PresencePair; 5] = [
-        PresencePair::AvailableAvailable,
-        PresencePair::BusyInACall,
-        PresencePair::BusyInAConferenceCall,
-        PresencePair::AwayAway,
-        PresencePair::DoNotDisturbPresenting,
-    ];
-
-    /// Graph `availability` value.
-    pub fn availability(self) -> &'static str {
-        match self {
-            Self::AvailableAvailable => "Available",
-            Self::BusyInACall | Self::BusyInAConferenceCall => "Busy",
-            Self::AwayAway => "Away",
-            Self::DoNotDisturbPresenting => "DoNotDisturb",
-        }
-    }
-
-    /// Graph `activity` value.
-    pub fn activity(self) -> &'static str {
-        match self {
-            Self::AvailableAvailable => "Available",
-            Self::BusyInACall => "InACall",
-            Self::BusyInAConferenceCall => "InAConferenceCall",
-            Self::AwayAway => "Away",
-            Self::DoNotDisturbPresenting => "Presenting",
-        }
-    }
-
-    /// The pair with these Graph values (exact spelling, ignoring ASCII case).
-    pub fn from_parts(availability: &str, activity: &str) -> Option<PresencePair> {
-        Self::ALL.into_iter().find(|p| {
-            p.availability().eq_ignore_ascii_case(availability.trim())
-                && p.activity().eq_ignore_ascii_case(activity.trim())
-        })
-    }
-}
-
-impl fmt::Display for PresencePair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.availability(), self.activity())
-    }
-}
 
 /// What to do with the user's presence for a line state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -226,7 +165,7 @@ impl Mapping {
 
     fn parse_named(text: &str, origin: &str) -> Result<Mapping, MappingError> {
         let invalid = |offset: usize, message: String| {
-            let (line, column) = line_column(text.as_bytes(), offset);
+            let (line, column) = line_column(text, offset);
             MappingError::Invalid {
                 origin: origin.to_owned(),
                 line,
@@ -273,3 +212,30 @@ impl Mapping {
         Ok(mapping)
     }
 }
+
+/// 1-based line and column (in characters) of a byte offset in `text`.
+fn line_column(text: &str, offset: usize) -> (u32, u32) {
+    let body = text.as_bytes();
+    let end = offset.min(body.len());
+    let before = body.get(..end).unwrap_or(body);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before
+        .get(line_start..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80)
+        .count()
+        + 1;
+    (
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(column).unwrap_or(u32::MAX),
+    )
+}
+
+#[cfg(test)]
+#[path = "mapping_tests.rs"]
+mod tests;

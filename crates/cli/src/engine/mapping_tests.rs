@@ -1,7 +1,6 @@
 //! Line state → presence action mapping, defaults and file errors.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use blf::{LineState, Mapping, MappingError, PresenceAction, PresencePair};
+use super::*;
 
 #[test]
 fn defaults() {
@@ -21,30 +20,8 @@ fn defaults() {
 }
 
 #[test]
-fn exactly_five_pairs_with_graph_spelling() {
-    let pairs: Vec<String> = PresencePair::ALL.iter().map(ToString::to_string).collect();
-    assert_eq!(
-        pairs,
-        [
-            "Available/Available",
-            "Busy/InACall",
-            "Busy/InAConferenceCall",
-            "Away/Away",
-            "DoNotDisturb/Presenting"
-        ]
-    );
-    assert_eq!(PresencePair::BusyInACall.availability(), "Busy");
-    assert_eq!(PresencePair::BusyInACall.activity(), "InACall");
-    assert_eq!(PresencePair::from_parts("Busy", "Away"), None);
-    assert_eq!(
-        PresencePair::from_parts("Away", "Away"),
-        Some(PresencePair::AwayAway)
-    );
-}
-
-#[test]
 fn example_file_equals_the_defaults() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mapping.example.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/mapping.example.toml");
     assert_eq!(Mapping::load(&path).unwrap(), Mapping::default());
 }
 
@@ -150,4 +127,12 @@ fn actions_parse_and_display() {
     );
     let json = serde_json::to_value(PresenceAction::Set(PresencePair::BusyInACall)).unwrap();
     assert_eq!(json["action"], "set");
+}
+
+#[test]
+fn line_column_is_one_based_and_counts_characters() {
+    assert_eq!(line_column("abc", 0), (1, 1));
+    assert_eq!(line_column("abc\ndef", 5), (2, 2));
+    assert_eq!(line_column("é\nxéy", 6), (2, 3));
+    assert_eq!(line_column("ab", 99), (1, 3));
 }
