@@ -24,6 +24,11 @@ pub struct LaneConfig {
     pub backoff_base: Duration,
     /// Longest wait between attempts.
     pub backoff_max: Duration,
+    /// How long changes are gathered before a batch is written (zero: at
+    /// once). A sink that people read rather than one on a call path (a
+    /// table) writes far fewer, larger transactions this way; a full batch
+    /// ([`max_batch`](Self::max_batch)) goes at once.
+    pub linger: Duration,
 }
 
 impl Default for LaneConfig {
@@ -32,6 +37,7 @@ impl Default for LaneConfig {
             max_batch: 100,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            linger: Duration::ZERO,
         }
     }
 }
@@ -137,6 +143,9 @@ pub struct Lane<H> {
     paused_until: Option<Instant>,
     outages: u32,
     in_flight: usize,
+    /// Changes are gathered until then before a batch is written
+    /// ([`LaneConfig::linger`]).
+    gather_until: Option<Instant>,
 }
 
 impl<H: Clone + Eq> Lane<H> {
@@ -150,6 +159,7 @@ impl<H: Clone + Eq> Lane<H> {
             paused_until: None,
             outages: 0,
             in_flight: 0,
+            gather_until: None,
         }
     }
 
@@ -193,7 +203,7 @@ impl<H: Clone + Eq> Lane<H> {
     /// flight; at most [`LaneConfig::max_batch`] writes). Call until `None`.
     pub fn poll_write(&mut self, now: Instant) -> Option<Vec<Write<H>>> {
         self.handle_timeout(now);
-        if self.paused_until.is_some() {
+        if self.paused_until.is_some() || self.gathering(now) {
             return None;
         }
         let mut batch = Vec::new();
@@ -221,7 +231,23 @@ impl<H: Clone + Eq> Lane<H> {
                 caused_at,
             });
         }
+        if self.ready.is_empty() {
+            self.gather_until = None;
+        }
         (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Whether changes are still being gathered for the next batch
+    /// ([`LaneConfig::linger`]); starts the gathering at the first one.
+    fn gathering(&mut self, now: Instant) -> bool {
+        if self.config.linger.is_zero() || self.ready.is_empty() {
+            return false;
+        }
+        if self.ready.len() >= self.config.max_batch.max(1) {
+            return false;
+        }
+        let until = *self.gather_until.get_or_insert(now + self.config.linger);
+        now < until
     }
 
     /// The outcome of `person`'s write in flight. On failure the write is
@@ -295,10 +321,15 @@ impl<H: Clone + Eq> Lane<H> {
     /// When [`handle_timeout`](Self::handle_timeout) has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retry = self.wake.first().map(|(at, _)| *at);
-        match (retry, self.paused_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // Only a gathering that a poll could end: not while a write is in
+        // flight (the driver polls again when it returns) or paused.
+        let gathered = self.gather_until.filter(|_| {
+            !self.ready.is_empty() && self.in_flight == 0 && self.paused_until.is_none()
+        });
+        [retry, self.paused_until, gathered]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Time passed: due retries become ready, a pause that is over ends.

@@ -8,6 +8,7 @@ fn lane() -> Lane<LineState> {
         max_batch: 10,
         backoff_base: Duration::from_secs(1),
         backoff_max: Duration::from_secs(8),
+        ..LaneConfig::default()
     })
 }
 
@@ -211,4 +212,40 @@ fn batches_are_capped() {
     let sizes: Vec<usize> = std::iter::from_fn(|| lane.poll_write(t0).map(|b| b.len())).collect();
     assert_eq!(sizes, [10, 10, 5]);
     assert_eq!(lane.in_flight(), 25);
+}
+
+#[test]
+fn a_lingering_lane_gathers_changes_into_one_batch_and_a_full_batch_goes_at_once() {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut lane: Lane<u32> = Lane::new(LaneConfig {
+        max_batch: 3,
+        linger: Duration::from_millis(100),
+        ..LaneConfig::default()
+    });
+    let p = |n: u32| PersonId(format!("p{n}"));
+    lane.handle_view(&p(1), Some(1), t0);
+    assert_eq!(lane.poll_write(t0), None, "gathering");
+    assert_eq!(lane.poll_timeout(), Some(ms(100)));
+    lane.handle_view(&p(2), Some(2), ms(40));
+    assert_eq!(lane.poll_write(ms(40)), None);
+    let batch = lane.poll_write(ms(100)).expect("the gathered batch");
+    assert_eq!(batch.len(), 2);
+    assert_eq!(
+        batch[0].caused_at, t0,
+        "the latency clock starts at the change"
+    );
+    for w in &batch {
+        lane.write_finished(&w.person, Ok(()), ms(101));
+    }
+    assert_eq!(lane.poll_timeout(), None, "nothing gathered");
+    // Three changes fill a batch: it goes without waiting.
+    for n in 3..6 {
+        lane.handle_view(&p(n), Some(n), ms(200));
+    }
+    assert_eq!(lane.poll_write(ms(200)).map(|b| b.len()), Some(3));
+    // While that batch is in flight no deadline is reported (nothing to poll).
+    lane.handle_view(&p(6), Some(6), ms(201));
+    assert_eq!(lane.poll_write(ms(201)), None);
+    assert_eq!(lane.poll_timeout(), None);
 }

@@ -254,7 +254,7 @@ impl Runtime {
     pub async fn add_sink<S: Sink>(&mut self, sink: S) -> Result<(), RuntimeError> {
         let (mailbox, current) = self.mailbox().await?;
         let status = Arc::new(Mutex::new(SinkStatus::new(sink.name())));
-        let mut lane = Lane::new(self.lane.clone());
+        let mut lane = Lane::new(sink.lane_config(&self.lane));
         // What there was when the sink was added is a replay.
         let at = now();
         for view in &current {

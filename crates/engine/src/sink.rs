@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::lane::Write;
+use crate::lane::{LaneConfig, Write};
 use crate::view::View;
 
 /// A write to a sink failed; the [`Lane`](crate::Lane) retries it.
@@ -87,6 +87,13 @@ pub trait Sink: Send + Sync + 'static {
     /// What to hold for `view`; `None` leaves the person alone (a sink that
     /// does not care about this view, or about this person).
     fn desired(&self, view: &View) -> Option<Self::Held>;
+
+    /// The lane this sink wants, given the runtime's default: a sink that
+    /// people read rather than one on a call path may gather changes into
+    /// larger batches ([`LaneConfig::linger`]). The default keeps `default`.
+    fn lane_config(&self, default: &LaneConfig) -> LaneConfig {
+        default.clone()
+    }
 
     /// Writes the batch; one result per write, in order (a missing result
     /// counts as a transient failure).

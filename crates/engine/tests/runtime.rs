@@ -104,6 +104,7 @@ fn config() -> RuntimeConfig {
             max_batch: 10,
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            ..LaneConfig::default()
         },
         ..RuntimeConfig::default()
     }

@@ -107,7 +107,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 
 pub use error::StoreError;
-pub use sink::{AddressBookError, DatabaseSink, HeldLine, LineIdentity, PRUNE_EVERY};
+pub use sink::{AddressBookError, DatabaseSink, HeldLine, LineIdentity, GATHER, PRUNE_EVERY};
 pub use target::{PgTarget, SslMode, Target};
 
 /// The state of one line, as stored in `line_state`: the engine's own

@@ -22,11 +22,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use sip_blf_engine::{AddressKey, LineView, Sink, SinkError, View, Write, WriteReason};
+use sip_blf_engine::{AddressKey, LaneConfig, LineView, Sink, SinkError, View, Write, WriteReason};
 
 use crate::{Direction, LineRow, LineState, LineStore, StoreError};
 
 /// How often the history is pruned while writes go on (history only grows
+/// How long the sink gathers changes before it writes them in one
+/// transaction (a batch of 500 goes at once).
+pub const GATHER: Duration = Duration::from_millis(100);
+
 /// with writes, so pruning after a write is enough).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -310,6 +314,18 @@ impl Sink for DatabaseSink {
 
     fn name(&self) -> &str {
         "database"
+    }
+
+    /// Gathers changes for [`GATHER`] into one transaction: a table is read
+    /// by people and web apps, not on a call path, and a transaction per
+    /// change would cost the machine far more than a batch (see the
+    /// `write_rate` example), time the SIP and Graph paths need.
+    fn lane_config(&self, default: &LaneConfig) -> LaneConfig {
+        LaneConfig {
+            linger: GATHER,
+            max_batch: default.max_batch.max(500),
+            ..default.clone()
+        }
     }
 
     fn desired(&self, view: &View) -> Option<Vec<HeldLine>> {

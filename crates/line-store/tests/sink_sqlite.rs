@@ -329,6 +329,7 @@ fn short_backoff() -> RuntimeConfig {
             max_batch: 100,
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_millis(500),
+            ..LaneConfig::default()
         },
         ..RuntimeConfig::default()
     }
