@@ -9,6 +9,7 @@
 //! table with the fix for each failure), [`watch`], [`graph_cmd`] and
 //! [`test_notify`].
 
+pub mod background;
 pub mod check;
 pub mod database;
 pub mod demo;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sip_blf_engine::{Runtime, RuntimeConfig};
 
+use crate::background::Background;
 use crate::database::{self, DatabaseSettings};
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
@@ -252,15 +253,6 @@ async fn watch_token(sink: GraphSink) {
     }
 }
 
-/// Boxes a database future as `Send`: sqlx's futures are `Send`, but the
-/// compiler cannot prove it through the higher-ranked lifetimes of an
-/// enclosing `async fn` that callers spawn (rust-lang/rust#96865).
-fn sendable<'a, T>(
-    future: impl std::future::Future<Output = T> + Send + 'a,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>> {
-    Box::pin(future)
-}
-
 /// Runs the service until SIGINT/SIGTERM, then clears what it set,
 /// un-SUBSCRIBEs, un-REGISTERs and saves its state.
 pub async fn run(plan: RunPlan) -> Result<(), Box<dyn std::error::Error>> {
@@ -337,15 +329,21 @@ pub async fn run_until_ready(
     let database = match &plan.database {
         None => None,
         Some(settings) => {
-            let sink = sendable(database::open_sink(settings, &plan.extensions, PBX, "sip"))
-                .await
+            // Off the call path: the table's work runs at a lower priority.
+            let background = Background::start("database")?;
+            let (owned, extensions) = (settings.clone(), plan.extensions.clone());
+            let sink = background
+                .run(async move { database::open_sink(&owned, &extensions, PBX, "sip").await })
+                .await?
                 .map_err(|e| format!("DATABASE_URL {}: {e}", settings.redacted_url()))?;
             tracing::info!(
                 "line states go to {} (table line_states)",
                 settings.redacted_url()
             );
-            runtime.add_sink(sink.clone()).await?;
-            Some(sink)
+            runtime
+                .add_sink_on(sink.clone(), background.handle())
+                .await?;
+            Some((sink, background))
         }
     };
     // Teams presence, applied or printed, when SINKS lists it.
@@ -422,12 +420,18 @@ pub async fn run_until_ready(
         }
     }
     runtime.stop(Duration::from_secs(10)).await;
-    if let Some(sink) = database {
+    if let Some((sink, background)) = database {
         // Nobody vouches for the rows once we stop: they read `unknown`.
-        if let Err(e) = sendable(sink.finish()).await {
+        let finished = background
+            .run(async move {
+                let result = sink.finish().await;
+                sink.close().await;
+                result
+            })
+            .await;
+        if let Ok(Err(e)) = finished {
             tracing::warn!("the database rows could not be marked unknown at the stop: {e}");
         }
-        sendable(sink.close()).await;
     }
     if let Some(server) = http {
         let _ = server.shutdown().await;

@@ -252,6 +252,19 @@ impl Runtime {
     /// Runs `sink` in a task of its own; it first gets every person's current
     /// view (a replay), then every change.
     pub async fn add_sink<S: Sink>(&mut self, sink: S) -> Result<(), RuntimeError> {
+        let tokio = self.tokio.clone();
+        self.add_sink_on(sink, &tokio).await
+    }
+
+    /// [`add_sink`](Self::add_sink), with the sink's task on another tokio
+    /// runtime: a sink off the call path (a database) can run on threads of
+    /// lower priority, so that its work never takes the CPU from the sources
+    /// and the sinks that people wait for.
+    pub async fn add_sink_on<S: Sink>(
+        &mut self,
+        sink: S,
+        on: &tokio::runtime::Handle,
+    ) -> Result<(), RuntimeError> {
         let (mailbox, current) = self.mailbox().await?;
         let status = Arc::new(Mutex::new(SinkStatus::new(sink.name())));
         let mut lane = Lane::new(sink.lane_config(&self.lane));
@@ -263,7 +276,7 @@ impl Runtime {
         lane.replay();
         let task = run_sink(sink, mailbox, lane, status.clone());
         self.board.add(status.clone());
-        self.sinks.push((Some(self.tokio.spawn(task)), status));
+        self.sinks.push((Some(on.spawn(task)), status));
         Ok(())
     }
 
