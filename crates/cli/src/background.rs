@@ -141,6 +141,10 @@ mod tests {
         assert_eq!(name.as_deref(), Some("test-sink"));
         assert_eq!(policy, idle);
         assert_eq!(started, idle);
-        assert_ne!(thread_schedule_policy().unwrap(), idle, "the caller is left alone");
+        assert_ne!(
+            thread_schedule_policy().unwrap(),
+            idle,
+            "the caller is left alone"
+        );
     }
 }
