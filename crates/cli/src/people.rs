@@ -92,6 +92,12 @@ impl PersonLines {
     }
 
     async fn next(&mut self) -> Option<SourceEvent> {
+        // A feed hands over thousands of views at once after a burst; each
+        // one handed on counts against the task's budget, so that the
+        // driver takes a backlog in slices and the SIP socket's task gets
+        // its turn in between (else NOTIFYs wait for their 200 OK and the
+        // PBX retransmits them). Cancel-safe: nothing is taken before it.
+        tokio::task::consume_budget().await;
         loop {
             if let Some(event) = self.queued.pop_front() {
                 return Some(event);
