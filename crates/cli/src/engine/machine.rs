@@ -196,7 +196,8 @@ struct Slot {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use blf::{LineState, Mapping};
+/// use blf::LineState;
+/// use sip_blf_sync::engine::Mapping;
 /// use sip_blf_sync::engine::{Engine, EngineSettings, PresenceCommandKind};
 ///
 /// let t0 = Instant::now();
