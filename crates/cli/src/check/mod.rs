@@ -228,7 +228,7 @@ impl Report {
     /// The report as text: the PBX and Graph lines, then the table.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        for (name, s) in [("SIP:  ", &self.sip), ("Graph:", &self.graph)] {
+        let summary = |out: &mut String, name: &str, s: &Summary| {
             let _ = write!(
                 out,
                 "{name} {}{}",
@@ -239,19 +239,12 @@ impl Report {
                 let _ = write!(out, "; {fix}");
             }
             out.push('\n');
-        }
+        };
+        summary(&mut out, "SIP:  ", &self.sip);
+        summary(&mut out, "Graph:", &self.graph);
         let _ = writeln!(out, "Contact: {}", self.contact.text);
         if let Some(d) = &self.database {
-            let _ = write!(
-                out,
-                "Database: {}{}",
-                if d.ok { "" } else { "FAILED: " },
-                d.text
-            );
-            if let Some(fix) = &d.fix {
-                let _ = write!(out, "; {fix}");
-            }
-            out.push('\n');
+            summary(&mut out, "Database:", d);
         }
         out.push('\n');
         let header = ["extension", "user", "PBX", "Graph", "fix"];
