@@ -383,12 +383,12 @@ async fn hub(mut views: Views, mut inbox: mpsc::Receiver<Input>, tap: broadcast:
                 ),
             },
             Input::AddSink(mailbox, reply) => {
-                if reply.send(views.iter().cloned().collect()).is_ok() {
+                if reply.send(views.iter().collect()).is_ok() {
                     mailboxes.push(mailbox);
                 }
             }
             Input::Snapshot(reply) => {
-                let _ = reply.send(views.iter().cloned().collect());
+                let _ = reply.send(views.iter().collect());
             }
         }
     }

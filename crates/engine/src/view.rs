@@ -1,7 +1,7 @@
 //! People and their views: the [`Directory`] maps addresses to people, and
 //! [`Views`] keeps each person's [`View`] combined from all their addresses.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,9 @@ pub enum DirectoryError {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     person_of: BTreeMap<AddressKey, PersonId>,
-    addresses_of: BTreeMap<PersonId, BTreeSet<AddressKey>>,
+    /// Each person's addresses, sorted. A `Vec`, not a set: most people
+    /// have one or two, and a set's node costs about half a kilobyte.
+    addresses_of: BTreeMap<PersonId, Vec<AddressKey>>,
 }
 
 impl Directory {
@@ -84,10 +86,10 @@ impl Directory {
                 second: person,
             });
         }
-        self.addresses_of
-            .entry(person.clone())
-            .or_default()
-            .insert(key.clone());
+        let addresses = self.addresses_of.entry(person.clone()).or_default();
+        if let Err(at) = addresses.binary_search(&key) {
+            addresses.insert(at, key.clone());
+        }
         self.person_of.insert(key, person);
         Ok(())
     }
@@ -188,6 +190,20 @@ struct AddressState {
 }
 
 impl AddressState {
+    /// Whether `self` and `other` give the same [`LineView`].
+    fn shows_as(&self, other: &Self) -> bool {
+        self.effective_line() == other.effective_line()
+            && self.party() == other.party()
+            && self.dnd == other.dnd
+            && self.registered == other.registered
+    }
+
+    fn party(&self) -> (Option<&Party>, Option<Direction>) {
+        self.line
+            .as_ref()
+            .map_or((None, None), |l| (l.1.as_ref(), l.2))
+    }
+
     fn effective_line(&self) -> LineState {
         let state = self.line.as_ref().map_or(LineState::Unknown, |l| l.0);
         if self.registered == Some(false) && !state.is_call() {
@@ -211,82 +227,137 @@ pub enum Observed {
 
 /// Every person's view, kept up to date from observations (sans-IO: no
 /// clock, no I/O).
+///
+/// Memory is one entry per address and per person, with no copy of an
+/// address or a person: views are built when asked for, not kept (a view
+/// changes exactly when one of its lines does, so none is needed to tell).
 #[derive(Debug, Clone, Default)]
 pub struct Views {
-    directory: Directory,
-    addresses: BTreeMap<AddressKey, AddressState>,
-    views: BTreeMap<PersonId, View>,
+    /// Every listed address, sorted by key (found by binary search).
+    addresses: Vec<(AddressKey, Slot)>,
+    /// Every person, sorted by id.
+    people: Vec<Person>,
+}
+
+/// One address: whose it is and what it reported last.
+#[derive(Debug, Clone)]
+struct Slot {
+    person: usize,
+    state: Option<AddressState>,
+}
+
+/// One person: their addresses (indices into `Views::addresses`, in key
+/// order) and the address that caused their last view.
+#[derive(Debug, Clone)]
+struct Person {
+    id: PersonId,
+    addresses: Vec<usize>,
+    cause: Option<usize>,
 }
 
 impl Views {
     /// Views for the people of `directory`; a person has a view from their
     /// first observation on.
     pub fn new(directory: Directory) -> Self {
-        Self {
-            directory,
-            addresses: BTreeMap::new(),
-            views: BTreeMap::new(),
+        let Directory {
+            person_of,
+            addresses_of,
+        } = directory;
+        let mut people: Vec<Person> = addresses_of
+            .into_keys()
+            .map(|id| Person {
+                id,
+                addresses: Vec::new(),
+                cause: None,
+            })
+            .collect();
+        let mut addresses = Vec::with_capacity(person_of.len());
+        for (key, id) in person_of {
+            // Every listed address has its person in `addresses_of`.
+            let Ok(person) = people.binary_search_by(|p| p.id.cmp(&id)) else {
+                continue;
+            };
+            people[person].addresses.push(addresses.len());
+            addresses.push((
+                key,
+                Slot {
+                    person,
+                    state: None,
+                },
+            ));
         }
-    }
-
-    /// The directory.
-    pub fn directory(&self) -> &Directory {
-        &self.directory
+        Self { addresses, people }
     }
 
     /// Takes an observation in; says whether its person's view changed.
     pub fn observe(&mut self, observation: &Observation) -> Observed {
-        let key = observation.key();
-        let Some(person) = self.directory.person_of(&key).cloned() else {
+        let wanted = (observation.system.as_str(), observation.address.as_str());
+        let Ok(at) = self
+            .addresses
+            .binary_search_by(|(k, _)| (k.system.as_str(), k.address.as_str()).cmp(&wanted))
+        else {
             return Observed::UnknownAddress;
         };
-        let entry = self.addresses.entry(key).or_default();
+        let slot = &mut self.addresses[at].1;
+        let mut state = slot.state.clone().unwrap_or_default();
         match &observation.fact {
             Fact::Line {
-                state,
+                state: line,
                 counterparty,
                 direction,
-            } => entry.line = Some((*state, counterparty.clone(), *direction)),
-            Fact::Dnd(on) => entry.dnd = Some(*on),
-            Fact::Registration(on) => entry.registered = Some(*on),
+            } => state.line = Some((*line, counterparty.clone(), *direction)),
+            Fact::Dnd(on) => state.dnd = Some(*on),
+            Fact::Registration(on) => state.registered = Some(*on),
         }
-        let view = self.combine(&person);
-        if self.views.get(&person) == Some(&view) {
+        let same = slot.state.as_ref().is_some_and(|old| old.shows_as(&state));
+        slot.state = Some(state);
+        if same {
             return Observed::Unchanged;
         }
-        self.views.insert(person, view.clone());
+        let person = slot.person;
+        let (view, cause) = self.combine(person);
+        self.people[person].cause = cause;
         Observed::Changed(view)
     }
 
     /// `person`'s view, once something was observed for them.
-    pub fn get(&self, person: &PersonId) -> Option<&View> {
-        self.views.get(person)
+    pub fn get(&self, person: &PersonId) -> Option<View> {
+        let at = self.people.binary_search_by(|p| p.id.cmp(person)).ok()?;
+        self.view_of(at)
     }
 
     /// Every view there is (in person order).
-    pub fn iter(&self) -> impl Iterator<Item = &View> {
-        self.views.values()
+    pub fn iter(&self) -> impl Iterator<Item = View> + '_ {
+        (0..self.people.len()).filter_map(|at| self.view_of(at))
     }
 
-    /// The view of `person` by the rule documented on [`View`].
-    fn combine(&self, person: &PersonId) -> View {
-        let earlier = self.views.get(person).and_then(|v| v.cause.clone());
-        let mut best: Option<(&AddressKey, &AddressState, LineState)> = None;
+    fn view_of(&self, person: usize) -> Option<View> {
+        let observed = self.people[person]
+            .addresses
+            .iter()
+            .any(|&a| self.addresses[a].1.state.is_some());
+        observed.then(|| self.combine(person).0)
+    }
+
+    /// The view of `person` by the rule documented on [`View`], and the
+    /// index of the address that causes it.
+    fn combine(&self, person: usize) -> (View, Option<usize>) {
+        let person = &self.people[person];
+        let earlier = person.cause;
+        let mut best: Option<(usize, &AddressState, LineState)> = None;
         let mut dnd = false;
         let mut registered = None;
         let mut lines = Vec::new();
-        for key in self.directory.addresses_of(person) {
-            let Some(state) = self.addresses.get(key) else {
+        for &at in &person.addresses {
+            let (key, slot) = &self.addresses[at];
+            let Some(state) = &slot.state else {
                 continue;
             };
-            let (counterparty, direction) = state
-                .line
-                .as_ref()
-                .map_or((None, None), |l| (l.1.clone(), l.2));
+            let (counterparty, direction) = state.party();
             lines.push(LineView {
                 address: key.clone(),
                 line: state.effective_line(),
-                counterparty,
+                counterparty: counterparty.cloned(),
                 direction,
                 dnd: state.dnd,
                 registered: state.registered,
@@ -300,37 +371,35 @@ impl Views {
             let line = state.effective_line();
             let better = match best {
                 None => true,
-                Some((k, _, b)) => {
+                Some((b_at, _, b)) => {
                     line.person_rank() > b.person_rank()
                         || (line.person_rank() == b.person_rank()
-                            && earlier.as_ref() == Some(key)
-                            && earlier.as_ref() != Some(k))
+                            && earlier == Some(at)
+                            && earlier != Some(b_at))
                 }
             };
             if better {
-                best = Some((key, state, line));
+                best = Some((at, state, line));
             }
         }
         let (cause, line, counterparty, direction) = match best {
-            Some((key, state, line)) => {
-                let (counterparty, direction) = state
-                    .line
-                    .as_ref()
-                    .map_or((None, None), |l| (l.1.clone(), l.2));
-                (Some(key.clone()), line, counterparty, direction)
+            Some((at, state, line)) => {
+                let (counterparty, direction) = state.party();
+                (Some(at), line, counterparty.cloned(), direction)
             }
             None => (None, LineState::Unknown, None, None),
         };
-        View {
-            person: person.clone(),
+        let view = View {
+            person: person.id.clone(),
             line,
             counterparty,
             direction,
             dnd,
             registered,
-            cause,
+            cause: cause.map(|at| self.addresses[at].0.clone()),
             lines,
-        }
+        };
+        (view, cause)
     }
 }
 

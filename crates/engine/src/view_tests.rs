@@ -153,7 +153,7 @@ fn an_unregistered_idle_phone_is_offline_and_dnd_is_any() {
         panic!("dnd changes the view");
     };
     assert!(view.dnd);
-    assert_eq!(v.get(&"bob".into()).map(|v| v.person.as_str()), Some("bob"));
+    assert_eq!(v.get(&"bob".into()).map(|v| v.person), Some("bob".into()));
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn a_change_on_one_phone_that_keeps_the_combined_state_changes_the_view() {
     let mut v = views();
     line(&mut v, "pbx-a", "1001", LineState::Busy);
     line(&mut v, "pbx-a", "1002", LineState::Idle);
-    let before = v.get(&"alice".into()).cloned().unwrap();
+    let before = v.get(&"alice".into()).unwrap();
     // 1002 goes from idle to hold: alice stays busy (1001), yet the view moves.
     let Observed::Changed(after) = line(&mut v, "pbx-a", "1002", LineState::Hold) else {
         panic!("the line of 1002 changed");
@@ -234,4 +234,40 @@ fn a_change_on_one_phone_that_keeps_the_combined_state_changes_the_view() {
     );
     assert_eq!(after.lines[1].line, LineState::Hold);
     assert_ne!(after, before);
+}
+
+#[test]
+fn a_report_that_shows_the_same_line_changes_nothing() {
+    let mut v = views();
+    v.observe(&obs("pbx-a", "1003", Fact::Registration(false)));
+    assert_eq!(
+        changed_line(line(&mut v, "pbx-a", "1003", LineState::Idle)),
+        None,
+        "unregistered and idle is offline, as before"
+    );
+    assert_eq!(
+        line(&mut v, "pbx-a", "1003", LineState::Unknown),
+        Observed::Unchanged
+    );
+    assert_eq!(
+        changed_line(line(&mut v, "pbx-a", "1003", LineState::Busy)),
+        Some(LineState::Busy),
+        "a call shows even when unregistered"
+    );
+}
+
+#[test]
+fn a_view_asked_for_is_the_last_view_changed_to() {
+    let mut v = views();
+    line(&mut v, "pbx-a", "1001", LineState::Busy);
+    line(&mut v, "pbx-b", "2001", LineState::Busy);
+    // 1001's call ends; 2001 now causes the view and keeps causing it when
+    // 1001 is busy again (the earlier cause wins a tie).
+    line(&mut v, "pbx-a", "1001", LineState::Idle);
+    let Observed::Changed(last) = line(&mut v, "pbx-a", "1001", LineState::Busy) else {
+        panic!("1001's line changed");
+    };
+    assert_eq!(last.cause, Some(AddressKey::new("pbx-b", "2001")));
+    assert_eq!(v.get(&"alice".into()), Some(last.clone()));
+    assert_eq!(v.iter().next(), Some(last));
 }
