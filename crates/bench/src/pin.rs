@@ -8,6 +8,19 @@ pub fn pin_current_thread(cpu: usize) -> bool {
     rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
 
+/// Pins the calling thread to every core but `cpu` (when there are others).
+pub fn pin_current_thread_off(cpu: usize) -> bool {
+    let mut set = rustix::thread::CpuSet::new();
+    let others: Vec<usize> = (0..cores()).filter(|&c| c != cpu).collect();
+    if others.is_empty() {
+        return false;
+    }
+    for c in others {
+        set.set(c);
+    }
+    rustix::thread::sched_setaffinity(None, &set).is_ok()
+}
+
 /// How many cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

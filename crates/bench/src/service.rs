@@ -84,6 +84,9 @@ pub struct Service {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<(), String>>>,
     sip_addr: Option<SocketAddr>,
+    /// A private PostgreSQL server for the database sink, stopped after
+    /// the service (`BENCH_DATABASE=postgres`).
+    database_server: Option<testbed::Postgres>,
 }
 
 impl std::fmt::Debug for Service {
@@ -97,7 +100,8 @@ impl std::fmt::Debug for Service {
 impl Service {
     /// Starts the service on its own runtime; returns once the SIP socket is up
     /// (registration and subscriptions then proceed).
-    pub fn start(options: ServiceOptions) -> Result<Service, BenchError> {
+    pub fn start(mut options: ServiceOptions) -> Result<Service, BenchError> {
+        let database_server = with_database(&mut options)?;
         let telemetry = Telemetry::new();
         let samples: Arc<Mutex<Vec<Duration>>> = Arc::default();
         let sink = samples.clone();
@@ -127,6 +131,7 @@ impl Service {
                 stop: Some(stop_tx),
                 thread: Some(thread),
                 sip_addr: Some(addr),
+                database_server,
             }),
             Ok(Err(e)) => Err(BenchError::setup(format!("service: {e}"))),
             Err(_) => Err(BenchError::setup("service did not start within 60 s")),
@@ -193,12 +198,61 @@ impl Service {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        match self.thread.take().map(JoinHandle::join) {
+        let result = match self.thread.take().map(JoinHandle::join) {
             Some(Ok(Err(e))) => Err(BenchError::Peer(e)),
             Some(Err(_)) => Err(BenchError::Peer("service thread panicked".into())),
             _ => Ok(()),
-        }
+        };
+        drop(self.database_server.take());
+        result
     }
+}
+
+/// For comparisons, `BENCH_DATABASE` adds the database sink beside Graph:
+/// `sqlite` on a file beside the fixture's state file; `postgres` on a
+/// private server this starts (returned, to be stopped after the service);
+/// `postgres://…` on that database.
+///
+/// The private server is a peer like SIPp and the Graph emulator: when the
+/// service has a core of its own, the server runs on the others (its
+/// processes inherit the starting thread's cores), so that the figure
+/// measures the service, not the server competing for its core.
+fn with_database(options: &mut ServiceOptions) -> Result<Option<testbed::Postgres>, BenchError> {
+    let Ok(database) = std::env::var("BENCH_DATABASE") else {
+        return Ok(None);
+    };
+    let (url, server) = match database.as_str() {
+        "sqlite" => {
+            let state = options
+                .env
+                .iter()
+                .find(|(k, _)| k == "PRESENCE_STATE_JSON")
+                .map(|(_, v)| std::path::PathBuf::from(v))
+                .ok_or_else(|| BenchError::setup("the fixture has no state file path"))?;
+            let file = state.with_file_name("lines.db");
+            let _ = std::fs::remove_file(&file);
+            (format!("sqlite://{}", file.display()), None)
+        }
+        "postgres" => {
+            let service_cpu = options.cpu;
+            let server = std::thread::spawn(move || {
+                if let Some(cpu) = service_cpu {
+                    crate::pin::pin_current_thread_off(cpu);
+                }
+                testbed::Postgres::start()
+            })
+            .join()
+            .map_err(|_| BenchError::setup("starting PostgreSQL panicked"))?
+            .map_err(|e| BenchError::setup(format!("PostgreSQL: {e}")))?;
+            (server.url(), Some(server))
+        }
+        url => (url.to_owned(), None),
+    };
+    for (name, value) in [("SINKS", "graph,database"), ("DATABASE_URL", url.as_str())] {
+        options.env.retain(|(k, _)| k != name);
+        options.env.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(server)
 }
 
 fn run_thread(
@@ -244,25 +298,6 @@ async fn serve(
     ready: std::sync::mpsc::Sender<Result<SocketAddr, String>>,
 ) -> Result<(), String> {
     let mut pairs = options.env.clone();
-    // For comparisons: BENCH_DATABASE=sqlite adds the database sink on an
-    // SQLite file beside the fixture's state file; BENCH_DATABASE=postgres://…
-    // on that PostgreSQL database.
-    if let Ok(database) = std::env::var("BENCH_DATABASE") {
-        let url = if database == "sqlite" {
-            let state = pairs
-                .iter()
-                .find(|(k, _)| k == "PRESENCE_STATE_JSON")
-                .map(|(_, v)| std::path::PathBuf::from(v))
-                .ok_or("the fixture has no state file path")?;
-            let file = state.with_file_name("lines.db");
-            let _ = std::fs::remove_file(&file);
-            format!("sqlite://{}", file.display())
-        } else {
-            database
-        };
-        pairs.push(("SINKS".to_owned(), "graph,database".to_owned()));
-        pairs.push(("DATABASE_URL".to_owned(), url));
-    }
     // `run` serves its status page by default; the benchmarks read telemetry directly.
     if !pairs.iter().any(|(k, _)| k == "HTTP_LISTEN") {
         pairs.push(("HTTP_LISTEN".to_owned(), "off".to_owned()));
