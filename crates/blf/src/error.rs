@@ -110,7 +110,14 @@ impl ParseError {
 
 /// 1-based line and column (in characters; UTF-8 continuation bytes are not counted) of byte
 /// `offset` in `body`. Offsets past the end point just after the last byte.
-pub(crate) fn line_column(body: &[u8], offset: usize) -> (u32, u32) {
+///
+/// Public so that programs reporting errors in other text (a mapping file,
+/// a configuration) point at places the same way.
+///
+/// ```
+/// assert_eq!(blf::line_column(b"abc\ndef", 5), (2, 2));
+/// ```
+pub fn line_column(body: &[u8], offset: usize) -> (u32, u32) {
     let end = offset.min(body.len());
     let before = body.get(..end).unwrap_or(body);
     let line_start = before

@@ -84,7 +84,9 @@ mod xml;
 pub use dialog_info::{
     aggregate, Dialog, DialogInfo, DialogState, Direction, DocState, Participant,
 };
-pub use error::{Limits, ParseError, ParseErrorKind, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_DEPTH};
+pub use error::{
+    line_column, Limits, ParseError, ParseErrorKind, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_DEPTH,
+};
 pub use notification::{Notification, CONTENT_TYPE_DIALOG_INFO, CONTENT_TYPE_PIDF};
 pub use pidf::{Basic, Pidf, Tuple};
 pub use state::{LineState, UnknownLineState};

@@ -165,7 +165,7 @@ impl Mapping {
 
     fn parse_named(text: &str, origin: &str) -> Result<Mapping, MappingError> {
         let invalid = |offset: usize, message: String| {
-            let (line, column) = line_column(text, offset);
+            let (line, column) = blf::line_column(text.as_bytes(), offset);
             MappingError::Invalid {
                 origin: origin.to_owned(),
                 line,
@@ -211,29 +211,6 @@ impl Mapping {
         }
         Ok(mapping)
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset in `text`.
-fn line_column(text: &str, offset: usize) -> (u32, u32) {
-    let body = text.as_bytes();
-    let end = offset.min(body.len());
-    let before = body.get(..end).unwrap_or(body);
-    let line_start = before
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before
-        .get(line_start..)
-        .unwrap_or_default()
-        .iter()
-        .filter(|&&b| b & 0xC0 != 0x80)
-        .count()
-        + 1;
-    (
-        u32::try_from(line).unwrap_or(u32::MAX),
-        u32::try_from(column).unwrap_or(u32::MAX),
-    )
 }
 
 #[cfg(test)]

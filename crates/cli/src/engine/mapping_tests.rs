@@ -128,11 +128,3 @@ fn actions_parse_and_display() {
     let json = serde_json::to_value(PresenceAction::Set(PresencePair::BusyInACall)).unwrap();
     assert_eq!(json["action"], "set");
 }
-
-#[test]
-fn line_column_is_one_based_and_counts_characters() {
-    assert_eq!(line_column("abc", 0), (1, 1));
-    assert_eq!(line_column("abc\ndef", 5), (2, 2));
-    assert_eq!(line_column("é\nxéy", 6), (2, 3));
-    assert_eq!(line_column("ab", 99), (1, 3));
-}
