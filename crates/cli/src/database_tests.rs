@@ -121,6 +121,8 @@ fn extension(number: &str, email: &str) -> Extension {
         object_id: None,
         event: EventPackage::default(),
         mapping: None,
+        name: None,
+        group: None,
         origin: String::new(),
     }
 }

@@ -4,8 +4,9 @@
 //! or, when that file is missing, the same path with `.csv` (`extension,email`,
 //! header optional, column names case-insensitive). Optional fields: `object_id`
 //! (skips the UPN lookup), `event` (`dialog`, the default, `presence`, or
-//! `dialog+presence` alias `both`) and `mapping` (a mapping file for this
-//! extension only).
+//! `dialog+presence` alias `both`), `mapping` (a mapping file for this
+//! extension only), and for the dashboard `name` (shown on the tile) and
+//! `group` (a department: tiles are grouped by it).
 //!
 //! Every problem in the file is collected and reported at once, each with the
 //! file and line, so that an operator fixes the whole file in one go.
@@ -79,6 +80,10 @@ pub struct Extension {
     pub event: EventPackage,
     /// A mapping file for this extension only.
     pub mapping: Option<PathBuf>,
+    /// The name shown for it (the dashboard).
+    pub name: Option<String>,
+    /// The group (department) it is shown in (the dashboard).
+    pub group: Option<String>,
     /// Where this entry was read (file:line), for messages.
     #[serde(skip)]
     pub origin: String,
@@ -144,6 +149,10 @@ struct RawJsonEntry {
     #[serde(alias = "package")]
     event: Option<String>,
     mapping: Option<PathBuf>,
+    #[serde(alias = "display_name", alias = "displayName")]
+    name: Option<String>,
+    #[serde(alias = "department")]
+    group: Option<String>,
 }
 
 /// Parses the JSON form: an array of objects.
@@ -184,6 +193,8 @@ pub fn parse_json(path: &Path, text: &str) -> Result<Vec<Extension>, Problems> {
                     object_id: entry.object_id,
                     event: entry.event,
                     mapping: entry.mapping,
+                    name: entry.name,
+                    group: entry.group,
                 };
                 match fields.validate(path, line) {
                     Ok(ext) => out.push(ext),
@@ -241,7 +252,8 @@ fn line_at_byte(text: &str, byte: usize) -> usize {
         + 1
 }
 
-/// Parses the CSV form: `extension,email[,object_id][,event][,mapping]`, with
+/// Parses the CSV form: `extension,email[,object_id][,event][,mapping]`
+/// (and `name`, `group` when a header names them), with
 /// an optional header naming the columns (in any order, any case).
 pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<Extension>, Problems> {
     let mut reader = csv::ReaderBuilder::new()
@@ -284,7 +296,7 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<Extension>, Problems> {
                                 path,
                                 Some(line),
                                 format!(
-                                    "unknown column {name:?}; known columns: extension, email, object_id, event, mapping"
+                                    "unknown column {name:?}; known columns: extension, email, object_id, event, mapping, name, group"
                                 ),
                             ));
                             columns.push(Column::Ignored);
@@ -303,6 +315,8 @@ pub fn parse_csv(path: &Path, text: &str) -> Result<Vec<Extension>, Problems> {
                 Some(Column::ObjectId) => fields.object_id = value,
                 Some(Column::Event) => fields.event = value,
                 Some(Column::Mapping) => fields.mapping = value.map(PathBuf::from),
+                Some(Column::Name) => fields.name = value,
+                Some(Column::Group) => fields.group = value,
                 Some(Column::Ignored) => {}
                 None => {
                     if value.is_some() {
@@ -337,6 +351,8 @@ enum Column {
     ObjectId,
     Event,
     Mapping,
+    Name,
+    Group,
     Ignored,
 }
 
@@ -353,6 +369,8 @@ impl Column {
             "object_id" | "objectid" | "id" => Some(Self::ObjectId),
             "event" | "package" => Some(Self::Event),
             "mapping" => Some(Self::Mapping),
+            "name" | "display_name" => Some(Self::Name),
+            "group" | "department" => Some(Self::Group),
             _ => None,
         }
     }
@@ -365,6 +383,8 @@ struct Fields {
     object_id: Option<String>,
     event: Option<String>,
     mapping: Option<PathBuf>,
+    name: Option<String>,
+    group: Option<String>,
 }
 
 impl Fields {
@@ -425,9 +445,16 @@ impl Fields {
             object_id,
             event,
             mapping: self.mapping,
+            name: trimmed(self.name),
+            group: trimmed(self.group),
             origin: format!("{}:{line}", path.display()),
         })
     }
+}
+
+/// A free-text field: trimmed, and absent when empty.
+fn trimmed(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 fn is_sip_user_char(c: char) -> bool {
@@ -631,6 +658,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("lists no extension"), "{err}");
+    }
+
+    #[test]
+    fn name_and_group_are_read_from_either_form() {
+        let json = r#"[{"extension": "1001", "email": "a@b.c", "name": " Alice Smith ", "group": "Sales"},
+                       {"extension": "1002", "email": "d@b.c", "group": ""}]"#;
+        let list = parse_json(&p(), json).unwrap();
+        assert_eq!(list[0].name.as_deref(), Some("Alice Smith"));
+        assert_eq!(list[0].group.as_deref(), Some("Sales"));
+        assert_eq!(
+            (list[1].name.as_deref(), list[1].group.as_deref()),
+            (None, None)
+        );
+        let csv = "extension,email,name,department\n1001,a@b.c,Alice Smith,Sales\n";
+        let list = parse_csv(Path::new("x.csv"), csv).unwrap();
+        assert_eq!(list[0].name.as_deref(), Some("Alice Smith"));
+        assert_eq!(list[0].group.as_deref(), Some("Sales"));
     }
 
     #[test]

@@ -670,6 +670,8 @@ mod tests {
             object_id: None,
             event: crate::extensions::EventPackage::DialogAndPresence,
             mapping: None,
+            name: None,
+            group: None,
             origin: "test:1".into(),
         };
         let (mut source, _) = SipSource::start(&settings, &[ext]).await.unwrap();

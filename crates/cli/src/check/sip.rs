@@ -450,6 +450,8 @@ mod tests {
             object_id: None,
             event: crate::extensions::EventPackage::Dialog,
             mapping: None,
+            name: None,
+            group: None,
             origin: "x:2".into(),
         };
         let (pbx, fix) = sip_row(&settings, &ext, &Probe::default(), &reg, t);
@@ -471,6 +473,8 @@ mod tests {
             object_id: None,
             event: crate::extensions::EventPackage::DialogAndPresence,
             mapping: None,
+            name: None,
+            group: None,
             origin: "x:2".into(),
         };
         let reg = Registration::Registered("sip:blf@127.0.0.1".into());
