@@ -20,6 +20,24 @@ const POLL: Duration = Duration::from_millis(25);
 ///
 /// [`Browser::close`] ends the session and the browser; a `Browser` that is
 /// dropped instead leaves its browser running until the [`ChromeDriver`] stops.
+///
+/// ```no_run
+/// use std::path::Path;
+/// use std::time::Duration;
+///
+/// async fn look_at_the_page() -> Result<(), testbed::Error> {
+///     let driver = testbed::ChromeDriver::start()?;
+///     let browser = testbed::Browser::connect(&driver).await?;
+///     browser.goto("http://127.0.0.1:8080/").await?;
+///     let text = browser
+///         .wait_for("#line-1001", Duration::from_secs(60), |t| t.contains("busy"))
+///         .await?;
+///     println!("line 1001: {text}");
+///     assert_eq!(browser.alert_text().await?, None);
+///     browser.screenshot(Path::new("page.png")).await?;
+///     browser.close().await
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Browser {
     client: Client,
