@@ -112,8 +112,10 @@ impl Browser {
             match self.text_of(selector).await {
                 Ok(text) if predicate(&text) => return Ok(text),
                 Ok(text) => last = Some(text),
-                // not there yet: only "no such element" is worth waiting for
-                Err(Error::WebDriver { source, .. }) if source.is_no_such_element() => {}
+                // not there yet, or replaced between finding and reading it:
+                // worth waiting for; any other error is not
+                Err(Error::WebDriver { source, .. })
+                    if source.is_no_such_element() || source.is_stale_element_reference() => {}
                 Err(e) => return Err(e),
             }
             if tokio::time::Instant::now() >= deadline {

@@ -69,8 +69,12 @@ impl ChromeDriver {
             attempt += 1;
             driver.addr.set_port(free_port(&ips, true)?);
             let mut cmd = Command::new(&program);
+            // the browsers inherit these: their crash reports and caches stay
+            // in the run directory
             cmd.current_dir(driver.dir.path())
                 .env("HOME", driver.dir.path())
+                .env("XDG_CONFIG_HOME", driver.dir.path().join(".config"))
+                .env("XDG_CACHE_HOME", driver.dir.path().join(".cache"))
                 .arg(format!("--port={}", driver.addr.port()));
             let mut proc = Proc::spawn(cmd, "chromedriver", &driver.log_path())?;
             match driver.wait_ready(&mut proc) {
@@ -193,7 +197,8 @@ impl Drop for ChromeDriver {
 ///   outside the proxy, and the browser's own background traffic (updates,
 ///   safe browsing, sync, first-run pings) is off;
 /// - `unhandledPromptBehavior` = `ignore`: an `alert()` stays open until a test
-///   looks at it, instead of being dismissed by the next command.
+///   looks at it, instead of being dismissed by the next command;
+/// - `timeouts`: a page load may take 60 s (not WebDriver's 300 s), a script 30 s.
 pub fn headless_capabilities(chromium: &Path, user_data_dir: &Path) -> Capabilities {
     headless_capabilities_via(chromium, user_data_dir, DEAD_PROXY)
 }
@@ -232,6 +237,7 @@ pub fn headless_capabilities_via(
     let value = json!({
         "browserName": "chrome",
         "unhandledPromptBehavior": "ignore",
+        "timeouts": { "pageLoad": 60_000, "script": 30_000 },
         "goog:chromeOptions": {
             "binary": chromium.display().to_string(),
             "args": args,
@@ -345,6 +351,7 @@ mod tests {
     fn capabilities_keep_the_browser_headless_and_on_loopback() {
         let caps = headless_capabilities(Path::new("/usr/bin/chromium"), Path::new("/tmp/p"));
         assert_eq!(caps["unhandledPromptBehavior"], "ignore");
+        assert_eq!(caps["timeouts"]["pageLoad"], 60_000);
         let opts = &caps["goog:chromeOptions"];
         assert_eq!(opts["binary"], "/usr/bin/chromium");
         let args: Vec<&str> = opts["args"]
