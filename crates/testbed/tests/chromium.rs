@@ -281,6 +281,15 @@ async fn a_request_beyond_loopback_goes_to_the_proxy_and_no_further() {
         eprintln!("also proxied: {target}");
     }
     browser.close().await.unwrap();
+
+    // with the dead proxy (the default) the same load fails on this machine
+    let offline = Browser::connect(&driver).await.unwrap();
+    let err = offline.goto("http://outside.example/").await.unwrap_err();
+    assert!(
+        err.to_string().contains("ERR_PROXY_CONNECTION_FAILED"),
+        "{err}"
+    );
+    offline.close().await.unwrap();
 }
 
 #[test]
