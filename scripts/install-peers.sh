@@ -6,6 +6,10 @@
 #   coturn                               STUN server (run STUN-only by the tests)
 #   postgresql                           the database sink's server (each test
 #                                        runs initdb + postgres of its own)
+#   chromium, chromium-driver            headless Chromium and chromedriver, for the
+#                                        tests that look at pages in a real browser
+#   fonts-dejavu-core                    a font for its screenshots (not pulled in
+#                                        without recommends)
 #   iproute2, nftables, procps           ip netns / ss, the NAT rule, sysctl
 #   systemd                              systemd-analyze verify for the example unit
 # The tests start their own instances on loopback (crates/testbed); the
@@ -17,7 +21,7 @@
 # when there is one.
 set -euo pipefail
 
-PKGS=(kamailio kamailio-presence-modules sip-tester coturn postgresql iproute2 nftables procps systemd)
+PKGS=(kamailio kamailio-presence-modules sip-tester coturn postgresql chromium chromium-driver fonts-dejavu-core iproute2 nftables procps systemd)
 SERVICES=(kamailio coturn postgresql)
 
 log() { echo "install-peers: $*"; }
@@ -72,7 +76,7 @@ if [ "$(id -u)" = 0 ]; then
 	done
 fi
 
-for p in kamailio kamcmd sipp turnserver psql createdb ip ss nft sysctl; do
+for p in kamailio kamcmd sipp turnserver psql createdb chromium chromedriver ip ss nft sysctl; do
 	PATH="$PATH:/usr/sbin:/sbin" command -v "$p" >/dev/null || {
 		echo "install-peers: $p still missing after the install" >&2
 		exit 1
@@ -88,3 +92,5 @@ ls /usr/lib/*/kamailio/modules/presence_dialoginfo.so >/dev/null 2>&1 || {
 	exit 1
 }
 log "$(PATH="$PATH:/usr/sbin" kamailio -v | head -1 | xargs); $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || true)"
+# chromium's launcher script may complain on stderr about /dev/shm: only the version line
+log "$(chromium --version 2>/dev/null | head -1 | xargs); $(chromedriver --version 2>/dev/null | grep -m1 -o 'ChromeDriver [0-9.]*' || true)"

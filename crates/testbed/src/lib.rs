@@ -1,8 +1,10 @@
 //! Start and stop the real peers the tests talk to: Kamailio (registrar,
 //! proxy and presence server for the `dialog` and `presence` event packages),
 //! SIPp phones (calls, and PIDF PUBLISHes with [`SippPublisher`]),
-//! a STUN-only coturn and a private PostgreSQL ([`Postgres`]), all on loopback, each instance on its own free ports
-//! with its own temporary run directory, so tests can run in parallel.
+//! a STUN-only coturn, a private PostgreSQL ([`Postgres`]) and headless
+//! Chromium through chromedriver ([`ChromeDriver`], [`Browser`]), all on
+//! loopback, each instance on its own free ports with its own temporary run
+//! directory, so tests can run in parallel.
 //!
 //! Every process is a child of the test; it is stopped by its pid (SIGTERM,
 //! then SIGKILL for it and its own children) by `stop()` or on `Drop`, never
@@ -50,6 +52,8 @@
 //! fixed request each, and this crate must not depend on the crates it helps
 //! to test.
 
+mod browser;
+mod chromium;
 mod coturn;
 mod kamailio;
 mod natlab;
@@ -62,6 +66,10 @@ mod sipp_publish;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use browser::Browser;
+pub use chromium::{
+    headless_capabilities, headless_capabilities_via, ChromeDriver, DEAD_PROXY, WINDOW_SIZE,
+};
 pub use coturn::Coturn;
 pub use kamailio::{Kamailio, KamailioOptions};
 pub use natlab::NatLab;
@@ -154,6 +162,26 @@ pub enum Error {
     /// Network namespaces cannot be used here (not root, or `ip netns` fails).
     #[error("network namespaces unavailable: {0}")]
     NetnsUnavailable(String),
+    /// chromedriver did not open a browser session.
+    #[error("no browser session from chromedriver at {driver}: {source}\n--- last lines of its log ---\n{tail}")]
+    Session {
+        /// The driver's URL.
+        driver: String,
+        /// What the driver answered.
+        #[source]
+        source: Box<fantoccini::error::NewSessionError>,
+        /// The last lines of the driver's log.
+        tail: String,
+    },
+    /// A WebDriver command failed (no such element, the browser went away, ...).
+    #[error("{what}: {source}")]
+    WebDriver {
+        /// What was being done.
+        what: String,
+        /// The driver's error.
+        #[source]
+        source: Box<fantoccini::error::CmdError>,
+    },
     /// A file or process operation failed.
     #[error("{context}: {source}")]
     Io {
