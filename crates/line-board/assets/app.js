@@ -377,7 +377,7 @@
     for (let i = firstRow(top); i < rows.length && rows[i].y <= bottom; i++) {
       const row = rows[i];
       if (row.head !== null) {
-        want.push(["h:" + row.head, "h", row, 0, row.y]);
+        want.push(["h:" + row.start, "h", row, 0, row.y]); // unique even if a group is named "Other"
       } else {
         for (let c = 0; c < row.n; c++) {
           const r = visible[row.start + c];
