@@ -111,6 +111,11 @@
       sources: Array.isArray(m.sources) ? m.sources : [],
       sinks: Array.isArray(m.sinks) ? m.sinks : [],
     };
+    const s = Number(m.stale_after_seconds);
+    if (m.stale_after_seconds !== undefined && m.stale_after_seconds !== null && Number.isFinite(s)) {
+      staleAfterMs = s > 0 ? s * 1000 : 0;
+      timeDirty = true;
+    }
     healthDirty = true;
   }
 
@@ -176,7 +181,7 @@
 
   function computeLayout(width) {
     const minW = cssPx("--tile-min-w", 232);
-    tileH = cssPx("--tile-h", 138);
+    tileH = cssPx("--tile-h", 124);
     gap = cssPx("--tile-gap", 8);
     const headH = cssPx("--head-h", 40);
     cols = Math.max(1, Math.floor((width + gap) / (minW + gap)));
@@ -236,8 +241,8 @@
     f.cp = el("span", "t-cp", call);
     const teams = el("div", "t-teams", n);
     el("span", "t-label", teams).textContent = "Teams";
-    f.presence = el("span", "t-presence", teams);
     f.acc = el("span", "t-acc", teams);
+    f.presence = el("span", "t-presence", teams);
     f.event = el("div", "t-event", n);
     n._f = f;
     n._rec = null;
@@ -563,6 +568,21 @@
     schedule();
   });
   filterEl.addEventListener("change", () => setFilter(filterEl.value));
+  searchEl.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && searchEl.value !== "") {
+      searchEl.value = "";
+      searchEl.dispatchEvent(new Event("input"));
+    }
+  });
+  document.addEventListener("keydown", (ev) => {
+    // "/" jumps to the search box, as in many operator panels
+    const t = ev.target;
+    const typing = t instanceof HTMLInputElement || t instanceof HTMLSelectElement || t instanceof HTMLTextAreaElement;
+    if (ev.key === "/" && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey && !WALL) {
+      ev.preventDefault();
+      searchEl.focus();
+    }
+  });
   window.addEventListener("scroll", schedule, { passive: true });
   window.addEventListener("resize", schedule);
   if (typeof ResizeObserver === "function") new ResizeObserver(schedule).observe(grid);
