@@ -9,6 +9,7 @@
   const params = new URLSearchParams(location.search);
   const WALL = params.get("view") === "wall";
   const OVERSCAN_PX = 400;
+  const REFILTER_MS = 250;
 
   const $ = (id) => document.getElementById(id);
   const grid = $("grid");
@@ -50,6 +51,9 @@
   let timeDirty = true; // the clock ticked
   let healthDirty = false;
   let countsDirty = true;
+  let refilterPending = false; // changes may have moved extensions in or out of the list
+  let lastRefilter = 0;
+  let refilterTimer = 0;
 
   function schedule() {
     if (!frame) frame = requestAnimationFrame(render);
@@ -398,7 +402,7 @@
         (key[0] === "t" ? tilePool : headPool).push(n);
       }
     }
-    const width = grid.clientWidth;
+    const width = lastWidth; // measured at the start of the frame: no forced layout here
     for (const [key, kind, p, x, y] of want) {
       let n = live.get(key);
       if (!n) {
@@ -493,14 +497,27 @@
       structureDirty = false;
       visibleDirty = true;
     }
-    if (visibleDirty || (contentDirty && filtering())) {
+    // Under a search or filter, changes move extensions in and out of the list; re-filter for
+    // them at most every REFILTER_MS so the list stays readable (tiles in view still update
+    // every frame), and at once when the search, filter or membership changes.
+    if (contentDirty && filtering()) refilterPending = true;
+    const t = performance.now();
+    if (visibleDirty || (refilterPending && t - lastRefilter >= REFILTER_MS)) {
       visible = filtering() ? order.filter(matches) : order;
       visibleDirty = false;
+      refilterPending = false;
+      lastRefilter = t;
       layoutDirty = true;
       setText(
         shownEl,
         visible.length === recs.size ? recs.size + " extensions" : "Showing " + visible.length + " of " + recs.size,
       );
+    }
+    if (refilterPending && !refilterTimer) {
+      refilterTimer = setTimeout(() => {
+        refilterTimer = 0;
+        schedule();
+      }, Math.max(0, REFILTER_MS - (t - lastRefilter)));
     }
     const width = grid.clientWidth;
     if (width !== lastWidth) {
