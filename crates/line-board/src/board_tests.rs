@@ -180,7 +180,7 @@ fn a_cursor_past_the_log_needs_a_snapshot() {
 #[test]
 fn filters_and_order() {
     let board = Board::new(
-        ["200", "1001", "30", "ops"].map(|e| Listing::new(e)),
+        ["200", "1001", "30", "ops"].map(Listing::new),
         BoardConfig::default(),
     );
     let order: Vec<String> = board
