@@ -105,7 +105,8 @@ pub struct Board {
 struct Inner {
     config: BoardConfig,
     state: Mutex<State>,
-    changed: watch::Sender<()>,
+    /// A new value after every change; `true` once the board is closed.
+    changed: watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -306,7 +307,7 @@ impl Board {
             health_json: ("[]".into(), "[]".into()),
             health_version: 0,
         };
-        let (changed, _) = watch::channel(());
+        let (changed, _) = watch::channel(false);
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -352,7 +353,7 @@ impl Board {
             (result, before != (state.seq, state.health_version))
         };
         if changed {
-            self.inner.changed.send_replace(());
+            self.inner.changed.send_modify(|_| {});
         }
         result
     }
@@ -504,8 +505,21 @@ impl Board {
         tracing::debug!(system, "line board: the view feed ended");
     }
 
-    /// A receiver that sees a new value after every change.
-    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+    /// Ends every event stream (now and from now on), so that a graceful
+    /// shutdown of the HTTP server does not wait for them. The JSON API
+    /// and the setters go on working.
+    pub fn close(&self) {
+        self.inner.changed.send_replace(true);
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        *self.inner.changed.borrow()
+    }
+
+    /// A receiver that sees a new value after every change, and `true`
+    /// once the board is closed.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
         self.inner.changed.subscribe()
     }
 

@@ -42,7 +42,8 @@ pub(crate) fn events(
 
 struct Client {
     board: Board,
-    changed: watch::Receiver<()>,
+    changed: watch::Receiver<bool>,
+    closed: bool,
     cursor: u64,
     health_version: u64,
     pending: VecDeque<Event>,
@@ -53,10 +54,11 @@ impl Client {
     fn start(board: Board, last_event_id: Option<u64>) -> Self {
         let mut changed = board.subscribe();
         // Anything after this is seen by the next `changed()`.
-        changed.borrow_and_update();
+        let closed = *changed.borrow_and_update();
         let mut client = Self {
             board,
             changed,
+            closed,
             cursor: 0,
             health_version: 0,
             pending: VecDeque::new(),
@@ -85,12 +87,22 @@ impl Client {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
+            if self.closed {
+                return None;
+            }
             // The board (and so the sender) lives as long as this client.
             self.changed.changed().await.ok()?;
-            if let Some(last) = self.last_batch {
-                tokio::time::sleep_until(last + self.board.config().batch_interval).await;
+            if *self.changed.borrow() {
+                return None;
             }
-            self.changed.borrow_and_update();
+            if let Some(last) = self.last_batch {
+                let wake = last + self.board.config().batch_interval;
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = closed(&mut self.changed) => return None,
+                }
+            }
+            self.closed = *self.changed.borrow_and_update();
             self.read_board();
         }
     }
@@ -169,6 +181,13 @@ impl Client {
         push_server_time(&mut data);
         self.pending
             .push_back(Event::default().event("health").data(data));
+    }
+}
+
+/// Returns once the board is closed (never, if the sender is gone).
+async fn closed(changed: &mut watch::Receiver<bool>) {
+    if changed.wait_for(|closed| *closed).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -204,3 +204,20 @@ async fn the_stream_needs_the_token_too() {
     .await;
     assert_eq!(reader.next().await.event, "snapshot");
 }
+
+#[tokio::test]
+async fn closing_the_board_ends_the_streams() {
+    let board = board(100);
+    let base = serve(board.clone(), Access::open()).await;
+    let url = format!("{base}/api/v1/events");
+    let mut reader = SseReader::open(&url, &[]).await;
+    assert_eq!(reader.next().await.event, "snapshot");
+    board.close();
+    assert!(board.is_closed());
+    reader.until_end().await;
+    // A client that comes later gets the snapshot, then the end.
+    let mut late = SseReader::open(&url, &[]).await;
+    let events = late.until_end().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, "snapshot");
+}

@@ -127,6 +127,24 @@ impl SseReader {
         }
     }
 
+    /// Waits for the server to end the stream; returns the events before the end.
+    pub async fn until_end(&mut self) -> Vec<SseEvent> {
+        let mut events = Vec::new();
+        tokio::time::timeout(PATIENCE, async {
+            while let Some(chunk) = self.response.chunk().await.unwrap() {
+                self.buffer.extend_from_slice(&chunk);
+                while let Some(end) = find_blank_line(&self.buffer) {
+                    let block: Vec<u8> = self.buffer.drain(..end.1).collect();
+                    let text = String::from_utf8(block[..end.0].to_vec()).unwrap();
+                    events.extend(self.parse(&text));
+                }
+            }
+        })
+        .await
+        .expect("the stream ends within the patience");
+        events
+    }
+
     fn parse(&mut self, block: &str) -> Option<SseEvent> {
         let mut event = SseEvent::default();
         let mut has_field = false;
