@@ -68,6 +68,11 @@ pub use model::{
 pub use sip_blf_engine::{Direction, LineState};
 pub use sse::KEEP_ALIVE;
 
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The page's files, embedded in the binary (no CDN, no build step).
 pub mod assets {
     /// `index.html`: the dashboard and the wallboard (`/?view=wall`).

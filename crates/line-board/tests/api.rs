@@ -347,3 +347,41 @@ fn a_public_bind_needs_a_token() {
     assert!(check_bind(any, Some("s3cret-token")).is_ok());
     assert!(check_bind("127.0.0.1:8080".parse().unwrap(), None).is_ok());
 }
+
+#[test]
+fn the_openapi_document_names_every_field_and_endpoint() {
+    let openapi = include_str!("../openapi.yaml");
+    let ext =
+        serde_json::to_value(line_board::Extension::listed(line_board::Listing::new("1"))).unwrap();
+    let health = serde_json::to_value(Health {
+        name: "sip".into(),
+        kind: HealthKind::Source,
+        ok: true,
+        detail: String::new(),
+        last_success: None,
+    })
+    .unwrap();
+    for key in ext
+        .as_object()
+        .unwrap()
+        .keys()
+        .chain(health.as_object().unwrap().keys())
+    {
+        assert!(
+            openapi.contains(&format!("{key}:")),
+            "{key} is not in openapi.yaml"
+        );
+    }
+    for path in [
+        "  /:",
+        "  /app.js:",
+        "  /app.css:",
+        "  /login:",
+        "  /api/v1/extensions:",
+        "  /api/v1/extensions/{ext}:",
+        "  /api/v1/health:",
+        "  /api/v1/events:",
+    ] {
+        assert!(openapi.contains(path), "{path} is not in openapi.yaml");
+    }
+}
