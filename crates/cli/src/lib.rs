@@ -11,6 +11,7 @@
 
 pub mod background;
 pub mod check;
+pub mod dashboard;
 pub mod database;
 pub mod demo;
 pub mod dotenv;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use sip_blf_sync::dashboard::DashboardSettings;
 use sip_blf_sync::problems::Problems;
 use sip_blf_sync::settings::{self, Env, SipSettings};
 use sip_blf_sync::{extensions, graph_cmd, test_notify, watch};
@@ -262,7 +263,19 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                     return config_failure(&all);
                 }
             };
-            match watch::run(&sip, &exts, json).await {
+            // The dashboard on HTTP_LISTEN, as `run` serves it (off: none).
+            let listen = match sip_blf_sync::observe::parse_http_listen(env.get("HTTP_LISTEN")) {
+                Ok(listen) => listen,
+                Err(e) => return fail(format!("HTTP_LISTEN: {e}")),
+            };
+            let dashboard = match listen {
+                None => None,
+                Some(addr) => match DashboardSettings::from_env(&env, Some(addr)) {
+                    Ok(settings) => Some((addr, settings)),
+                    Err(p) => return config_failure(&Problems(p)),
+                },
+            };
+            match watch::run(&sip, &exts, json, dashboard).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => sip_failure(&sip, &e),
             }

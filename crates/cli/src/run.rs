@@ -11,6 +11,7 @@ use std::time::Duration;
 use sip_blf_engine::{Runtime, RuntimeConfig};
 
 use crate::background::Background;
+use crate::dashboard::{self, DashboardSettings};
 use crate::database::{self, DatabaseSettings};
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
@@ -99,6 +100,9 @@ pub struct RunPlan {
     extensions: Vec<Extension>,
     engine: EngineConfig,
     http: Option<std::net::SocketAddr>,
+    dashboard: DashboardSettings,
+    /// A dashboard served by the caller (`demo`) instead of on `http`.
+    board: Option<line_board::Board>,
     graph: Option<graph_presence::GraphConfig>,
     sinks: Vec<SinkKind>,
     database: Option<DatabaseSettings>,
@@ -152,12 +156,18 @@ impl RunPlan {
                 None
             }
         };
+        let dashboard = DashboardSettings::from_env(env, http).unwrap_or_else(|p| {
+            problems.extend(p);
+            DashboardSettings::default()
+        });
         match (sip, extensions, engine) {
             (Some(sip), Some(extensions), Some(engine)) if problems.is_empty() => Ok(RunPlan {
                 sip,
                 extensions,
                 engine,
                 http,
+                dashboard,
+                board: None,
                 graph,
                 sinks,
                 database,
@@ -178,6 +188,12 @@ impl RunPlan {
     /// The extension list.
     pub fn extensions(&self) -> &[Extension] {
         &self.extensions
+    }
+
+    /// Feeds `board`, a dashboard the caller serves itself (`demo`, which
+    /// serves its own status page), with every line as the engine sees it.
+    pub fn set_board(&mut self, board: line_board::Board) {
+        self.board = Some(board);
     }
 
     /// Gives the presence clearing at stop this long (default 10 s): with many
@@ -311,12 +327,26 @@ pub async fn run_until_ready(
             Some(client)
         }
     };
+    let board = plan
+        .board
+        .clone()
+        .unwrap_or_else(|| dashboard::board(&plan.extensions, &plan.dashboard));
     let http = match plan.http {
         Some(addr) => {
-            let server = observe::serve(addr, telemetry.clone())
-                .await
-                .map_err(|e| format!("HTTP_LISTEN {addr}: {e}"))?;
-            tracing::info!("status on http://{}/status", server.local_addr());
+            let server = observe::serve_board(
+                addr,
+                telemetry.clone(),
+                board.clone(),
+                plan.dashboard.access(),
+            )
+            .await
+            .map_err(|e| format!("HTTP_LISTEN {addr}: {e}"))?;
+            tracing::info!(
+                "dashboard on http://{0}/ (status on http://{0}/status)",
+                server.local_addr()
+            );
+            telemetry.set_board(board.clone());
+            tokio::spawn(dashboard::keep_health(board.clone(), telemetry.clone()));
             Some(server)
         }
         None => None,
@@ -326,6 +356,13 @@ pub async fn run_until_ready(
         RuntimeConfig::default(),
     )?;
     telemetry.set_sink_board(runtime.board());
+    if http.is_some() || plan.board.is_some() {
+        tokio::spawn(
+            board
+                .clone()
+                .follow(runtime.add_feed("dashboard").await?, PBX),
+        );
+    }
     let database = match &plan.database {
         None => None,
         Some(settings) => {

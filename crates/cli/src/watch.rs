@@ -1,12 +1,16 @@
 //! `sip-blf-sync watch`: register, subscribe, print each line-state change.
 //! No Microsoft tenant needed.
 
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
+
+use line_board::LineUpdate;
 
 use serde_json::json;
 
+use crate::dashboard::DashboardSettings;
 use crate::extensions::Extension;
-use crate::observe::{sip_health, Telemetry};
+use crate::observe::{self, sip_health, Telemetry};
 use crate::settings::SipSettings;
 use crate::sip_source::{LineChange, SipSource, SourceEvent, Staleness};
 
@@ -61,15 +65,41 @@ pub fn format_line_change(change: &LineChange, json: bool) -> String {
 }
 
 /// Runs until SIGINT/SIGTERM, then un-SUBSCRIBEs and un-REGISTERs.
+///
+/// With `dashboard`, the lines are also shown on the dashboard at that
+/// address; if it cannot be bound (a service on the same machine holds
+/// it), watch goes on without it and says so.
 pub async fn run(
     settings: &SipSettings,
     extensions: &[Extension],
     json: bool,
+    dashboard: Option<(SocketAddr, DashboardSettings)>,
 ) -> Result<(), sip_ua::Error> {
     let (mut source, health) = SipSource::start(settings, extensions).await?;
-    // No HTTP endpoint here: the telemetry only keeps the log company.
     let telemetry = Telemetry::new();
+    for e in extensions {
+        telemetry.add_extension(&e.extension, e.user());
+    }
     source.set_telemetry(telemetry.clone());
+    let mut board = None;
+    let mut server = None;
+    if let Some((addr, settings)) = dashboard {
+        let shown = crate::dashboard::board(extensions, &settings);
+        match observe::serve_board(addr, telemetry.clone(), shown.clone(), settings.access()).await
+        {
+            Ok(s) => {
+                tracing::info!("dashboard on http://{}/", s.local_addr());
+                telemetry.set_board(shown.clone());
+                tokio::spawn(crate::dashboard::keep_health(
+                    shown.clone(),
+                    telemetry.clone(),
+                ));
+                board = Some(shown);
+                server = Some(s);
+            }
+            Err(e) => tracing::warn!("no dashboard: HTTP_LISTEN {addr}: {e}"),
+        }
+    }
     for h in &health {
         sip_health(&telemetry, h);
     }
@@ -89,6 +119,9 @@ pub async fn run(
                 None => break,
                 Some(SourceEvent::Line(change)) => {
                     println!("{}", format_line_change(&change, json));
+                    if let (Some(board), Ok(state)) = (&board, change.line_state.as_str().parse()) {
+                        board.set_line(&change.extension, LineUpdate::new(state), SystemTime::now());
+                    }
                 }
                 Some(SourceEvent::Health(h)) => sip_health(&telemetry, &h),
             }
@@ -96,6 +129,9 @@ pub async fn run(
     }
     tracing::info!("stopping: un-subscribing and un-registering");
     source.shutdown(Duration::from_secs(10)).await;
+    if let Some(server) = server {
+        let _ = server.shutdown().await;
+    }
     Ok(())
 }
 

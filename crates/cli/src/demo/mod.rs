@@ -124,7 +124,7 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
     let list: Vec<serde_json::Value> = script
         .people
         .iter()
-        .map(|p| json!({ "extension": p.extension, "email": p.email }))
+        .map(|p| json!({ "extension": p.extension, "email": p.email, "name": p.name }))
         .collect();
     std::fs::write(
         &extensions_file,
@@ -181,7 +181,19 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
     let http_addr = options
         .http
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let http = observe::serve(http_addr, telemetry.clone()).await?;
+    line_board::check_bind(http_addr, None)
+        .map_err(|e| DemoError::Service(format!("--http: {e}")))?;
+    let board = crate::dashboard::board(plan.extensions(), &Default::default());
+    plan.set_board(board.clone());
+    telemetry.set_board(board.clone());
+    let http = observe::serve_board(
+        http_addr,
+        telemetry.clone(),
+        board.clone(),
+        line_board::Access::open(),
+    )
+    .await?;
+    tokio::spawn(crate::dashboard::keep_health(board, telemetry.clone()));
     let rows = script
         .people
         .iter()
@@ -198,6 +210,7 @@ pub async fn run(options: DemoOptions) -> Result<serde_json::Value, DemoError> {
         })
         .collect();
     let mut display = Display::new(rows, tty);
+    display.say(&format!("dashboard: http://{}/", http.local_addr()));
     let seconds = script.length.as_secs_f64() / options.speed;
     display.say(&format!(
         "sip-blf-sync demo: a day at the office for {} extensions ({seconds:.1} s at --speed {}); Ctrl-C stops it",

@@ -380,6 +380,11 @@ fn settle(
                 }
             }
             Some(Err(e)) => {
+                if let PresenceCommandKind::Set { pair, .. } = &command.kind {
+                    for extension in crate::people::extensions_of_key(&command.extension) {
+                        telemetry.presence_failed(extension, pair);
+                    }
+                }
                 let wait = engine.command_failed_with(command, after, e.failure());
                 if e.permanent {
                     tracing::error!(

@@ -1,4 +1,5 @@
-//! The HTTP listener: `/healthz`, `/readyz`, `/metrics`, `/status`.
+//! The HTTP listener: `/healthz`, `/readyz`, `/metrics`, `/status`, and
+//! with [`serve_board`] the dashboard and its API (crate `line-board`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -64,6 +65,8 @@ pub struct HttpServer {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     open: watch::Receiver<usize>,
+    /// Its event streams end before the graceful stop waits for requests.
+    board: Option<line_board::Board>,
 }
 
 impl HttpServer {
@@ -80,6 +83,9 @@ impl HttpServer {
 
     /// Stops accepting, lets requests in progress finish (at most 5 s), then returns.
     pub async fn shutdown(mut self) -> Result<(), std::io::Error> {
+        if let Some(board) = &self.board {
+            board.close();
+        }
         if let Some(stop) = self.stop.take() {
             // The server may already be gone; then there is nothing to stop.
             let _ = stop.send(());
@@ -106,7 +112,7 @@ impl HttpServer {
 /// - `/status`: [`Telemetry::status_json`].
 ///
 /// With the default [`HttpLimits`]: 10 s for a request's headers, 60 s
-/// without traffic, 64 connections.
+/// without traffic, 256 connections.
 pub async fn serve(listen: SocketAddr, telemetry: Telemetry) -> Result<HttpServer, std::io::Error> {
     serve_with(listen, telemetry, HttpLimits::default()).await
 }
@@ -117,9 +123,42 @@ pub async fn serve_with(
     telemetry: Telemetry,
     limits: HttpLimits,
 ) -> Result<HttpServer, std::io::Error> {
+    serve_app(listen, router(telemetry), limits, None).await
+}
+
+/// [`serve`] with the dashboard of `board` at `/` and its API under
+/// `/api/v1/`; `access` guards them, `/metrics` and `/status` alike
+/// (`/healthz` and `/readyz` stay open).
+pub async fn serve_board(
+    listen: SocketAddr,
+    telemetry: Telemetry,
+    board: line_board::Board,
+    access: line_board::Access,
+) -> Result<HttpServer, std::io::Error> {
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(telemetry.clone());
+    let guarded = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/status", get(status))
+        .with_state(telemetry);
+    let app = line_board::app(board.clone(), access.clone())
+        .merge(open)
+        .merge(line_board::with_security_headers(line_board::protect(
+            guarded, &access,
+        )));
+    serve_app(listen, app, HttpLimits::default(), Some(board)).await
+}
+
+async fn serve_app(
+    listen: SocketAddr,
+    app: Router,
+    limits: HttpLimits,
+    board: Option<line_board::Board>,
+) -> Result<HttpServer, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local_addr = listener.local_addr()?;
-    let app = router(telemetry);
     let (stop, stopped) = oneshot::channel::<()>();
     let (open_tx, open) = watch::channel(0);
     let task = tokio::spawn(accept_loop(listener, app, limits, open_tx, async move {
@@ -132,6 +171,7 @@ pub async fn serve_with(
         stop: Some(stop),
         task,
         open,
+        board,
     })
 }
 

@@ -37,7 +37,7 @@ pub struct HttpLimits {
     /// A connection on which nothing is read or written for this long is
     /// closed, e.g. a client that stops reading a response (default 60 s).
     pub idle_timeout: Duration,
-    /// Connections served at once; more are closed as they come (default 64).
+    /// Connections served at once; more are closed as they come (default 256: each open dashboard holds one for its event stream).
     pub max_connections: usize,
 }
 
@@ -46,7 +46,7 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`HttpLimits::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default of [`HttpLimits::max_connections`].
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 impl Default for HttpLimits {
     fn default() -> Self {

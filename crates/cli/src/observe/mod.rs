@@ -45,6 +45,7 @@
 //! assert_eq!(telemetry.status_json()["extensions"][0]["subscription"], "active");
 //! ```
 
+mod board;
 mod http;
 mod listener;
 mod log_limit;
@@ -65,6 +66,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
+pub use board::SipSummary;
 pub use log_limit::{
     LogLimiter, RejectedNotifies, RejectedSummary, WARNING_BURST, WARNING_INTERVAL,
 };
@@ -75,8 +77,8 @@ pub use listener::{
 };
 
 pub use http::{
-    parse_http_listen, serve, serve_with, HttpListenError, HttpServer, DEFAULT_HTTP_LISTEN,
-    METRICS_CONTENT_TYPE,
+    parse_http_listen, serve, serve_board, serve_with, HttpListenError, HttpServer,
+    DEFAULT_HTTP_LISTEN, METRICS_CONTENT_TYPE,
 };
 
 /// Where one extension's subscription stands, as shown in `/status` and `/metrics`.
@@ -202,6 +204,7 @@ struct Inner {
     notify_hook: std::sync::OnceLock<NotifyHookSlot>,
     extensions: Mutex<BTreeMap<String, ExtensionStatus>>,
     sinks: sinks::SinkMetrics,
+    board: board::BoardSlot,
 }
 
 /// Receives every NOTIFY→Graph latency sample (benchmarks keep the raw values).
@@ -371,6 +374,7 @@ impl Telemetry {
                 notify_hook: std::sync::OnceLock::new(),
                 extensions: Mutex::new(BTreeMap::new()),
                 sinks: sink_metrics,
+                board: board::BoardSlot::default(),
             }),
         }
     }
@@ -491,6 +495,7 @@ impl Telemetry {
             (hook.0)(extension, received);
         }
         self.inner.notifies.inc();
+        self.inner.board.notify(extension, at);
         self.update(extension, |e| {
             e.notifies += 1;
             // Out-of-order reports never move the time back.
@@ -528,6 +533,7 @@ impl Telemetry {
     }
     /// The presence we hold for the extension's user, as text (`Busy/InACall`, `cleared`…).
     pub fn set_presence(&self, extension: &str, presence: &str) {
+        self.inner.board.presence(extension, presence, true);
         self.update(extension, |e| e.presence = Some(presence.to_owned()));
     }
     /// One Graph call finished (`operation`: `setPresence`, `clearPresence`, `batch`, …).

@@ -73,7 +73,7 @@ impl SinkMetrics {
         let _ = self.board.set(board);
     }
 
-    fn sinks(&self) -> Vec<SinkStatus> {
+    pub(super) fn sinks(&self) -> Vec<SinkStatus> {
         self.board.get().map(SinkBoard::sinks).unwrap_or_default()
     }
 
