@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -475,34 +476,49 @@ impl Board {
     /// time its view was observed. Lines of other systems are skipped;
     /// lines of extensions that are not listed are ignored. Reports each
     /// applied batch to the runtime as a success.
-    pub async fn follow(self, mut feed: ViewFeed, system: &str) {
-        while let Some(batch) = feed.next().await {
-            let now = SystemTime::now();
-            self.update(|state| {
-                for fed in &batch {
-                    let at = now.checked_sub(fed.observed_at.elapsed()).unwrap_or(now);
-                    for line in fed.view.lines.iter().filter(|l| l.address.system == system) {
-                        let Some(i) = state.find(&line.address.address) else {
-                            continue;
-                        };
-                        let update = LineUpdate::from(line);
-                        let ext = &state.entries[i].ext;
-                        let same = ext.line_state == update.state
-                            && ext.dnd == update.dnd
-                            && ext.counterparty == update.counterparty
-                            && ext.direction == update.direction;
-                        // A person's view lists all their lines; only the
-                        // ones that changed had an event (the replay
-                        // counts for each line new to the board).
-                        if !same || (fed.replay && ext.last_event.is_none()) {
-                            state.apply(i, update, at, true);
+    ///
+    /// The future owns what it needs (`system` is copied), so it can be
+    /// spawned: `tokio::spawn(board.clone().follow(feed, "pbx-a"))`.
+    pub fn follow(
+        self,
+        mut feed: ViewFeed,
+        system: &str,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let system = system.to_owned();
+        async move {
+            while let Some(batch) = feed.next().await {
+                let now = SystemTime::now();
+                self.update(|state| {
+                    for fed in &batch {
+                        let at = now.checked_sub(fed.observed_at.elapsed()).unwrap_or(now);
+                        for line in fed
+                            .view
+                            .lines
+                            .iter()
+                            .filter(|l| l.address.system == system.as_str())
+                        {
+                            let Some(i) = state.find(&line.address.address) else {
+                                continue;
+                            };
+                            let update = LineUpdate::from(line);
+                            let ext = &state.entries[i].ext;
+                            let same = ext.line_state == update.state
+                                && ext.dnd == update.dnd
+                                && ext.counterparty == update.counterparty
+                                && ext.direction == update.direction;
+                            // A person's view lists all their lines; only the
+                            // ones that changed had an event (the replay
+                            // counts for each line new to the board).
+                            if !same || (fed.replay && ext.last_event.is_none()) {
+                                state.apply(i, update, at, true);
+                            }
                         }
                     }
-                }
-            });
-            feed.report(FeedReport::Succeeded);
+                });
+                feed.report(FeedReport::Succeeded);
+            }
+            tracing::debug!(%system, "line board: the view feed ended");
         }
-        tracing::debug!(system, "line board: the view feed ended");
     }
 
     /// Ends every event stream (now and from now on), so that a graceful
