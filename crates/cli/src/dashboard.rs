@@ -28,10 +28,12 @@ pub struct DashboardSettings {
     pub stale_after: Duration,
 }
 
-/// The default of `DASHBOARD_STALE_SECONDS`: a little more than the
-/// default subscription's refresh (SIP_EXPIRES 3600 s refreshes at about
-/// 90 %), so that a line that is merely quiet never looks stale.
-pub const DEFAULT_STALE_SECONDS: u64 = 3900;
+/// The default of `DASHBOARD_STALE_SECONDS` for subscriptions of
+/// `subscribe_expires` seconds: twice that. The PBX sends a NOTIFY on each
+/// refresh (RFC 6665), so a line that is merely quiet is never stale.
+pub fn default_stale_after(subscribe_expires: u32) -> Duration {
+    Duration::from_secs(2 * u64::from(subscribe_expires.max(1)))
+}
 
 impl fmt::Debug for DashboardSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -47,15 +49,21 @@ impl Default for DashboardSettings {
     fn default() -> Self {
         Self {
             token: None,
-            stale_after: Duration::from_secs(DEFAULT_STALE_SECONDS),
+            stale_after: default_stale_after(crate::settings::DEFAULT_SUBSCRIBE_EXPIRES),
         }
     }
 }
 
 impl DashboardSettings {
-    /// Reads `HTTP_TOKEN` and `DASHBOARD_STALE_SECONDS`, and refuses a
-    /// non-loopback `listen` without a token.
-    pub fn from_env(env: &Env, listen: Option<SocketAddr>) -> Result<Self, Vec<Problem>> {
+    /// Reads `HTTP_TOKEN` and `DASHBOARD_STALE_SECONDS` (default: twice
+    /// `subscribe_expires`), and refuses a non-loopback `listen` without a
+    /// token.
+    pub fn from_env(
+        env: &Env,
+        listen: Option<SocketAddr>,
+        subscribe_expires: u32,
+    ) -> Result<Self, Vec<Problem>> {
+        let default = default_stale_after(subscribe_expires);
         let mut problems = Vec::new();
         let token = env
             .get("HTTP_TOKEN")
@@ -63,18 +71,19 @@ impl DashboardSettings {
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
         let stale_after = match env.get("DASHBOARD_STALE_SECONDS").map(str::trim) {
-            None | Some("") => Duration::from_secs(DEFAULT_STALE_SECONDS),
+            None | Some("") => default,
             Some(v) => match v.parse::<u64>() {
                 Ok(s) if s > 0 => Duration::from_secs(s),
                 _ => {
                     problems.push(Problem::in_var(
                         "DASHBOARD_STALE_SECONDS",
                         format!(
-                            "{v:?} is not a number of seconds above 0 (default \
-                             {DEFAULT_STALE_SECONDS})"
+                            "{v:?} is not a number of seconds above 0 (default {}: twice \
+                             SIP_SUBSCRIBE_EXPIRES)",
+                            default.as_secs()
                         ),
                     ));
-                    Duration::from_secs(DEFAULT_STALE_SECONDS)
+                    default
                 }
             },
         };
@@ -191,21 +200,22 @@ mod tests {
     #[test]
     fn a_non_loopback_listener_needs_a_token() {
         let anywhere: SocketAddr = "0.0.0.0:9090".parse().unwrap();
-        let problems = DashboardSettings::from_env(&env(&[]), Some(anywhere)).unwrap_err();
+        let problems = DashboardSettings::from_env(&env(&[]), Some(anywhere), 600).unwrap_err();
         let text = problems[0].to_string();
         assert!(text.contains("HTTP_TOKEN"), "{text}");
         let with_token = env(&[("HTTP_TOKEN", "s3cret-token")]);
-        let settings = DashboardSettings::from_env(&with_token, Some(anywhere)).unwrap();
+        let settings = DashboardSettings::from_env(&with_token, Some(anywhere), 600).unwrap();
         assert!(settings.access().requires_token());
         let loopback =
-            DashboardSettings::from_env(&env(&[]), Some("127.0.0.1:9090".parse().unwrap()));
+            DashboardSettings::from_env(&env(&[]), Some("127.0.0.1:9090".parse().unwrap()), 600);
         assert!(!loopback.unwrap().access().requires_token());
     }
 
     #[test]
     fn the_token_never_shows_in_debug_output() {
         let settings =
-            DashboardSettings::from_env(&env(&[("HTTP_TOKEN", "s3cret-token")]), None).unwrap();
+            DashboardSettings::from_env(&env(&[("HTTP_TOKEN", "s3cret-token")]), None, 600)
+                .unwrap();
         let shown = format!("{settings:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("<set>"), "{shown}");
@@ -213,12 +223,14 @@ mod tests {
 
     #[test]
     fn stale_seconds_are_checked() {
-        let bad = DashboardSettings::from_env(&env(&[("DASHBOARD_STALE_SECONDS", "soon")]), None);
+        let bad =
+            DashboardSettings::from_env(&env(&[("DASHBOARD_STALE_SECONDS", "soon")]), None, 600);
         assert!(bad.unwrap_err()[0]
             .to_string()
             .contains("DASHBOARD_STALE_SECONDS"));
         let good =
-            DashboardSettings::from_env(&env(&[("DASHBOARD_STALE_SECONDS", "90")]), None).unwrap();
+            DashboardSettings::from_env(&env(&[("DASHBOARD_STALE_SECONDS", "90")]), None, 600)
+                .unwrap();
         assert_eq!(good.stale_after, Duration::from_secs(90));
     }
 }

@@ -270,10 +270,12 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
             };
             let dashboard = match listen {
                 None => None,
-                Some(addr) => match DashboardSettings::from_env(&env, Some(addr)) {
-                    Ok(settings) => Some((addr, settings)),
-                    Err(p) => return config_failure(&Problems(p)),
-                },
+                Some(addr) => {
+                    match DashboardSettings::from_env(&env, Some(addr), sip.subscribe_expires) {
+                        Ok(settings) => Some((addr, settings)),
+                        Err(p) => return config_failure(&Problems(p)),
+                    }
+                }
             };
             match watch::run(&sip, &exts, json, dashboard).await {
                 Ok(()) => ExitCode::SUCCESS,

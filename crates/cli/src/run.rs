@@ -156,7 +156,10 @@ impl RunPlan {
                 None
             }
         };
-        let dashboard = DashboardSettings::from_env(env, http).unwrap_or_else(|p| {
+        let expires = sip
+            .as_ref()
+            .map_or(settings::DEFAULT_SUBSCRIBE_EXPIRES, |s| s.subscribe_expires);
+        let dashboard = DashboardSettings::from_env(env, http, expires).unwrap_or_else(|p| {
             problems.extend(p);
             DashboardSettings::default()
         });

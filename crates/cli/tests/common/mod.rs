@@ -25,10 +25,10 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// The `host:port` of the status URL (`http://host:port/status`) printed in `line`.
+/// The `host:port` of the last URL (`http://host:port/…`) printed in `line`.
 pub fn status_addr(line: &str) -> String {
-    let url = line.split("http://").nth(1).unwrap();
-    url.trim_end_matches("/status").to_string()
+    let url = line.rsplit("http://").next().unwrap();
+    url.split('/').next().unwrap().to_string()
 }
 
 /// The lines of `r`, read by a thread, as they come.
