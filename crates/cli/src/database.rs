@@ -178,8 +178,7 @@ pub async fn check_database(settings: &DatabaseSettings) -> Result<String, Strin
 }
 
 /// The sink's address book from the extension list: each extension on
-/// `system` (the name the SIP source reports), with its e-mail; the list
-/// has no display names.
+/// `system` (the name the SIP source reports), with its e-mail and name.
 pub fn address_book(extensions: &[Extension], system: &str) -> Vec<(AddressKey, LineIdentity)> {
     extensions
         .iter()
@@ -189,7 +188,7 @@ pub fn address_book(extensions: &[Extension], system: &str) -> Vec<(AddressKey, 
                 LineIdentity {
                     extension: e.extension.clone(),
                     email: Some(e.email.clone()).filter(|m| !m.is_empty()),
-                    name: None,
+                    name: e.name.clone(),
                 },
             )
         })

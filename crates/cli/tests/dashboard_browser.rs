@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium, with `sip-blf-sync run`
 //! between a real Kamailio and SIPp phones: a call shows live on both tiles
 //! (the callee rings, the caller dials, both talk, both are idle again)
-//! without a reload; a hostile display name stays text; the page says it is
+//! without a reload; a hostile display name stays text; search, the state
+//! filter and the wallboard show the right tiles; the page says it is
 //! disconnected while the service restarts and comes back by itself; off
 //! loopback a token is required, in the browser and on the API.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -97,6 +98,28 @@ async fn shows(browser: &Browser, selector: &str) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// Waits until exactly `n` elements match `selector` (tiles come and go
+/// as a search or a filter changes).
+async fn count_becomes(browser: &Browser, selector: &str, n: usize) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let found = browser
+            .client()
+            .find_all(Locator::Css(selector))
+            .await
+            .unwrap()
+            .len();
+        if found == n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{selector}: {found} elements, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 fn artefact(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
@@ -151,6 +174,27 @@ async fn a_call_shows_live_and_the_page_survives_a_restart() {
     callee.wait(PATIENCE).unwrap();
     shows(&browser, &tile("1001", "idle")).await;
     shows(&browser, &tile("1002", "idle")).await;
+
+    // Search by name, filter by state, the wallboard.
+    let client = browser.client();
+    let search = client.find(Locator::Css("#search")).await.unwrap();
+    search.send_keys("bob").await.unwrap();
+    count_becomes(&browser, "[data-extension]", 1).await;
+    shows(&browser, &tile("1002", "idle")).await;
+    search.clear().await.unwrap();
+    search.send_keys("100").await.unwrap();
+    count_becomes(&browser, "[data-extension]", 2).await;
+    let filter = client.find(Locator::Css("#state-filter")).await.unwrap();
+    filter.select_by_value("busy").await.unwrap();
+    count_becomes(&browser, "[data-extension]", 0).await;
+    filter.select_by_value("idle").await.unwrap();
+    count_becomes(&browser, "[data-extension]", 2).await;
+    browser
+        .goto(&format!("http://{}/?view=wall", service.http))
+        .await
+        .unwrap();
+    shows(&browser, "html.wall").await;
+    shows(&browser, &tile("1001", "idle")).await;
 
     // A restart on the same address: the page says it lost the service, then
     // comes back by itself, with no reload.
