@@ -37,6 +37,7 @@ fn contact_auto_uses_the_nat_mapping_and_notifies_arrive() {
         // 5060 is free: the inside namespace belongs to this lab alone.
         .env("SIP_LISTEN", format!("{}:5060", lab.inside_ip()))
         .env("EXTENSIONS_JSON", dir.path().join("extensions.json"))
+        .env("HTTP_LISTEN", "off")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -33,6 +33,7 @@ impl Watch {
             .env("SIP_PASSWORD", "blfsecret")
             .env("SIP_LISTEN", "127.0.0.1:0")
             .env("EXTENSIONS_JSON", &exts)
+            .env("HTTP_LISTEN", "off")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -164,4 +165,64 @@ fn watch_reports_every_configuration_problem_before_connecting() {
     ] {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio and sipp (scripts/install-peers.sh); run by scripts/test-all"]
+fn watch_serves_the_dashboard_api() {
+    use common::{http_get, lines_of, status_addr, wait_for_all, wait_until, PATIENCE};
+
+    let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let exts = dir.path().join("extensions.json");
+    std::fs::write(
+        &exts,
+        r#"[{"extension":"1001","email":"user1@contoso.com","name":"Ada"},{"extension":"1002","email":"user2@contoso.com"}]"#,
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
+        .arg("watch")
+        .current_dir(dir.path())
+        .env("SIP_SERVER", pbx.sip_addr().to_string())
+        .env("SIP_USERNAME", "blf")
+        .env("SIP_PASSWORD", "blfsecret")
+        .env("SIP_LISTEN", "127.0.0.1:0")
+        .env("EXTENSIONS_JSON", &exts)
+        .env("HTTP_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = lines_of(child.stderr.take().unwrap());
+    let mut log = Vec::new();
+    let up = wait_for_all(&err, &mut log, &["dashboard on http://"]);
+    let addr = status_addr(&up[0]);
+    let state = |ext: &str| -> serde_json::Value {
+        let (code, body) = http_get(&addr, &format!("/api/v1/extensions/{ext}"));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let both = |wanted: &str| {
+        wait_until(
+            &format!("1001 and 1002 {wanted} on the dashboard"),
+            PATIENCE,
+            || {
+                ["1001", "1002"]
+                    .iter()
+                    .all(|e| state(e)["line_state"] == wanted)
+            },
+            || format!("{} {}", state("1001"), state("1002")),
+        );
+    };
+    both("idle");
+    assert_eq!(state("1001")["name"], "Ada");
+    let call = SippCall::start_held(&pbx, "1001", "1002", Duration::from_millis(300)).unwrap();
+    both("busy");
+    call.hang_up().unwrap();
+    call.wait().unwrap();
+    both("idle");
+    assert!(state("1002")["last_event"].is_string(), "{}", state("1002"));
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -105,6 +105,7 @@ fn watch_follows_a_published_pidf_presence_live() {
         .env("SIP_PASSWORD", "blfsecret")
         .env("SIP_LISTEN", "127.0.0.1:0")
         .env("EXTENSIONS_JSON", &exts)
+        .env("HTTP_LISTEN", "off")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -101,3 +101,68 @@ impl Telemetry {
         self.inner.sinks.sinks()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use line_board::{BoardConfig, Listing};
+
+    use super::*;
+
+    fn board() -> Board {
+        let listing = |ext: &str| Listing {
+            email: Some("alice@contoso.com".into()),
+            ..Listing::new(ext)
+        };
+        Board::new([listing("1001"), listing("1002")], BoardConfig::default())
+    }
+
+    #[test]
+    fn presence_set_refused_and_cleared_reaches_every_tile_of_the_person() {
+        let telemetry = Telemetry::new();
+        let board = board();
+        telemetry.set_board(board.clone());
+        let teams = |ext: &str| board.extension(ext).and_then(|e| e.teams);
+
+        telemetry.set_presence("1001", "Busy/InACall");
+        let set = teams("1002").expect("the person's other phone shows it too");
+        assert_eq!(
+            (set.availability.as_str(), set.activity.as_str()),
+            ("Busy", "InACall")
+        );
+        assert!(set.accepted);
+
+        let pair = PresencePair::AvailableAvailable;
+        telemetry.presence_failed("1001", &pair);
+        let refused = teams("1001").unwrap();
+        assert_eq!(refused.availability, "Available");
+        assert!(!refused.accepted, "Graph has not accepted it");
+
+        telemetry.set_presence("1001", "cleared");
+        assert_eq!((teams("1001"), teams("1002")), (None, None));
+    }
+
+    #[test]
+    fn a_notify_is_the_tiles_last_event() {
+        let telemetry = Telemetry::new();
+        let board = board();
+        telemetry.set_board(board.clone());
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_000);
+        telemetry.notify_received("1002", at);
+        assert_eq!(board.extension("1002").unwrap().last_event, Some(at));
+        assert_eq!(board.extension("1001").unwrap().last_event, None);
+    }
+
+    #[test]
+    fn the_sip_summary_counts_active_subscriptions() {
+        let telemetry = Telemetry::new();
+        telemetry.add_extension("1001", "alice@contoso.com");
+        telemetry.add_extension("1002", "bob@contoso.com");
+        telemetry.set_subscription("1001", SubscriptionStatus::Active);
+        telemetry.set_registered(true);
+        let summary = telemetry.sip_summary();
+        assert_eq!(
+            (summary.registered, summary.active, summary.total),
+            (true, 1, 2)
+        );
+    }
+}
