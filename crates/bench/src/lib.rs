@@ -26,6 +26,7 @@
 //! # drop(samples); Ok(()) }
 //! ```
 
+pub mod dashboard;
 pub mod figures;
 pub mod fixture;
 pub mod pin;

@@ -103,6 +103,18 @@ enum Command {
     },
     /// `blf` bodies parsed per second on one core.
     Parse,
+    /// The dashboard in headless Chromium: frame rate under a stream of changes.
+    Dashboard {
+        /// Extensions on the board.
+        #[arg(long, default_value_t = 10_000)]
+        extensions: usize,
+        /// Line changes per second.
+        #[arg(long, default_value_t = 2_000)]
+        rate: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Every benchmark in turn (start-up with both pacings).
     All {
         /// The service binary (as for `memory`).
@@ -201,6 +213,23 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
             )?]
         }
         Command::Parse => vec![runs::parse(secs(2))],
+        Command::Dashboard {
+            extensions,
+            rate,
+            seconds,
+        } => {
+            let (extensions, rate) = if smoke {
+                (200, 100)
+            } else {
+                (extensions, rate)
+            };
+            vec![sip_blf_sync_bench::dashboard::dashboard(
+                &rt,
+                extensions,
+                rate,
+                secs(seconds).as_secs(),
+            )?]
+        }
         Command::All { service_bin } => {
             let small = |n: usize| if smoke { 20 } else { n };
             let latency = |cores| {

@@ -106,3 +106,11 @@ fn throughput_with_our_notifier() {
     let r = smoke(&["throughput", "--notifier", "ours"]);
     assert!(figure(&r[0], "highest clean rate") > 0.0);
 }
+
+#[test]
+#[ignore = "real peer: chromium"]
+fn dashboard_counts_frames_and_keeps_up() {
+    let r = smoke(&["dashboard"]);
+    assert!(figure(&r[0], "frames per second") > 0.0);
+    assert_eq!(figure(&r[0], "page shows the last change"), 1.0);
+}
