@@ -359,13 +359,6 @@ pub async fn run_until_ready(
         RuntimeConfig::default(),
     )?;
     telemetry.set_sink_board(runtime.board());
-    if http.is_some() || plan.board.is_some() {
-        tokio::spawn(
-            board
-                .clone()
-                .follow(runtime.add_feed("dashboard").await?, PBX),
-        );
-    }
     let database = match &plan.database {
         None => None,
         Some(settings) => {
@@ -393,6 +386,11 @@ pub async fn run_until_ready(
         (None, false) => None,
     }
     .map(|feed| PersonLines::new(feed, &plan.extensions));
+    // The dashboard last: the sinks the user configured come first in /status.
+    if http.is_some() || plan.board.is_some() {
+        let feed = runtime.add_feed("dashboard").await?;
+        tokio::spawn(board.clone().follow(feed, PBX));
+    }
     let (mut source, notices) = SipSource::start(&plan.sip, &plan.extensions).await?;
     source.set_telemetry(telemetry.clone());
     for health in &notices {
