@@ -118,7 +118,9 @@ struct Pending {
 
 /// The sans-IO AMI client. See the [crate docs](crate) for the loop that
 /// drives it.
-#[derive(Debug)]
+///
+/// Its `Debug` shows the state, not the bytes waiting to be sent (a plain
+/// login holds the secret).
 pub struct Client {
     config: Config,
     state: State,
@@ -131,6 +133,22 @@ pub struct Client {
     login_deadline: Option<Instant>,
     next_ping: Option<Instant>,
     ping_deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .field("transmit_queued", &self.transmit.len())
+            .field("events_queued", &self.events.len())
+            .field("pending", &self.pending.keys().collect::<Vec<_>>())
+            .field("queued_actions", &self.queued.len())
+            .field("login_deadline", &self.login_deadline)
+            .field("next_ping", &self.next_ping)
+            .field("ping_deadline", &self.ping_deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -304,7 +322,12 @@ impl Client {
         let seq = self.next_id;
         if self.state == State::Ready {
             self.transmit.push_back(wire);
-            self.track(id.clone(), Kind::User, seq, now + self.config.action_timeout);
+            self.track(
+                id.clone(),
+                Kind::User,
+                seq,
+                now + self.config.action_timeout,
+            );
         } else {
             self.queued.push((id.clone(), wire, seq));
         }
@@ -380,7 +403,10 @@ impl Client {
                 self.state = State::LoggingIn;
                 let mut fields = vec![
                     ("Username".to_string(), self.config.username.clone()),
-                    ("Secret".to_string(), self.config.secret.expose().to_string()),
+                    (
+                        "Secret".to_string(),
+                        self.config.secret.expose().to_string(),
+                    ),
                 ];
                 self.push_events_field(&mut fields);
                 self.send_internal(Kind::Login, "Login", &fields, now);

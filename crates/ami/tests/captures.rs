@@ -1,4 +1,5 @@
 //! The client against what a real Asterisk 22.10.1 sent (tests/data/).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -94,7 +95,14 @@ fn plain_login_and_every_list_of_the_capture() {
         );
         for l in &lists {
             assert!(l.is_complete() && l.error.is_none());
-            let n: usize = l.complete.as_ref().unwrap().get("ListItems").unwrap().parse().unwrap();
+            let n: usize = l
+                .complete
+                .as_ref()
+                .unwrap()
+                .get("ListItems")
+                .unwrap()
+                .parse()
+                .unwrap();
             assert_eq!(l.items.len(), n, "{}", l.response.message);
             assert!(l.items.iter().all(|i| i.action_id() == Some(l.id.as_str())));
         }
@@ -155,12 +163,11 @@ fn connection_cut_in_the_middle_of_a_list() {
 fn a_call_seen_with_events_on() {
     let s = sessions(&data("call-transcript.txt"));
     assert_eq!(s.len(), 1);
-    let mut r = Replay::new(Client::new(config("labsecret", Auth::Plain, "on")));
-    // the capture ends without a logoff: leave the keep-alive out of it
-    r.client = Client::new(Config {
+    // 22 s of capture: no keep-alive in the way
+    let mut r = Replay::new(Client::new(Config {
         ping_interval: None,
         ..config("labsecret", Auth::Plain, "on")
-    });
+    }));
     r.play(&s[0]);
     let booted = r
         .events
@@ -184,9 +191,16 @@ fn a_call_seen_with_events_on() {
     let received = s[0].iter().filter(|b| !b.sent && !b.banner).count();
     // every received message became exactly one event (login answer included)
     assert_eq!(r.events.len(), received + 1, "{:?}", r.events.last());
-    assert!(r
-        .events
-        .iter()
-        .all(|e| !matches!(e, ClientEvent::Unrecognised(_) | ClientEvent::UnmatchedResponse(_))));
+    assert!(r.events.iter().all(|e| !matches!(
+        e,
+        ClientEvent::Unrecognised(_) | ClientEvent::UnmatchedResponse(_)
+    )));
+
+    // The capture ends with a Logoff whose Goodbye was not recorded: the
+    // client gives it the action time-out, then closes.
     assert!(!r.client.is_closed());
+    let deadline = r.client.poll_timeout().unwrap();
+    r.client.handle_timeout(deadline);
+    assert_eq!(r.client.poll_event(), Some(ClientEvent::Closed(None)));
+    assert!(r.client.is_closed());
 }

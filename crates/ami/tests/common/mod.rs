@@ -5,7 +5,7 @@
 //! fed to the client with CRLF lines; for a sent block the client must send the
 //! same action (the test issues it when it is not one the client sends by
 //! itself), and the transcript's ActionIDs are mapped to the client's.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
