@@ -112,3 +112,8 @@ pub use codec::{CodecError, EncodeError, Limits};
 pub use config::{Auth, Config, Secret};
 pub use error::Error;
 pub use message::{Event, Incoming, Message, Response, ResponseKind};
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
