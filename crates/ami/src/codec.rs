@@ -5,6 +5,11 @@
 //! accepted too. Repeated keys are kept in order. Every limit breach is a
 //! [`CodecError`] after which the decoder stays failed: the connection must be
 //! dropped.
+//!
+//! Not supported: the raw output block of `Response: Follows`, which only
+//! Asterisk 13 and older send (to `Action: Command`); its lines are not
+//! `Key: Value` and end the connection as [`CodecError::Malformed`]. Asterisk
+//! 14 and newer answer `Command` with one `Output:` field per line.
 
 use crate::message::Message;
 
@@ -111,6 +116,9 @@ pub struct Decoder {
     limits: Limits,
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes after `pos` already searched for a line end (trickled input is
+    /// not searched again).
+    scanned: usize,
     banner_seen: bool,
     fields: Vec<(String, String)>,
     msg_bytes: usize,
@@ -124,6 +132,7 @@ impl Decoder {
             limits,
             buf: Vec::new(),
             pos: 0,
+            scanned: 0,
             banner_seen: false,
             fields: Vec::new(),
             msg_bytes: 0,
@@ -162,6 +171,7 @@ impl Decoder {
                 self.failed = Some(e.clone());
                 self.buf = Vec::new();
                 self.pos = 0;
+                self.scanned = 0;
                 self.fields = Vec::new();
                 Err(e)
             }
@@ -187,7 +197,11 @@ impl Decoder {
     fn decode(&mut self) -> Result<Option<Frame>, CodecError> {
         loop {
             let rest = &self.buf[self.pos..];
-            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            let found = rest[self.scanned.min(rest.len())..]
+                .iter()
+                .position(|&b| b == b'\n');
+            let Some(nl) = found.map(|i| i + self.scanned) else {
+                self.scanned = rest.len();
                 if rest.len() > self.limits.max_line + 1 {
                     return Err(CodecError::LineTooLong {
                         limit: self.limits.max_line,
@@ -208,6 +222,7 @@ impl Decoder {
                 });
             }
             let consumed = nl + 1;
+            self.scanned = 0;
             if !self.banner_seen {
                 let text = String::from_utf8_lossy(line).into_owned();
                 self.pos += consumed;
@@ -373,6 +388,21 @@ mod tests {
             assert_eq!(m.get("message"), Some("Authentication accepted"));
             assert!(d.finish().is_ok());
         }
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let wire = b"Asterisk Call Manager/11.0.0\r\nEvent: A\r\nK: v\r\n\r\nEvent: B\nL: w\n\n";
+        let mut d = Decoder::new(Limits::default());
+        let mut got = Vec::new();
+        for b in wire {
+            d.push(&[*b]);
+            got.extend(frames(&mut d));
+        }
+        assert_eq!(got.len(), 3);
+        let Frame::Message(m) = &got[2] else { panic!() };
+        assert_eq!(m.get("L"), Some("w"));
+        assert!(d.finish().is_ok());
     }
 
     #[test]

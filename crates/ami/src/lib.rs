@@ -42,8 +42,8 @@
 //! virtual time nor their state machine used without their runtime.
 //! `asterisk-rs-ami` has a separate framing codec, but as a `tokio-util`
 //! `Decoder` over `BytesMut` (pulling `tokio-util` and `bytes` into the core),
-//! with a message-size cap and no line-length limit. The framing here is about
-//! two hundred lines with its limits, tested on real Asterisk 22 transcripts
+//! with a message-size cap and no line-length limit. The framing here is a few
+//! hundred lines with its limits, tested on real Asterisk 22 transcripts
 //! and fuzzed (`fuzz/fuzz_targets/ami_client.rs`).
 //!
 //! # Example
