@@ -31,6 +31,10 @@
 //! - **Logoff**, and `FullyBooted` / `Shutdown` reported as their own
 //!   [`ClientEvent`]s.
 //!
+//! - **States** ([`states`]): device and extension (hint) states, hints,
+//!   and Asterisk's aggregation of a hint's devices, for reading
+//!   `ExtensionStatus` and `DeviceStateChange`.
+//!
 //! One [`Client`] serves one TCP connection: after [`ClientEvent::Closed`],
 //! drop the connection and start a new client to reconnect.
 //!
@@ -105,6 +109,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod message;
+pub mod states;
 
 pub use action::{Action, ActionId};
 pub use client::{Client, ClientEvent, EventList};
@@ -112,6 +117,7 @@ pub use codec::{CodecError, EncodeError, Limits};
 pub use config::{Auth, Config, Secret};
 pub use error::Error;
 pub use message::{Event, Incoming, Message, Response, ResponseKind};
+pub use states::{DeviceState, ExtensionState, Hint};
 
 /// The README's example runs as a doctest.
 #[cfg(doctest)]

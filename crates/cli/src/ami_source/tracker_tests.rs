@@ -1,0 +1,362 @@
+use std::time::Instant;
+
+use ami::codec::parse_message;
+use ami::{Event, Incoming};
+use sip_blf_engine::{Direction, Fact, LineState, Observation, Party};
+
+use super::*;
+
+const CALL: &str = include_str!("../../tests/fixtures/ami/call-transcript.txt");
+const LISTS: &str = include_str!("../../tests/fixtures/ami/lists.txt");
+const DND: &str = include_str!("../../tests/fixtures/ami/dnd-events.txt");
+const HOLD: &str = include_str!("../../tests/fixtures/ami/hold-call-transcript.txt");
+
+/// The events a real Asterisk sent in a transcript (`### <time> <<` blocks).
+fn received(transcript: &str) -> Vec<Event> {
+    let mut out = Vec::new();
+    for block in transcript.split("\n### ").skip(1) {
+        let (head, body) = block.split_once('\n').unwrap_or((block, ""));
+        if !head.trim_end().ends_with("<<") {
+            continue;
+        }
+        let text = format!("{}\r\n\r\n", body.trim_end().replace('\n', "\r\n"));
+        if let Ok(Ok(Incoming::Event(e))) = parse_message(text.as_bytes()).map(|m| m.classify()) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The items of list action `id` in lists.txt.
+fn list_items(id: &str) -> Vec<Event> {
+    received(LISTS)
+        .into_iter()
+        .filter(|e| e.action_id() == Some(id) && !e.ends_list())
+        .collect()
+}
+
+fn event(fields: &[(&str, &str)]) -> Event {
+    let mut text = String::new();
+    for (k, v) in fields {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let Ok(Incoming::Event(e)) = parse_message(text.as_bytes()).unwrap().classify() else {
+        panic!("not an event: {text}")
+    };
+    e
+}
+
+fn hint(exten: &str, hint: &str, status: &str) -> Event {
+    event(&[
+        ("Event", "ExtensionStatus"),
+        ("Exten", exten),
+        ("Context", "ext-local"),
+        ("Hint", hint),
+        ("Status", status),
+    ])
+}
+
+fn device(name: &str, state: &str) -> Event {
+    event(&[
+        ("Event", "DeviceStateChange"),
+        ("Device", name),
+        ("State", state),
+    ])
+}
+
+fn tracker(extensions: &[&str]) -> AmiTracker {
+    AmiTracker::new(
+        "pbx",
+        extensions.iter().map(|e| e.to_string()),
+        DndScheme::freepbx(),
+        None,
+    )
+}
+
+/// The line states reported for `extension`, in order.
+fn lines(observations: &[Observation], extension: &str) -> Vec<LineState> {
+    observations
+        .iter()
+        .filter(|o| o.address == extension)
+        .filter_map(|o| match &o.fact {
+            Fact::Line { state, .. } => Some(*state),
+            _ => None,
+        })
+        .collect()
+}
+
+fn facts_of(observations: &[Observation], extension: &str) -> Vec<Fact> {
+    observations
+        .iter()
+        .filter(|o| o.address == extension)
+        .map(|o| o.fact.clone())
+        .collect()
+}
+
+#[test]
+fn a_real_call_reads_as_ringing_busy_idle_with_the_other_party() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001", "1002", "1003"]);
+    t.begin_resync();
+    let mut seen = t.finish_resync(&list_items("a1"), &list_items("a2"), &[], now);
+    assert_eq!(lines(&seen, "1003"), [LineState::Offline]);
+    assert!(seen.contains(&Observation::new(
+        "pbx",
+        "1003",
+        Fact::Registration(false),
+        now
+    )));
+    for e in received(CALL) {
+        seen.extend(t.event(&e, now));
+    }
+    use LineState::*;
+    assert_eq!(lines(&seen, "1002"), [Offline, Idle, Ringing, Busy, Idle]);
+    assert_eq!(lines(&seen, "1001"), [Offline, Idle, Busy, Idle]);
+    assert_eq!(lines(&seen, "1003"), [Offline], "1003 never registered");
+    let ringing = seen
+        .iter()
+        .find(|o| o.address == "1002" && matches!(o.fact, Fact::Line { state: Ringing, .. }))
+        .unwrap();
+    assert_eq!(
+        ringing.fact,
+        Fact::Line {
+            state: Ringing,
+            counterparty: Some(Party {
+                number: "1001".into(),
+                name: Some("Ext 1001".into())
+            }),
+            direction: Some(Direction::Inbound),
+        }
+    );
+    let calling = seen
+        .iter()
+        .find(|o| o.address == "1001" && matches!(o.fact, Fact::Line { state: Busy, .. }))
+        .unwrap();
+    let Fact::Line {
+        counterparty,
+        direction,
+        ..
+    } = &calling.fact
+    else {
+        panic!()
+    };
+    assert_eq!(
+        counterparty.as_ref().map(|p| p.number.as_str()),
+        Some("1002")
+    );
+    assert_eq!(*direction, Some(Direction::Outbound));
+    assert!(seen.contains(&Observation::new(
+        "pbx",
+        "1001",
+        Fact::Registration(true),
+        now
+    )));
+    assert!(t.take_notices().is_empty());
+}
+
+#[test]
+fn the_held_party_reads_hold() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001", "1002"]);
+    t.begin_resync();
+    let mut seen = t.finish_resync(&list_items("a1"), &list_items("a2"), &[], now);
+    for e in received(HOLD) {
+        seen.extend(t.event(&e, now));
+    }
+    assert!(lines(&seen, "1002").contains(&LineState::Hold));
+    assert!(!lines(&seen, "1001").contains(&LineState::Hold));
+    assert_eq!(lines(&seen, "1002").last(), Some(&LineState::Idle));
+}
+
+#[test]
+fn freepbx_dnd_is_dnd_not_a_call() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    let style = "PJSIP/1001&Custom:DND1001,CustomPresence:1001";
+    t.begin_resync();
+    let seen = t.finish_resync(
+        &[hint("1001", style, "0")],
+        &[device("PJSIP/1001", "NOT_INUSE")],
+        &[],
+        now,
+    );
+    assert_eq!(lines(&seen, "1001"), [LineState::Idle]);
+    // What the real Asterisk sent when DND went on and off (dnd-events.txt).
+    let mut seen = Vec::new();
+    for e in received(DND)
+        .into_iter()
+        .filter(|e| e.get("Hint").is_none_or(|h| h == style))
+    {
+        seen.extend(t.event(&e, now));
+    }
+    let facts = facts_of(&seen, "1001");
+    assert!(facts.contains(&Fact::Dnd(true)), "{facts:?}");
+    assert!(facts.contains(&Fact::Dnd(false)), "{facts:?}");
+    assert!(
+        !lines(&seen, "1001").contains(&LineState::Busy),
+        "DND shows as a call: {facts:?}"
+    );
+}
+
+#[test]
+fn a_call_under_dnd_is_still_a_call() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    t.begin_resync();
+    t.finish_resync(
+        &[hint("1001", "PJSIP/1001&Custom:DND1001", "2")],
+        &[
+            device("PJSIP/1001", "NOT_INUSE"),
+            device("Custom:DND1001", "BUSY"),
+        ],
+        &[],
+        now,
+    );
+    assert_eq!(t.dnd("1001"), Some(true));
+    let seen = t.event(&device("PJSIP/1001", "INUSE"), now);
+    assert_eq!(lines(&seen, "1001"), [LineState::Busy]);
+    // Busy stays 2 through the call; the phone going idle is what counts.
+    let mut seen = t.event(&hint("1001", "PJSIP/1001&Custom:DND1001", "2"), now);
+    seen.extend(t.event(&device("PJSIP/1001", "NOT_INUSE"), now));
+    assert_eq!(lines(&seen, "1001"), [LineState::Idle]);
+}
+
+#[test]
+fn without_device_states_a_busy_dnd_hint_reads_idle() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    t.begin_resync();
+    let seen = t.finish_resync(
+        &[hint("1001", "PJSIP/1001&Custom:DND1001", "2")],
+        &[],
+        &[("1001".into(), true)],
+        now,
+    );
+    assert_eq!(
+        facts_of(&seen, "1001"),
+        [Fact::Dnd(true), Fact::line(LineState::Idle)]
+    );
+}
+
+#[test]
+fn astdb_dnd_without_a_custom_device() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    t.begin_resync();
+    let seen = t.finish_resync(
+        &[hint("1001", "PJSIP/1001", "1")],
+        &[],
+        &[("1001".into(), true)],
+        now,
+    );
+    assert_eq!(
+        facts_of(&seen, "1001"),
+        [Fact::Dnd(true), Fact::line(LineState::Busy)]
+    );
+    // The plain Asterisk scheme has no astdb flag: DND is not known.
+    let mut t = AmiTracker::new("pbx", ["1001".to_string()], DndScheme::device_only(), None);
+    t.begin_resync();
+    let seen = t.finish_resync(
+        &[hint("1001", "PJSIP/1001", "0")],
+        &[],
+        &[("1001".into(), true)],
+        now,
+    );
+    assert_eq!(facts_of(&seen, "1001"), [Fact::line(LineState::Idle)]);
+}
+
+#[test]
+fn missing_and_removed_hints_are_named_once() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001", "1099"]);
+    for _ in 0..2 {
+        t.begin_resync();
+        t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    }
+    assert_eq!(
+        t.take_notices(),
+        [AmiNotice::NoHint {
+            extension: "1099".into()
+        }]
+    );
+    assert!(t.take_notices().is_empty());
+    // After a restart, 1001's hint is gone.
+    t.begin_resync();
+    let seen = t.finish_resync(&[], &[], &[], now);
+    assert_eq!(lines(&seen, "1001"), [LineState::Unknown]);
+    assert_eq!(
+        t.take_notices(),
+        [AmiNotice::HintRemoved {
+            extension: "1001".into()
+        }]
+    );
+    assert!(AmiNotice::NoHint {
+        extension: "1099".into()
+    }
+    .to_string()
+    .contains("1099"));
+}
+
+#[test]
+fn events_during_a_resync_apply_after_the_lists() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    t.begin_resync();
+    assert!(t.event(&hint("1001", "PJSIP/1001", "8"), now).is_empty());
+    let seen = t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    assert_eq!(lines(&seen, "1001"), [LineState::Ringing]);
+}
+
+#[test]
+fn only_changes_are_reported_and_other_extensions_ignored() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    t.begin_resync();
+    t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    assert!(t.event(&hint("1001", "PJSIP/1001", "0"), now).is_empty());
+    assert!(t.event(&hint("2001", "PJSIP/2001", "1"), now).is_empty());
+    assert!(t.event(&event(&[("Event", "VarSet")]), now).is_empty());
+    assert!(t
+        .event(
+            &event(&[("Event", "ExtensionStatus"), ("Exten", "1001")]),
+            now
+        )
+        .is_empty());
+    assert_eq!(
+        lines(&t.event(&hint("1001", "PJSIP/1001", "16"), now), "1001"),
+        [LineState::Hold]
+    );
+    assert_eq!(lines(&t.all_unknown(now), "1001"), [LineState::Unknown]);
+    assert!(t.all_unknown(now).is_empty());
+}
+
+#[test]
+fn every_asterisk_state_has_a_line_state() {
+    use ami::ExtensionState as X;
+    for (code, want) in [
+        (-2, LineState::Unknown),
+        (-1, LineState::Unknown),
+        (0, LineState::Idle),
+        (1, LineState::Busy),
+        (2, LineState::Busy),
+        (4, LineState::Offline),
+        (8, LineState::Ringing),
+        (9, LineState::Ringing),
+        (16, LineState::Hold),
+        (17, LineState::Busy),
+        (3, LineState::Unknown),
+    ] {
+        assert_eq!(line_state(X::from_code(code)), want, "status {code}");
+    }
+}
+
+#[test]
+fn a_removed_hint_event_reads_unknown() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001"]);
+    t.begin_resync();
+    t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    let seen = t.event(&hint("1001", "", "-1"), now);
+    assert_eq!(lines(&seen, "1001"), [LineState::Unknown]);
+    assert_eq!(t.take_notices().len(), 1);
+}
