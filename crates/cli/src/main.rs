@@ -126,6 +126,36 @@ enum Command {
         #[command(subcommand)]
         action: GraphAction,
     },
+    /// Asterisk's manager interface (AMI): watch line states, set an extension's DND.
+    ///
+    /// Settings: AMI_HOST, AMI_USERNAME, AMI_SECRET, AMI_AUTH, AMI_CONTEXT,
+    /// AMI_DND, EXTENSIONS_JSON (and .env).
+    Ami {
+        #[command(subcommand)]
+        action: AmiAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AmiAction {
+    /// Print every line-state, DND and registration change AMI reports for the
+    /// configured extensions, until stopped (the full state first).
+    Watch {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn an extension's DND on or off on the PBX (the FreePBX way), or show it.
+    Dnd {
+        /// The extension.
+        extension: String,
+        /// on | off | show
+        #[arg(value_parser = ["on", "off", "show"])]
+        state: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+        timeout: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -363,6 +393,7 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::Ami { action } => run_ami(action, env).await,
         Command::Graph { action } => {
             // One shot, no retry loop of its own: the client retries.
             let config = match settings::graph_config(&env) {
@@ -397,6 +428,43 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+async fn run_ami(action: AmiAction, env: Env) -> ExitCode {
+    use sip_blf_sync::ami_cmd::{self, DndCommand};
+    let settings = match sip_blf_sync::ami_source::AmiSettings::from_env(&env) {
+        Ok(s) => s,
+        Err(p) => return config_failure(&p),
+    };
+    match action {
+        AmiAction::Watch { json } => {
+            let exts = match extensions::load(&settings::extensions_path(&env)) {
+                Ok(e) => e,
+                Err(p) => return config_failure(&p),
+            };
+            ami_cmd::watch(&settings, &exts, json, sip_blf_sync::signals::shutdown_signal()).await;
+            ExitCode::SUCCESS
+        }
+        AmiAction::Dnd {
+            extension,
+            state,
+            timeout,
+        } => {
+            let command = match state.as_str() {
+                "on" => DndCommand::On,
+                "off" => DndCommand::Off,
+                _ => DndCommand::Show,
+            };
+            let timeout = std::time::Duration::from_secs_f64(timeout.clamp(0.1, 3600.0));
+            match ami_cmd::dnd(&settings, &extension, command, timeout).await {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(format!("AMI {}: {e}", settings.address)),
             }
         }
     }

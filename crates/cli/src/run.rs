@@ -1,5 +1,6 @@
 //! `sip-blf-sync run`: the service. Sources (`SOURCES`, default `sip`: the
-//! PBX's BLF subscriptions) feed the engine ([`sip_blf_engine::Runtime`]),
+//! PBX's BLF subscriptions; `ami`: Asterisk's manager interface; or both)
+//! feed the engine ([`sip_blf_engine::Runtime`]),
 //! which keeps each person's combined view and hands it to every sink
 //! (`SINKS`): Teams presence through Microsoft Graph (`graph`, the default
 //! when `AZURE_TENANT_ID` is set), or the same decisions printed (`log`, the
@@ -19,10 +20,11 @@ use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
+use crate::ami_source::{AmiSettings, AmiSource, DeferToAmi};
 use crate::sip_source::{SipSource, PBX};
 
 /// What `SOURCES` may list.
-pub const SOURCE_NAMES: [&str; 1] = ["sip"];
+pub const SOURCE_NAMES: [&str; 2] = ["sip", "ami"];
 
 /// What `SINKS` may list.
 pub const SINK_NAMES: [&str; 3] = ["graph", "log", "database"];
@@ -96,7 +98,8 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
 
 /// Everything `run` needs, read and checked before anything connects.
 pub struct RunPlan {
-    sip: SipSettings,
+    sip: Option<SipSettings>,
+    ami: Option<AmiSettings>,
     extensions: Vec<Extension>,
     engine: EngineConfig,
     http: Option<std::net::SocketAddr>,
@@ -115,16 +118,26 @@ impl RunPlan {
     /// `AZURE_TENANT_ID` (or with `dry_run`) the decisions are only logged.
     pub fn from_env(env: &Env, dry_run: bool) -> Result<RunPlan, Problems> {
         let mut problems = Problems::default();
-        if let Some(value) = env.get("SOURCES") {
-            if let Err(p) = names("SOURCES", value, &SOURCE_NAMES) {
+        let sources = names("SOURCES", env.get("SOURCES").unwrap_or("sip"), &SOURCE_NAMES)
+            .unwrap_or_else(|p| {
                 problems.push(p);
-            }
-        }
+                vec!["sip".to_owned()]
+            });
+        let listed = |name: &str| sources.iter().any(|s| s == name);
         let sinks = sinks_from_env(env, dry_run).unwrap_or_else(|p| {
             problems.push(p);
             Vec::new()
         });
-        let sip = take(SipSettings::from_env(env), &mut problems);
+        let sip = if listed("sip") {
+            take(SipSettings::from_env(env), &mut problems).map(Some)
+        } else {
+            Some(None)
+        };
+        let ami = if listed("ami") {
+            take(AmiSettings::from_env(env), &mut problems).map(Some)
+        } else {
+            Some(None)
+        };
         let extensions = take(
             extensions::load(&settings::extensions_path(env)),
             &mut problems,
@@ -158,14 +171,16 @@ impl RunPlan {
         };
         let expires = sip
             .as_ref()
+            .and_then(Option::as_ref)
             .map_or(settings::DEFAULT_SUBSCRIBE_EXPIRES, |s| s.subscribe_expires);
         let dashboard = DashboardSettings::from_env(env, http, expires).unwrap_or_else(|p| {
             problems.extend(p);
             DashboardSettings::default()
         });
-        match (sip, extensions, engine) {
-            (Some(sip), Some(extensions), Some(engine)) if problems.is_empty() => Ok(RunPlan {
+        match (sip, ami, extensions, engine) {
+            (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => Ok(RunPlan {
                 sip,
+                ami,
                 extensions,
                 engine,
                 http,
@@ -183,9 +198,14 @@ impl RunPlan {
 }
 
 impl RunPlan {
-    /// The PBX side.
-    pub fn sip(&self) -> &SipSettings {
-        &self.sip
+    /// The PBX's BLF subscriptions, when `SOURCES` lists `sip`.
+    pub fn sip(&self) -> Option<&SipSettings> {
+        self.sip.as_ref()
+    }
+
+    /// The PBX's manager interface, when `SOURCES` lists `ami`.
+    pub fn ami(&self) -> Option<&AmiSettings> {
+        self.ami.as_ref()
     }
 
     /// The extension list.
@@ -391,19 +411,42 @@ pub async fn run_until_ready(
         let feed = runtime.add_feed("dashboard").await?;
         tokio::spawn(board.clone().follow(feed, PBX));
     }
-    let (mut source, notices) = SipSource::start(&plan.sip, &plan.extensions).await?;
-    source.set_telemetry(telemetry.clone());
-    for health in &notices {
-        crate::observe::sip_health(&telemetry, health);
+    // AMI first: when both run, the SIP source defers to it (see `ami_source::DeferToAmi`).
+    telemetry.set_sip_source(plan.sip.is_some());
+    let ami = plan.ami.as_ref().map(|settings| {
+        let names: Vec<String> = plan.extensions.iter().map(|e| e.extension.clone()).collect();
+        let source = AmiSource::start(settings, &names);
+        tracing::info!(
+            "watching {} extension(s) through AMI at {}",
+            names.len(),
+            settings.address
+        );
+        let status = source.status();
+        tokio::spawn(crate::ami_source::report_status(
+            status.clone(),
+            telemetry.clone(),
+        ));
+        runtime.add_source(source);
+        status
+    });
+    if let Some(sip) = &plan.sip {
+        let (mut source, notices) = SipSource::start(sip, &plan.extensions).await?;
+        source.set_telemetry(telemetry.clone());
+        for health in &notices {
+            crate::observe::sip_health(&telemetry, health);
+        }
+        tracing::info!(
+            "watching {} extension(s) on {} from SIP socket {}",
+            plan.extensions.len(),
+            sip.server,
+            source.local_addr().unwrap_or(sip.listen)
+        );
+        ready(source.local_addr().unwrap_or(sip.listen));
+        match ami {
+            Some(status) => runtime.add_source(DeferToAmi::new(source, status)),
+            None => runtime.add_source(source),
+        }
     }
-    tracing::info!(
-        "watching {} extension(s) on {} from SIP socket {}",
-        plan.extensions.len(),
-        plan.sip.server,
-        source.local_addr().unwrap_or(plan.sip.listen)
-    );
-    ready(source.local_addr().unwrap_or(plan.sip.listen));
-    runtime.add_source(source);
     // One stop for the presence engine (it clears what it set), then the
     // runtime (sources un-SUBSCRIBE and un-REGISTER, sinks finish).
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -508,13 +551,13 @@ mod tests {
         assert!(e.contains("lists nothing"), "{e}");
         let e = sinks(&[("SINKS", "graph,log")], false).unwrap_err();
         assert!(e.contains("list one"), "{e}");
-        let e = names("SOURCES", "sip,ami", &SOURCE_NAMES)
+        let e = names("SOURCES", "sip,asterisk", &SOURCE_NAMES)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("SOURCES") && e.contains("\"ami\"") && e.contains("valid: sip"),
+            e.contains("SOURCES") && e.contains("\"asterisk\"") && e.contains("valid: sip, ami"),
             "{e}"
         );
-        assert_eq!(names("SOURCES", "SIP", &SOURCE_NAMES).unwrap(), ["sip"]);
+        assert_eq!(names("SOURCES", "SIP, ami", &SOURCE_NAMES).unwrap(), ["sip", "ami"]);
     }
 }

@@ -259,6 +259,22 @@ impl AmiTracker {
         self.report(touched, now)
     }
 
+    /// astdb's DND flags read again (`(extension, on)`; extensions absent
+    /// from `flags` keep theirs); what changed.
+    pub fn dnd_refreshed(&mut self, flags: &[(String, bool)], now: Instant) -> Vec<Observation> {
+        if self.held.is_some() {
+            return Vec::new();
+        }
+        let flags: HashMap<&str, bool> = flags.iter().map(|(e, f)| (e.as_str(), *f)).collect();
+        for (extension, entry) in &mut self.entries {
+            if let Some(flag) = flags.get(extension.as_str()) {
+                entry.dnd_db = Some(*flag);
+            }
+        }
+        let all: Vec<String> = self.entries.keys().cloned().collect();
+        self.report(all, now)
+    }
+
     /// Every extension as `unknown`: the PBX has been out of reach too long
     /// to vouch for what was known. The next full state reports afresh.
     pub fn all_unknown(&mut self, now: Instant) -> Vec<Observation> {

@@ -141,6 +141,8 @@ impl CallOutcome {
 /// Why the service is not ready, as reported by `/readyz`.
 pub const NOT_REGISTERED: &str = "not registered with the PBX";
 /// Why the service is not ready, as reported by `/readyz`.
+pub const NO_AMI: &str = "no current state from the PBX's manager interface (AMI)";
+/// Why the service is not ready, as reported by `/readyz`.
 pub const NO_TOKEN: &str = "no valid Graph token";
 
 /// Upper bounds of the `notify_to_graph_seconds` buckets: 0.1 ms to 10 s.
@@ -184,6 +186,10 @@ struct ExtensionStatus {
 struct Inner {
     registry: Registry,
     registered: AtomicBool,
+    /// Whether the SIP source runs (else its registration is not needed).
+    sip_source: AtomicBool,
+    /// The AMI source's state, when it runs: current, and the last problem.
+    ami: Mutex<Option<(bool, Option<String>)>>,
     token_valid: AtomicBool,
     graph_required: AtomicBool,
     registered_gauge: Gauge,
@@ -354,6 +360,8 @@ impl Telemetry {
             inner: Arc::new(Inner {
                 registry,
                 registered: AtomicBool::new(false),
+                sip_source: AtomicBool::new(true),
+                ami: Mutex::new(None),
                 token_valid: AtomicBool::new(false),
                 graph_required: AtomicBool::new(true),
                 registered_gauge,
@@ -572,8 +580,13 @@ impl Telemetry {
     /// ([`NOT_REGISTERED`], [`NO_TOKEN`]); empty when ready.
     pub fn readiness_problems(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
-        if !self.inner.registered.load(Ordering::SeqCst) {
+        if self.inner.sip_source.load(Ordering::SeqCst)
+            && !self.inner.registered.load(Ordering::SeqCst)
+        {
             missing.push(NOT_REGISTERED);
+        }
+        if self.ami().is_some_and(|(current, _)| !current) {
+            missing.push(NO_AMI);
         }
         if self.inner.graph_required.load(Ordering::SeqCst)
             && !self.inner.token_valid.load(Ordering::SeqCst)
@@ -581,6 +594,30 @@ impl Telemetry {
             missing.push(NO_TOKEN);
         }
         missing
+    }
+    /// Whether the SIP source runs (default); without it, registration is
+    /// not needed for readiness.
+    pub fn set_sip_source(&self, runs: bool) {
+        self.inner.sip_source.store(runs, Ordering::SeqCst);
+        self.refresh_ready();
+    }
+    /// The AMI source's state: `current` once logged in with the full state
+    /// read; `problem`, the last connection problem. Readiness then needs
+    /// `current`.
+    pub fn set_ami_status(&self, current: bool, problem: Option<String>) {
+        *self
+            .inner
+            .ami
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((current, problem));
+        self.refresh_ready();
+    }
+    fn ami(&self) -> Option<(bool, Option<String>)> {
+        self.inner
+            .ami
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
     /// Whether the service is ready: registered and holding a valid token.
     pub fn is_ready(&self) -> bool {
@@ -664,13 +701,23 @@ impl Telemetry {
             "token_valid": self.inner.token_valid.load(Ordering::SeqCst),
             "token_expires_in_seconds": token_expires_in,
             "graph_required": self.inner.graph_required.load(Ordering::SeqCst),
-            "sources": [{
-                "name": "sip",
-                "connected": self.inner.registered.load(Ordering::SeqCst),
-            }],
+            "sources": self.sources_json(),
             "sinks": self.inner.sinks.status_json(now),
             "extensions": extensions,
         })
+    }
+    fn sources_json(&self) -> Vec<serde_json::Value> {
+        let mut sources = Vec::new();
+        if self.inner.sip_source.load(Ordering::SeqCst) {
+            sources.push(json!({
+                "name": "sip",
+                "connected": self.inner.registered.load(Ordering::SeqCst),
+            }));
+        }
+        if let Some((current, problem)) = self.ami() {
+            sources.push(json!({ "name": "ami", "connected": current, "problem": problem }));
+        }
+        sources
     }
     /// Shows each sink of the engine's `board` (its name, connection,
     /// queue, failures, last success) in `/status` and `/metrics`. Set once;
