@@ -867,6 +867,7 @@ pub fn graph_economy(
             let _ = tx.send(SourceEvent::Line(LineChange {
                 extension: fixture::extension(i),
                 line_state: state,
+                dnd: false,
                 received_at: None,
                 stale: None,
             }));

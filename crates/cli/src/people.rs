@@ -109,6 +109,7 @@ impl PersonLines {
                 self.queued.push_back(SourceEvent::Line(LineChange {
                     extension: key.clone(),
                     line_state: blf_line_state(fed.view.line),
+                    dnd: fed.view.dnd,
                     received_at: Some(fed.observed_at),
                     stale: None,
                 }));

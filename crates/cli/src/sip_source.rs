@@ -34,6 +34,9 @@ pub struct LineChange {
     pub extension: String,
     /// Its new line state.
     pub line_state: LineState,
+    /// Do-not-disturb is on at the PBX for this key (for a person, on any
+    /// of their extensions).
+    pub dnd: bool,
     /// When the NOTIFY that reported it arrived (`None`: when the engine
     /// takes it), the start of the NOTIFY→Graph latency.
     pub received_at: Option<Instant>,
@@ -379,6 +382,7 @@ impl SipSource {
             out.push(SourceEvent::Line(LineChange {
                 extension: n.extension,
                 line_state: after,
+                dnd: false,
                 received_at: Some(n.received_at),
                 stale: None,
             }));

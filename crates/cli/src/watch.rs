@@ -149,6 +149,7 @@ mod tests {
         let mut change = LineChange {
             extension: "1001".into(),
             line_state: LineState::Unknown,
+            dnd: false,
             received_at: None,
             stale: Some(Staleness {
                 lost_for: Duration::from_secs(121),

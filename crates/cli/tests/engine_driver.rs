@@ -58,6 +58,7 @@ fn line(ext: &str, state: LineState) -> SourceEvent {
     SourceEvent::Line(LineChange {
         extension: ext.into(),
         line_state: state,
+        dnd: false,
         received_at: None,
         stale: None,
     })

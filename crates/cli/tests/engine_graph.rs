@@ -6,12 +6,16 @@ use std::time::{Duration, Instant};
 use blf::LineState;
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, Operation};
 use graph_presence::{Credential, GraphClient, GraphConfig, PresencePair, SecretString};
+use sip_blf_engine::{Fact, Observation, Runtime, RuntimeConfig};
+use sip_blf_sync::engine::EngineConfig;
 use sip_blf_sync::engine::{
     run_engine, ChannelSource, Engine, EngineSettings, GraphSink, Mapping, PersistedState,
     PresenceCommand, PresenceCommandKind, PresenceSink, Reason, RunOptions, SinkError,
 };
 use sip_blf_sync::observe::Telemetry;
-use sip_blf_sync::sip_source::{LineChange, SourceEvent};
+use sip_blf_sync::people::{self, PersonLines};
+use sip_blf_sync::settings::Env;
+use sip_blf_sync::sip_source::{LineChange, SourceEvent, PBX};
 use tokio::sync::mpsc;
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -146,6 +150,7 @@ fn line(ext: &str, state: LineState) -> SourceEvent {
     SourceEvent::Line(LineChange {
         extension: ext.into(),
         line_state: state,
+        dnd: false,
         received_at: None,
         stale: None,
     })
@@ -275,6 +280,7 @@ async fn driver_with_graph_sink_clears_on_shutdown_and_persists_ids() {
         tx.send(SourceEvent::Line(LineChange {
             extension: ext.into(),
             line_state: state,
+            dnd: false,
             received_at: None,
             stale: None,
         }))
@@ -418,4 +424,82 @@ async fn warm_up_looks_users_up_once_and_names_those_missing() {
         .await;
     assert_eq!(r, vec![Ok(())]);
     assert_eq!(emu.count(Operation::GetUser), 2, "taken from the cache");
+}
+
+async fn next_outcome(
+    outcome: &mut mpsc::UnboundedReceiver<(String, Result<(), SinkError>, Instant)>,
+) -> (String, Result<(), SinkError>, Instant) {
+    tokio::time::timeout(Duration::from_secs(60), outcome.recv())
+        .await
+        .expect("a Graph call within the wait")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn do_not_disturb_on_one_phone_shows_in_teams_until_switched_off() {
+    let emu = GraphEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let exts = sip_blf_sync::extensions::parse_json(
+        std::path::Path::new("extensions.json"),
+        r#"[{"extension":"1001","email":"alice@contoso.com"},
+            {"extension":"1002","email":"alice@contoso.com"}]"#,
+    )
+    .unwrap();
+    let config = EngineConfig::from_env(&Env::from_pairs([("RECONCILE_MINUTES", "0")])).unwrap();
+    let engine = config.build_engine(&exts, Instant::now()).unwrap();
+    let mut rt =
+        Runtime::start(people::directory(&exts).unwrap(), RuntimeConfig::default()).unwrap();
+    let lines = PersonLines::new(rt.add_feed("graph").await.unwrap(), &exts);
+    let (outcomes, mut outcome) = mpsc::unbounded_channel();
+    let sink = Reporting {
+        inner: GraphSink::new(client(&emu), Telemetry::new()),
+        outcomes,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_engine(
+        lines,
+        sink,
+        engine,
+        Telemetry::new(),
+        async move {
+            let _ = stopped.await;
+        },
+        RunOptions::new(None, Duration::from_secs(10)),
+    ));
+    let observe = |address: &str, fact: Fact| Observation::new(PBX, address, fact, Instant::now());
+
+    // Both phones idle: nothing of ours to clear. Then DND on the softphone.
+    for ext in ["1001", "1002"] {
+        rt.observe(observe(ext, Fact::line(sip_blf_engine::LineState::Idle)))
+            .await
+            .unwrap();
+    }
+    rt.observe(observe("1002", Fact::Dnd(true))).await.unwrap();
+    let (user, result, _) = next_outcome(&mut outcome).await;
+    assert_eq!((user.as_str(), result), ("alice@contoso.com", Ok(())));
+    let session = emu.app_session(ALICE).expect("our session");
+    assert_eq!(
+        (
+            session.pair.availability.as_str(),
+            session.pair.activity.as_str()
+        ),
+        ("DoNotDisturb", "Presenting")
+    );
+    let shown = emu.presence_of(ALICE).unwrap();
+    assert_eq!(shown.availability, "DoNotDisturb");
+
+    rt.observe(observe("1002", Fact::Dnd(false))).await.unwrap();
+    let (user, result, _) = next_outcome(&mut outcome).await;
+    assert_eq!((user.as_str(), result), ("alice@contoso.com", Ok(())));
+    assert_eq!(emu.app_session(ALICE), None);
+    assert_eq!(emu.count(Operation::SetPresence), 1);
+    assert_eq!(emu.count(Operation::ClearPresence), 1);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .unwrap()
+        .unwrap();
+    rt.stop(Duration::from_secs(1)).await;
 }

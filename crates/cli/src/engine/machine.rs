@@ -5,95 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use blf::LineState;
-use graph_presence::{refresh_interval, PresencePair, PresenceState};
+use graph_presence::{refresh_interval, PresencePair};
 
+use super::command::{presence_state, PresenceCommand, PresenceCommandKind, Reason};
 use super::mapping::{Mapping, PresenceAction};
 pub use super::retry::Failure;
 use super::retry::Streak;
 use super::state::{unix_seconds, AppliedRecord, PersistedState};
-
-/// What a command does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PresenceCommandKind {
-    /// `setPresence` with our session.
-    Set {
-        /// The pair.
-        pair: PresencePair,
-        /// The session's `expirationDuration`.
-        expiration: Duration,
-    },
-    /// `clearPresence` of our session.
-    Clear,
-    /// `setStatusMessage` (an empty text clears the message).
-    StatusMessage {
-        /// The text.
-        text: String,
-    },
-}
-
-/// Why a command is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// The line state changed.
-    Change,
-    /// Holding a set presence before its session expires.
-    KeepAlive,
-    /// The periodic re-assertion of a presence we set (a session that expired
-    /// or was lost in Graph comes back).
-    Reconcile,
-    /// A presence left by an earlier run is corrected.
-    Restart,
-    /// An earlier attempt failed.
-    Retry,
-    /// The service is stopping.
-    Shutdown,
-}
-
-impl Reason {
-    /// Lowercase name, for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Change => "change",
-            Self::KeepAlive => "keep-alive",
-            Self::Reconcile => "reconcile",
-            Self::Restart => "restart",
-            Self::Retry => "retry",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// One thing to do with one user's presence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceCommand {
-    /// The extension whose line caused it.
-    pub extension: String,
-    /// The user (UPN or e-mail, as configured).
-    pub user: String,
-    /// What to do.
-    pub kind: PresenceCommandKind,
-    /// Why.
-    pub reason: Reason,
-    /// When the line change that caused it was seen, for the NOTIFY→Graph latency.
-    pub caused_at: Option<Instant>,
-}
-
-impl PresenceCommand {
-    /// The Graph operation's name (`setPresence`, `clearPresence`, `setStatusMessage`).
-    pub fn operation(&self) -> &'static str {
-        match self.kind {
-            PresenceCommandKind::Set { .. } => "setPresence",
-            PresenceCommandKind::Clear => "clearPresence",
-            PresenceCommandKind::StatusMessage { .. } => "setStatusMessage",
-        }
-    }
-}
-
-/// Converts a mapping pair to the Graph client's state (the same as
-/// [`PresenceState::from`]).
-pub fn presence_state(pair: PresencePair) -> PresenceState {
-    PresenceState::from(pair)
-}
 
 /// The engine's timing and behaviour.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,13 +81,28 @@ impl Want {
     }
 }
 
+/// A line as reported: its state and the PBX's do-not-disturb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Line {
+    state: LineState,
+    dnd: bool,
+}
+
+/// A change waiting for its debounce window to end: the last one reported,
+/// the window's end and when its first change came.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    line: Line,
+    deadline: Instant,
+    first: Instant,
+}
+
 #[derive(Debug, Clone)]
 struct Slot {
     user: String,
     mapping: Mapping,
-    line: Option<LineState>,
-    /// A debounced change waiting for its window to end.
-    pending: Option<(LineState, Instant, Instant)>,
+    line: Option<Line>,
+    pending: Option<Pending>,
     desired: Option<Want>,
     /// What we last sent (successfully or in flight); `None` = nothing known.
     applied: Option<Want>,
@@ -366,8 +299,17 @@ impl Engine {
 
     /// The line state of `extension`, as last reported.
     pub fn line_state(&self, extension: &str) -> Option<LineState> {
+        Some(self.last_line(extension)?.state)
+    }
+
+    /// Whether the PBX's do-not-disturb is on for `extension`, as last reported.
+    pub fn dnd(&self, extension: &str) -> Option<bool> {
+        Some(self.last_line(extension)?.dnd)
+    }
+
+    fn last_line(&self, extension: &str) -> Option<Line> {
         let slot = self.slots.get(extension)?;
-        slot.pending.map(|(state, _, _)| state).or(slot.line)
+        slot.pending.map(|p| p.line).or(slot.line)
     }
 
     /// What we hold for the extension's user as text (`Busy/InACall`, `clear`), if anything.
@@ -381,9 +323,24 @@ impl Engine {
         Some(now.saturating_duration_since(at))
     }
 
-    /// A line changed state (unknown extensions are ignored); decided by the
-    /// next [`poll`](Self::poll) at or after the debounce window's end.
+    /// A line changed state, with do-not-disturb off (unknown extensions are
+    /// ignored); decided by the next [`poll`](Self::poll) at or after the
+    /// debounce window's end.
     pub fn line_changed(&mut self, extension: &str, state: LineState, now: Instant) {
+        self.line_changed_with_dnd(extension, state, false, now);
+    }
+
+    /// A line changed state or the PBX's do-not-disturb (`dnd`) was switched
+    /// (unknown extensions are ignored); decided like
+    /// [`line_changed`](Self::line_changed). While `dnd` is on, the mapping's
+    /// [`dnd`](Mapping::dnd) action applies ([`Mapping::action_for`]).
+    pub fn line_changed_with_dnd(
+        &mut self,
+        extension: &str,
+        state: LineState,
+        dnd: bool,
+        now: Instant,
+    ) {
         let debounce = self.settings.debounce;
         let Some(slot) = self.slots.get_mut(extension) else {
             return;
@@ -394,11 +351,15 @@ impl Engine {
         // Without debounce the window ends at once, but changes reported
         // before the next poll still coalesce (a backlog sends its final state).
         let (deadline, first) = match slot.pending {
-            Some((_, deadline, first)) => (deadline, first),
+            Some(p) => (p.deadline, p.first),
             None => (now + debounce, now),
         };
         let new_window = slot.pending.is_none();
-        slot.pending = Some((state, deadline, first));
+        slot.pending = Some(Pending {
+            line: Line { state, dnd },
+            deadline,
+            first,
+        });
         if new_window {
             Self::arm(&mut self.wake, extension, slot);
         }
@@ -410,7 +371,7 @@ impl Engine {
         let keepalive = slot
             .keepalive_at
             .filter(|_| matches!(slot.applied, Some(Want::Set(_))));
-        let times = [slot.pending.map(|(_, d, _)| d), slot.retry_at, keepalive];
+        let times = [slot.pending.map(|p| p.deadline), slot.retry_at, keepalive];
         // A slot with a call in flight waits for its outcome, not for a timer.
         let held = slot.in_flight > 0;
         let times = times.into_iter().flatten().filter(|_| !held);
@@ -438,7 +399,7 @@ impl Engine {
     ) {
         let Some(line) = slot.line else { return };
         let inherited = std::mem::take(&mut slot.inherited);
-        let want = match slot.mapping.action(line) {
+        let want = match slot.mapping.action_for(line.state, line.dnd) {
             PresenceAction::Set(p) => Want::Set(p),
             PresenceAction::Clear => Want::Clear,
             PresenceAction::Keep => {
@@ -657,11 +618,11 @@ impl Engine {
         if slot.in_flight > 0 {
             return;
         }
-        if let Some((state, deadline, first)) = slot.pending {
-            if now >= deadline {
+        if let Some(pending) = slot.pending {
+            if now >= pending.deadline {
                 slot.pending = None;
-                slot.line = Some(state);
-                Self::decide(settings, ext, slot, now, Some(first), out);
+                slot.line = Some(pending.line);
+                Self::decide(settings, ext, slot, now, Some(pending.first), out);
             }
         }
         if slot.inherited && grace_over && slot.line.is_none() {
@@ -895,3 +856,7 @@ mod status_message_tests;
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "dnd_tests.rs"]
+mod dnd_tests;

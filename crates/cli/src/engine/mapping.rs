@@ -1,6 +1,6 @@
-//! The Teams sink's mapping: from a line state to what to do with the user's
-//! Teams presence ([`Mapping`]), loaded from TOML (`MAPPING_FILE`, an
-//! extension's `mapping`, `test-notify --mapping`).
+//! The Teams sink's mapping: from a line state (and the PBX's do-not-disturb)
+//! to what to do with the user's Teams presence ([`Mapping`]), loaded from
+//! TOML (`MAPPING_FILE`, an extension's `mapping`, `test-notify --mapping`).
 
 use std::fmt;
 use std::path::Path;
@@ -47,7 +47,12 @@ impl PresenceAction {
     }
 }
 
-/// Line state → presence action, for every line state.
+/// Line state → presence action, for every line state, and the action
+/// while the PBX's do-not-disturb is on.
+///
+/// While DND is on, [`dnd`](Self::dnd) applies whatever the line state (the
+/// user asked not to be disturbed, in a call or not); `dnd = "keep"` ignores
+/// DND, and the line state's action applies ([`Mapping::action_for`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mapping {
     /// Action for [`LineState::Idle`].
@@ -62,10 +67,14 @@ pub struct Mapping {
     pub offline: PresenceAction,
     /// Action for [`LineState::Unknown`].
     pub unknown: PresenceAction,
+    /// Action while the PBX's do-not-disturb is on, whatever the line state;
+    /// [`PresenceAction::Keep`] ignores DND.
+    pub dnd: PresenceAction,
 }
 
 impl Default for Mapping {
-    /// busy, hold → `Busy/InACall`; idle, offline → clear; ringing, unknown → keep.
+    /// busy, hold → `Busy/InACall`; idle, offline → clear; ringing, unknown →
+    /// keep; DND on → `DoNotDisturb/Presenting`.
     fn default() -> Self {
         Self {
             idle: PresenceAction::Clear,
@@ -74,6 +83,7 @@ impl Default for Mapping {
             hold: PresenceAction::Set(PresencePair::BusyInACall),
             offline: PresenceAction::Clear,
             unknown: PresenceAction::Keep,
+            dnd: PresenceAction::Set(PresencePair::DoNotDisturbPresenting),
         }
     }
 }
@@ -113,6 +123,7 @@ struct MappingFile {
     hold: Option<Spanned<String>>,
     offline: Option<Spanned<String>>,
     unknown: Option<Spanned<String>>,
+    dnd: Option<Spanned<String>>,
 }
 
 /// The valid values of a mapping entry, for error messages.
@@ -139,6 +150,17 @@ impl Mapping {
         }
     }
 
+    /// The action for a line state with the PBX's do-not-disturb on or off:
+    /// [`dnd`](Self::dnd) while DND is on, unless it is `keep`; else the line
+    /// state's.
+    pub fn action_for(&self, state: LineState, dnd: bool) -> PresenceAction {
+        if dnd && self.dnd != PresenceAction::Keep {
+            self.dnd
+        } else {
+            self.action(state)
+        }
+    }
+
     /// Parses a TOML mapping; missing keys keep their [default](Mapping::default).
     ///
     /// ```toml
@@ -148,6 +170,9 @@ impl Mapping {
     /// idle = "clear"
     /// offline = "clear"
     /// unknown = "keep"
+    /// # While the PBX's do-not-disturb is on, whatever the line state;
+    /// # "keep" ignores DND (the line state's action applies).
+    /// dnd = "DoNotDisturb/Presenting"
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Mapping, MappingError> {
         Self::parse_named(text, "")
@@ -178,7 +203,7 @@ impl Mapping {
             invalid(
                 offset,
                 format!(
-                    "{}; keys are idle, ringing, busy, hold, offline, unknown; values are {}",
+                    "{}; keys are idle, ringing, busy, hold, offline, unknown, dnd; values are {}",
                     e.message().trim(),
                     valid_values()
                 ),
@@ -192,6 +217,7 @@ impl Mapping {
             ("hold", file.hold, &mut mapping.hold),
             ("offline", file.offline, &mut mapping.offline),
             ("unknown", file.unknown, &mut mapping.unknown),
+            ("dnd", file.dnd, &mut mapping.dnd),
         ] {
             let Some(value) = value else { continue };
             match PresenceAction::parse(value.get_ref()) {

@@ -128,3 +128,58 @@ fn actions_parse_and_display() {
     let json = serde_json::to_value(PresenceAction::Set(PresencePair::BusyInACall)).unwrap();
     assert_eq!(json["action"], "set");
 }
+
+#[test]
+fn dnd_wins_over_every_line_state_unless_kept() {
+    let m = Mapping::default();
+    let dnd = PresenceAction::Set(PresencePair::DoNotDisturbPresenting);
+    assert_eq!(m.dnd, dnd);
+    for state in [
+        LineState::Idle,
+        LineState::Ringing,
+        LineState::Busy,
+        LineState::Hold,
+        LineState::Offline,
+        LineState::Unknown,
+    ] {
+        assert_eq!(m.action_for(state, true), dnd, "{state}");
+        assert_eq!(m.action_for(state, false), m.action(state), "{state}");
+    }
+
+    let kept = Mapping::from_toml_str("dnd = \"keep\"\n").unwrap();
+    assert_eq!(kept.dnd, PresenceAction::Keep);
+    assert_eq!(
+        kept.action_for(LineState::Busy, true),
+        PresenceAction::Set(PresencePair::BusyInACall)
+    );
+    assert_eq!(
+        kept.action_for(LineState::Idle, true),
+        PresenceAction::Clear
+    );
+}
+
+#[test]
+fn dnd_key_parses_a_pair_or_clear() {
+    let m = Mapping::from_toml_str("dnd = \"Away/Away\"\n").unwrap();
+    assert_eq!(m.dnd, PresenceAction::Set(PresencePair::AwayAway));
+    assert_eq!(
+        Mapping {
+            dnd: PresenceAction::Set(PresencePair::DoNotDisturbPresenting),
+            ..m
+        },
+        Mapping::default()
+    );
+    let m = Mapping::from_toml_str("dnd = \"clear\"\n").unwrap();
+    assert_eq!(m.action_for(LineState::Busy, true), PresenceAction::Clear);
+}
+
+#[test]
+fn invalid_dnd_value_names_the_key() {
+    let (line, column, msg) = invalid("busy = \"keep\"\ndnd = \"DoNotDisturb\"\n");
+    assert_eq!((line, column), (2, 7));
+    assert!(msg.contains("for dnd"), "{msg}");
+    assert!(msg.contains("DoNotDisturb/Presenting"), "{msg}");
+    // A misspelt key lists dnd among the keys.
+    let (_, _, msg) = invalid("do_not_disturb = \"keep\"\n");
+    assert!(msg.contains("unknown, dnd"), "{msg}");
+}

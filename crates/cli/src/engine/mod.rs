@@ -4,9 +4,10 @@
 //! - [`Engine`] is the per-user logic, sans-IO (line changes and `now` in,
 //!   [`PresenceCommand`]s and the next deadline out): mapping, debounce,
 //!   keep-alives, reconciliation, restart correction, shutdown clears.
-//! - [`Mapping`] is the Teams mapping: line state → [`PresenceAction`]
-//!   (set one of Graph's five [`PresencePair`](graph_presence::PresencePair)s,
-//!   clear, keep), from TOML (`MAPPING_FILE`, an extension's `mapping`).
+//! - [`Mapping`] is the Teams mapping: line state (or the PBX's
+//!   do-not-disturb, which wins while on) → [`PresenceAction`] (set one of
+//!   Graph's five [`PresencePair`](graph_presence::PresencePair)s, clear,
+//!   keep), from TOML (`MAPPING_FILE`, an extension's `mapping`).
 //! - [`state`] is the state file (object ids, what was applied): a snapshot
 //!   written atomically and a journal of changes ([`StateStore`]).
 //! - [`LogSink`] prints decisions (`--dry-run`); [`GraphSink`] applies them
@@ -65,6 +66,7 @@
 //! # drop(engine); Ok(()) }
 //! ```
 
+mod command;
 mod machine;
 mod mapping;
 mod persistence;
@@ -84,9 +86,8 @@ use sip_blf_engine::FeedReport;
 use persistence::Persistence;
 use tokio::sync::mpsc;
 
-pub use machine::{
-    presence_state, Engine, EngineSettings, Failure, PresenceCommand, PresenceCommandKind, Reason,
-};
+pub use command::{presence_state, PresenceCommand, PresenceCommandKind, Reason};
+pub use machine::{Engine, EngineSettings, Failure};
 pub use mapping::{valid_values, Mapping, MappingError, PresenceAction};
 pub use sinks::{GraphSink, LogSink, SinkError};
 pub use state::{AppliedRecord, Loaded, PersistedState, StateError};
@@ -420,7 +421,7 @@ fn handle(event: SourceEvent, engine: &mut Engine, telemetry: &Telemetry) {
         SourceEvent::Line(change) => {
             // From the NOTIFY's arrival: the latency counts the hop here too.
             let at = change.received_at.unwrap_or_else(tokio_now);
-            engine.line_changed(&change.extension, change.line_state, at);
+            engine.line_changed_with_dnd(&change.extension, change.line_state, change.dnd, at);
         }
         SourceEvent::Health(health) => crate::observe::sip_health(telemetry, &health),
     }

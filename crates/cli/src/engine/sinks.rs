@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use graph_presence::{GraphClient, GraphError, ObjectId, OperationOutcome, PresenceOperation};
 
-use super::machine::{presence_state, Failure, PresenceCommand, PresenceCommandKind, Reason};
+use super::command::{presence_state, PresenceCommand, PresenceCommandKind, Reason};
+use super::machine::Failure;
 use super::PresenceSink;
 use crate::observe::{CallOutcome, Telemetry};
 

@@ -253,6 +253,7 @@ impl SipSource {
             out.push(SourceEvent::Line(LineChange {
                 extension: extension.clone(),
                 line_state: LineState::Unknown,
+                dnd: false,
                 received_at: None,
                 stale: Some(Staleness {
                     lost_for: e.lost_for,
