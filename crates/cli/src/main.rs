@@ -317,10 +317,11 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Ok(p) => p,
                 Err(p) => return config_failure(&p),
             };
-            let sip = plan.sip().clone();
-            match sip_blf_sync::run::run(plan).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => sip_failure(&sip, e.as_ref()),
+            let sip = plan.sip().cloned();
+            match (sip_blf_sync::run::run(plan).await, sip) {
+                (Ok(()), _) => ExitCode::SUCCESS,
+                (Err(e), Some(sip)) => sip_failure(&sip, e.as_ref()),
+                (Err(e), None) => fail(e),
             }
         }
         Command::Demo {

@@ -16,6 +16,7 @@
 //! Kamailio's presence server reports an unknown user as idle, while Asterisk
 //! answers 404 when the hint is missing.
 
+mod ami;
 mod graph;
 mod sip;
 
@@ -29,6 +30,7 @@ use tokio::time::Instant;
 use crate::run::RunPlan;
 use crate::settings::{SipSettings, SipTransport};
 
+use ami::probe_ami;
 use graph::probe_graph;
 use sip::{probe_sip, transport_name};
 
@@ -142,6 +144,9 @@ pub struct Report {
     pub contact: Reach,
     /// Microsoft Graph: the token.
     pub graph: Summary,
+    /// The PBX's manager interface, when `SOURCES` lists `ami`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ami: Option<Summary>,
     /// The database sink, when `SINKS` lists it: connection, schema, rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<Summary>,
@@ -154,16 +159,61 @@ pub struct Report {
 pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
     let deadline = Instant::now() + timeout;
     let exts = plan.extensions();
-    let (graph, sip, database) = tokio::join!(
+    let sip = async {
+        match plan.sip() {
+            Some(settings) => Some(probe_sip(settings, exts, deadline, timeout).await),
+            None => None,
+        }
+    };
+    let ami = async {
+        match plan.ami() {
+            Some(settings) => Some(probe_ami(settings, exts, deadline).await),
+            None => None,
+        }
+    };
+    let (graph, sip, ami, database) = tokio::join!(
         probe_graph(plan.graph(), exts, deadline, timeout),
-        probe_sip(plan.sip(), exts, deadline, timeout),
+        sip,
+        ami,
         probe_database(plan.database(), deadline)
     );
     let (graph_summary, graph_rows) = graph;
-    let (sip_summary, sip_rows, reach) = sip;
+    let (ami_summary, ami_rows) = ami.unzip();
+    // The PBX column: SIP's first NOTIFY when SIP runs, else AMI's hint;
+    // AMI's fixes (a missing hint) count either way.
+    let (sip_summary, pbx_rows, reach) = match sip {
+        Some((summary, rows, reach)) => {
+            let rows = match &ami_rows {
+                Some(ami_rows) => rows
+                    .into_iter()
+                    .zip(ami_rows)
+                    .map(|((text, fix), (_, ami_fix))| {
+                        let fixes: Vec<String> = fix.into_iter().chain(ami_fix.clone()).collect();
+                        (text, (!fixes.is_empty()).then(|| fixes.join("; ")))
+                    })
+                    .collect(),
+                None => rows,
+            };
+            (summary, rows, reach)
+        }
+        None => (
+            Summary {
+                ok: true,
+                text: "not used (SOURCES does not list sip)".into(),
+                fix: None,
+            },
+            ami_rows.clone().unwrap_or_default(),
+            Reach {
+                transport: "-".into(),
+                listen: "-".into(),
+                contact: None,
+                text: "no SIP source: the PBX sends nothing to this machine".into(),
+            },
+        ),
+    };
     let extensions: Vec<Row> = exts
         .iter()
-        .zip(sip_rows)
+        .zip(pbx_rows)
         .zip(graph_rows)
         .map(|((e, (pbx, pbx_fix)), (graph, graph_fix))| {
             let fixes: Vec<String> = pbx_fix.into_iter().chain(graph_fix).collect();
@@ -181,11 +231,13 @@ pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
     Report {
         ok: sip_summary.ok
             && graph_summary.ok
+            && ami_summary.as_ref().is_none_or(|a| a.ok)
             && database.as_ref().is_none_or(|d| d.ok)
             && extensions.iter().all(|r| r.ok),
         sip: sip_summary,
         contact: reach,
         graph: graph_summary,
+        ami: ami_summary,
         database,
         extensions,
     }
@@ -242,6 +294,9 @@ impl Report {
         };
         summary(&mut out, "SIP:  ", &self.sip);
         summary(&mut out, "Graph:", &self.graph);
+        if let Some(a) = &self.ami {
+            summary(&mut out, "AMI:  ", a);
+        }
         let _ = writeln!(out, "Contact: {}", self.contact.text);
         if let Some(d) = &self.database {
             summary(&mut out, "Database:", d);
@@ -326,6 +381,7 @@ mod tests {
                 text: "the PBX sends its NOTIFYs to 192.0.2.1:5060".into(),
             },
             database: None,
+            ami: None,
             graph: Summary {
                 ok: true,
                 text: "token ok".into(),
