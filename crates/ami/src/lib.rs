@@ -100,6 +100,7 @@
 //! [`ClientEvent::Closed`].
 
 pub mod action;
+pub mod backoff;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -107,6 +108,7 @@ pub mod error;
 pub mod message;
 
 pub use action::{Action, ActionId};
+pub use backoff::Backoff;
 pub use client::{Client, ClientEvent, EventList};
 pub use codec::{CodecError, EncodeError, Limits};
 pub use config::{Auth, Config, Secret};
