@@ -102,16 +102,33 @@
 //! readable bytes or `poll_timeout()`, and call `handle_input` (or
 //! `handle_eof` when the read returns 0) or `handle_timeout`; stop at
 //! [`ClientEvent::Closed`].
+//!
+//! # The tokio driver
+//!
+//! With the feature `tokio` (on by default), `driver` runs that loop on a
+//! TCP connection: `driver::spawn` connects, logs in, reconnects with
+//! [`Backoff`] (1 s doubling to 30 s, back to 1 s after a login) and reports
+//! `SessionEvent`s (`Connecting`, `LoggedIn`, `FullyBooted`, `Event`,
+//! `Shutdown`, `Disconnected`, `Stopped`) on an unbounded channel, so that
+//! reading the socket never waits for the application (Asterisk drops a
+//! reader more than 100 ms behind). `driver::connect` logs in once, for
+//! one-shot commands. An `AmiHandle` sends actions (`action`, `list`) and
+//! stops the driver with a `Logoff`. The driver makes no protocol decision:
+//! those stay in [`Client`]. See the module's docs for an example.
 
 pub mod action;
+pub mod backoff;
 pub mod client;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "tokio")]
+pub mod driver;
 pub mod error;
 pub mod message;
 pub mod states;
 
 pub use action::{Action, ActionId};
+pub use backoff::Backoff;
 pub use client::{Client, ClientEvent, EventList};
 pub use codec::{CodecError, EncodeError, Limits};
 pub use config::{Auth, Config, Secret};
@@ -119,7 +136,7 @@ pub use error::Error;
 pub use message::{Event, Incoming, Message, Response, ResponseKind};
 pub use states::{DeviceState, ExtensionState, Hint};
 
-/// The README's example runs as a doctest.
-#[cfg(doctest)]
+/// The README's examples run as doctests.
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
