@@ -171,14 +171,19 @@ fn challenge(inner: &mut Inner, sid: u64, req: &Request) -> Reply {
     if !req.header("AuthType").eq_ignore_ascii_case("MD5") {
         return Reply::Message(error(id, "Must specify AuthType"));
     }
-    let fixed = inner.challenge.clone();
     let Some(s) = inner.sessions.get_mut(&sid) else {
         return Reply::Message(error(id, "Must specify AuthType"));
     };
     // one challenge per session, reused if asked again
     let c = s
         .challenge
-        .get_or_insert_with(|| fixed.unwrap_or_else(|| (rand::random::<u32>() >> 1).to_string()))
+        .get_or_insert_with(|| {
+            inner
+                .challenges
+                .pop_front()
+                // ast_random() is a long in 0..2^31
+                .unwrap_or_else(|| (rand::random::<u32>() >> 1).to_string())
+        })
         .clone();
     Reply::Message(Msg::response("Success", id).h("Challenge", &c).done())
 }

@@ -79,9 +79,9 @@ pub struct EmulatorConfig {
     /// [`EmulatorConfig::extensions`] and [`crate::AmiEmulator::add_hint`]
     /// (default [`DEFAULT_CONTEXT`]).
     pub context: String,
-    /// A fixed MD5 challenge instead of a random one (to compare replies with
-    /// a transcript byte for byte).
-    pub challenge: Option<String>,
+    /// MD5 challenges to hand out, in order, one per session that asks,
+    /// before random ones (to compare replies with a transcript byte for byte).
+    pub challenges: Vec<String>,
 }
 
 impl Default for EmulatorConfig {
@@ -98,7 +98,7 @@ impl EmulatorConfig {
             hints: Vec::new(),
             freepbx_dnd: false,
             context: DEFAULT_CONTEXT.into(),
-            challenge: None,
+            challenges: Vec::new(),
         }
     }
 
@@ -126,9 +126,9 @@ impl EmulatorConfig {
         self
     }
 
-    /// Uses this MD5 challenge for every session.
+    /// Queues an MD5 challenge for the next session that asks for one.
     pub fn fixed_challenge(mut self, challenge: impl Into<String>) -> Self {
-        self.challenge = Some(challenge.into());
+        self.challenges.push(challenge.into());
         self
     }
 

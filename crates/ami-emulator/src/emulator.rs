@@ -112,7 +112,7 @@ impl AmiEmulator {
             listener: None,
             accept_task: None,
             booted_at: Instant::now(),
-            challenge: config.challenge,
+            challenges: config.challenges.into(),
             stopped: false,
         };
         let shared = Arc::new(Shared::new(inner, addr, tokio::runtime::Handle::current()));

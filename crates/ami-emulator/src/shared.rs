@@ -83,7 +83,7 @@ pub(crate) struct Inner {
     pub listener: Option<Arc<tokio::net::TcpListener>>,
     pub accept_task: Option<JoinHandle<()>>,
     pub booted_at: Instant,
-    pub challenge: Option<String>,
+    pub challenges: std::collections::VecDeque<String>,
     pub stopped: bool,
 }
 
