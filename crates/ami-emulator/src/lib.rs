@@ -72,3 +72,8 @@ pub use config::{EmulatorConfig, Hint, ManagerUser, DEFAULT_CONTEXT};
 pub use emulator::{AmiEmulator, CallId, ReceivedAction};
 pub use state::{aggregate, status_text, DeviceState};
 pub use transcript::{parse_transcript, read_transcript};
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -433,7 +433,7 @@ mod tests {
         out.clear();
         p.set_dnd("1001", false, &mut out);
         assert_eq!(p.hint("1001", "ext-local").map(|h| h.status), Some(4));
-        assert!(p.db.get(&("DND".into(), "1001".into())).is_none());
+        assert!(!p.db.contains_key(&("DND".into(), "1001".into())));
         assert!(!p.write_custom_state("Custom:X", "UNKNOWN", &mut out));
         assert!(!p.write_custom_state("PJSIP/1001", "BUSY", &mut out));
     }

@@ -1,4 +1,5 @@
 //! Actions, their error texts, permissions and event masks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

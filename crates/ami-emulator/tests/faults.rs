@@ -1,5 +1,6 @@
 //! Faults: refused logins, cut lists, shutdown and boot, outages, slow
 //! readers, raw bytes; and the observation hooks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! A raw AMI test client: writes actions as bytes and reads whole messages
 //! as bytes (to compare them with the transcripts) or parsed by `ami::codec`.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
