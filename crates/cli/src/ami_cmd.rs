@@ -88,7 +88,11 @@ pub async fn watch(
 ) {
     let names: Vec<String> = extensions.iter().map(|e| e.extension.clone()).collect();
     let mut source = AmiSource::start(settings, &names);
-    tracing::info!("watching {} extension(s) through AMI at {}", names.len(), settings.address);
+    tracing::info!(
+        "watching {} extension(s) through AMI at {}",
+        names.len(),
+        settings.address
+    );
     tokio::pin!(stop);
     loop {
         tokio::select! {

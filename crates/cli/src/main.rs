@@ -446,7 +446,13 @@ async fn run_ami(action: AmiAction, env: Env) -> ExitCode {
                 Ok(e) => e,
                 Err(p) => return config_failure(&p),
             };
-            ami_cmd::watch(&settings, &exts, json, sip_blf_sync::signals::shutdown_signal()).await;
+            ami_cmd::watch(
+                &settings,
+                &exts,
+                json,
+                sip_blf_sync::signals::shutdown_signal(),
+            )
+            .await;
             ExitCode::SUCCESS
         }
         AmiAction::Dnd {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sip_blf_engine::{Runtime, RuntimeConfig};
 
+use crate::ami_source::{AmiSettings, AmiSource, DeferToAmi};
 use crate::background::Background;
 use crate::dashboard::{self, DashboardSettings};
 use crate::database::{self, DatabaseSettings};
@@ -20,7 +21,6 @@ use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
-use crate::ami_source::{AmiSettings, AmiSource, DeferToAmi};
 use crate::sip_source::{SipSource, PBX};
 
 /// What `SOURCES` may list.
@@ -118,11 +118,15 @@ impl RunPlan {
     /// `AZURE_TENANT_ID` (or with `dry_run`) the decisions are only logged.
     pub fn from_env(env: &Env, dry_run: bool) -> Result<RunPlan, Problems> {
         let mut problems = Problems::default();
-        let sources = names("SOURCES", env.get("SOURCES").unwrap_or("sip"), &SOURCE_NAMES)
-            .unwrap_or_else(|p| {
-                problems.push(p);
-                vec!["sip".to_owned()]
-            });
+        let sources = names(
+            "SOURCES",
+            env.get("SOURCES").unwrap_or("sip"),
+            &SOURCE_NAMES,
+        )
+        .unwrap_or_else(|p| {
+            problems.push(p);
+            vec!["sip".to_owned()]
+        });
         let listed = |name: &str| sources.iter().any(|s| s == name);
         let sinks = sinks_from_env(env, dry_run).unwrap_or_else(|p| {
             problems.push(p);
@@ -178,20 +182,22 @@ impl RunPlan {
             DashboardSettings::default()
         });
         match (sip, ami, extensions, engine) {
-            (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => Ok(RunPlan {
-                sip,
-                ami,
-                extensions,
-                engine,
-                http,
-                dashboard,
-                board: None,
-                graph,
-                sinks,
-                database,
-                calls_in_flight: None,
-                persist: true,
-            }),
+            (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => {
+                Ok(RunPlan {
+                    sip,
+                    ami,
+                    extensions,
+                    engine,
+                    http,
+                    dashboard,
+                    board: None,
+                    graph,
+                    sinks,
+                    database,
+                    calls_in_flight: None,
+                    persist: true,
+                })
+            }
             _ => Err(problems),
         }
     }
@@ -201,6 +207,16 @@ impl RunPlan {
     /// The PBX's BLF subscriptions, when `SOURCES` lists `sip`.
     pub fn sip(&self) -> Option<&SipSettings> {
         self.sip.as_ref()
+    }
+
+    /// The sources' names as the database's `source` column shows them
+    /// (`sip`, `ami`, `sip+ami`).
+    pub fn source_label(&self) -> String {
+        let names: Vec<&str> = [("sip", self.sip.is_some()), ("ami", self.ami.is_some())]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+        names.join("+")
     }
 
     /// The PBX's manager interface, when `SOURCES` lists `ami`.
@@ -385,8 +401,9 @@ pub async fn run_until_ready(
             // Off the call path: the table's work runs at a lower priority.
             let background = Background::start("database")?;
             let (owned, extensions) = (settings.clone(), plan.extensions.clone());
+            let label = plan.source_label();
             let sink = background
-                .run(async move { database::open_sink(&owned, &extensions, PBX, "sip").await })
+                .run(async move { database::open_sink(&owned, &extensions, PBX, &label).await })
                 .await?
                 .map_err(|e| format!("DATABASE_URL {}: {e}", settings.redacted_url()))?;
             tracing::info!(
@@ -414,7 +431,11 @@ pub async fn run_until_ready(
     // AMI first: when both run, the SIP source defers to it (see `ami_source::DeferToAmi`).
     telemetry.set_sip_source(plan.sip.is_some());
     let ami = plan.ami.as_ref().map(|settings| {
-        let names: Vec<String> = plan.extensions.iter().map(|e| e.extension.clone()).collect();
+        let names: Vec<String> = plan
+            .extensions
+            .iter()
+            .map(|e| e.extension.clone())
+            .collect();
         let source = AmiSource::start(settings, &names);
         tracing::info!(
             "watching {} extension(s) through AMI at {}",
@@ -558,6 +579,9 @@ mod tests {
             e.contains("SOURCES") && e.contains("\"asterisk\"") && e.contains("valid: sip, ami"),
             "{e}"
         );
-        assert_eq!(names("SOURCES", "SIP, ami", &SOURCE_NAMES).unwrap(), ["sip", "ami"]);
+        assert_eq!(
+            names("SOURCES", "SIP, ami", &SOURCE_NAMES).unwrap(),
+            ["sip", "ami"]
+        );
     }
 }

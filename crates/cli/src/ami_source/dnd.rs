@@ -66,7 +66,11 @@ async fn checked(handle: &AmiHandle, action: Action) -> Result<ami::Response, Dn
     } else {
         Err(DndError::Refused {
             action: format!("{name} {detail}"),
-            message: response.text().unwrap_or("no reason given").trim().to_owned(),
+            message: response
+                .text()
+                .unwrap_or("no reason given")
+                .trim()
+                .to_owned(),
         })
     }
 }
@@ -150,15 +154,17 @@ pub async fn read_dnd(
 ) -> Result<DndReading, DndError> {
     let db = match &scheme.db_family {
         Some(family) => {
-            let flags =
-                super::read_dnd_flags(handle, &[extension.to_owned()], family).await?;
+            let flags = super::read_dnd_flags(handle, &[extension.to_owned()], family).await?;
             flags.first().map(|(_, on)| *on)
         }
         None => None,
     };
     let response = checked(
         handle,
-        Action::new("Getvar").field("Variable", format!("DEVICE_STATE({})", scheme.device(extension))),
+        Action::new("Getvar").field(
+            "Variable",
+            format!("DEVICE_STATE({})", scheme.device(extension)),
+        ),
     )
     .await?;
     let device = DeviceState::from_name(response.get("Value").unwrap_or_default());

@@ -65,12 +65,19 @@ mod tests {
         let mut deferred = DeferToAmi::new(source, ami);
         let line = |s| Observation::new("pbx", "1001", Fact::line(s), Instant::now());
         send.send(line(LineState::Busy)).await.unwrap();
-        assert_eq!(deferred.next().await.map(|o| o.fact), Some(Fact::line(LineState::Busy)));
+        assert_eq!(
+            deferred.next().await.map(|o| o.fact),
+            Some(Fact::line(LineState::Busy))
+        );
         status.send_modify(|s| s.current = true);
         send.send(line(LineState::Idle)).await.unwrap();
         let registered = Observation::new("pbx", "1001", Fact::Registration(true), Instant::now());
         send.send(registered.clone()).await.unwrap();
-        assert_eq!(deferred.next().await, Some(registered), "the line was dropped");
+        assert_eq!(
+            deferred.next().await,
+            Some(registered),
+            "the line was dropped"
+        );
         status.send_modify(|s| s.current = false);
         send.send(line(LineState::Ringing)).await.unwrap();
         assert_eq!(

@@ -128,9 +128,7 @@ impl AmiSettings {
 pub fn with_default_port(host: &str) -> String {
     let host = host.trim();
     let has_port = match host.rsplit_once(':') {
-        Some((h, p)) => {
-            p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']'))
-        }
+        Some((h, p)) => p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')),
         None => false,
     };
     if has_port || host.is_empty() {
@@ -159,7 +157,13 @@ mod tests {
     fn every_missing_or_invalid_setting_is_named_and_the_secret_is_not() {
         let env = Env::from_pairs([("AMI_AUTH", "sha"), ("AMI_STALE_AFTER", "soon")]);
         let text = AmiSettings::from_env(&env).unwrap_err().to_string();
-        for name in ["AMI_HOST", "AMI_USERNAME", "AMI_SECRET", "AMI_AUTH", "AMI_STALE_AFTER"] {
+        for name in [
+            "AMI_HOST",
+            "AMI_USERNAME",
+            "AMI_SECRET",
+            "AMI_AUTH",
+            "AMI_STALE_AFTER",
+        ] {
             assert!(text.contains(name), "{name} missing in {text}");
         }
         let env = Env::from_pairs([

@@ -221,13 +221,11 @@ impl AmiSource {
                 });
                 self.start_full_read();
             }
-            SessionEvent::FullyBooted => {
-                // At the end of a boot the hints are loaded: read them again
-                // (right after a login the read is under way already).
-                if self.status.borrow().current {
-                    tracing::info!("AMI: the PBX has finished booting; reading the full state");
-                    self.start_full_read();
-                }
+            // At the end of a boot the hints are loaded: read them again
+            // (right after a login the read is under way already).
+            SessionEvent::FullyBooted if self.status.borrow().current => {
+                tracing::info!("AMI: the PBX has finished booting; reading the full state");
+                self.start_full_read();
             }
             SessionEvent::Event(e) => {
                 let seen = self.tracker.event(&e, now.into_std());
@@ -235,7 +233,11 @@ impl AmiSource {
             }
             SessionEvent::Shutdown { restart } => tracing::warn!(
                 "AMI: the PBX is {}",
-                if restart { "restarting" } else { "shutting down" }
+                if restart {
+                    "restarting"
+                } else {
+                    "shutting down"
+                }
             ),
             SessionEvent::Disconnected { error, retry_in } => {
                 self.down_since.get_or_insert(now);

@@ -60,8 +60,8 @@ pub(super) async fn probe_ami(
             Ok(None) | Err(_) => break,
         }
     }
-    let listed = tokio::time::timeout_at(deadline, handle.list(Action::extension_state_list()))
-        .await;
+    let listed =
+        tokio::time::timeout_at(deadline, handle.list(Action::extension_state_list())).await;
     handle.stop(Duration::from_secs(1)).await;
     let mut summary = Summary {
         ok: true,
@@ -79,13 +79,21 @@ pub(super) async fn probe_ami(
         );
     }
     let hints: HashMap<String, (String, Option<ExtensionState>)> = match listed {
-        Err(_) => return (failed(format!("{address}: the hint list took too long"), FIX_WRITE), none("-")),
+        Err(_) => {
+            return (
+                failed(format!("{address}: the hint list took too long"), FIX_WRITE),
+                none("-"),
+            )
+        }
         Ok(Err(e)) => return (failed(format!("{address}: {e}"), FIX_CONNECT), none("-")),
         Ok(Ok(list)) if !list.response.is_success() => {
             let why = list.response.text().unwrap_or("refused").trim().to_owned();
             if why.to_ascii_lowercase().contains("permission") {
                 return (
-                    failed(format!("{address}: the hint list was refused ({why})"), FIX_WRITE),
+                    failed(
+                        format!("{address}: the hint list was refused ({why})"),
+                        FIX_WRITE,
+                    ),
                     none("-"),
                 );
             }
