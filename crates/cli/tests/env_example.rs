@@ -16,6 +16,7 @@ fn env_example_parses_and_documents_every_variable() {
         "crates/cli/src",
         "crates/cli/src/engine",
         "crates/cli/src/observe",
+        "crates/cli/src/ami_source",
         "crates/graph-presence/src",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -36,6 +37,7 @@ fn env_example_parses_and_documents_every_variable() {
                     "STATUS_",
                     "HTTP_",
                     "DATABASE_",
+                    "AMI_",
                 ]
                 .iter()
                 .any(|p| word.starts_with(p))
