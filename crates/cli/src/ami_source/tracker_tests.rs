@@ -360,3 +360,88 @@ fn a_removed_hint_event_reads_unknown() {
     assert_eq!(lines(&seen, "1001"), [LineState::Unknown]);
     assert_eq!(t.take_notices().len(), 1);
 }
+
+#[test]
+fn random_events_never_panic_and_report_only_listed_extensions() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let names = [
+        "ExtensionStatus",
+        "DeviceStateChange",
+        "Newchannel",
+        "Newstate",
+        "NewConnectedLine",
+        "Hangup",
+        "VarSet",
+    ];
+    let keys = [
+        "Exten",
+        "Context",
+        "Hint",
+        "Status",
+        "Device",
+        "State",
+        "Uniqueid",
+        "Channel",
+        "ChannelState",
+        "ConnectedLineNum",
+        "ConnectedLineName",
+    ];
+    let values = [
+        "1001",
+        "1002",
+        "-2",
+        "-1",
+        "0",
+        "1",
+        "2",
+        "4",
+        "8",
+        "9",
+        "16",
+        "17",
+        "99999999999999999999",
+        "",
+        "<unknown>",
+        "PJSIP/1001",
+        "PJSIP/1001-00000001",
+        "Custom:DND1001",
+        "BUSY",
+        "INUSE",
+        "RINGING",
+        "garbage",
+        "PJSIP/1001&Custom:DND1001,CustomPresence:1001",
+        "-",
+        "&&,",
+        "ext-local",
+    ];
+    let mut rng = StdRng::seed_from_u64(16);
+    let now = Instant::now();
+    let mut t = tracker(&["1001", "1002"]);
+    t.begin_resync();
+    t.finish_resync(
+        &[hint("1001", "PJSIP/1001&Custom:DND1001", "0")],
+        &[],
+        &[],
+        now,
+    );
+    for round in 0..20_000 {
+        let mut fields = vec![("Event", names[rng.random_range(0..names.len())])];
+        for _ in 0..rng.random_range(0..8) {
+            fields.push((
+                keys[rng.random_range(0..keys.len())],
+                values[rng.random_range(0..values.len())],
+            ));
+        }
+        let e = event(&fields);
+        let seen = if round % 500 == 0 {
+            t.begin_resync();
+            t.finish_resync(&[e], &[], &[], now)
+        } else {
+            t.event(&e, now)
+        };
+        for o in seen {
+            assert!(["1001", "1002"].contains(&o.address.as_str()), "{o:?}");
+        }
+    }
+}
