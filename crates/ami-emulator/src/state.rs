@@ -1,5 +1,9 @@
 //! Device and extension states, and hint aggregation, as `main/devicestate.c`
 //! and `main/pbx.c` compute them.
+//!
+//! Written from the facts file apart from `ami::states` on purpose: the
+//! emulator is the oracle the client is tested against, and a shared
+//! mistake would pass unseen.
 
 use std::fmt;
 

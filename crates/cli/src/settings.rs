@@ -85,6 +85,15 @@ impl Env {
     }
 }
 
+/// The value of `name`, or a problem saying it is not set and `what` it
+/// should hold (then an empty string).
+pub fn required_var(env: &Env, problems: &mut Problems, name: &str, what: &str) -> String {
+    env.get(name).map(str::to_string).unwrap_or_else(|| {
+        problems.push(Problem::in_var(name, format!("is not set: {what}")));
+        String::new()
+    })
+}
+
 /// A secret value: never shown by `Debug` or `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -173,12 +182,7 @@ impl SipSettings {
     /// Reads the SIP settings; every problem is collected.
     pub fn from_env(env: &Env) -> Result<Self, Problems> {
         let mut problems = Problems::default();
-        let mut required = |name: &str, what: &str| -> String {
-            env.get(name).map(str::to_string).unwrap_or_else(|| {
-                problems.push(Problem::in_var(name, format!("is not set: {what}")));
-                String::new()
-            })
-        };
+        let mut required = |name: &str, what: &str| required_var(env, &mut problems, name, what);
         let server = required(
             "SIP_SERVER",
             "the PBX address, e.g. pbx.example.com or 192.0.2.10:5060",

@@ -333,9 +333,14 @@ fn ami_watch_prints_the_full_state_then_each_change() {
     child.wait().unwrap();
 }
 
-/// `check` with only the AMI source and the log sink.
-fn check(peers: &Peers, dir: &Path) -> (bool, String) {
-    let out = command(peers, dir, &["check", "--timeout", "10"])
+/// `check` with only the AMI source and the log sink, against `peers`' PBX
+/// or the manager interface at `host`.
+fn check(peers: &Peers, dir: &Path, host: Option<String>) -> (bool, String) {
+    let mut cmd = command(peers, dir, &["check", "--timeout", "10"]);
+    if let Some(host) = host {
+        cmd.env("AMI_HOST", host);
+    }
+    let out = cmd
         .env("SINKS", "log")
         .env_remove("AZURE_TENANT_ID")
         .output()
@@ -352,7 +357,7 @@ fn check(peers: &Peers, dir: &Path) -> (bool, String) {
 fn check_says_what_to_fix_on_the_pbx() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
-    let (ok, text) = check(&peers, dir.path());
+    let (ok, text) = check(&peers, dir.path(), None);
     assert!(ok, "{text}");
     assert!(text.contains("AMI:   127.0.0.1:"), "{text}");
     assert!(
@@ -361,12 +366,12 @@ fn check_says_what_to_fix_on_the_pbx() {
     );
 
     peers.ami.remove_hint("1002");
-    let (ok, text) = check(&peers, dir.path());
+    let (ok, text) = check(&peers, dir.path(), None);
     assert!(!ok, "{text}");
     assert!(text.contains("add a hint for 1002"), "{text}");
 
     peers.ami.refuse_logins(true);
-    let (ok, text) = check(&peers, dir.path());
+    let (ok, text) = check(&peers, dir.path(), None);
     assert!(!ok && text.contains("Authentication failed"), "{text}");
     assert!(text.contains("permit="), "{text}");
     assert!(!text.contains("amisecret"), "{text}");
@@ -381,15 +386,8 @@ fn check_says_what_to_fix_on_the_pbx() {
                 .extensions(["1001", "1002"]),
         ))
         .unwrap();
-    let mut cmd = command(&peers, dir.path(), &["check", "--timeout", "10"]);
-    let out = cmd
-        .env("AMI_HOST", blind.addr().to_string())
-        .env("SINKS", "log")
-        .env_remove("AZURE_TENANT_ID")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!out.status.success(), "{text}");
+    let (ok, text) = check(&peers, dir.path(), Some(blind.addr().to_string()));
+    assert!(!ok, "{text}");
     assert!(text.contains("read = system,call"), "{text}");
 
     // Nothing listening.
@@ -398,14 +396,7 @@ fn check_says_what_to_fix_on_the_pbx() {
         .local_addr()
         .unwrap()
         .port();
-    let mut cmd = command(&peers, dir.path(), &["check", "--timeout", "5"]);
-    let out = cmd
-        .env("AMI_HOST", format!("127.0.0.1:{port}"))
-        .env("SINKS", "log")
-        .env_remove("AZURE_TENANT_ID")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!out.status.success(), "{text}");
+    let (ok, text) = check(&peers, dir.path(), Some(format!("127.0.0.1:{port}")));
+    assert!(!ok, "{text}");
     assert!(text.contains("enabled = yes"), "{text}");
 }

@@ -61,6 +61,17 @@ fn names(range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|n| n.to_string()).collect()
 }
 
+/// 1001 and 1002 registered, and a source that has read them idle.
+async fn two_idle_phones() -> (AmiEmulator, Vec<String>, AmiSource) {
+    let ami = emulator(1001..1003).await;
+    ami.register("1001");
+    ami.register("1002");
+    let exts = names(1001..1003);
+    let mut source = source(&ami, &exts);
+    until_all(&mut source, &exts, LineState::Idle).await;
+    (ami, exts, source)
+}
+
 fn logins(ami: &AmiEmulator) -> usize {
     ami.actions().iter().filter(|a| a.is("Login")).count()
 }
@@ -87,12 +98,7 @@ async fn a_list_cut_in_the_middle_is_read_again_after_the_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_an_oversized_line_cost_a_reconnect_not_the_state() {
-    let ami = emulator(1001..1003).await;
-    ami.register("1001");
-    ami.register("1002");
-    let exts = names(1001..1003);
-    let mut source = source(&ami, &exts);
-    until_all(&mut source, &exts, LineState::Idle).await;
+    let (ami, exts, mut source) = two_idle_phones().await;
 
     // An oversized line, then a call the broken session cannot report.
     ami.send_raw(&vec![b'x'; 256 * 1024]);
@@ -106,12 +112,7 @@ async fn garbage_and_an_oversized_line_cost_a_reconnect_not_the_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_while_the_engine_is_not_reading_keeps_the_session() {
-    let ami = emulator(1001..1003).await;
-    ami.register("1001");
-    ami.register("1002");
-    let exts = names(1001..1003);
-    let mut source = source(&ami, &exts);
-    until_all(&mut source, &exts, LineState::Idle).await;
+    let (ami, exts, mut source) = two_idle_phones().await;
     // Asterisk drops a reader 100 ms behind; the source reads at once even
     // while nobody takes its observations.
     ami.set_write_timeout(Duration::from_millis(100));

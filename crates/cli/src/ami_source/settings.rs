@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::DndScheme;
 use crate::problems::{Problem, Problems};
-use crate::settings::{Env, Secret};
+use crate::settings::{required_var, Env, Secret};
 
 /// AMI's TCP port when `AMI_HOST` names none.
 pub const DEFAULT_AMI_PORT: u16 = 5038;
@@ -43,12 +43,7 @@ impl AmiSettings {
     /// Reads the AMI settings; every problem is collected.
     pub fn from_env(env: &Env) -> Result<Self, Problems> {
         let mut problems = Problems::default();
-        let mut required = |name: &str, what: &str| -> String {
-            env.get(name).map(str::to_string).unwrap_or_else(|| {
-                problems.push(Problem::in_var(name, format!("is not set: {what}")));
-                String::new()
-            })
-        };
+        let mut required = |name: &str, what: &str| required_var(env, &mut problems, name, what);
         let host = required(
             "AMI_HOST",
             "the PBX's manager interface, e.g. pbx.example.com or 192.0.2.10:5038",
