@@ -182,7 +182,7 @@ impl AmiTracker {
 
     /// The full state of a new connection: `ExtensionStateList`'s items,
     /// `DeviceStateList`'s items and astdb's DND flags (`None`: not set).
-    /// Everything known before is replaced; what changed is reported.
+    /// Everything known before is replaced, and every fact is reported.
     pub fn finish_resync(
         &mut self,
         hints: &[Event],
@@ -244,6 +244,11 @@ impl AmiTracker {
         let held = self.held.take().unwrap_or_default();
         for event in &held {
             self.apply(event);
+        }
+        // Everything is said again, changed or not: another source (SIP)
+        // may have spoken for these lines while AMI was away.
+        for entry in self.entries.values_mut() {
+            entry.reported = Facts::default();
         }
         let all: Vec<String> = self.entries.keys().cloned().collect();
         self.report(all, now)
