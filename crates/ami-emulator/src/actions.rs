@@ -101,7 +101,7 @@ pub(crate) fn handle(inner: &mut Inner, sid: u64, req: &Request, out: &mut Vec<E
         "setvar" => setvar(inner, req, out),
         "getvar" => getvar(inner, req),
         "pjsipshowcontacts" => contacts(inner, req),
-        _ => queue_status(req),
+        _ => queue_status(inner, req),
     }
 }
 
@@ -462,12 +462,12 @@ fn contacts(inner: &Inner, req: &Request) -> Reply {
     )
 }
 
-/// No queues are modelled: an empty list.
-fn queue_status(req: &Request) -> Reply {
-    list(
-        req.action_id(),
-        "Queue status will follow",
-        "QueueStatusComplete",
-        Vec::new(),
-    )
+/// `manager_queues_status()`: per queue `QueueParams` and its `QueueMember`s
+/// (optional filters `Queue` and `Member`); no caller waits, so no `QueueEntry`.
+fn queue_status(inner: &Inner, req: &Request) -> Reply {
+    let id = req.action_id();
+    let items = inner
+        .pbx
+        .queue_status_items(req.header("Queue"), req.header("Member"), id);
+    list(id, "Queue status will follow", "QueueStatusComplete", items)
 }

@@ -61,6 +61,16 @@ pub struct Hint {
     pub hint: String,
 }
 
+/// A queue of `queues.conf`: its name and the extensions that are static
+/// members (`member => Local/<exten>@from-queue/n,0,Ext <exten>,PJSIP/<exten>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSetup {
+    /// The queue's name, e.g. `support`.
+    pub name: String,
+    /// Extensions that are static members.
+    pub static_members: Vec<String>,
+}
+
 /// The context FreePBX puts its extension hints in.
 pub const DEFAULT_CONTEXT: &str = "ext-local";
 
@@ -79,6 +89,8 @@ pub struct EmulatorConfig {
     /// [`EmulatorConfig::extensions`] and [`crate::AmiEmulator::add_hint`]
     /// (default [`DEFAULT_CONTEXT`]).
     pub context: String,
+    /// Queues as `queues.conf` defines them, with their static members.
+    pub queues: Vec<QueueSetup>,
     /// MD5 challenges to hand out, in order, one per session that asks,
     /// before random ones (to compare replies with a transcript byte for byte).
     pub challenges: Vec<String>,
@@ -98,6 +110,7 @@ impl EmulatorConfig {
             hints: Vec::new(),
             freepbx_dnd: false,
             context: DEFAULT_CONTEXT.into(),
+            queues: Vec::new(),
             challenges: Vec::new(),
         }
     }
@@ -130,6 +143,43 @@ impl EmulatorConfig {
     pub fn fixed_challenge(mut self, challenge: impl Into<String>) -> Self {
         self.challenges.push(challenge.into());
         self
+    }
+
+    /// Adds a queue with no static member (nothing if it is there already).
+    pub fn queue(mut self, name: impl Into<String>) -> Self {
+        self.queue_setup(name.into());
+        self
+    }
+
+    /// Adds `exten` as a static member of `queue` (the queue is created if
+    /// needed); dynamic members come with [`crate::AmiEmulator::add_queue_member`].
+    pub fn static_queue_member(
+        mut self,
+        queue: impl Into<String>,
+        exten: impl Into<String>,
+    ) -> Self {
+        self.queue_setup(queue.into())
+            .static_members
+            .push(exten.into());
+        self
+    }
+
+    fn queue_setup(&mut self, name: String) -> &mut QueueSetup {
+        let i = match self
+            .queues
+            .iter()
+            .position(|q| q.name.eq_ignore_ascii_case(&name))
+        {
+            Some(i) => i,
+            None => {
+                self.queues.push(QueueSetup {
+                    name,
+                    static_members: Vec::new(),
+                });
+                self.queues.len() - 1
+            }
+        };
+        &mut self.queues[i]
     }
 
     /// Adds a hint in the current context.

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::config::EmulatorConfig;
 use crate::model::Pbx;
+use crate::queues::QueueMemberInfo;
 use crate::request::Request;
 use crate::session::accept_loop;
 use crate::shared::{Faults, Inner, Shared, DEFAULT_WRITE_TIMEOUT};
@@ -90,7 +91,7 @@ impl AmiEmulator {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let pbx = Pbx::new(
+        let mut pbx = Pbx::new(
             config
                 .hints
                 .into_iter()
@@ -98,6 +99,14 @@ impl AmiEmulator {
             config.context,
             base,
         );
+        // no session yet: the events of the set-up go nowhere
+        let mut setup = Vec::new();
+        for q in &config.queues {
+            pbx.add_queue(&q.name);
+            for exten in &q.static_members {
+                pbx.add_queue_member(&q.name, exten, false, &mut setup);
+            }
+        }
         let inner = Inner {
             pbx,
             users: config.users,
@@ -189,6 +198,37 @@ impl AmiEmulator {
             let context = p.default_context.clone();
             p.add_hint(exten, &context, hint, out);
         });
+    }
+
+    /// `exten` joins `queue` as a dynamic member, the FreePBX way
+    /// (`AddQueueMember`: interface `Local/<exten>@from-queue/n`, state
+    /// interface `PJSIP/<exten>`, name `Ext <exten>`; the queue is created if
+    /// missing): `DeviceStateChange` `Queue:<queue>_pause_<interface>`
+    /// NOT_INUSE, then `QueueMemberAdded`. Nothing if it is a member already.
+    pub fn add_queue_member(&self, queue: &str, exten: &str) {
+        self.shared
+            .change(|p, out| p.add_queue_member(queue, exten, true, out));
+    }
+
+    /// `exten` leaves `queue`: `QueueMemberRemoved`. Nothing for a static
+    /// member (`RemoveQueueMember` answers `NOTDYNAMIC`) or a non-member.
+    pub fn remove_queue_member(&self, queue: &str, exten: &str) {
+        self.shared
+            .change(|p, out| p.remove_queue_member(queue, exten, out));
+    }
+
+    /// Pauses (`paused`, with `reason`, e.g. `lunch`) or unpauses `exten` in
+    /// `queue`: `DeviceStateChange` `Queue:<queue>_pause_<interface>` INUSE /
+    /// NOT_INUSE when it changes, `QueueMemberPause`, then
+    /// `QueueMemberStatus`. The reason is cleared on unpause.
+    pub fn pause_queue_member(&self, queue: &str, exten: &str, paused: bool, reason: &str) {
+        self.shared
+            .change(|p, out| p.pause_queue_member(queue, exten, paused, reason, out));
+    }
+
+    /// The member `exten` of `queue` (queue name ignoring case), if it is one.
+    pub fn queue_member(&self, queue: &str, exten: &str) -> Option<QueueMemberInfo> {
+        self.shared.lock().pbx.queue_member(queue, exten)
     }
 
     /// An astdb value.

@@ -16,6 +16,11 @@
 //! * **astdb** (`DBGet`/`DBPut`/`DBDel`), **contacts** (`PJSIPShowContacts`),
 //!   FreePBX-style **DND** ([`AmiEmulator::set_dnd`]: `DND/<ext>` = `YES`,
 //!   `Custom:DND<ext>` BUSY / UNAVAILABLE).
+//! * **Queues**: members the FreePBX way (`Local/<exten>@from-queue/n`,
+//!   state interface `PJSIP/<exten>`), added, removed and paused
+//!   ([`AmiEmulator::add_queue_member`], [`AmiEmulator::pause_queue_member`]),
+//!   their `Status` following the state interface; `QueueMember*` events
+//!   (class `agent`) and the `QueueStatus` list.
 //! * **Sessions**: plain and MD5-challenge login, `Events:` masks and read
 //!   permissions (an event goes to a session only if both hold its class),
 //!   write permissions per action, `Permission denied` before login, the
@@ -61,6 +66,7 @@ mod calls;
 mod config;
 mod emulator;
 mod model;
+mod queues;
 mod request;
 mod session;
 mod shared;
@@ -68,8 +74,9 @@ mod state;
 mod transcript;
 mod wire;
 
-pub use config::{EmulatorConfig, Hint, ManagerUser, DEFAULT_CONTEXT};
+pub use config::{EmulatorConfig, Hint, ManagerUser, QueueSetup, DEFAULT_CONTEXT};
 pub use emulator::{AmiEmulator, CallId, ReceivedAction};
+pub use queues::QueueMemberInfo;
 pub use state::{aggregate, status_text, DeviceState};
 pub use transcript::{parse_transcript, read_transcript};
 

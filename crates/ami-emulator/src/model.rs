@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::calls::Channel;
+use crate::queues::Queues;
 use crate::state::{aggregate, hint_devices, status_text, DeviceState};
 use crate::wire::{Msg, CALL, SYSTEM};
 
@@ -17,7 +18,7 @@ pub(crate) struct Emitted {
 }
 
 impl Emitted {
-    fn new(class: i32, msg: Msg) -> Self {
+    pub(crate) fn new(class: i32, msg: Msg) -> Self {
         Self {
             class,
             wire: msg.done(),
@@ -66,6 +67,7 @@ pub(crate) struct Pbx {
     pub db: BTreeMap<(String, String), String>,
     pub endpoints: BTreeMap<String, Endpoint>,
     pub globals: HashMap<String, String>,
+    pub queues: Queues,
     pub channels: BTreeMap<u64, Channel>,
     pub calls: HashMap<u64, (u64, u64)>,
     pub next_channel: u64,
@@ -90,6 +92,7 @@ impl Pbx {
             db: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             globals: HashMap::new(),
+            queues: Queues::new(),
             channels: BTreeMap::new(),
             calls: HashMap::new(),
             next_channel: 0,
@@ -168,7 +171,8 @@ impl Pbx {
 
     /// Publishes a device state: `DeviceStateChange` (always when `force`,
     /// else only on a change), then `ExtensionStatus` for each hint whose
-    /// status changed.
+    /// status changed, then (when published) `QueueMemberStatus` for each
+    /// queue member whose state interface it is.
     pub fn publish_device(
         &mut self,
         device: &str,
@@ -178,7 +182,8 @@ impl Pbx {
     ) {
         let old = self.devices.get(device).copied();
         self.cache(device, state);
-        if force || old != Some(state) {
+        let published = force || old != Some(state);
+        if published {
             out.push(Emitted::new(
                 CALL,
                 Msg::event("DeviceStateChange", CALL)
@@ -187,6 +192,9 @@ impl Pbx {
             ));
         }
         self.refresh_hints(device, out);
+        if published {
+            self.refresh_queue_members(device, state, out);
+        }
     }
 
     fn refresh_hints(&mut self, device: &str, out: &mut Vec<Emitted>) {

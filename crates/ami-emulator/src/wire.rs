@@ -5,6 +5,8 @@
 pub const SYSTEM: i32 = 1;
 /// `EVENT_FLAG_CALL`.
 pub const CALL: i32 = 1 << 1;
+/// `EVENT_FLAG_AGENT` (queue members).
+pub const AGENT: i32 = 1 << 5;
 /// `EVENT_FLAG_REPORTING`.
 pub const REPORTING: i32 = 1 << 9;
 
@@ -197,8 +199,6 @@ pub fn list_complete(name: &str, action_id: Option<&str>, items: usize) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const AGENT: i32 = 1 << 5;
 
     #[test]
     fn masks() {
