@@ -189,8 +189,8 @@ pub struct LineView {
     pub dnd: Option<bool>,
     /// Its registration, once reported.
     pub registered: Option<bool>,
-    /// Its queue memberships, sorted by queue name (empty: none, or none
-    /// reported).
+    /// Its queue memberships, sorted by queue name, a reason only with a
+    /// pause (empty: none, or none reported).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<QueueMember>,
 }
@@ -232,6 +232,13 @@ impl AddressState {
     fn apply(&mut self, fact: &Fact) -> bool {
         if let Fact::Queues(members) = fact {
             let mut members = members.clone();
+            // A reason says why a membership is paused; without a pause it
+            // says nothing.
+            for member in &mut members {
+                if !member.paused {
+                    member.reason = None;
+                }
+            }
             // Stable: of one queue listed twice, the first report stays.
             members.sort_by(|a, b| a.queue.cmp(&b.queue));
             members.dedup_by(|later, first| later.queue == first.queue);
@@ -455,8 +462,7 @@ impl Views {
 }
 
 /// The queues of `lines` (each sorted by name, in address order), one per
-/// queue name by the rule documented on [`View`]. A reason says why a
-/// membership is paused: one of an unpaused membership is not taken.
+/// queue name by the rule documented on [`View`].
 fn combine_queues(lines: &[LineView]) -> Vec<QueueMember> {
     let mut all: Vec<&QueueMember> = lines.iter().flat_map(|l| &l.queues).collect();
     // Stable: within a queue, the memberships stay in address order.
@@ -476,12 +482,7 @@ fn combine_queues(lines: &[LineView]) -> Vec<QueueMember> {
             }
             _ => {
                 any_paused = member.paused;
-                combined.push(QueueMember {
-                    queue: member.queue.clone(),
-                    paused: member.paused,
-                    reason: member.reason.clone().filter(|_| member.paused),
-                    in_call: member.in_call,
-                });
+                combined.push(member.clone());
             }
         }
     }

@@ -461,4 +461,5 @@ fn a_reason_comes_only_with_a_pause() {
         panic!("a first report changes the view");
     };
     assert_eq!(view.queues, [member("support", false, None, false)]);
+    assert_eq!(view.lines[0].queues, view.queues);
 }
