@@ -133,6 +133,19 @@ pub struct Party {
     pub name: Option<String>,
 }
 
+/// One queue membership of an address (an agent in a call queue).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QueueMember {
+    /// The queue's name (`support`).
+    pub queue: String,
+    /// Paused: takes no calls from this queue.
+    pub paused: bool,
+    /// Why, when the PBX says (`PausedReason`, e.g. `lunch`).
+    pub reason: Option<String>,
+    /// In a call (from this queue or another).
+    pub in_call: bool,
+}
+
 /// One thing a source knows about an address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -150,6 +163,9 @@ pub enum Fact {
     Dnd(bool),
     /// The device is registered (`true`) or not.
     Registration(bool),
+    /// Every queue the address is a member of (replaces what was known;
+    /// empty: none).
+    Queues(Vec<QueueMember>),
 }
 
 impl Fact {

@@ -51,7 +51,9 @@ mod runtime;
 mod sink;
 mod view;
 
-pub use facts::{AddressKey, Direction, Fact, LineState, Observation, Party, UnknownLineState};
+pub use facts::{
+    AddressKey, Direction, Fact, LineState, Observation, Party, QueueMember, UnknownLineState,
+};
 pub use feed::{FedView, FeedReport, ViewFeed};
 pub use lane::{Lane, LaneConfig, Write, WriteReason};
 pub use runtime::{

@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{AddressKey, Direction, Fact, LineState, Observation, Party};
+use crate::facts::{AddressKey, Direction, Fact, LineState, Observation, Party, QueueMember};
 
 /// A person, as the extension list names them (an e-mail, a UPN, an id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -138,11 +138,17 @@ impl Directory {
 /// - `registered` is `Some(true)` when any address is registered,
 ///   `Some(false)` when every reporting address is not, `None` when none
 ///   reported.
+/// - `queues` has one [`QueueMember`] per queue any address is a member of,
+///   sorted by queue name. A queue on two addresses is `paused` only when
+///   paused on all of them (the person still takes its calls on the
+///   other), `in_call` when in a call on any, and has the `reason` of the
+///   first paused one in address order.
 ///
 /// `lines` carries each address on its own (one [`LineView`] per address
 /// of the person that has reported anything, in address order), for sinks
 /// that show every phone (a table row per extension). A change on one phone
-/// that leaves the combined fields as they were still changes the view.
+/// that leaves the combined fields as they were still changes the view; so
+/// does a change of queue membership alone, as a DND change does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     /// Whose view it is.
@@ -161,6 +167,10 @@ pub struct View {
     pub cause: Option<AddressKey>,
     /// Each reporting address on its own, in address order.
     pub lines: Vec<LineView>,
+    /// Every queue membership of the person's addresses, one per queue
+    /// name, sorted (combined: see above).
+    #[serde(default)]
+    pub queues: Vec<QueueMember>,
 }
 
 /// One address of a person, as it reported itself (part of a [`View`]).
@@ -179,6 +189,10 @@ pub struct LineView {
     pub dnd: Option<bool>,
     /// Its registration, once reported.
     pub registered: Option<bool>,
+    /// Its queue memberships, sorted by queue name, a reason only with a
+    /// pause (empty: none, or none reported).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueMember>,
 }
 
 /// What one address reported last.
@@ -187,15 +201,63 @@ struct AddressState {
     line: Option<(LineState, Option<Party>, Option<Direction>)>,
     dnd: Option<bool>,
     registered: Option<bool>,
+    /// Sorted by queue name, one per name. A boxed slice: most addresses
+    /// are in no queue, and it is smaller than a `Vec`.
+    queues: Box<[QueueMember]>,
 }
 
+/// What of an [`AddressState`] shows in its [`LineView`], queues aside
+/// (compared without copying them).
+type Shown = (
+    LineState,
+    Option<Party>,
+    Option<Direction>,
+    Option<bool>,
+    Option<bool>,
+);
+
 impl AddressState {
-    /// Whether `self` and `other` give the same [`LineView`].
-    fn shows_as(&self, other: &Self) -> bool {
-        self.effective_line() == other.effective_line()
-            && self.party() == other.party()
-            && self.dnd == other.dnd
-            && self.registered == other.registered
+    fn shown(&self) -> Shown {
+        let (party, direction) = self.party();
+        (
+            self.effective_line(),
+            party.cloned(),
+            direction,
+            self.dnd,
+            self.registered,
+        )
+    }
+
+    /// Takes `fact` in; says whether the address shows differently now.
+    fn apply(&mut self, fact: &Fact) -> bool {
+        if let Fact::Queues(members) = fact {
+            let mut members = members.clone();
+            // A reason says why a membership is paused; without a pause it
+            // says nothing.
+            for member in &mut members {
+                if !member.paused {
+                    member.reason = None;
+                }
+            }
+            // Stable: of one queue listed twice, the first report stays.
+            members.sort_by(|a, b| a.queue.cmp(&b.queue));
+            members.dedup_by(|later, first| later.queue == first.queue);
+            let changed = *self.queues != *members;
+            self.queues = members.into_boxed_slice();
+            return changed;
+        }
+        let before = self.shown();
+        match fact {
+            Fact::Line {
+                state,
+                counterparty,
+                direction,
+            } => self.line = Some((*state, counterparty.clone(), *direction)),
+            Fact::Dnd(on) => self.dnd = Some(*on),
+            Fact::Registration(on) => self.registered = Some(*on),
+            Fact::Queues(_) => {}
+        }
+        self.shown() != before
     }
 
     fn party(&self) -> (Option<&Party>, Option<Direction>) {
@@ -299,19 +361,13 @@ impl Views {
             return Observed::UnknownAddress;
         };
         let slot = &mut self.addresses[at].1;
-        let mut state = slot.state.clone().unwrap_or_default();
-        match &observation.fact {
-            Fact::Line {
-                state: line,
-                counterparty,
-                direction,
-            } => state.line = Some((*line, counterparty.clone(), *direction)),
-            Fact::Dnd(on) => state.dnd = Some(*on),
-            Fact::Registration(on) => state.registered = Some(*on),
-        }
-        let same = slot.state.as_ref().is_some_and(|old| old.shows_as(&state));
-        slot.state = Some(state);
-        if same {
+        // The first report of an address adds it to the view.
+        let first = slot.state.is_none();
+        let changed = slot
+            .state
+            .get_or_insert_with(AddressState::default)
+            .apply(&observation.fact);
+        if !first && !changed {
             return Observed::Unchanged;
         }
         let person = slot.person;
@@ -361,6 +417,7 @@ impl Views {
                 direction,
                 dnd: state.dnd,
                 registered: state.registered,
+                queues: state.queues.to_vec(),
             });
             dnd |= state.dnd == Some(true);
             registered = match (registered, state.registered) {
@@ -397,10 +454,39 @@ impl Views {
             dnd,
             registered,
             cause: cause.map(|at| self.addresses[at].0.clone()),
+            queues: combine_queues(&lines),
             lines,
         };
         (view, cause)
     }
+}
+
+/// The queues of `lines` (each sorted by name, in address order), one per
+/// queue name by the rule documented on [`View`].
+fn combine_queues(lines: &[LineView]) -> Vec<QueueMember> {
+    let mut all: Vec<&QueueMember> = lines.iter().flat_map(|l| &l.queues).collect();
+    // Stable: within a queue, the memberships stay in address order.
+    all.sort_by(|a, b| a.queue.cmp(&b.queue));
+    let mut combined: Vec<QueueMember> = Vec::new();
+    // Whether the last combined queue has a paused membership yet.
+    let mut any_paused = false;
+    for member in all {
+        match combined.last_mut() {
+            Some(last) if last.queue == member.queue => {
+                last.paused &= member.paused;
+                last.in_call |= member.in_call;
+                if member.paused && !any_paused {
+                    last.reason.clone_from(&member.reason);
+                    any_paused = true;
+                }
+            }
+            _ => {
+                any_paused = member.paused;
+                combined.push(member.clone());
+            }
+        }
+    }
+    combined
 }
 
 #[cfg(test)]

@@ -201,6 +201,7 @@ fn each_reporting_address_is_in_the_view_on_its_own() {
                 direction: Some(Direction::Inbound),
                 dnd: None,
                 registered: None,
+                queues: vec![],
             },
             LineView {
                 address: AddressKey::new("pbx-b", "2001"),
@@ -209,6 +210,7 @@ fn each_reporting_address_is_in_the_view_on_its_own() {
                 direction: None,
                 dnd: Some(true),
                 registered: Some(false),
+                queues: vec![],
             },
         ]
     );
@@ -270,4 +272,194 @@ fn a_view_asked_for_is_the_last_view_changed_to() {
     assert_eq!(last.cause, Some(AddressKey::new("pbx-b", "2001")));
     assert_eq!(v.get(&"alice".into()), Some(last.clone()));
     assert_eq!(v.iter().next(), Some(last));
+}
+
+fn member(queue: &str, paused: bool, reason: Option<&str>, in_call: bool) -> QueueMember {
+    QueueMember {
+        queue: queue.into(),
+        paused,
+        reason: reason.map(Into::into),
+        in_call,
+    }
+}
+
+fn queues(views: &mut Views, system: &str, address: &str, members: &[QueueMember]) -> Observed {
+    views.observe(&obs(system, address, Fact::Queues(members.to_vec())))
+}
+
+#[test]
+fn a_change_of_queues_alone_changes_the_view() {
+    let mut v = views();
+    line(&mut v, "pbx-a", "1003", LineState::Idle);
+    let Observed::Changed(view) = queues(
+        &mut v,
+        "pbx-a",
+        "1003",
+        &[member("support", false, None, false)],
+    ) else {
+        panic!("joining a queue changes the view");
+    };
+    assert_eq!(view.line, LineState::Idle);
+    assert_eq!(view.queues, [member("support", false, None, false)]);
+    let Observed::Changed(view) = queues(
+        &mut v,
+        "pbx-a",
+        "1003",
+        &[member("support", true, Some("lunch"), false)],
+    ) else {
+        panic!("a pause changes the view");
+    };
+    assert_eq!(view.queues, [member("support", true, Some("lunch"), false)]);
+    assert_eq!(view.lines[0].queues, view.queues);
+    // The same memberships again change nothing.
+    assert_eq!(
+        queues(
+            &mut v,
+            "pbx-a",
+            "1003",
+            &[member("support", true, Some("lunch"), false)]
+        ),
+        Observed::Unchanged
+    );
+    // A line report leaves the queues as they were.
+    let Observed::Changed(view) = line(&mut v, "pbx-a", "1003", LineState::Busy) else {
+        panic!("the line changed");
+    };
+    assert_eq!(view.queues, [member("support", true, Some("lunch"), false)]);
+}
+
+#[test]
+fn queues_are_sorted_by_name_in_line_and_view() {
+    let mut v = views();
+    let Observed::Changed(view) = queues(
+        &mut v,
+        "pbx-a",
+        "1003",
+        &[
+            member("support", false, None, false),
+            member("billing", false, None, true),
+        ],
+    ) else {
+        panic!("a first report changes the view");
+    };
+    let names: Vec<&str> = view.queues.iter().map(|q| q.queue.as_str()).collect();
+    assert_eq!(names, ["billing", "support"]);
+    assert_eq!(view.lines[0].queues, view.queues);
+    // The order of a report does not matter.
+    assert_eq!(
+        queues(
+            &mut v,
+            "pbx-a",
+            "1003",
+            &[
+                member("billing", false, None, true),
+                member("support", false, None, false),
+            ]
+        ),
+        Observed::Unchanged
+    );
+}
+
+#[test]
+fn one_queue_on_two_addresses_combines_into_one() {
+    let mut v = views();
+    queues(
+        &mut v,
+        "pbx-a",
+        "1001",
+        &[
+            member("sales", true, Some("meeting"), false),
+            member("support", false, None, false),
+        ],
+    );
+    queues(
+        &mut v,
+        "pbx-a",
+        "1002",
+        &[member("support", true, Some("lunch"), true)],
+    );
+    let Observed::Changed(view) = queues(
+        &mut v,
+        "pbx-b",
+        "2001",
+        &[
+            member("sales", true, Some("training"), false),
+            member("support", true, Some("break"), false),
+        ],
+    ) else {
+        panic!("2001's queues changed");
+    };
+    assert_eq!(
+        view.queues,
+        [
+            // Paused on both: paused, the first address's reason.
+            member("sales", true, Some("meeting"), false),
+            // Free on 1001: not paused; in a call on 1002; the reason of
+            // the first paused one (1002).
+            member("support", false, Some("lunch"), true),
+        ]
+    );
+    // Each line keeps its own.
+    assert_eq!(
+        view.lines[1].queues,
+        [member("support", true, Some("lunch"), true)]
+    );
+    // 1001 is paused too: support is paused, with 1001's reason now first.
+    let Observed::Changed(view) = queues(
+        &mut v,
+        "pbx-a",
+        "1001",
+        &[
+            member("sales", true, Some("meeting"), false),
+            member("support", true, None, false),
+        ],
+    ) else {
+        panic!("1001's queues changed");
+    };
+    assert_eq!(view.queues[1], member("support", true, None, true));
+}
+
+#[test]
+fn an_empty_list_clears_the_queues() {
+    let mut v = views();
+    queues(
+        &mut v,
+        "pbx-a",
+        "1001",
+        &[member("support", true, Some("lunch"), false)],
+    );
+    queues(
+        &mut v,
+        "pbx-a",
+        "1002",
+        &[member("sales", false, None, false)],
+    );
+    let Observed::Changed(view) = queues(&mut v, "pbx-a", "1001", &[]) else {
+        panic!("leaving every queue changes the view");
+    };
+    assert_eq!(view.queues, [member("sales", false, None, false)]);
+    assert!(view.lines[0].queues.is_empty());
+    let Observed::Changed(view) = queues(&mut v, "pbx-a", "1002", &[]) else {
+        panic!("leaving every queue changes the view");
+    };
+    assert!(view.queues.is_empty());
+    assert!(view.lines.iter().all(|l| l.queues.is_empty()));
+    // A line without queues has no `queues` key in JSON.
+    let json = serde_json::to_value(&view.lines[0]).unwrap();
+    assert!(json.get("queues").is_none(), "{json}");
+}
+
+#[test]
+fn a_reason_comes_only_with_a_pause() {
+    let mut v = views();
+    let Observed::Changed(view) = queues(
+        &mut v,
+        "pbx-a",
+        "1003",
+        &[member("support", false, Some("lunch"), false)],
+    ) else {
+        panic!("a first report changes the view");
+    };
+    assert_eq!(view.queues, [member("support", false, None, false)]);
+    assert_eq!(view.lines[0].queues, view.queues);
 }

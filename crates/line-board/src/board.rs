@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use sip_blf_engine::{Direction, FeedReport, LineState, LineView, ViewFeed};
+use sip_blf_engine::{Direction, FeedReport, LineState, LineView, QueueMember, ViewFeed};
 use tokio::sync::watch;
 
 use crate::model::{Counterparty, Extension, ExtensionFilter, Health, Listing, Teams};
@@ -64,17 +64,29 @@ pub struct LineUpdate {
     pub counterparty: Option<Counterparty>,
     /// The call's direction, if known.
     pub direction: Option<Direction>,
+    /// The call queues it is an agent of, sorted by queue name.
+    pub queues: Vec<QueueMember>,
 }
 
 impl LineUpdate {
-    /// `state`, DND off, no counterparty or direction.
+    /// `state`, DND off, no counterparty, direction or queue.
     pub fn new(state: LineState) -> Self {
         Self {
             state,
             dnd: false,
             counterparty: None,
             direction: None,
+            queues: Vec::new(),
         }
+    }
+
+    /// Whether `ext` shows this already (its event time aside).
+    fn shown_by(&self, ext: &Extension) -> bool {
+        ext.line_state == self.state
+            && ext.dnd == self.dnd
+            && ext.counterparty == self.counterparty
+            && ext.direction == self.direction
+            && ext.queues == self.queues
     }
 }
 
@@ -85,6 +97,7 @@ impl From<&LineView> for LineUpdate {
             dnd: line.dnd.unwrap_or(false),
             counterparty: line.counterparty.clone().map(Counterparty::from),
             direction: line.direction,
+            queues: line.queues.clone(),
         }
     }
 }
@@ -212,8 +225,7 @@ impl State {
     fn apply(&mut self, at: usize, update: LineUpdate, when: SystemTime, touch: bool) -> bool {
         let ext = &mut self.entries[at].ext;
         let moved = ext.line_state != update.state || ext.dnd != update.dnd;
-        let differs =
-            moved || ext.counterparty != update.counterparty || ext.direction != update.direction;
+        let differs = !update.shown_by(ext);
         if moved {
             ext.since = Some(when);
         }
@@ -221,6 +233,7 @@ impl State {
         ext.dnd = update.dnd;
         ext.counterparty = update.counterparty;
         ext.direction = update.direction;
+        ext.queues = update.queues;
         let touched = touch && ext.last_event != Some(when);
         if touched {
             ext.last_event = Some(when);
@@ -360,7 +373,7 @@ impl Board {
     }
 
     /// Sets `extension`'s line; `since` moves only when the line state or
-    /// DND changes. Returns whether anything changed (`false` for an
+    /// DND changes (not with the counterparty, direction or queues). Returns whether anything changed (`false` for an
     /// extension that is not listed: ignored).
     pub fn set_line(&self, extension: &str, update: LineUpdate, at: SystemTime) -> bool {
         self.update(|state| match state.find(extension) {
@@ -472,7 +485,7 @@ impl Board {
 
     /// Applies every view of `feed` to the board until the feed ends: each
     /// line on `system` whose state differs from the board's is recorded
-    /// (line state, DND, counterparty, direction, and `last_event`) at the
+    /// (line state, DND, counterparty, direction, queues, and `last_event`) at the
     /// time its view was observed. Lines of other systems are skipped;
     /// lines of extensions that are not listed are ignored. Reports each
     /// applied batch to the runtime as a success.
@@ -502,10 +515,7 @@ impl Board {
                             };
                             let update = LineUpdate::from(line);
                             let ext = &state.entries[i].ext;
-                            let same = ext.line_state == update.state
-                                && ext.dnd == update.dnd
-                                && ext.counterparty == update.counterparty
-                                && ext.direction == update.direction;
+                            let same = update.shown_by(ext);
                             // A person's view lists all their lines; only the
                             // ones that changed had an event (the replay
                             // counts for each line new to the board).

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use sip_blf_engine::{Directory, Fact, Observation, Runtime, RuntimeConfig};
+use sip_blf_engine::{Directory, Fact, Observation, QueueMember, Runtime, RuntimeConfig};
 
 use super::*;
 use crate::model::{HealthKind, StateFilter};
@@ -58,6 +58,26 @@ fn since_moves_only_when_state_or_dnd_changes() {
     let seq = board.sequence();
     assert!(!board.set_line("1001", busy.clone(), t(6)));
     assert_eq!(board.sequence(), seq);
+
+    // Queues alone: a change, but not of `since`; the same again is none.
+    busy.queues = vec![QueueMember {
+        queue: "support".into(),
+        paused: false,
+        reason: None,
+        in_call: false,
+    }];
+    assert!(board.set_line("1001", busy.clone(), t(6)));
+    assert_eq!(board.sequence(), seq + 1);
+    let ext = board.extension("1001").unwrap();
+    assert_eq!(ext.since, Some(t(0)));
+    assert_eq!(ext.queues, busy.queues);
+    assert!(!board.set_line("1001", busy.clone(), t(6)));
+    // A search finds the queue's name.
+    let filter = ExtensionFilter {
+        q: Some("SUPP".into()),
+        ..ExtensionFilter::all()
+    };
+    assert_eq!(board.extensions(&filter).len(), 1);
 
     busy.dnd = true;
     assert!(board.set_line("1001", busy.clone(), t(7)));
@@ -303,6 +323,62 @@ async fn follow_applies_each_line_of_the_system() {
             assert!(a.last_event.is_some() && b.last_event.is_some());
             // Alice's other phone has not reported: untouched.
             assert_eq!(board.extension("1003").unwrap().last_event, None);
+            break;
+        }
+        tokio::time::timeout(Duration::from_secs(60), changed.changed())
+            .await
+            .expect("the board changes")
+            .unwrap();
+    }
+    runtime.stop(Duration::from_secs(5)).await;
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("follow ends with the feed")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn follow_applies_queues_alone() {
+    let mut directory = Directory::new();
+    directory.add("pbx-a", "1001", "alice@contoso.com").unwrap();
+    let mut runtime = Runtime::start(directory, RuntimeConfig::default()).unwrap();
+    let feed = runtime.add_feed("board").await.unwrap();
+    let board = board(16);
+    let mut changed = board.subscribe();
+    let task = tokio::spawn(board.clone().follow(feed, "pbx-a"));
+    let observe = |fact| Observation::new("pbx-a", "1001", fact, Instant::now());
+
+    runtime
+        .observe(observe(Fact::line(LineState::Idle)))
+        .await
+        .unwrap();
+    let idle = loop {
+        let ext = board.extension("1001").unwrap();
+        if ext.line_state == LineState::Idle {
+            break ext;
+        }
+        tokio::time::timeout(Duration::from_secs(60), changed.changed())
+            .await
+            .expect("the board changes")
+            .unwrap();
+    };
+    let paused = QueueMember {
+        queue: "support".into(),
+        paused: true,
+        reason: Some("lunch".into()),
+        in_call: false,
+    };
+    runtime
+        .observe(observe(Fact::Queues(vec![paused.clone()])))
+        .await
+        .unwrap();
+    loop {
+        let ext = board.extension("1001").unwrap();
+        if !ext.queues.is_empty() {
+            assert_eq!(ext.queues, [paused]);
+            assert_eq!(ext.line_state, LineState::Idle);
+            // A queue change is no change of line or DND.
+            assert_eq!(ext.since, idle.since);
             break;
         }
         tokio::time::timeout(Duration::from_secs(60), changed.changed())

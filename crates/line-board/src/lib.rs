@@ -1,8 +1,8 @@
 //! A live web dashboard and HTTP API of PBX line state.
 //!
 //! A [`Board`] holds every listed extension ([`Listing`]) and what is known
-//! about it ([`Extension`]: line state, DND, the other party, the Teams
-//! presence set for its person) and the health of the service's sources
+//! about it ([`Extension`]: line state, DND, the other party, its call
+//! queues, the Teams presence set for its person) and the health of the service's sources
 //! and sinks ([`Health`]). [`Board::follow`] keeps it up to date from the
 //! engine's [`ViewFeed`](sip_blf_engine::ViewFeed); [`app`] serves it:
 //!
@@ -65,7 +65,7 @@ pub use model::{
     Counterparty, Extension, ExtensionFilter, Health, HealthKind, Listing, StateFilter, Teams,
     UnknownStateFilter,
 };
-pub use sip_blf_engine::{Direction, LineState};
+pub use sip_blf_engine::{Direction, LineState, QueueMember};
 pub use sse::KEEP_ALIVE;
 
 /// The README's examples, compiled as doctests.

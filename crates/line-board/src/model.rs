@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use sip_blf_engine::{Direction, LineState, Party};
+use sip_blf_engine::{Direction, LineState, Party, QueueMember};
 
 /// One listed extension, as the extension list gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +93,10 @@ pub struct Extension {
     pub last_event: Option<SystemTime>,
     /// The Teams presence the service set for the person.
     pub teams: Option<Teams>,
+    /// The call queues the extension is an agent of, sorted by queue name
+    /// (empty: none, or no source reports queues).
+    #[serde(default)]
+    pub queues: Vec<QueueMember>,
 }
 
 impl Extension {
@@ -110,11 +114,13 @@ impl Extension {
             direction: None,
             last_event: None,
             teams: None,
+            queues: Vec::new(),
         }
     }
 
     /// Whether `needle` (already lowercase) is a substring of the
-    /// extension, name, e-mail or counterparty (number or name), ignoring case.
+    /// extension, name, e-mail, counterparty (number or name) or a queue's
+    /// name, ignoring case.
     pub(crate) fn matches_text(&self, needle: &str) -> bool {
         let has = |text: &str| text.to_lowercase().contains(needle);
         has(&self.extension)
@@ -124,6 +130,7 @@ impl Extension {
                 .counterparty
                 .as_ref()
                 .is_some_and(|c| has(&c.number) || c.name.as_deref().is_some_and(has))
+            || self.queues.iter().any(|q| has(&q.queue))
     }
 }
 
@@ -195,8 +202,9 @@ impl FromStr for StateFilter {
 pub struct ExtensionFilter {
     /// Only this line state (or DND on).
     pub state: Option<StateFilter>,
-    /// Only extensions whose extension, name, e-mail or counterparty
-    /// contains this text (case-insensitive). Empty: no restriction.
+    /// Only extensions whose extension, name, e-mail, counterparty or a
+    /// queue's name contains this text (case-insensitive). Empty: no
+    /// restriction.
     pub q: Option<String>,
 }
 
@@ -252,11 +260,13 @@ mod tests {
             "direction",
             "last_event",
             "teams",
+            "queues",
         ] {
             assert!(keys.contains(&key), "{key} missing in {json}");
         }
         assert_eq!(json["line_state"], "unknown");
         assert!(json["since"].is_null());
+        assert_eq!(json["queues"], serde_json::json!([]));
     }
 
     #[test]
@@ -271,12 +281,24 @@ mod tests {
             accepted: true,
             at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_292_000),
         });
+        ext.queues = vec![QueueMember {
+            queue: "support".into(),
+            paused: true,
+            reason: Some("lunch".into()),
+            in_call: false,
+        }];
         let json = serde_json::to_string(&ext).unwrap();
         assert!(
             json.contains(r#""since":"2026-12-03T10:00:00.123Z""#),
             "{json}"
         );
         assert!(json.contains(r#""direction":"inbound""#), "{json}");
+        assert!(
+            json.contains(
+                r#""queues":[{"queue":"support","paused":true,"reason":"lunch","in_call":false}]"#
+            ),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<Extension>(&json).unwrap(), ext);
     }
 

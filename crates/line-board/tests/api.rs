@@ -9,7 +9,7 @@ use axum::Router;
 use common::{board, client, now, serve};
 use line_board::{
     check_bind, protect, Access, Counterparty, Health, HealthKind, LineState, LineUpdate,
-    CONTENT_SECURITY_POLICY,
+    QueueMember, CONTENT_SECURITY_POLICY,
 };
 use serde_json::Value;
 
@@ -102,6 +102,50 @@ async fn lists_filters_and_finds_extensions() {
     let (status, nothing, _) = get("/api/v2/anything").await;
     assert_eq!(status, 404);
     assert!(nothing["error"].is_string());
+}
+
+#[tokio::test]
+async fn an_extension_lists_its_queues() {
+    let board = board(100);
+    let mut agent = LineUpdate::new(LineState::Busy);
+    agent.queues = vec![
+        QueueMember {
+            queue: "billing".into(),
+            paused: false,
+            reason: None,
+            in_call: true,
+        },
+        QueueMember {
+            queue: "support".into(),
+            paused: true,
+            reason: Some("lunch".into()),
+            in_call: true,
+        },
+    ];
+    board.record("1002", agent, now());
+    let base = serve(board, Access::open()).await;
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = client().get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    let all = get("/api/v1/extensions").await;
+    assert_eq!(all["extensions"][0]["queues"], serde_json::json!([]));
+    let queues = serde_json::json!([
+        { "queue": "billing", "paused": false, "reason": null, "in_call": true },
+        { "queue": "support", "paused": true, "reason": "lunch", "in_call": true },
+    ]);
+    assert_eq!(all["extensions"][1]["queues"], queues);
+    assert_eq!(get("/api/v1/extensions/1002").await["queues"], queues);
+    assert_eq!(
+        extensions(&get("/api/v1/extensions?q=billing").await),
+        ["1002"],
+        "a queue's name"
+    );
 }
 
 #[tokio::test]

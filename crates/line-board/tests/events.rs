@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::{board, board_with, now, serve, SseReader};
-use line_board::{Access, Health, HealthKind, LineState, LineUpdate};
+use line_board::{Access, Health, HealthKind, LineState, LineUpdate, QueueMember};
 use serde_json::Value;
 
 /// Reads `changes` events until every extension of `want` has the wanted
@@ -91,6 +91,46 @@ async fn snapshot_then_coalesced_changes() {
     };
     assert_eq!(health["sources"][0]["detail"], "not registered");
     assert!(health["sinks"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_change_of_queues_alone_is_an_event() {
+    let board = board(100);
+    board.record("1003", LineUpdate::new(LineState::Idle), now());
+    let base = serve(board.clone(), Access::open()).await;
+    let mut reader = SseReader::open(&format!("{base}/api/v1/events"), &[]).await;
+    let snapshot = reader.next().await;
+    assert_eq!(snapshot.event, "snapshot");
+    let carol = &snapshot.json()["extensions"][2];
+    assert_eq!(carol["queues"], serde_json::json!([]));
+    let since = carol["since"].clone();
+
+    let mut paused = LineUpdate::new(LineState::Idle);
+    paused.queues = vec![QueueMember {
+        queue: "support".into(),
+        paused: true,
+        reason: Some("lunch".into()),
+        in_call: false,
+    }];
+    assert!(board.record("1003", paused, now()));
+    let changes = loop {
+        let event = reader.next().await;
+        if event.event == "changes" {
+            break event;
+        }
+    };
+    assert_eq!(changes.id.as_deref().unwrap(), board.sequence().to_string());
+    let json = changes.json();
+    assert_eq!(extension_names(&json), ["1003"]);
+    let carol = &json["extensions"][0];
+    assert_eq!(
+        carol["queues"],
+        serde_json::json!([
+            { "queue": "support", "paused": true, "reason": "lunch", "in_call": false }
+        ])
+    );
+    assert_eq!(carol["line_state"], "idle");
+    assert_eq!(carol["since"], since, "queues do not move since");
 }
 
 #[tokio::test]
