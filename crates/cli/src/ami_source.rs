@@ -12,4 +12,4 @@ mod tracker;
 pub use precedence::DeferToAmi;
 pub use settings::{with_default_port, AmiSettings, DEFAULT_AMI_PORT};
 pub use source::{read_dnd_flags, read_full_state, report_status, AmiSource, AmiStatus, FullState};
-pub use tracker::{line_state, AmiNotice, AmiTracker, DndScheme};
+pub use tracker::{line_state, AmiNotice, AmiTracker, DndScheme, Lists};

@@ -109,11 +109,12 @@ impl AmiSettings {
 
     /// The client configuration: the event classes the source reads
     /// (`system` for boot and shutdown, `call` for hints, devices and
-    /// channels), never the `dialplan` flood of `VarSet`.
+    /// channels, `agent` for queue members), never the `dialplan` flood of
+    /// `VarSet`.
     pub fn client_config(&self) -> ami::Config {
         let mut config = ami::Config::new(self.username.clone(), self.secret.expose().to_owned());
         config.auth = self.auth;
-        config.events = Some("system,call".into());
+        config.events = Some("system,call,agent".into());
         config.action_id_prefix = "blf-".into();
         config
     }
@@ -175,6 +176,9 @@ mod tests {
         assert_eq!(s.dnd_refresh, Some(DEFAULT_AMI_DND_REFRESH));
         assert!(!format!("{s:?}").contains("s3cret-value"));
         assert!(!format!("{:?}", s.client_config()).contains("s3cret-value"));
-        assert_eq!(s.client_config().events.as_deref(), Some("system,call"));
+        assert_eq!(
+            s.client_config().events.as_deref(),
+            Some("system,call,agent")
+        );
     }
 }

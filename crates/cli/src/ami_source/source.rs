@@ -12,6 +12,7 @@ use sip_blf_engine::{Observation, Source};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::tracker::Lists;
 use super::{AmiSettings, AmiTracker};
 use crate::sip_source::PBX;
 
@@ -31,8 +32,22 @@ pub struct FullState {
     pub devices: Vec<Event>,
     /// astdb's DND flag of each extension read.
     pub dnd: Vec<(String, bool)>,
+    /// `QueueStatus`'s `QueueMember` items (none without `app_queue`).
+    pub members: Vec<Event>,
     /// Why the hints are missing, when the PBX refused the list.
     pub hints_refused: Option<String>,
+}
+
+impl FullState {
+    /// The lists, as the tracker takes them.
+    pub fn lists(&self) -> Lists<'_> {
+        Lists {
+            hints: &self.hints,
+            devices: &self.devices,
+            dnd_flags: &self.dnd,
+            members: &self.members,
+        }
+    }
 }
 
 /// Reads the full state: every hint, every device state, and when the
@@ -58,6 +73,15 @@ pub async fn read_full_state(
         return Err(DriverError::Ami(e));
     }
     state.devices = devices.items;
+    let queues = handle.list(Action::new("QueueStatus")).await?;
+    if let Some(e) = queues.error {
+        return Err(DriverError::Ami(e));
+    }
+    state.members = queues
+        .items
+        .into_iter()
+        .filter(|e| e.is("QueueMember"))
+        .collect();
     if let Some(family) = db_family {
         state.dnd = read_dnd_flags(handle, extensions, family).await?;
     }
@@ -268,12 +292,7 @@ impl AmiSource {
                 if let Some(why) = &state.hints_refused {
                     tracing::warn!("AMI: the PBX lists no hints ({why})");
                 }
-                let seen = self.tracker.finish_resync(
-                    &state.hints,
-                    &state.devices,
-                    &state.dnd,
-                    now.into_std(),
-                );
+                let seen = self.tracker.finish_resync(state.lists(), now.into_std());
                 for notice in self.tracker.take_notices() {
                     tracing::warn!("AMI: {notice}");
                 }

@@ -28,7 +28,20 @@ use std::time::Instant;
 
 use ami::states::{aggregate, channel_device};
 use ami::{DeviceState, Event, ExtensionState, Hint};
-use sip_blf_engine::{Direction, Fact, LineState, Observation, Party};
+use sip_blf_engine::{Direction, Fact, LineState, Observation, Party, QueueMember};
+
+/// A new connection's full state, as the PBX listed it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lists<'a> {
+    /// `ExtensionStateList`'s items.
+    pub hints: &'a [Event],
+    /// `DeviceStateList`'s items.
+    pub devices: &'a [Event],
+    /// astdb's DND flag of each extension read (`(extension, on)`).
+    pub dnd_flags: &'a [(String, bool)],
+    /// `QueueStatus`'s `QueueMember` items.
+    pub members: &'a [Event],
+}
 
 /// Where DND lives on the PBX.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +113,8 @@ struct Facts {
     line: Option<(LineState, Option<Party>, Option<Direction>)>,
     dnd: Option<bool>,
     registered: Option<bool>,
+    /// Queue memberships, by queue name (empty: none).
+    queues: Vec<QueueMember>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -109,6 +124,8 @@ struct Entry {
     status: Option<ExtensionState>,
     /// astdb's DND flag, as read at the last full state.
     dnd_db: Option<bool>,
+    /// Queue memberships by queue name.
+    queues: BTreeMap<String, QueueMember>,
     reported: Facts,
 }
 
@@ -183,13 +200,13 @@ impl AmiTracker {
     /// The full state of a new connection: `ExtensionStateList`'s items,
     /// `DeviceStateList`'s items and astdb's DND flags (`None`: not set).
     /// Everything known before is replaced, and every fact is reported.
-    pub fn finish_resync(
-        &mut self,
-        hints: &[Event],
-        devices: &[Event],
-        dnd_flags: &[(String, bool)],
-        now: Instant,
-    ) -> Vec<Observation> {
+    pub fn finish_resync(&mut self, state: Lists<'_>, now: Instant) -> Vec<Observation> {
+        let Lists {
+            hints,
+            devices,
+            dnd_flags,
+            members,
+        } = state;
         self.devices.clear();
         self.channels.clear();
         for event in devices {
@@ -241,14 +258,25 @@ impl AmiTracker {
             }
         }
         self.index_devices();
+        for entry in self.entries.values_mut() {
+            entry.queues.clear();
+        }
+        for member in members {
+            self.member_changed(member);
+        }
         let held = self.held.take().unwrap_or_default();
         for event in &held {
             self.apply(event);
         }
         // Everything is said again, changed or not: another source (SIP)
-        // may have spoken for these lines while AMI was away.
+        // may have spoken for these lines while AMI was away. (Queues are
+        // AMI's alone: a change is enough.)
         for entry in self.entries.values_mut() {
-            entry.reported = Facts::default();
+            let queues = std::mem::take(&mut entry.reported.queues);
+            entry.reported = Facts {
+                queues,
+                ..Facts::default()
+            };
         }
         let all: Vec<String> = self.entries.keys().cloned().collect();
         self.report(all, now)
@@ -330,6 +358,24 @@ impl AmiTracker {
             };
             let channel = self.channels.remove(at);
             return self.extensions_of(&channel.device);
+        }
+        if ["QueueMemberStatus", "QueueMemberAdded", "QueueMemberPause"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
+            return self.member_changed(event);
+        }
+        if name.eq_ignore_ascii_case("QueueMemberRemoved") {
+            let Some(queue) = event.get("Queue") else {
+                return Vec::new();
+            };
+            let extensions = self.member_extensions(event);
+            for extension in &extensions {
+                if let Some(entry) = self.entries.get_mut(extension) {
+                    entry.queues.remove(queue);
+                }
+            }
+            return extensions;
         }
         if ["Newchannel", "Newstate", "NewConnectedLine"]
             .iter()
@@ -423,6 +469,54 @@ impl AmiTracker {
         self.extensions_of(&device)
     }
 
+    /// A queue member's state (an event, or a `QueueStatus` item); the
+    /// extensions it belongs to.
+    fn member_changed(&mut self, event: &Event) -> Vec<String> {
+        let Some(queue) = event.get("Queue").map(str::to_owned) else {
+            return Vec::new();
+        };
+        let flag = |key: &str| event.get(key).is_some_and(|v| v.trim() == "1");
+        let paused = flag("Paused");
+        let member = QueueMember {
+            queue: queue.clone(),
+            paused,
+            reason: event
+                .get("PausedReason")
+                .map(str::trim)
+                .filter(|r| paused && !r.is_empty())
+                .map(str::to_owned),
+            in_call: flag("InCall"),
+        };
+        let extensions = self.member_extensions(event);
+        for extension in &extensions {
+            if let Some(entry) = self.entries.get_mut(extension) {
+                entry.queues.insert(queue.clone(), member.clone());
+            }
+        }
+        extensions
+    }
+
+    /// The watched extensions a queue member is: those whose hint has its
+    /// state interface (`PJSIP/1001`), else the extension of a FreePBX
+    /// member interface (`Local/1001@from-queue/n`).
+    fn member_extensions(&self, event: &Event) -> Vec<String> {
+        if let Some(device) = event.get("StateInterface") {
+            let found = self.extensions_of(&device.to_ascii_lowercase());
+            if !found.is_empty() {
+                return found;
+            }
+        }
+        ["Interface", "Location"]
+            .iter()
+            .filter_map(|k| event.get(k))
+            .filter_map(|i| i.strip_prefix("Local/"))
+            .filter_map(|rest| rest.split(['@', '/']).next())
+            .filter(|ext| self.entries.contains_key(*ext))
+            .map(str::to_owned)
+            .take(1)
+            .collect()
+    }
+
     fn extensions_of(&self, device: &str) -> Vec<String> {
         self.device_extensions
             .get(device)
@@ -477,6 +571,9 @@ impl AmiTracker {
                     push(Fact::Registration(registered));
                 }
             }
+            if facts.queues != before.queues {
+                push(Fact::Queues(facts.queues.clone()));
+            }
             if facts.line != before.line {
                 if let Some((state, counterparty, direction)) = facts.line {
                     push(Fact::Line {
@@ -499,11 +596,13 @@ impl AmiTracker {
             Some(state) => Some(*state == DeviceState::Busy),
         };
         let dnd = device_dnd.or(entry.dnd_db.filter(|_| self.dnd.db_family.is_some()));
+        let queues: Vec<QueueMember> = entry.queues.values().cloned().collect();
         let Some((hint, _)) = &entry.hint else {
             return Some(Facts {
                 line: Some((LineState::Unknown, None, None)),
                 dnd,
                 registered: None,
+                queues,
             });
         };
         let phones: Vec<&String> = hint
@@ -551,6 +650,7 @@ impl AmiTracker {
             line: Some((line, counterparty, direction)),
             dnd,
             registered,
+            queues,
         })
     }
 }

@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use ami::codec::parse_message;
 use ami::{Event, Incoming};
-use sip_blf_engine::{Direction, Fact, LineState, Observation, Party};
+use sip_blf_engine::{Direction, Fact, LineState, Observation, Party, QueueMember};
 
 use super::*;
 
@@ -64,6 +64,25 @@ fn device(name: &str, state: &str) -> Event {
     ])
 }
 
+/// The full state without queue members.
+fn finish(
+    t: &mut AmiTracker,
+    hints: &[Event],
+    devices: &[Event],
+    dnd_flags: &[(String, bool)],
+    now: Instant,
+) -> Vec<Observation> {
+    t.finish_resync(
+        Lists {
+            hints,
+            devices,
+            dnd_flags,
+            members: &[],
+        },
+        now,
+    )
+}
+
 fn tracker(extensions: &[&str]) -> AmiTracker {
     AmiTracker::new(
         "pbx",
@@ -98,7 +117,7 @@ fn a_real_call_reads_as_ringing_busy_idle_with_the_other_party() {
     let now = Instant::now();
     let mut t = tracker(&["1001", "1002", "1003"]);
     t.begin_resync();
-    let mut seen = t.finish_resync(&list_items("a1"), &list_items("a2"), &[], now);
+    let mut seen = finish(&mut t, &list_items("a1"), &list_items("a2"), &[], now);
     assert_eq!(lines(&seen, "1003"), [LineState::Offline]);
     assert!(seen.contains(&Observation::new(
         "pbx",
@@ -159,7 +178,7 @@ fn the_held_party_reads_hold() {
     let now = Instant::now();
     let mut t = tracker(&["1001", "1002"]);
     t.begin_resync();
-    let mut seen = t.finish_resync(&list_items("a1"), &list_items("a2"), &[], now);
+    let mut seen = finish(&mut t, &list_items("a1"), &list_items("a2"), &[], now);
     for e in received(HOLD) {
         seen.extend(t.event(&e, now));
     }
@@ -174,7 +193,8 @@ fn freepbx_dnd_is_dnd_not_a_call() {
     let mut t = tracker(&["1001"]);
     let style = "PJSIP/1001&Custom:DND1001,CustomPresence:1001";
     t.begin_resync();
-    let seen = t.finish_resync(
+    let seen = finish(
+        &mut t,
         &[hint("1001", style, "0")],
         &[device("PJSIP/1001", "NOT_INUSE")],
         &[],
@@ -203,7 +223,8 @@ fn a_call_under_dnd_is_still_a_call() {
     let now = Instant::now();
     let mut t = tracker(&["1001"]);
     t.begin_resync();
-    t.finish_resync(
+    finish(
+        &mut t,
         &[hint("1001", "PJSIP/1001&Custom:DND1001", "2")],
         &[
             device("PJSIP/1001", "NOT_INUSE"),
@@ -226,7 +247,8 @@ fn without_device_states_a_busy_dnd_hint_reads_idle() {
     let now = Instant::now();
     let mut t = tracker(&["1001"]);
     t.begin_resync();
-    let seen = t.finish_resync(
+    let seen = finish(
+        &mut t,
         &[hint("1001", "PJSIP/1001&Custom:DND1001", "2")],
         &[],
         &[("1001".into(), true)],
@@ -243,7 +265,8 @@ fn astdb_dnd_without_a_custom_device() {
     let now = Instant::now();
     let mut t = tracker(&["1001"]);
     t.begin_resync();
-    let seen = t.finish_resync(
+    let seen = finish(
+        &mut t,
         &[hint("1001", "PJSIP/1001", "1")],
         &[],
         &[("1001".into(), true)],
@@ -256,7 +279,8 @@ fn astdb_dnd_without_a_custom_device() {
     // The plain Asterisk scheme has no astdb flag: DND is not known.
     let mut t = AmiTracker::new("pbx", ["1001".to_string()], DndScheme::device_only(), None);
     t.begin_resync();
-    let seen = t.finish_resync(
+    let seen = finish(
+        &mut t,
         &[hint("1001", "PJSIP/1001", "0")],
         &[],
         &[("1001".into(), true)],
@@ -271,7 +295,7 @@ fn missing_and_removed_hints_are_named_once() {
     let mut t = tracker(&["1001", "1099"]);
     for _ in 0..2 {
         t.begin_resync();
-        t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+        finish(&mut t, &[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
     }
     assert_eq!(
         t.take_notices(),
@@ -282,7 +306,7 @@ fn missing_and_removed_hints_are_named_once() {
     assert!(t.take_notices().is_empty());
     // After a restart, 1001's hint is gone.
     t.begin_resync();
-    let seen = t.finish_resync(&[], &[], &[], now);
+    let seen = finish(&mut t, &[], &[], &[], now);
     assert_eq!(lines(&seen, "1001"), [LineState::Unknown]);
     assert_eq!(
         t.take_notices(),
@@ -303,7 +327,7 @@ fn events_during_a_resync_apply_after_the_lists() {
     let mut t = tracker(&["1001"]);
     t.begin_resync();
     assert!(t.event(&hint("1001", "PJSIP/1001", "8"), now).is_empty());
-    let seen = t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    let seen = finish(&mut t, &[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
     assert_eq!(lines(&seen, "1001"), [LineState::Ringing]);
 }
 
@@ -312,7 +336,7 @@ fn only_changes_are_reported_and_other_extensions_ignored() {
     let now = Instant::now();
     let mut t = tracker(&["1001"]);
     t.begin_resync();
-    t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    finish(&mut t, &[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
     assert!(t.event(&hint("1001", "PJSIP/1001", "0"), now).is_empty());
     assert!(t.event(&hint("2001", "PJSIP/2001", "1"), now).is_empty());
     assert!(t.event(&event(&[("Event", "VarSet")]), now).is_empty());
@@ -355,7 +379,7 @@ fn a_removed_hint_event_reads_unknown() {
     let now = Instant::now();
     let mut t = tracker(&["1001"]);
     t.begin_resync();
-    t.finish_resync(&[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
+    finish(&mut t, &[hint("1001", "PJSIP/1001", "0")], &[], &[], now);
     let seen = t.event(&hint("1001", "", "-1"), now);
     assert_eq!(lines(&seen, "1001"), [LineState::Unknown]);
     assert_eq!(t.take_notices().len(), 1);
@@ -419,7 +443,8 @@ fn random_events_never_panic_and_report_only_listed_extensions() {
     let now = Instant::now();
     let mut t = tracker(&["1001", "1002"]);
     t.begin_resync();
-    t.finish_resync(
+    finish(
+        &mut t,
         &[hint("1001", "PJSIP/1001&Custom:DND1001", "0")],
         &[],
         &[],
@@ -436,7 +461,7 @@ fn random_events_never_panic_and_report_only_listed_extensions() {
         let e = event(&fields);
         let seen = if round % 500 == 0 {
             t.begin_resync();
-            t.finish_resync(&[e], &[], &[], now)
+            finish(&mut t, &[e], &[], &[], now)
         } else {
             t.event(&e, now)
         };
@@ -444,4 +469,91 @@ fn random_events_never_panic_and_report_only_listed_extensions() {
             assert!(["1001", "1002"].contains(&o.address.as_str()), "{o:?}");
         }
     }
+}
+
+fn member(event_name: &str, queue: &str, exten: &str, paused: &str, in_call: &str) -> Event {
+    event(&[
+        ("Event", event_name),
+        ("Queue", queue),
+        ("Name", &format!("Ext {exten}")),
+        ("Location", &format!("Local/{exten}@from-queue/n")),
+        ("StateInterface", &format!("PJSIP/{exten}")),
+        ("InCall", in_call),
+        ("Paused", paused),
+        ("PausedReason", if paused == "1" { "lunch" } else { "" }),
+    ])
+}
+
+#[test]
+fn queue_members_are_facts_of_their_extension() {
+    let now = Instant::now();
+    let mut t = tracker(&["1001", "1002"]);
+    t.begin_resync();
+    let members = [member("QueueMember", "support", "1001", "1", "0")];
+    let seen = t.finish_resync(
+        Lists {
+            hints: &[
+                hint("1001", "PJSIP/1001", "0"),
+                hint("1002", "PJSIP/1002", "0"),
+            ],
+            members: &members,
+            ..Lists::default()
+        },
+        now,
+    );
+    let paused = QueueMember {
+        queue: "support".into(),
+        paused: true,
+        reason: Some("lunch".into()),
+        in_call: false,
+    };
+    assert!(facts_of(&seen, "1001").contains(&Fact::Queues(vec![paused])));
+    assert!(
+        !facts_of(&seen, "1002")
+            .iter()
+            .any(|f| matches!(f, Fact::Queues(_))),
+        "no queues, nothing said"
+    );
+    // Unpaused, then in a call; by the interface alone when the state interface is unknown.
+    let seen = t.event(
+        &member("QueueMemberStatus", "support", "1001", "0", "1"),
+        now,
+    );
+    assert_eq!(
+        facts_of(&seen, "1001"),
+        [Fact::Queues(vec![QueueMember {
+            queue: "support".into(),
+            paused: false,
+            reason: None,
+            in_call: true,
+        }])]
+    );
+    let mut by_interface = member("QueueMemberAdded", "sales", "1002", "0", "0");
+    by_interface.message = ami::Message::from_fields(
+        by_interface
+            .message
+            .fields()
+            .iter()
+            .filter(|(k, _)| k != "StateInterface")
+            .cloned()
+            .collect(),
+    );
+    let seen = t.event(&by_interface, now);
+    assert_eq!(facts_of(&seen, "1002").len(), 1);
+    let seen = t.event(
+        &member("QueueMemberRemoved", "support", "1001", "0", "0"),
+        now,
+    );
+    assert_eq!(facts_of(&seen, "1001"), [Fact::Queues(vec![])]);
+    // A member that is no watched extension is ignored.
+    assert!(t
+        .event(
+            &member("QueueMemberStatus", "support", "2001", "1", "0"),
+            now
+        )
+        .is_empty());
+    // A new connection whose list lacks 1002's membership clears it.
+    t.begin_resync();
+    let seen = finish(&mut t, &[hint("1002", "PJSIP/1002", "0")], &[], &[], now);
+    assert!(facts_of(&seen, "1002").contains(&Fact::Queues(vec![])));
 }
