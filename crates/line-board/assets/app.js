@@ -27,11 +27,13 @@
   }
 
   // ---- data ---------------------------------------------------------------------------------
-  /** extension -> record {ext, d, rev, state, dnd, group, sinceMs, lastMs, hay} */
+  /** extension -> record {ext, d, rev, state, dnd, group, queues, sinceMs, lastMs, hay} */
   const recs = new Map();
   const counts = { all: 0, dnd: 0, stale: 0 };
   for (const s of STATES) counts[s] = 0;
   let groupedCount = 0;
+  let queuedCount = 0; // extensions in a call queue: tiles get a line for them
+  let queuesShown = false;
   let staleAfterMs = 0;
   let offsetMs = 0; // server clock minus browser clock
   let health = null;
@@ -76,13 +78,30 @@
     counts[r.state]--;
     if (r.dnd) counts.dnd--;
     if (r.group !== null) groupedCount--;
+    if (r.queues.length > 0) queuedCount--;
   }
   function countIn(r) {
     counts.all++;
     counts[r.state]++;
     if (r.dnd) counts.dnd++;
     if (r.group !== null) groupedCount++;
+    if (r.queues.length > 0) queuedCount++;
   }
+
+  /** The queue memberships of an extension's JSON: [{queue, paused, reason, inCall}]. */
+  function parseQueues(v) {
+    if (!Array.isArray(v)) return [];
+    const out = [];
+    for (const q of v) {
+      if (!q || typeof q !== "object" || str(q.queue) === "") continue;
+      const paused = q.paused === true;
+      out.push({ queue: str(q.queue), paused, reason: paused ? str(q.reason) : "", inCall: q.in_call === true });
+    }
+    return out;
+  }
+
+  /** "support · paused (lunch)" */
+  const queueText = (q) => q.queue + (q.paused ? " · paused" + (q.reason ? " (" + q.reason + ")" : "") : "");
 
   function upsert(e) {
     if (!e || typeof e !== "object") return;
@@ -98,10 +117,12 @@
     r.group = group;
     r.state = STATES.includes(e.line_state) ? e.line_state : "unknown";
     r.dnd = e.dnd === true;
+    r.queues = parseQueues(e.queues);
     r.sinceMs = parseTime(e.since);
     r.lastMs = parseTime(e.last_event);
     const cp = e.counterparty && typeof e.counterparty === "object" ? e.counterparty : null;
     r.hay = [ext, str(e.name), str(e.email), cp ? str(cp.number) : "", cp ? str(cp.name) : ""]
+      .concat(r.queues.map((q) => q.queue))
       .join("\n")
       .toLowerCase();
     countIn(r);
@@ -127,6 +148,7 @@
     recs.clear();
     for (const k of Object.keys(counts)) counts[k] = 0;
     groupedCount = 0;
+    queuedCount = 0;
     if (Array.isArray(m.extensions)) for (const e of m.extensions) upsert(e);
     const s = Number(m.stale_after_seconds);
     staleAfterMs = Number.isFinite(s) && s > 0 ? s * 1000 : 0;
@@ -238,6 +260,7 @@
     f.dnd.textContent = "DND";
     f.stale = el("span", "t-stale", top);
     f.stale.textContent = "stale";
+    f.queues = el("div", "t-queues", n);
     f.name = el("div", "t-name", n);
     const call = el("div", "t-call", n);
     f.dur = el("span", "t-dur", call);
@@ -283,6 +306,8 @@
     setData(n, "dnd", r.dnd ? "true" : null);
     setText(f.ext, r.ext);
     setText(f.state, r.state);
+    setText(f.queues, r.queues.map(queueText).join(", "));
+    setData(n, "paused", r.queues.some((q) => q.paused) ? "true" : null);
     const name = str(e.name) || str(e.email);
     setText(f.name, name || "—");
     const cp = e.counterparty && typeof e.counterparty === "object" ? e.counterparty : null;
@@ -309,6 +334,7 @@
     if (r.group !== null) lines.push("Group: " + r.group);
     lines.push("Line: " + r.state + (r.dnd ? ", do not disturb" : ""));
     if (cp) lines.push("Other party: " + (str(e.direction) || "call") + " " + f.cp.textContent);
+    for (const q of r.queues) lines.push("Queue " + queueText(q) + (q.inCall ? " · in a call" : ""));
     if (t) {
       lines.push(
         "Teams: " + f.presence.textContent + (t.accepted === false ? " (not accepted, retrying)" : " (accepted)") +
@@ -518,6 +544,12 @@
         refilterTimer = 0;
         schedule();
       }, Math.max(0, REFILTER_MS - (t - lastRefilter)));
+    }
+    // Tiles get a line for queues while any extension is in one (a taller tile).
+    if ((queuedCount > 0) !== queuesShown) {
+      queuesShown = queuedCount > 0;
+      document.documentElement.classList.toggle("queues", queuesShown);
+      layoutDirty = true;
     }
     const width = grid.clientWidth;
     if (width !== lastWidth) {
