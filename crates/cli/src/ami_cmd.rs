@@ -46,6 +46,36 @@ pub fn format_observation(o: &Observation, json: bool) -> String {
         (Fact::Dnd(on), true) => {
             json!({ "extension": o.address, "dnd": on, "time": time }).to_string()
         }
+        (Fact::Queues(queues), true) => {
+            json!({ "extension": o.address, "queues": queues, "time": time }).to_string()
+        }
+        (Fact::Queues(queues), false) => {
+            let list: Vec<String> = queues
+                .iter()
+                .map(|q| {
+                    let mut text = q.queue.clone();
+                    if q.paused {
+                        text.push_str(" paused");
+                        if let Some(reason) = &q.reason {
+                            text.push_str(&format!(" ({reason})"));
+                        }
+                    }
+                    if q.in_call {
+                        text.push_str(" in a call");
+                    }
+                    text
+                })
+                .collect();
+            format!(
+                "{} queues: {}",
+                o.address,
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            )
+        }
         (Fact::Registration(on), true) => {
             json!({ "extension": o.address, "registered": on, "time": time }).to_string()
         }

@@ -219,6 +219,19 @@ fn ami_calls_and_dnd_reach_teams_the_database_and_the_api() {
     peers.wait_shows(ALICE, "none");
     svc.wait_api("1001", "dnd", false.into());
 
+    // A queue member (agent): the dashboard shows the queue, paused or not.
+    peers.ami.add_queue_member("support", "1002");
+    peers
+        .ami
+        .pause_queue_member("support", "1002", true, "lunch");
+    svc.wait_api(
+        "1002",
+        "queues",
+        serde_json::json!([{"queue": "support", "paused": true, "reason": "lunch", "in_call": false}]),
+    );
+    peers.ami.remove_queue_member("support", "1002");
+    svc.wait_api("1002", "queues", serde_json::json!([]));
+
     let log = svc.stop();
     assert!(
         !log.iter().any(|l| l.contains("amisecret")),
