@@ -1,4 +1,7 @@
-//! Reading a process's memory from `/proc/<pid>/status`.
+//! Reading a process's memory from `/proc/<pid>/status`, and a thread's CPU
+//! time from `/proc/thread-self/schedstat`.
+
+use std::time::Duration;
 
 /// Resident set size now and at its peak, in KiB (`VmRSS`, `VmHWM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,19 @@ pub fn parse_status(text: &str) -> Option<Memory> {
     })
 }
 
+/// The CPU time the calling thread has run so far, in nanoseconds as the
+/// scheduler counts it (`None` without schedstat).
+pub fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    parse_schedstat(&text)
+}
+
+/// The first field of a `schedstat` line: nanoseconds on a CPU.
+pub fn parse_schedstat(text: &str) -> Option<Duration> {
+    let ns = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +59,14 @@ mod tests {
         );
         assert_eq!(parse_status("Name: x\n"), None);
         assert!(memory(std::process::id()).is_some_and(|m| m.rss_kib > 0));
+    }
+
+    #[test]
+    fn reads_a_thread_s_cpu_time() {
+        assert_eq!(
+            parse_schedstat("1837309 104818 3\n"),
+            Some(Duration::from_nanos(1_837_309))
+        );
+        assert_eq!(parse_schedstat(""), None);
     }
 }
