@@ -2,7 +2,9 @@
 //! reading the AMI emulator, the engine's hub, and a [`ViewFeed`] that counts
 //! the changed views, all on one tokio current-thread runtime pinned to
 //! core 0. The emulator runs on the harness's runtime (core 1) and writes a
-//! stream of events built before the clock starts, so it is not the limit.
+//! stream of events built before the clock starts, so it is not the limit,
+//! keeping a window of changes in flight so that the service neither waits
+//! for input nor holds a backlog (the `ami` driver queues without bound).
 //!
 //! Two figures: the full state at connect (login → every extension known:
 //! `ExtensionStateList`, `DeviceStateList` and one `DBGet` per extension for
@@ -12,7 +14,8 @@
 //! extension goes round a call (ringing → in use → on hold → idle), so each
 //! `ExtensionStatus` changes its person's view.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use ami_emulator::{status_text, AmiEmulator, DeviceState, EmulatorConfig, DEFAULT_CONTEXT};
@@ -23,6 +26,7 @@ use sip_blf_sync::settings::Env;
 
 use crate::figures::{Figure, Report};
 use crate::fixture::{self, Fixture};
+use crate::procfs::ThreadTimes;
 use crate::BenchError;
 
 /// The call each extension goes round: the phone's device state, the hint's
@@ -66,43 +70,66 @@ pub fn change_bytes(exten: &str, step: usize, out: &mut Vec<u8>) {
     );
 }
 
+/// One write of the stream: its bytes, and how many line changes the
+/// stream holds up to its end.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The events.
+    pub bytes: Vec<u8>,
+    /// Line changes from the stream's start to this chunk's end.
+    pub changes_to_end: u64,
+}
+
 /// `rounds` line changes of every extension, round by round (so the same
 /// extension changes again only after all the others), in writes of about
 /// [`CHUNK`] bytes.
-pub fn event_stream(extensions: &[String], rounds: usize) -> Vec<Vec<u8>> {
+pub fn event_stream(extensions: &[String], rounds: usize) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     let mut chunk = Vec::with_capacity(CHUNK + 512);
+    let mut changes = 0;
     for round in 0..rounds {
         for exten in extensions {
             change_bytes(exten, round, &mut chunk);
+            changes += 1;
             if chunk.len() >= CHUNK {
-                chunks.push(std::mem::replace(
-                    &mut chunk,
-                    Vec::with_capacity(CHUNK + 512),
-                ));
+                let bytes = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK + 512));
+                chunks.push(Chunk {
+                    bytes,
+                    changes_to_end: changes,
+                });
             }
         }
     }
     if !chunk.is_empty() {
-        chunks.push(chunk);
+        chunks.push(Chunk {
+            bytes: chunk,
+            changes_to_end: changes,
+        });
     }
     chunks
+}
+
+/// The changes counted at the feed so far, for the writer's window.
+#[derive(Debug, Default)]
+struct Counted {
+    changes: AtomicU64,
+    more: tokio::sync::Notify,
 }
 
 /// What the service thread tells the harness.
 enum Progress {
     /// Every extension known (the full state read), and the service
-    /// thread's CPU time from the source's start to then.
+    /// thread's times from the source's start to then.
     Known {
         at: Instant,
         started: Instant,
-        cpu: Option<Duration>,
+        cpu: Option<ThreadTimes>,
     },
     /// Every change of the stream counted at the feed.
     Done {
         at: Instant,
         counts: Counts,
-        cpu: Option<Duration>,
+        cpu: Option<ThreadTimes>,
     },
     Failed(String),
 }
@@ -126,6 +153,7 @@ fn service(
     list: &[Extension],
     rounds: usize,
     progress: &mpsc::Sender<Progress>,
+    counted: &Counted,
 ) -> Result<(), BenchError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -141,7 +169,7 @@ fn service(
             .map_err(|e| BenchError::setup(e.to_string()))?;
         let names: Vec<String> = list.iter().map(|e| e.extension.clone()).collect();
         let started = Instant::now();
-        let cpu_start = crate::procfs::thread_cpu_time();
+        let cpu_start = crate::procfs::thread_times();
         runtime.add_source(AmiSource::start(settings, &names));
 
         // The full state: every person's line known (idle).
@@ -156,11 +184,11 @@ fn service(
                 }
             }
         }
-        let cpu_known = crate::procfs::thread_cpu_time();
+        let cpu_known = crate::procfs::thread_times();
         let _ = progress.send(Progress::Known {
             at: Instant::now(),
             started,
-            cpu: cpu_start.zip(cpu_known).map(|(a, b)| b.saturating_sub(a)),
+            cpu: cpu_start.zip(cpu_known).map(|(a, b)| b.since(a)),
         });
 
         // The load: count the changes each view carries.
@@ -185,13 +213,15 @@ fn service(
                 counts.changes += moved as u64;
                 step[i] = Some(at);
             }
+            counted.changes.store(counts.changes, Ordering::Release);
+            counted.more.notify_one();
         }
         let at = Instant::now();
-        let cpu_done = crate::procfs::thread_cpu_time();
+        let cpu_done = crate::procfs::thread_times();
         let _ = progress.send(Progress::Done {
             at,
             counts,
-            cpu: cpu_known.zip(cpu_done).map(|(a, b)| b.saturating_sub(a)),
+            cpu: cpu_known.zip(cpu_done).map(|(a, b)| b.since(a)),
         });
         runtime.stop(Duration::from_secs(2)).await;
         Ok(())
@@ -248,15 +278,22 @@ fn start_emulator(
     Ok((emulator, login_rx))
 }
 
-/// The benchmark: `n` extensions, `rounds` line changes each.
-pub fn ami(rt: &tokio::runtime::Runtime, n: usize, rounds: usize) -> Result<Report, BenchError> {
+/// The benchmark: `n` extensions, `rounds` line changes each, with at most
+/// `window` line changes written and not yet counted at the feed (0: the
+/// whole stream at once).
+pub fn ami(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    rounds: usize,
+    window: u64,
+) -> Result<Report, BenchError> {
     let fixture = Fixture::new(n)?;
     let list = sip_blf_sync::extensions::load(&fixture.extensions_path())
         .map_err(|e| BenchError::setup(format!("extension list: {e}")))?;
     let names: Vec<String> = list.iter().map(|e| e.extension.clone()).collect();
     let (emulator, login) = start_emulator(rt, &names)?;
     let chunks = event_stream(&names, rounds);
-    let bytes: usize = chunks.iter().map(Vec::len).sum();
+    let bytes: usize = chunks.iter().map(|c| c.bytes.len()).sum();
     let host = emulator.addr().to_string();
     let settings = AmiSettings::from_env(&Env::from_pairs([
         ("AMI_HOST", host.as_str()),
@@ -267,17 +304,19 @@ pub fn ami(rt: &tokio::runtime::Runtime, n: usize, rounds: usize) -> Result<Repo
 
     let one_core = crate::pin::cores() >= 2;
     let (progress, reports) = mpsc::channel();
+    let counted = Arc::new(Counted::default());
+    let counting = counted.clone();
     let service_thread = std::thread::Builder::new()
         .name("ami-service".into())
         .spawn(move || {
             if one_core {
                 crate::pin::pin_current_thread(0);
             }
-            if let Err(e) = service(&settings, &list, rounds, &progress) {
+            if let Err(e) = service(&settings, &list, rounds, &progress, &counting) {
                 let _ = progress.send(Progress::Failed(e.to_string()));
             }
         })?;
-    let outcome = measure(rt, &emulator, login, chunks, &reports);
+    let outcome = measure(rt, &emulator, login, chunks, &reports, (&counted, window));
     let _ = service_thread.join();
     rt.block_on(emulator.stop());
     let run = outcome?;
@@ -288,8 +327,13 @@ pub fn ami(rt: &tokio::runtime::Runtime, n: usize, rounds: usize) -> Result<Repo
     let mut report = Report::new(
         "ami",
         format!(
-            "{n} extensions (FreePBX hints), {rounds} line changes each; AMI source, engine and \
-             a counting feed on {}, AMI emulator on {}",
+            "{n} extensions (FreePBX hints), {rounds} line changes each, {}; AMI source, engine \
+             and a counting feed on {}, AMI emulator on {}",
+            if window == 0 {
+                "the whole stream at once".to_owned()
+            } else {
+                format!("at most {window} changes in flight")
+            },
             if one_core { "core 0" } else { "the only core" },
             if one_core { "core 1" } else { "it too" },
         ),
@@ -313,8 +357,8 @@ pub fn ami(rt: &tokio::runtime::Runtime, n: usize, rounds: usize) -> Result<Repo
             .saturating_duration_since(run.started)
             .as_secs_f64();
         report.push(Figure::new(
-            "full state: service core busy",
-            100.0 * cpu.as_secs_f64() / wall.max(1e-9),
+            "full state: service thread on its core",
+            100.0 * cpu.on_cpu.as_secs_f64() / wall.max(1e-9),
             "%",
         ));
     }
@@ -346,13 +390,18 @@ pub fn ami(rt: &tokio::runtime::Runtime, n: usize, rounds: usize) -> Result<Repo
     ));
     if let Some(cpu) = run.cpu_load {
         report.push(Figure::new(
-            "load: service core busy",
-            100.0 * cpu.as_secs_f64() / load.max(1e-9),
+            "load: service thread on its core",
+            100.0 * cpu.on_cpu.as_secs_f64() / load.max(1e-9),
+            "%",
+        ));
+        report.push(Figure::new(
+            "load: service thread waiting for its core",
+            100.0 * cpu.waiting.as_secs_f64() / load.max(1e-9),
             "%",
         ));
         report.push(Figure::new(
             "load: service CPU per AMI event",
-            cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
+            cpu.on_cpu.as_secs_f64() * 1e6 / events.max(1) as f64,
             "µs",
         ));
     }
@@ -361,6 +410,13 @@ pub fn ami(rt: &tokio::runtime::Runtime, n: usize, rounds: usize) -> Result<Repo
          write to the last change counted at the feed",
         bytes as f64 / (1024.0 * 1024.0)
     ));
+    if let Some(memory) = crate::procfs::memory(std::process::id()) {
+        report.push(Figure::new(
+            "process VmHWM (stream, emulator and service)",
+            memory.hwm_kib as f64 / 1024.0,
+            "MiB",
+        ));
+    }
     if run.counts.views < run.counts.changes {
         report.note(format!(
             "the feed handed out {} views for {} changes: it keeps the latest view per person",
@@ -377,18 +433,20 @@ struct Run {
     known: Instant,
     sent: Instant,
     done: Instant,
-    cpu_full: Option<Duration>,
-    cpu_load: Option<Duration>,
+    cpu_full: Option<ThreadTimes>,
+    cpu_load: Option<ThreadTimes>,
     counts: Counts,
 }
 
-/// Waits for the full state, writes the stream, waits for the count.
+/// Waits for the full state, writes the stream (keeping at most `window`
+/// changes in flight), waits for the count.
 fn measure(
     rt: &tokio::runtime::Runtime,
     emulator: &AmiEmulator,
     login: tokio::sync::oneshot::Receiver<Instant>,
-    chunks: Vec<Vec<u8>>,
+    chunks: Vec<Chunk>,
     reports: &mpsc::Receiver<Progress>,
+    (counted, window): (&Arc<Counted>, u64),
 ) -> Result<Run, BenchError> {
     let gone = || BenchError::Peer("the service thread ended".into());
     let (known, started, cpu_full) = match reports.recv().map_err(|_| gone())? {
@@ -402,14 +460,31 @@ fn measure(
     // Written from the emulator's own core, yielding between writes so
     // that its session starts writing at once.
     let sender = emulator.clone();
+    let counted = counted.clone();
     let sent = Instant::now();
     rt.block_on(rt.spawn(async move {
+        let mut previous = 0;
         for chunk in chunks {
-            sender.send_raw(&chunk);
+            // The window holds at least one whole chunk.
+            let limit = window.max(chunk.changes_to_end - previous);
+            previous = chunk.changes_to_end;
+            while window > 0 && counted.changes.load(Ordering::Acquire) + limit < previous {
+                // notify_one keeps a permit: a count made before this wait wakes it.
+                if tokio::time::timeout(STALL, counted.more.notified())
+                    .await
+                    .is_err()
+                {
+                    return Err(BenchError::Peer(format!(
+                        "no change counted for {STALL:?} while writing"
+                    )));
+                }
+            }
+            sender.send_raw(&chunk.bytes);
             tokio::task::yield_now().await;
         }
+        Ok(())
     }))
-    .map_err(|e| BenchError::setup(e.to_string()))?;
+    .map_err(|e| BenchError::setup(e.to_string()))??;
     let (done, counts, cpu_load) = match reports.recv().map_err(|_| gone())? {
         Progress::Done { at, counts, cpu } => (at, counts, cpu),
         Progress::Failed(e) => return Err(BenchError::Peer(e)),
@@ -449,7 +524,9 @@ mod tests {
     #[test]
     fn the_stream_goes_round_every_extension_in_turn() {
         let names = vec!["1".to_owned(), "2".to_owned()];
-        let stream: Vec<u8> = event_stream(&names, 5).concat();
+        let chunks = event_stream(&names, 5);
+        assert_eq!(chunks.last().map(|c| c.changes_to_end), Some(10));
+        let stream: Vec<u8> = chunks.into_iter().flat_map(|c| c.bytes).collect();
         let text = String::from_utf8(stream).unwrap();
         assert_eq!(text.matches("Event: ExtensionStatus").count(), 10);
         assert_eq!(text.matches("Event: DeviceStateChange").count(), 10);

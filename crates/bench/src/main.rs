@@ -124,6 +124,10 @@ enum Command {
         /// Line changes per extension (two AMI events each).
         #[arg(long, default_value_t = 40)]
         rounds: usize,
+        /// Line changes written and not yet counted at the feed, at most
+        /// (0: the whole stream at once, a backlog the service must hold).
+        #[arg(long, default_value_t = 20_000)]
+        window: u64,
     },
     /// Every benchmark in turn (start-up with both pacings).
     All {
@@ -240,13 +244,19 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                 secs(seconds).as_secs(),
             )?]
         }
-        Command::Ami { extensions, rounds } => {
+        Command::Ami {
+            extensions,
+            rounds,
+            window,
+        } => {
             let (extensions, rounds) = if smoke {
                 (300, 6)
             } else {
                 (extensions, rounds)
             };
-            vec![sip_blf_sync_bench::ami::ami(&rt, extensions, rounds)?]
+            vec![sip_blf_sync_bench::ami::ami(
+                &rt, extensions, rounds, window,
+            )?]
         }
         Command::All { service_bin } => {
             let small = |n: usize| if smoke { 20 } else { n };
@@ -293,6 +303,7 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                     &rt,
                     if smoke { 300 } else { 10_000 },
                     if smoke { 6 } else { 40 },
+                    20_000,
                 )?,
             ]
         }
