@@ -3,8 +3,8 @@
 //! Graph emulator on loopback, with figures anyone can reproduce.
 //!
 //! The binary `sip-blf-sync-bench` has one subcommand per figure (`latency`,
-//! `throughput`, `memory`, `startup`, `graph-economy`, `parse`, `all`); each
-//! prints a small table (or `--json`). `docs/benchmarks.md` lists the commands,
+//! `throughput`, `memory`, `startup`, `graph-economy`, `parse`, `dashboard`,
+//! `ami`, `all`); each prints a small table (or `--json`). `docs/benchmarks.md` lists the commands,
 //! the figures measured and what limits each one.
 //!
 //! The pieces are usable on their own, e.g. the in-process service against a
@@ -26,6 +26,7 @@
 //! # drop(samples); Ok(()) }
 //! ```
 
+pub mod ami;
 pub mod dashboard;
 pub mod figures;
 pub mod fixture;

@@ -115,6 +115,20 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// AMI events per second through the AMI source and the engine on one core,
+    /// and the full state at connect.
+    Ami {
+        /// Extensions (FreePBX hints on the AMI emulator).
+        #[arg(long, default_value_t = 10_000)]
+        extensions: usize,
+        /// Line changes per extension (two AMI events each).
+        #[arg(long, default_value_t = 40)]
+        rounds: usize,
+        /// Line changes written and not yet counted at the feed, at most
+        /// (0: the whole stream at once, a backlog the service must hold).
+        #[arg(long, default_value_t = 20_000)]
+        window: u64,
+    },
     /// Every benchmark in turn (start-up with both pacings).
     All {
         /// The service binary (as for `memory`).
@@ -230,6 +244,20 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                 secs(seconds).as_secs(),
             )?]
         }
+        Command::Ami {
+            extensions,
+            rounds,
+            window,
+        } => {
+            let (extensions, rounds) = if smoke {
+                (300, 6)
+            } else {
+                (extensions, rounds)
+            };
+            vec![sip_blf_sync_bench::ami::ami(
+                &rt, extensions, rounds, window,
+            )?]
+        }
         Command::All { service_bin } => {
             let small = |n: usize| if smoke { 20 } else { n };
             let latency = |cores| {
@@ -271,6 +299,12 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                 )?,
                 runs::startup(&rt, small(10_000), Pacing::Unlimited, service_bin.clone())?,
                 runs::startup(&rt, small(10_000), Pacing::Default, service_bin)?,
+                sip_blf_sync_bench::ami::ami(
+                    &rt,
+                    if smoke { 300 } else { 10_000 },
+                    if smoke { 6 } else { 40 },
+                    20_000,
+                )?,
             ]
         }
         Command::Serve => Vec::new(),

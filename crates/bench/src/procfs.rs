@@ -1,4 +1,7 @@
-//! Reading a process's memory from `/proc/<pid>/status`.
+//! Reading a process's memory from `/proc/<pid>/status`, and a thread's CPU
+//! and run-queue time from `/proc/thread-self/schedstat`.
+
+use std::time::Duration;
 
 /// Resident set size now and at its peak, in KiB (`VmRSS`, `VmHWM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +30,42 @@ pub fn parse_status(text: &str) -> Option<Memory> {
     })
 }
 
+/// A thread's time as the scheduler counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ThreadTimes {
+    /// Time on a CPU (user and system).
+    pub on_cpu: Duration,
+    /// Time runnable but waiting for a CPU (another thread had it).
+    pub waiting: Duration,
+}
+
+impl ThreadTimes {
+    /// The time from `earlier` to `self`.
+    pub fn since(self, earlier: ThreadTimes) -> ThreadTimes {
+        ThreadTimes {
+            on_cpu: self.on_cpu.saturating_sub(earlier.on_cpu),
+            waiting: self.waiting.saturating_sub(earlier.waiting),
+        }
+    }
+}
+
+/// The calling thread's times so far (`None` without schedstat).
+pub fn thread_times() -> Option<ThreadTimes> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    parse_schedstat(&text)
+}
+
+/// A `schedstat` line: nanoseconds on a CPU, nanoseconds waiting for one.
+pub fn parse_schedstat(text: &str) -> Option<ThreadTimes> {
+    let mut fields = text.split_whitespace().map(str::parse::<u64>);
+    let on_cpu = fields.next()?.ok()?;
+    let waiting = fields.next()?.ok()?;
+    Some(ThreadTimes {
+        on_cpu: Duration::from_nanos(on_cpu),
+        waiting: Duration::from_nanos(waiting),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +82,17 @@ mod tests {
         );
         assert_eq!(parse_status("Name: x\n"), None);
         assert!(memory(std::process::id()).is_some_and(|m| m.rss_kib > 0));
+    }
+
+    #[test]
+    fn reads_a_thread_s_cpu_time() {
+        assert_eq!(
+            parse_schedstat("1837309 104818 3\n"),
+            Some(ThreadTimes {
+                on_cpu: Duration::from_nanos(1_837_309),
+                waiting: Duration::from_nanos(104_818),
+            })
+        );
+        assert_eq!(parse_schedstat(""), None);
     }
 }

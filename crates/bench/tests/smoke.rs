@@ -114,3 +114,14 @@ fn dashboard_counts_frames_and_keeps_up() {
     assert!(figure(&r[0], "frames per second") > 0.0);
     assert_eq!(figure(&r[0], "page shows the last change"), 1.0);
 }
+
+#[test]
+fn ami_counts_every_line_change_at_the_feed() {
+    let r = smoke(&["ami"]);
+    let sent = figure(&r[0], "line changes sent");
+    assert_eq!(sent, 300.0 * 6.0);
+    assert_eq!(figure(&r[0], "line changes counted at the feed"), sent);
+    assert_eq!(figure(&r[0], "views that did not move"), 0.0);
+    assert!(figure(&r[0], "AMI events per second") > 0.0);
+    assert!(figure(&r[0], "full state: login to 300 extensions known") > 0.0);
+}
