@@ -341,7 +341,7 @@ fn unknown_sinks_and_a_database_url_without_the_sink_are_configuration_problems(
     let c = Check::new("1001,alice@contoso.com\n")
         .pbx("127.0.0.1:5060", "p")
         .var("SINKS", "graph,teams")
-        .var("SOURCES", "sip,ami");
+        .var("SOURCES", "sip,asterisk");
     let out = c.run_blocking(&[]);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
@@ -350,7 +350,7 @@ fn unknown_sinks_and_a_database_url_without_the_sink_are_configuration_problems(
         "{all}"
     );
     assert!(
-        all.contains("SOURCES") && all.contains("valid: sip"),
+        all.contains("SOURCES") && all.contains("valid: sip, ami"),
         "{all}"
     );
 
