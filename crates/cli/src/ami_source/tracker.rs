@@ -150,6 +150,10 @@ pub struct AmiTracker {
     device_extensions: HashMap<String, Vec<String>>,
     /// Live channels, oldest first.
     channels: Vec<Channel>,
+    /// PJSIP contacts by lower-case endpoint, since the connection: URI →
+    /// reachable (`ContactStatus`). An endpoint here with none is known
+    /// not registered.
+    contacts: HashMap<String, BTreeMap<String, bool>>,
     /// Events that arrived while a full state was being read.
     held: Option<Vec<Event>>,
     notices: Vec<AmiNotice>,
@@ -175,6 +179,7 @@ impl AmiTracker {
             devices: HashMap::new(),
             device_extensions: HashMap::new(),
             channels: Vec::new(),
+            contacts: HashMap::new(),
             held: None,
             notices: Vec::new(),
         }
@@ -209,6 +214,7 @@ impl AmiTracker {
         } = state;
         self.devices.clear();
         self.channels.clear();
+        self.contacts.clear();
         for event in devices {
             self.device_changed(event);
         }
@@ -359,6 +365,9 @@ impl AmiTracker {
             let channel = self.channels.remove(at);
             return self.extensions_of(&channel.device);
         }
+        if name.eq_ignore_ascii_case("ContactStatus") {
+            return self.contact_changed(event);
+        }
         if ["QueueMemberStatus", "QueueMemberAdded", "QueueMemberPause"]
             .iter()
             .any(|n| name.eq_ignore_ascii_case(n))
@@ -467,6 +476,36 @@ impl AmiTracker {
         }
         let device = channel.device.clone();
         self.extensions_of(&device)
+    }
+
+    /// A PJSIP contact came, went or changed reachability; the extensions
+    /// whose hint has its endpoint.
+    fn contact_changed(&mut self, event: &Event) -> Vec<String> {
+        let (Some(endpoint), Some(uri), Some(status)) = (
+            event.get("EndpointName").or_else(|| event.get("AOR")),
+            event.get("URI"),
+            event.get("ContactStatus"),
+        ) else {
+            return Vec::new();
+        };
+        let contacts = self
+            .contacts
+            .entry(endpoint.to_ascii_lowercase())
+            .or_default();
+        // Asterisk 16+: Reachable, Unreachable, Unknown, NonQualified, Removed
+        // (13: Created for NonQualified).
+        match status.trim().to_ascii_lowercase().as_str() {
+            "removed" => {
+                contacts.remove(uri);
+            }
+            "unreachable" => {
+                contacts.insert(uri.to_owned(), false);
+            }
+            _ => {
+                contacts.insert(uri.to_owned(), true);
+            }
+        }
+        self.extensions_of(&format!("pjsip/{}", endpoint.to_ascii_lowercase()))
     }
 
     /// A queue member's state (an event, or a `QueueStatus` item); the
@@ -631,12 +670,29 @@ impl AmiTracker {
             }
         });
         let line = state.map_or(LineState::Unknown, line_state);
-        let registered = phone_states
-            .filter(|s| !s.is_empty() && s.iter().all(|s| *s != DeviceState::Unknown))
-            .map(|s| {
-                !s.iter()
-                    .all(|s| matches!(s, DeviceState::Unavailable | DeviceState::Invalid))
-            });
+        // Contacts when AMI has said anything of the endpoints' (live),
+        // else the phones' device states (which PJSIP derives from them).
+        let endpoints: Vec<&BTreeMap<String, bool>> = phones
+            .iter()
+            .filter_map(|d| {
+                let d = d.to_ascii_lowercase();
+                self.contacts.get(d.strip_prefix("pjsip/")?)
+            })
+            .collect();
+        let registered = if endpoints.is_empty() {
+            phone_states
+                .filter(|s| !s.is_empty() && s.iter().all(|s| *s != DeviceState::Unknown))
+                .map(|s| {
+                    !s.iter()
+                        .all(|s| matches!(s, DeviceState::Unavailable | DeviceState::Invalid))
+                })
+        } else {
+            Some(
+                endpoints
+                    .iter()
+                    .any(|c| c.values().any(|reachable| *reachable)),
+            )
+        };
         let (counterparty, direction) = if line.is_call() {
             self.channels
                 .iter()

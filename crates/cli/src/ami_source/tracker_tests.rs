@@ -557,3 +557,41 @@ fn queue_members_are_facts_of_their_extension() {
     let seen = finish(&mut t, &[hint("1002", "PJSIP/1002", "0")], &[], &[], now);
     assert!(facts_of(&seen, "1002").contains(&Fact::Queues(vec![])));
 }
+
+#[test]
+fn contact_status_says_registered_or_not() {
+    let now = Instant::now();
+    let mut t = tracker(&["1002"]);
+    t.begin_resync();
+    finish(
+        &mut t,
+        &[hint("1002", "PJSIP/1002", "0")],
+        &[device("PJSIP/1002", "NOT_INUSE")],
+        &[],
+        now,
+    );
+    // What the real Asterisk sent when 1002 un-REGISTERed, then came back.
+    let contact = |status: &str| {
+        event(&[
+            ("Event", "ContactStatus"),
+            ("URI", "sip:1002@127.0.0.1:5172"),
+            ("ContactStatus", status),
+            ("AOR", "1002"),
+            ("EndpointName", "1002"),
+        ])
+    };
+    let seen = t.event(&contact("Removed"), now);
+    assert_eq!(facts_of(&seen, "1002"), [Fact::Registration(false)]);
+    let seen = t.event(&contact("NonQualified"), now);
+    assert_eq!(facts_of(&seen, "1002"), [Fact::Registration(true)]);
+    let seen = t.event(&contact("Unreachable"), now);
+    assert_eq!(facts_of(&seen, "1002"), [Fact::Registration(false)]);
+    assert!(t
+        .event(&contact("Reachable"), now)
+        .contains(&Observation::new(
+            "pbx",
+            "1002",
+            Fact::Registration(true),
+            now
+        )));
+}
