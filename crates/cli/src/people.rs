@@ -75,6 +75,7 @@ pub struct PersonLines {
     feed: ViewFeed,
     keys: BTreeMap<PersonId, String>,
     queued: VecDeque<SourceEvent>,
+    own_dnd: Option<crate::teams_to_pbx::OwnDnd>,
 }
 
 impl PersonLines {
@@ -88,6 +89,25 @@ impl PersonLines {
             feed,
             keys,
             queued: VecDeque::new(),
+            own_dnd: None,
+        }
+    }
+
+    /// Leaves out the DND that Teams → PBX set (`own`): it came from Teams,
+    /// and must not go back to Teams as DoNotDisturb.
+    pub fn without_own_dnd(mut self, own: crate::teams_to_pbx::OwnDnd) -> Self {
+        self.own_dnd = Some(own);
+        self
+    }
+
+    /// The person's DND as the Teams sink sees it.
+    fn dnd(&self, view: &sip_blf_engine::View) -> bool {
+        match &self.own_dnd {
+            None => view.dnd,
+            Some(own) => view
+                .lines
+                .iter()
+                .any(|l| l.dnd == Some(true) && !own.contains(&l.address.address)),
         }
     }
 
@@ -109,7 +129,7 @@ impl PersonLines {
                 self.queued.push_back(SourceEvent::Line(LineChange {
                     extension: key.clone(),
                     line_state: blf_line_state(fed.view.line),
-                    dnd: fed.view.dnd,
+                    dnd: self.dnd(&fed.view),
                     received_at: Some(fed.observed_at),
                     stale: None,
                 }));
