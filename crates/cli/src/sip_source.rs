@@ -333,7 +333,12 @@ impl SipSource {
             }
             Event::ContactChanged { old, new } => health(SipHealth::ContactChanged { old, new }),
             Event::Unreachable { reason, .. } => health(SipHealth::Unreachable { reason }),
-            Event::Unregistered | Event::ShutDown => Vec::new(),
+            // This source publishes nothing; the events of publications are not its health.
+            Event::Unregistered
+            | Event::ShutDown
+            | Event::Published { .. }
+            | Event::PublicationRemoved { .. }
+            | Event::PublicationFailed { .. } => Vec::new(),
         }
     }
 
