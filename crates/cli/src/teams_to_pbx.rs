@@ -97,6 +97,59 @@ impl PbxTarget for AmiTarget {
     }
 }
 
+/// DND as a published presence (RFC 3903): while on, each extension's
+/// presence is `open` with the RPID activity `busy` and a note naming the
+/// Teams presence, so that its presence watchers (BLF keys, softphones) see
+/// the person busy; off withdraws the publication.
+pub struct PublishTarget {
+    handle: sip_ua::driver::Publisher,
+    domain: String,
+}
+
+impl PublishTarget {
+    /// Publications through `handle` for extensions on `domain`.
+    pub fn new(handle: sip_ua::driver::Publisher, domain: impl Into<String>) -> Self {
+        Self {
+            handle,
+            domain: domain.into(),
+        }
+    }
+
+    /// The document published for `extension`.
+    pub fn document(&self, extension: &str, because: Option<&TeamsPresence>) -> String {
+        let note = match because {
+            Some(p) => format!("Do not disturb (Teams: {}/{})", p.availability, p.activity),
+            None => "Do not disturb".to_owned(),
+        };
+        blf::PresenceDocument::new(format!("sip:{extension}@{}", self.domain), blf::Basic::Open)
+            .activity("busy")
+            .note(note)
+            .to_xml()
+    }
+}
+
+impl PbxTarget for PublishTarget {
+    async fn set_dnd(
+        &self,
+        extensions: &[String],
+        on: bool,
+        because: Option<&TeamsPresence>,
+    ) -> Result<(), String> {
+        for extension in extensions {
+            let body = on.then(|| {
+                (
+                    "application/pidf+xml".to_owned(),
+                    self.document(extension, because).into_bytes(),
+                )
+            });
+            self.handle
+                .publish(extension, body)
+                .map_err(|e| format!("{extension}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Says whether our own Teams session explains a presence: the pair the
 /// Teams sink holds for one of the person's extensions, or the pair it
 /// would set for the person's line right now (a call that has just

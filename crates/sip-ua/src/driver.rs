@@ -42,6 +42,23 @@ pub struct UaHandle {
     shutdown_limit: Duration,
 }
 
+/// Publishes presence on a running user agent ([`UaHandle::publisher`]).
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl Publisher {
+    /// As [`UaHandle::publish`]: `body` replaces the presentity's
+    /// publication, `None` removes it.
+    pub fn publish(&self, presentity: &str, body: Option<(String, Vec<u8>)>) -> Result<(), Error> {
+        crate::ua::validate_publication(presentity, body.as_ref())?;
+        self.cmd
+            .send(Command::Publish(presentity.to_string(), body))
+            .map_err(|_| Error::Stopped)
+    }
+}
+
 impl UaHandle {
     /// The local address of the SIP socket (or TCP connection).
     pub fn local_addr(&self) -> SocketAddr {
@@ -91,6 +108,14 @@ impl UaHandle {
     /// Removes the publication of `presentity` (`publish(presentity, None)`).
     pub fn unpublish(&self, presentity: &str) -> Result<(), Error> {
         self.publish(presentity, None)
+    }
+
+    /// A handle that only publishes, cheap to clone and to hand to another
+    /// task (the user agent keeps running while this handle lives).
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            cmd: self.cmd.clone(),
+        }
     }
 
     /// Every publication, with the last error of each.
