@@ -27,5 +27,6 @@ pub mod run;
 pub mod settings;
 pub mod signals;
 pub mod sip_source;
+pub mod teams_source;
 pub mod test_notify;
 pub mod watch;
