@@ -39,7 +39,7 @@ pub const POLL_VAR: &str = "TEAMS_POLL_SECONDS";
 pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
 
 /// The shortest and longest poll period accepted, in seconds.
-pub const POLL_RANGE: std::ops::RangeInclusive<u64> = 5..=3600;
+pub const POLL_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 
 /// The setting that says whether Teams presence goes back to the PBX.
 pub const TO_PBX_VAR: &str = "TEAMS_TO_PBX";

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ami_emulator::{AmiEmulator, DeviceState, EmulatorConfig};
-use common::{lines_of, wait_for, wait_until, PATIENCE};
+use common::{lines_of, wait_for_all, wait_until, PATIENCE};
 use graph_emulator::{GraphEmulator, Operation};
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -141,8 +141,7 @@ fn start(peers: &Peers, dir: &Path) -> Service {
         .unwrap();
     let log = lines_of(child.stderr.take().unwrap());
     let mut seen = Vec::new();
-    wait_for(&log, &mut seen, "AMI: full state read");
-    wait_for(&log, &mut seen, "Teams → PBX");
+    wait_for_all(&log, &mut seen, &["AMI: full state read", "Teams → PBX"]);
     Service { child, _log: log }
 }
 
