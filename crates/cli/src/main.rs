@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use sip_blf_sync::dashboard::DashboardSettings;
 use sip_blf_sync::problems::Problems;
 use sip_blf_sync::settings::{self, Env, SipSettings};
-use sip_blf_sync::teams_source::TeamsToPbx;
+use sip_blf_sync::teams_to_pbx::TeamsToPbx;
 use sip_blf_sync::{extensions, graph_cmd, test_notify, watch};
 
 /// Carry PBX line state (SIP BLF, RFC 4235) into Microsoft Teams presence.

@@ -12,9 +12,6 @@ use std::time::Duration;
 use sip_blf_engine::{Runtime, RuntimeConfig};
 
 use crate::ami_source::{AmiSettings, AmiSource, DeferToAmi};
-use crate::teams_to_pbx::{
-    AmiTarget, OwnDnd, OwnPresence, PublishTarget, Reverse, TeamsRules, TeamsToPbx,
-};
 use crate::background::Background;
 use crate::dashboard::{self, DashboardSettings};
 use crate::database::{self, DatabaseSettings};
@@ -25,6 +22,9 @@ use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
 use crate::sip_source::{SipSource, PBX};
+use crate::teams_to_pbx::{
+    AmiTarget, OwnDnd, OwnPresence, PublishTarget, Reverse, TeamsRules, TeamsToPbx,
+};
 
 /// What `SOURCES` may list.
 pub const SOURCE_NAMES: [&str; 2] = ["sip", "ami"];
@@ -195,7 +195,13 @@ impl RunPlan {
             problems.extend(p);
             DashboardSettings::default()
         });
-        let teams = teams_plan(env, listed("sip"), listed("ami"), graph.is_some(), &mut problems);
+        let teams = teams_plan(
+            env,
+            listed("sip"),
+            listed("ami"),
+            graph.is_some(),
+            &mut problems,
+        );
         match (sip, ami, extensions, engine) {
             (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => {
                 Ok(RunPlan {
@@ -305,13 +311,7 @@ fn sip_domain(server: &str) -> String {
 
 /// Reads `TEAMS_TO_PBX`, `TEAMS_POLL_SECONDS` and the mapping file's
 /// `[teams_to_pbx]`; says what else the mode needs.
-fn teams_plan(
-    env: &Env,
-    sip: bool,
-    ami: bool,
-    graph: bool,
-    problems: &mut Problems,
-) -> TeamsPlan {
+fn teams_plan(env: &Env, sip: bool, ami: bool, graph: bool, problems: &mut Problems) -> TeamsPlan {
     let mode = TeamsToPbx::from_env(env).unwrap_or_else(|p| {
         problems.push(p);
         TeamsToPbx::Off
@@ -578,11 +578,13 @@ pub async fn run_until_ready(
     // Teams → PBX: the presence read back, and DND on the PBX.
     let reverse = match (reverse_feed, &client) {
         (Some(feed), Some(graph)) => {
-            runtime.add_source(crate::teams_source::TeamsSource::new(
+            let teams = crate::teams_source::TeamsSource::new(
                 graph.clone(),
                 &plan.extensions,
                 plan.teams.poll,
-            ));
+            );
+            telemetry.set_teams_poll(teams.status());
+            runtime.add_source(teams);
             let people: Vec<(sip_blf_engine::PersonId, Vec<String>)> =
                 people::group_by_person(&plan.extensions)
                     .into_iter()
@@ -598,7 +600,11 @@ pub async fn run_until_ready(
             tracing::info!(
                 "Teams → PBX: presence read every {:?}, DND through {}",
                 plan.teams.poll,
-                if plan.teams.mode == TeamsToPbx::Ami { "AMI" } else { "SIP PUBLISH" }
+                if plan.teams.mode == TeamsToPbx::Ami {
+                    "AMI"
+                } else {
+                    "SIP PUBLISH"
+                }
             );
             Some(match plan.teams.mode {
                 TeamsToPbx::Publish => {

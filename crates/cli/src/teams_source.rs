@@ -41,9 +41,6 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(30);
 /// The shortest and longest poll period accepted, in seconds.
 pub const POLL_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 
-/// The setting that says whether Teams presence goes back to the PBX.
-pub const TO_PBX_VAR: &str = "TEAMS_TO_PBX";
-
 /// A failed poll is logged at most this often (the first one always).
 pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(300);
 
@@ -63,38 +60,6 @@ pub fn poll_interval(env: &Env) -> Result<Duration, Problem> {
                 DEFAULT_POLL.as_secs()
             ),
         )),
-    }
-}
-
-/// `TEAMS_TO_PBX`: whether and how Teams presence goes back to the PBX.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TeamsToPbx {
-    /// Not at all (the default).
-    #[default]
-    Off,
-    /// Through Asterisk's manager interface.
-    Ami,
-    /// As SIP PUBLISH.
-    Publish,
-}
-
-impl TeamsToPbx {
-    /// Reads `TEAMS_TO_PBX` (`off`, `ami` or `publish`; unset: `off`).
-    pub fn from_env(env: &Env) -> Result<Self, Problem> {
-        match env.get(TO_PBX_VAR).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("off") => Ok(Self::Off),
-            Some("ami") => Ok(Self::Ami),
-            Some("publish") => Ok(Self::Publish),
-            Some(other) => Err(Problem::in_var(
-                TO_PBX_VAR,
-                format!("{other:?} is not one of off, ami, publish"),
-            )),
-        }
-    }
-
-    /// Whether Teams presence is read at all.
-    pub fn is_on(self) -> bool {
-        self != Self::Off
     }
 }
 

@@ -42,7 +42,11 @@ pub enum TeamsToPbx {
 impl TeamsToPbx {
     /// Reads `TEAMS_TO_PBX` (`off`, `ami`, `publish`).
     pub fn from_env(env: &Env) -> Result<Self, Problem> {
-        match env.get("TEAMS_TO_PBX").map(str::to_ascii_lowercase).as_deref() {
+        match env
+            .get("TEAMS_TO_PBX")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("off") => Ok(Self::Off),
             Some("ami") => Ok(Self::Ami),
             Some("publish") => Ok(Self::Publish),
@@ -54,6 +58,13 @@ impl TeamsToPbx {
                 ),
             )),
         }
+    }
+}
+
+impl TeamsToPbx {
+    /// Whether Teams presence is read at all.
+    pub fn is_on(self) -> bool {
+        self != Self::Off
     }
 }
 
@@ -117,11 +128,15 @@ impl PublishTarget {
 
     /// The document published for `extension`.
     pub fn document(&self, extension: &str, because: Option<&TeamsPresence>) -> String {
+        Self::document_for(&self.domain, extension, because)
+    }
+
+    fn document_for(domain: &str, extension: &str, because: Option<&TeamsPresence>) -> String {
         let note = match because {
             Some(p) => format!("Do not disturb (Teams: {}/{})", p.availability, p.activity),
             None => "Do not disturb".to_owned(),
         };
-        blf::PresenceDocument::new(format!("sip:{extension}@{}", self.domain), blf::Basic::Open)
+        blf::PresenceDocument::new(format!("sip:{extension}@{domain}"), blf::Basic::Open)
             .activity("busy")
             .note(note)
             .to_xml()
@@ -176,7 +191,12 @@ impl OwnPresence {
         let text = format!("{}/{}", presence.availability, presence.activity);
         let extensions = view.lines.iter().filter(|l| l.address.system == PBX);
         for line in extensions.clone() {
-            if self.telemetry.held_presence(&line.address.address).as_deref() == Some(&text) {
+            if self
+                .telemetry
+                .held_presence(&line.address.address)
+                .as_deref()
+                == Some(&text)
+            {
                 return true;
             }
         }
@@ -277,5 +297,39 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teams_to_pbx_is_off_unless_ami_or_publish() {
+        let env = |v: &str| Env::from_pairs([("TEAMS_TO_PBX", v)]);
+        assert_eq!(TeamsToPbx::from_env(&Env::default()), Ok(TeamsToPbx::Off));
+        assert_eq!(TeamsToPbx::from_env(&env("off")), Ok(TeamsToPbx::Off));
+        assert_eq!(TeamsToPbx::from_env(&env("AMI")), Ok(TeamsToPbx::Ami));
+        assert_eq!(
+            TeamsToPbx::from_env(&env("publish")),
+            Ok(TeamsToPbx::Publish)
+        );
+        assert!(TeamsToPbx::Ami.is_on() && !TeamsToPbx::Off.is_on());
+        let problem = TeamsToPbx::from_env(&env("sip")).unwrap_err();
+        assert!(problem.to_string().contains("TEAMS_TO_PBX"), "{problem}");
+        assert!(problem.to_string().contains("off, ami"), "{problem}");
+    }
+
+    #[test]
+    fn a_published_dnd_reads_back_busy() {
+        let doc = PublishTarget::document_for(
+            "pbx.example.com",
+            "1001",
+            Some(&TeamsPresence::new("Busy", "InAMeeting")),
+        );
+        let pidf = blf::Pidf::parse(doc.as_bytes()).unwrap();
+        assert_eq!(pidf.line_state(), blf::LineState::Busy);
+        assert!(doc.contains("sip:1001@pbx.example.com"), "{doc}");
+        assert!(doc.contains("Teams: Busy/InAMeeting"), "{doc}");
     }
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ami_emulator::{AmiEmulator, DeviceState, EmulatorConfig};
-use common::{lines_of, wait_for_all, wait_until, PATIENCE};
+use common::{http_get, lines_of, status_addr, wait_for_all, wait_until, PATIENCE};
 use graph_emulator::{GraphEmulator, Operation};
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -39,7 +39,9 @@ impl Peers {
         ami.register("1001");
         ami.register("1002");
         let graph = rt
-            .block_on(GraphEmulator::start(graph_emulator::EmulatorConfig::default()))
+            .block_on(GraphEmulator::start(
+                graph_emulator::EmulatorConfig::default(),
+            ))
             .unwrap();
         // Both run Teams: a preferred presence shows only with a session.
         graph.set_client_session(ALICE, "Available", "Available");
@@ -87,23 +89,49 @@ impl Peers {
     }
 
     fn wait(&self, what: &str, done: impl Fn(&Peers) -> bool) {
-        wait_until(what, PATIENCE, || done(self), || {
-            format!(
-                "alice {} (ours {:?}), bob {} (ours {:?}), DND 1001 {} 1002 {}",
-                self.shows(ALICE),
-                self.ours(ALICE),
-                self.shows(BOB),
-                self.ours(BOB),
-                self.dnd("1001"),
-                self.dnd("1002")
-            )
-        });
+        wait_until(
+            what,
+            PATIENCE,
+            || done(self),
+            || {
+                format!(
+                    "alice {} (ours {:?}), bob {} (ours {:?}), DND 1001 {} 1002 {}",
+                    self.shows(ALICE),
+                    self.ours(ALICE),
+                    self.shows(BOB),
+                    self.ours(BOB),
+                    self.dnd("1001"),
+                    self.dnd("1002")
+                )
+            },
+        );
     }
 }
 
 struct Service {
     child: Child,
     _log: mpsc::Receiver<String>,
+    http: String,
+}
+
+impl Service {
+    fn get(&self, path: &str) -> String {
+        let (code, body) = http_get(&self.http, path);
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// `/status`'s entry of `ext`.
+    fn status_of(&self, ext: &str) -> serde_json::Value {
+        let status: serde_json::Value = serde_json::from_str(&self.get("/status")).unwrap();
+        status["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["extension"] == ext)
+            .cloned()
+            .unwrap()
+    }
 }
 
 fn start(peers: &Peers, dir: &Path) -> Service {
@@ -141,8 +169,16 @@ fn start(peers: &Peers, dir: &Path) -> Service {
         .unwrap();
     let log = lines_of(child.stderr.take().unwrap());
     let mut seen = Vec::new();
-    wait_for_all(&log, &mut seen, &["AMI: full state read", "Teams → PBX"]);
-    Service { child, _log: log }
+    let lines = wait_for_all(
+        &log,
+        &mut seen,
+        &["AMI: full state read", "Teams → PBX", "status on http://"],
+    );
+    Service {
+        child,
+        _log: log,
+        http: status_addr(&lines[2]),
+    }
 }
 
 #[test]
@@ -157,33 +193,51 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
     peers.ami.answer(call);
     peers.wait("alice busy in Teams", |p| p.shows(ALICE) == "Busy/InACall");
     peers.polls(2);
-    assert_eq!(peers.dnd_actions(), 0, "our own Busy/InACall came back as DND");
+    assert_eq!(
+        peers.dnd_actions(),
+        0,
+        "our own Busy/InACall came back as DND"
+    );
     peers.ami.hangup(call);
     peers.wait("alice cleared", |p| p.ours(ALICE).is_none());
 
     // 2. DND in Teams: DND on the PBX within a poll; it never comes back as our
     //    DoNotDisturb session; cleared in Teams, off on the PBX.
     let t0 = Instant::now();
-    peers
-        .graph
-        .set_user_preferred(ALICE, "DoNotDisturb", "DoNotDisturb", Duration::from_secs(3600));
+    peers.graph.set_user_preferred(
+        ALICE,
+        "DoNotDisturb",
+        "DoNotDisturb",
+        Duration::from_secs(3600),
+    );
     peers.wait("1001 in DND", |p| p.dnd("1001"));
     let took = t0.elapsed();
     println!("Teams DND → PBX DND in {took:?} (poll {POLL:?})");
     assert!(took <= POLL + Duration::from_secs(3), "{took:?}");
-    assert_eq!(
-        peers.ami.device_state("Custom:DND1001"),
-        DeviceState::Busy
-    );
+    assert_eq!(peers.ami.device_state("Custom:DND1001"), DeviceState::Busy);
     peers.polls(2);
     assert!(peers.ours(ALICE).is_none(), "our DND came back to Teams");
+    let alice = svc.status_of("1001");
+    assert_eq!(
+        alice["teams_presence_read"], "DoNotDisturb/DoNotDisturb",
+        "{alice}"
+    );
+    assert_eq!(alice["pbx_dnd_set_by_us"], true, "{alice}");
+    let metrics = svc.get("/metrics");
+    assert!(
+        metrics.contains(r#"teams_to_pbx_actions_total{dnd="on",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("teams_poll_lag_seconds"), "{metrics}");
     peers.graph.clear_user_preferred(ALICE);
     peers.wait("1001 out of DND", |p| !p.dnd("1001"));
 
     // 3. DND on the phone: Teams shows it (ours), and nothing goes back.
     let before = peers.dnd_actions();
     peers.ami.set_dnd("1002", true);
-    peers.wait("bob DND in Teams", |p| p.shows(BOB) == "DoNotDisturb/Presenting");
+    peers.wait("bob DND in Teams", |p| {
+        p.shows(BOB) == "DoNotDisturb/Presenting"
+    });
     peers.polls(2);
     assert_eq!(peers.dnd_actions(), before, "the phone's DND echoed");
     peers.ami.set_dnd("1002", false);
@@ -198,9 +252,12 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
     peers.wait("1002 out of DND", |p| !p.dnd("1002"));
 
     // 5. The stop takes off every DND the service set.
-    peers
-        .graph
-        .set_user_preferred(ALICE, "DoNotDisturb", "Presenting", Duration::from_secs(3600));
+    peers.graph.set_user_preferred(
+        ALICE,
+        "DoNotDisturb",
+        "Presenting",
+        Duration::from_secs(3600),
+    );
     peers.wait("1001 in DND", |p| p.dnd("1001"));
     Command::new("kill")
         .args(["-TERM", &svc.child.id().to_string()])

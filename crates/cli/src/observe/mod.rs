@@ -711,6 +711,7 @@ impl Telemetry {
             "token_expires_in_seconds": token_expires_in,
             "graph_required": self.inner.graph_required.load(Ordering::SeqCst),
             "sources": self.sources_json(),
+            "teams_poll_lag_seconds": self.inner.reverse.lag(),
             "sinks": self.inner.sinks.status_json(now),
             "extensions": extensions,
         })
@@ -738,6 +739,7 @@ impl Telemetry {
     /// serve it with [`METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
         self.inner.sinks.refresh();
+        let _ = self.inner.reverse.lag();
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only drop the text.
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sip_blf_engine::TeamsPresence;
 
@@ -24,6 +25,9 @@ pub(super) struct ReverseTelemetry {
     /// The presence last read from Teams, by person.
     read: Mutex<BTreeMap<String, String>>,
     actions: Family<ActionLabels, Counter>,
+    /// The Teams source's polls, once it runs.
+    poll: std::sync::OnceLock<crate::teams_source::PollStatus>,
+    poll_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl ReverseTelemetry {
@@ -33,6 +37,18 @@ impl ReverseTelemetry {
             "DND turned on or off on the PBX because of Teams, by outcome",
             self.actions.clone(),
         );
+        registry.register(
+            "teams_poll_lag_seconds",
+            "Seconds since Teams presence was last read successfully",
+            self.poll_lag.clone(),
+        );
+    }
+
+    /// The poll lag, now (`None` before the Teams source runs).
+    pub(super) fn lag(&self) -> Option<f64> {
+        let lag = self.poll.get()?.lag().as_secs_f64();
+        self.poll_lag.set(lag);
+        Some(lag)
     }
 }
 
@@ -69,6 +85,12 @@ impl Telemetry {
             .unwrap_or_else(PoisonError::into_inner)
             .get(person)
             .cloned()
+    }
+
+    /// Shows the Teams source's poll lag in `/status` and `/metrics`. Set
+    /// once.
+    pub fn set_teams_poll(&self, status: crate::teams_source::PollStatus) {
+        let _ = self.inner.reverse.poll.set(status);
     }
 
     /// A DND action on the PBX finished.

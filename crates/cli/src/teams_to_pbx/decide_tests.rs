@@ -90,7 +90,11 @@ fn our_own_session_causes_nothing() {
     // DND set on the phone, shown in Teams by us: nothing goes back.
     w.observe("pbx", "1001", Fact::Dnd(true));
     assert_eq!(
-        w.teams("DoNotDisturb", "Presenting", Some(("DoNotDisturb", "Presenting"))),
+        w.teams(
+            "DoNotDisturb",
+            "Presenting",
+            Some(("DoNotDisturb", "Presenting"))
+        ),
         None
     );
     assert!(w.own.all().is_empty());
@@ -123,7 +127,11 @@ fn a_teams_call_while_the_desk_phone_is_idle_is_dnd_until_it_ends() {
 fn a_failed_dnd_is_not_ours_and_the_stop_releases_what_is() {
     let mut w = World::new();
     let on = w.teams("Busy", "InAMeeting", None).unwrap();
-    assert_eq!(w.reverse.done(&on, false, |_, _| false), None, "no retry at once");
+    assert_eq!(
+        w.reverse.done(&on, false, |_, _| false),
+        None,
+        "no retry at once"
+    );
     assert!(!w.own.contains("1001"));
     let person = PersonId(ALICE.into());
     assert_eq!(w.reverse.retry(&person, |_, _| false), Some(on.clone()));

@@ -84,12 +84,9 @@ impl TeamsRules {
                      (either side may be *), e.g. \"Busy/InAMeeting\""
                 )
             })?;
-            let wish = value
-                .as_str()
-                .and_then(PbxWish::parse)
-                .ok_or_else(|| {
-                    format!("[teams_to_pbx] {key:?} = {value}: use \"dnd\", \"off\" or \"keep\"")
-                })?;
+            let wish = value.as_str().and_then(PbxWish::parse).ok_or_else(|| {
+                format!("[teams_to_pbx] {key:?} = {value}: use \"dnd\", \"off\" or \"keep\"")
+            })?;
             rules.rules.insert(pattern, wish);
         }
         Ok(rules)
@@ -116,10 +113,15 @@ impl TeamsRules {
             presence.activity.to_ascii_lowercase(),
         );
         let star = || "*".to_owned();
-        [(a.clone(), b.clone()), (a, star()), (star(), b), (star(), star())]
-            .iter()
-            .find_map(|k| self.rules.get(k).copied())
-            .unwrap_or(PbxWish::Keep)
+        [
+            (a.clone(), b.clone()),
+            (a, star()),
+            (star(), b),
+            (star(), star()),
+        ]
+        .iter()
+        .find_map(|k| self.rules.get(k).copied())
+        .unwrap_or(PbxWish::Keep)
     }
 }
 
@@ -138,7 +140,10 @@ mod tests {
     fn defaults_put_teams_dnd_calls_and_meetings_in_dnd() {
         let r = TeamsRules::default();
         assert_eq!(r.wish(&p("DoNotDisturb", "Presenting")), PbxWish::Dnd);
-        assert_eq!(r.wish(&p("DoNotDisturb", "UrgentInterruptionsOnly")), PbxWish::Dnd);
+        assert_eq!(
+            r.wish(&p("DoNotDisturb", "UrgentInterruptionsOnly")),
+            PbxWish::Dnd
+        );
         assert_eq!(r.wish(&p("Busy", "InACall")), PbxWish::Dnd);
         assert_eq!(r.wish(&p("Busy", "InAMeeting")), PbxWish::Dnd);
         assert_eq!(r.wish(&p("Busy", "Busy")), PbxWish::Off);
@@ -159,8 +164,12 @@ mod tests {
         assert_eq!(r.wish(&p("Away", "Away")), PbxWish::Off);
         assert_eq!(r.wish(&p("Busy", "InACall")), PbxWish::Dnd);
         let bad: toml::Table = toml::from_str(r#""Busy" = "dnd""#).unwrap();
-        assert!(TeamsRules::with_table(&bad).unwrap_err().contains("Availability/Activity"));
+        assert!(TeamsRules::with_table(&bad)
+            .unwrap_err()
+            .contains("Availability/Activity"));
         let bad: toml::Table = toml::from_str(r#""Busy/InACall" = "on""#).unwrap();
-        assert!(TeamsRules::with_table(&bad).unwrap_err().contains("\"dnd\", \"off\""));
+        assert!(TeamsRules::with_table(&bad)
+            .unwrap_err()
+            .contains("\"dnd\", \"off\""));
     }
 }
