@@ -146,6 +146,15 @@ fn teams_dnd_is_published_to_the_presence_server_and_withdrawn() {
     let (state, body) = rt.block_on(next_state(&mut watched));
     assert_eq!(state, LineState::Offline, "withdrawn: {body}");
 
+    // A Teams call: published while it lasts.
+    graph.start_teams_call(ALICE);
+    let (state, body) = rt.block_on(next_state(&mut watched));
+    assert_eq!(state, LineState::Busy, "{body}");
+    assert!(body.contains("Teams: Busy/InACall"), "{body}");
+    graph.end_teams_call(ALICE);
+    let (state, body) = rt.block_on(next_state(&mut watched));
+    assert_eq!(state, LineState::Offline, "withdrawn: {body}");
+
     // Published again, then the service stops: withdrawn.
     graph.set_user_preferred(
         ALICE,
