@@ -42,6 +42,10 @@
 //! note says `Ringing`/`On hold`; Asterisk marks in-use lines `closed`, so the activity wins);
 //! otherwise a tuple `open` is `Idle`, `closed` is `Offline`, and nothing usable is `Unknown`.
 //!
+//! The other way round, [`PresenceDocument`] writes a PIDF document (entity, `open`/`closed`,
+//! RPID activities, a note) for a presence publisher (SIP PUBLISH, RFC 3903); what it writes
+//! reads back through [`Pidf::parse`] to the same line state.
+//!
 //! # Dialog and presence together
 //!
 //! Over the dialog event a phone that is not registered looks idle (Asterisk sends the same
@@ -76,7 +80,7 @@
 mod dialog_info;
 mod error;
 mod notification;
-mod pidf;
+pub mod pidf;
 mod state;
 mod tracker;
 mod xml;
@@ -88,7 +92,7 @@ pub use error::{
     line_column, Limits, ParseError, ParseErrorKind, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_DEPTH,
 };
 pub use notification::{Notification, CONTENT_TYPE_DIALOG_INFO, CONTENT_TYPE_PIDF};
-pub use pidf::{Basic, Pidf, Tuple};
+pub use pidf::{Basic, Pidf, PresenceDocument, Tuple};
 pub use state::{LineState, UnknownLineState};
 pub use tracker::{EmptyBody, Tracker, TrackerEvent, TrackerUpdate};
 

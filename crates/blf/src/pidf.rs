@@ -1,6 +1,11 @@
-//! `application/pidf+xml` (RFC 3863) documents with RPID activities (RFC 4480).
+//! `application/pidf+xml` (RFC 3863) documents with RPID activities (RFC 4480): read
+//! ([`Pidf`]) and written ([`PresenceDocument`]).
 
 use quick_xml::events::BytesStart;
+
+mod document;
+
+pub use document::PresenceDocument;
 
 use crate::error::{Limits, ParseError, ParseErrorKind};
 use crate::state::LineState;

@@ -60,10 +60,19 @@ pub struct UserCheck {
     pub token: Result<TokenInfo, GraphError>,
     /// One result per extension, in order (empty when there is no token).
     pub users: Vec<Result<ObjectId, GraphError>>,
+    /// Whether presence can be read back (one `getPresencesByUserId` for the
+    /// first resolved user); `None` when not asked or no user was resolved.
+    pub presence_read: Option<Result<(), GraphError>>,
 }
 
-/// Gets a token, then resolves every configured user.
-pub async fn check_users(client: &GraphClient, extensions: &[Extension]) -> UserCheck {
+/// Gets a token, then resolves every configured user; with `read_presence`,
+/// then reads the first resolved user's presence back, which needs
+/// `Presence.Read.All` (reading Teams presence for the PBX).
+pub async fn check_users(
+    client: &GraphClient,
+    extensions: &[Extension],
+    read_presence: bool,
+) -> UserCheck {
     let token = client.token_check().await;
     let mut users = Vec::new();
     if token.is_ok() {
@@ -75,14 +84,46 @@ pub async fn check_users(client: &GraphClient, extensions: &[Extension]) -> User
             .map(|(_, r)| r)
             .collect();
     }
-    UserCheck { token, users }
+    let first = users.iter().find_map(|r| r.as_ref().ok()).cloned();
+    let presence_read = match first {
+        Some(id) if read_presence => Some(
+            client
+                .get_presences(std::slice::from_ref(&id))
+                .await
+                .map(drop),
+        ),
+        _ => None,
+    };
+    UserCheck {
+        token,
+        users,
+        presence_read,
+    }
+}
+
+/// What to do when reading presence back failed: for a 403, the permission
+/// to grant; else the error.
+pub fn presence_read_fix(e: &GraphError) -> String {
+    match e.missing_permission() {
+        Some(permission) => format!(
+            "give the app registration the {permission} application permission and grant admin \
+             consent (Entra admin center → App registrations → API permissions); \
+             TEAMS_TO_PBX reads Teams presence with it"
+        ),
+        None => e.to_string(),
+    }
 }
 
 /// `graph check`: a token, then every configured user resolved; each failure
-/// with its reason.
-pub async fn check(client: &GraphClient, extensions: &[Extension]) -> CheckReport {
+/// with its reason. With `read_presence` (`TEAMS_TO_PBX` not `off`), also
+/// whether presence can be read back (`Presence.Read.All`).
+pub async fn check(
+    client: &GraphClient,
+    extensions: &[Extension],
+    read_presence: bool,
+) -> CheckReport {
     let mut text = String::new();
-    let outcome = check_users(client, extensions).await;
+    let outcome = check_users(client, extensions, read_presence).await;
     match &outcome.token {
         Ok(info) => {
             let _ = writeln!(
@@ -114,8 +155,23 @@ pub async fn check(client: &GraphClient, extensions: &[Extension]) -> CheckRepor
         "{} user(s) checked, {failed} failed",
         extensions.len()
     );
+    let mut read_ok = true;
+    match (&outcome.presence_read, read_presence) {
+        (Some(Ok(())), _) => {
+            let _ = writeln!(text, "presence read (getPresencesByUserId): ok");
+        }
+        (Some(Err(e)), _) => {
+            read_ok = false;
+            let _ = writeln!(text, "presence read (getPresencesByUserId): FAILED: {e}");
+            let _ = writeln!(text, "  fix: {}", presence_read_fix(e));
+        }
+        (None, true) => {
+            let _ = writeln!(text, "presence read: not checked (no user resolved)");
+        }
+        (None, false) => {}
+    }
     CheckReport {
         text,
-        ok: failed == 0,
+        ok: failed == 0 && read_ok,
     }
 }

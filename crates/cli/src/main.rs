@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use sip_blf_sync::dashboard::DashboardSettings;
 use sip_blf_sync::problems::Problems;
 use sip_blf_sync::settings::{self, Env, SipSettings};
+use sip_blf_sync::teams_to_pbx::TeamsToPbx;
 use sip_blf_sync::{extensions, graph_cmd, test_notify, watch};
 
 /// Carry PBX line state (SIP BLF, RFC 4235) into Microsoft Teams presence.
@@ -98,7 +99,8 @@ enum Command {
     /// registration and each extension's subscription; one table with the fix
     /// for each failure.
     ///
-    /// Reads the same settings as `run`. Exit status 0 when everything works,
+    /// Reads the same settings as `run`; with TEAMS_TO_PBX not off, also checks
+    /// that Teams presence can be read (Presence.Read.All). Exit status 0 when everything works,
     /// 1 when something failed, 2 when the configuration has problems.
     Check {
         /// Print one JSON object instead of the table.
@@ -161,6 +163,8 @@ enum AmiAction {
 #[derive(Subcommand)]
 enum GraphAction {
     /// Get a token and resolve every configured user; report what fails and why.
+    /// With TEAMS_TO_PBX not off, also read one user's presence back (which
+    /// needs Presence.Read.All).
     Check,
     /// Show a user's presence.
     Get {
@@ -363,7 +367,11 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Ok(t) if !t.is_zero() => t,
                 _ => return fail("--timeout: give a number of seconds above 0, e.g. 10"),
             };
-            let report = sip_blf_sync::check::check(&plan, timeout).await;
+            let teams_to_pbx = match TeamsToPbx::from_env(&env) {
+                Ok(t) => t,
+                Err(p) => return config_failure(&p.into()),
+            };
+            let report = sip_blf_sync::check::check(&plan, timeout, teams_to_pbx.is_on()).await;
             if json {
                 println!("{}", report.to_json());
             } else {
@@ -411,7 +419,11 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                         Ok(e) => e,
                         Err(p) => return config_failure(&p),
                     };
-                    let report = graph_cmd::check(&client, &exts).await;
+                    let teams_to_pbx = match TeamsToPbx::from_env(&env) {
+                        Ok(t) => t,
+                        Err(p) => return config_failure(&p.into()),
+                    };
+                    let report = graph_cmd::check(&client, &exts, teams_to_pbx.is_on()).await;
                     print!("{}", report.text);
                     return if report.ok {
                         ExitCode::SUCCESS

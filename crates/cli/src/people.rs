@@ -19,6 +19,7 @@ use crate::engine::LineSource;
 use crate::extensions::Extension;
 use crate::problems::{Problem, Problems};
 use crate::sip_source::{LineChange, SourceEvent, PBX};
+use crate::teams_source::TEAMS;
 
 /// Joins a person's extensions into the key the presence sinks use for
 /// them. A space never appears in a SIP user part, so the key splits back
@@ -68,6 +69,21 @@ pub fn directory(extensions: &[Extension]) -> Result<Directory, Problems> {
     problems.into_result(directory)
 }
 
+/// [`directory`], with each person's Teams address too: `(TEAMS, user)`
+/// for every person (by [`Extension::user`]), for when the Teams source
+/// runs ([`crate::teams_source`]).
+pub fn directory_with_teams(extensions: &[Extension]) -> Result<Directory, Problems> {
+    let mut directory = directory(extensions)?;
+    let mut problems = Problems::default();
+    for (user, entries) in group_by_person(extensions) {
+        if let Err(e) = directory.add(TEAMS, &user, user.as_str()) {
+            let origin = entries.first().map_or("", |e| e.origin.as_str());
+            problems.push(Problem::plain(format!("{origin}: {e}")));
+        }
+    }
+    problems.into_result(directory)
+}
+
 /// A [`ViewFeed`] as the [`LineSource`] of the presence engine: each
 /// person's combined line, under their key.
 #[derive(Debug)]
@@ -75,6 +91,7 @@ pub struct PersonLines {
     feed: ViewFeed,
     keys: BTreeMap<PersonId, String>,
     queued: VecDeque<SourceEvent>,
+    own_dnd: Option<crate::teams_to_pbx::OwnDnd>,
 }
 
 impl PersonLines {
@@ -88,6 +105,25 @@ impl PersonLines {
             feed,
             keys,
             queued: VecDeque::new(),
+            own_dnd: None,
+        }
+    }
+
+    /// Leaves out the DND that Teams → PBX set (`own`): it came from Teams,
+    /// and must not go back to Teams as DoNotDisturb.
+    pub fn without_own_dnd(mut self, own: crate::teams_to_pbx::OwnDnd) -> Self {
+        self.own_dnd = Some(own);
+        self
+    }
+
+    /// The person's DND as the Teams sink sees it.
+    fn dnd(&self, view: &sip_blf_engine::View) -> bool {
+        match &self.own_dnd {
+            None => view.dnd,
+            Some(own) => view
+                .lines
+                .iter()
+                .any(|l| l.dnd == Some(true) && !own.contains(&l.address.address)),
         }
     }
 
@@ -109,7 +145,7 @@ impl PersonLines {
                 self.queued.push_back(SourceEvent::Line(LineChange {
                     extension: key.clone(),
                     line_state: blf_line_state(fed.view.line),
-                    dnd: fed.view.dnd,
+                    dnd: self.dnd(&fed.view),
                     received_at: Some(fed.observed_at),
                     stale: None,
                 }));
@@ -175,6 +211,28 @@ mod tests {
         let d = directory(&exts).unwrap();
         assert_eq!(d.people().count(), 2);
         assert_eq!(d.len(), 3, "three addresses");
+    }
+
+    #[test]
+    fn with_teams_every_person_has_a_teams_address_under_their_key() {
+        let exts = list(
+            r#"[{"extension":"1001","email":"alice@contoso.com"},
+                {"extension":"1002","email":"alice@contoso.com"},
+                {"extension":"1003","email":"bob@contoso.com",
+                 "object_id":"bbbbbbbb-0000-4000-8000-000000000002"}]"#,
+        );
+        let d = directory_with_teams(&exts).unwrap();
+        assert_eq!(d.len(), 5, "three phones, two Teams addresses");
+        let alice = sip_blf_engine::AddressKey::new(TEAMS, "alice@contoso.com");
+        assert_eq!(
+            d.person_of(&alice),
+            Some(&PersonId::from("alice@contoso.com"))
+        );
+        let bob = sip_blf_engine::AddressKey::new(TEAMS, "bbbbbbbb-0000-4000-8000-000000000002");
+        assert_eq!(
+            d.person_of(&bob),
+            Some(&PersonId::from("bbbbbbbb-0000-4000-8000-000000000002"))
+        );
     }
 
     #[test]

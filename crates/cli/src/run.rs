@@ -22,6 +22,9 @@ use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
 use crate::sip_source::{SipSource, PBX};
+use crate::teams_to_pbx::{
+    AmiTarget, OwnDnd, OwnPresence, PublishTarget, Reverse, TeamsRules, TeamsToPbx,
+};
 
 /// What `SOURCES` may list.
 pub const SOURCE_NAMES: [&str; 2] = ["sip", "ami"];
@@ -111,6 +114,17 @@ pub struct RunPlan {
     database: Option<DatabaseSettings>,
     calls_in_flight: Option<usize>,
     persist: bool,
+    teams: TeamsPlan,
+}
+
+/// Teams → PBX, when `TEAMS_TO_PBX` is not `off`.
+#[derive(Debug, Clone, Default)]
+struct TeamsPlan {
+    mode: TeamsToPbx,
+    poll: Duration,
+    rules: TeamsRules,
+    /// The AMI for DND when `ami` is not a source.
+    ami: Option<AmiSettings>,
 }
 
 impl RunPlan {
@@ -181,6 +195,13 @@ impl RunPlan {
             problems.extend(p);
             DashboardSettings::default()
         });
+        let teams = teams_plan(
+            env,
+            listed("sip"),
+            listed("ami"),
+            graph.is_some(),
+            &mut problems,
+        );
         match (sip, ami, extensions, engine) {
             (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => {
                 Ok(RunPlan {
@@ -196,6 +217,7 @@ impl RunPlan {
                     database,
                     calls_in_flight: None,
                     persist: true,
+                    teams,
                 })
             }
             _ => Err(problems),
@@ -272,6 +294,65 @@ impl RunPlan {
     /// Runs without the state file (benchmarks that measure the rest alone).
     pub fn without_state_file(&mut self) {
         self.persist = false;
+    }
+}
+
+/// The domain of presentities on the PBX: `SIP_SERVER`'s host.
+fn sip_domain(server: &str) -> String {
+    let host = server.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_owned();
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() && !h.contains(':') => h.to_owned(),
+        _ => host.to_owned(),
+    }
+}
+
+/// Reads `TEAMS_TO_PBX`, `TEAMS_POLL_SECONDS` and the mapping file's
+/// `[teams_to_pbx]`; says what else the mode needs.
+fn teams_plan(env: &Env, sip: bool, ami: bool, graph: bool, problems: &mut Problems) -> TeamsPlan {
+    let mode = TeamsToPbx::from_env(env).unwrap_or_else(|p| {
+        problems.push(p);
+        TeamsToPbx::Off
+    });
+    if mode == TeamsToPbx::Off {
+        return TeamsPlan::default();
+    }
+    let poll = crate::teams_source::poll_interval(env).unwrap_or_else(|p| {
+        problems.push(p);
+        crate::teams_source::DEFAULT_POLL
+    });
+    let rules = match env.get("MAPPING_FILE") {
+        None => TeamsRules::default(),
+        Some(path) => TeamsRules::load(std::path::Path::new(path)).unwrap_or_else(|e| {
+            problems.push(Problem::in_var("MAPPING_FILE", e));
+            TeamsRules::default()
+        }),
+    };
+    if !graph {
+        problems.push(Problem::in_var(
+            "TEAMS_TO_PBX",
+            "reads presence from Microsoft Graph: set AZURE_TENANT_ID, AZURE_CLIENT_ID and \
+             AZURE_CLIENT_SECRET, with graph in SINKS (and not --dry-run)",
+        ));
+    }
+    let ami_settings = match mode {
+        TeamsToPbx::Ami if !ami => take(AmiSettings::from_env(env), problems),
+        TeamsToPbx::Publish if !sip => {
+            problems.push(Problem::in_var(
+                "TEAMS_TO_PBX",
+                "publish sends SIP PUBLISH from the SIP source's account: add sip to SOURCES",
+            ));
+            None
+        }
+        _ => None,
+    };
+    TeamsPlan {
+        mode,
+        poll,
+        rules,
+        ami: ami_settings,
     }
 }
 
@@ -390,10 +471,13 @@ pub async fn run_until_ready(
         }
         None => None,
     };
-    let mut runtime = Runtime::start(
-        people::directory(&plan.extensions)?,
-        RuntimeConfig::default(),
-    )?;
+    let teams_on = plan.teams.mode != TeamsToPbx::Off && client.is_some();
+    let directory = if teams_on {
+        people::directory_with_teams(&plan.extensions)?
+    } else {
+        people::directory(&plan.extensions)?
+    };
+    let mut runtime = Runtime::start(directory, RuntimeConfig::default())?;
     telemetry.set_sink_board(runtime.board());
     let database = match &plan.database {
         None => None,
@@ -416,13 +500,20 @@ pub async fn run_until_ready(
             Some((sink, background))
         }
     };
+    // The DND Teams → PBX sets, which the Teams sink must not show back.
+    let own_dnd = OwnDnd::default();
+    let reverse_feed = if teams_on {
+        Some(runtime.add_feed("teams-to-pbx").await?)
+    } else {
+        None
+    };
     // Teams presence, applied or printed, when SINKS lists it.
     let lines = match (&client, printing) {
         (Some(_), _) => Some(runtime.add_feed("graph").await?),
         (None, true) => Some(runtime.add_feed("log").await?),
         (None, false) => None,
     }
-    .map(|feed| PersonLines::new(feed, &plan.extensions));
+    .map(|feed| PersonLines::new(feed, &plan.extensions).without_own_dnd(own_dnd.clone()));
     // The dashboard last: the sinks the user configured come first in /status.
     if http.is_some() || plan.board.is_some() {
         let feed = runtime.add_feed("dashboard").await?;
@@ -430,6 +521,7 @@ pub async fn run_until_ready(
     }
     // AMI first: when both run, the SIP source defers to it (see `ami_source::DeferToAmi`).
     telemetry.set_sip_source(plan.sip.is_some());
+    let mut ami_handle = None;
     let ami = plan.ami.as_ref().map(|settings| {
         let names: Vec<String> = plan
             .extensions
@@ -437,6 +529,7 @@ pub async fn run_until_ready(
             .map(|e| e.extension.clone())
             .collect();
         let source = AmiSource::start(settings, &names);
+        ami_handle = Some((source.handle(), settings.dnd.clone()));
         tracing::info!(
             "watching {} extension(s) through AMI at {}",
             names.len(),
@@ -450,8 +543,10 @@ pub async fn run_until_ready(
         runtime.add_source(source);
         status
     });
+    let mut publisher = None;
     if let Some(sip) = &plan.sip {
         let (mut source, notices) = SipSource::start(sip, &plan.extensions).await?;
+        publisher = source.publisher().map(|p| (p, sip_domain(&sip.server)));
         source.set_telemetry(telemetry.clone());
         for health in &notices {
             crate::observe::sip_health(&telemetry, health);
@@ -471,6 +566,7 @@ pub async fn run_until_ready(
     // One stop for the presence engine (it clears what it set), then the
     // runtime (sources un-SUBSCRIBE and un-REGISTER, sinks finish).
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let reverse_stop = stopping.clone();
     let stopped = async move {
         let mut stopping = stopping;
         let _ = stopping.wait_for(|s| *s).await;
@@ -478,6 +574,72 @@ pub async fn run_until_ready(
     let signal = async move {
         shutdown.await;
         let _ = stop.send(true);
+    };
+    // Teams → PBX: the presence read back, and DND on the PBX.
+    let reverse = match (reverse_feed, &client) {
+        (Some(feed), Some(graph)) => {
+            let teams = crate::teams_source::TeamsSource::new(
+                graph.clone(),
+                &plan.extensions,
+                plan.teams.poll,
+            );
+            telemetry.set_teams_poll(teams.status());
+            runtime.add_source(teams);
+            let people: Vec<(sip_blf_engine::PersonId, Vec<String>)> =
+                people::group_by_person(&plan.extensions)
+                    .into_iter()
+                    .map(|(user, entries)| {
+                        let extensions = entries.iter().map(|e| e.extension.clone()).collect();
+                        (sip_blf_engine::PersonId(user), extensions)
+                    })
+                    .collect();
+            let decide = Reverse::new(plan.teams.rules.clone(), own_dnd.clone(), people);
+            let own = OwnPresence::new(telemetry.clone(), plan.engine.mapping.clone(), own_dnd);
+            let stop_rx = reverse_stop;
+            let telemetry = telemetry.clone();
+            tracing::info!(
+                "Teams → PBX: presence read every {:?}, DND through {}",
+                plan.teams.poll,
+                if plan.teams.mode == TeamsToPbx::Ami {
+                    "AMI"
+                } else {
+                    "SIP PUBLISH"
+                }
+            );
+            Some(match plan.teams.mode {
+                TeamsToPbx::Publish => {
+                    let (publisher, domain) = publisher
+                        .take()
+                        .ok_or("TEAMS_TO_PBX=publish needs the SIP source's user agent")?;
+                    let target = PublishTarget::new(publisher, domain);
+                    tokio::spawn(crate::teams_to_pbx::run(
+                        feed, decide, target, own, telemetry, stop_rx,
+                    ))
+                }
+                _ => {
+                    let (handle, scheme) = match ami_handle.take() {
+                        Some(h) => h,
+                        None => {
+                            let settings = plan
+                                .teams
+                                .ami
+                                .as_ref()
+                                .ok_or("TEAMS_TO_PBX=ami needs the AMI_* settings")?;
+                            let config = ami::driver::DriverConfig::new(
+                                settings.address.clone(),
+                                settings.client_config(),
+                            );
+                            (ami::driver::spawn(config).0, settings.dnd.clone())
+                        }
+                    };
+                    let target = AmiTarget::new(handle, scheme);
+                    tokio::spawn(crate::teams_to_pbx::run(
+                        feed, decide, target, own, telemetry, stop_rx,
+                    ))
+                }
+            })
+        }
+        _ => None,
     };
     let mut options = plan.engine.run_options();
     if let Some(calls) = plan.calls_in_flight {
@@ -520,6 +682,10 @@ pub async fn run_until_ready(
             token_watch.abort();
             warm_up.abort();
         }
+    }
+    // Every DND Teams → PBX set comes off while the PBX is still reachable.
+    if let Some(task) = reverse {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     runtime.stop(Duration::from_secs(10)).await;
     if let Some((sink, background)) = database {

@@ -209,6 +209,11 @@ impl SipSource {
         self.telemetry = telemetry;
     }
 
+    /// Publishes on this source's user agent (Teams → PBX), while it runs.
+    pub fn publisher(&self) -> Option<sip_ua::driver::Publisher> {
+        self.handle.as_ref().map(UaHandle::publisher)
+    }
+
     /// The local SIP address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.handle.as_ref().map(UaHandle::local_addr)
@@ -333,7 +338,19 @@ impl SipSource {
             }
             Event::ContactChanged { old, new } => health(SipHealth::ContactChanged { old, new }),
             Event::Unreachable { reason, .. } => health(SipHealth::Unreachable { reason }),
-            Event::Unregistered | Event::ShutDown => Vec::new(),
+            // Publications are Teams → PBX's (`TEAMS_TO_PBX=publish`) on this
+            // source's user agent: their failures are logged here.
+            Event::PublicationFailed {
+                presentity, reason, ..
+            } => {
+                tracing::warn!("PUBLISH for {presentity} failed: {reason}");
+                Vec::new()
+            }
+            Event::Published { presentity, .. } => {
+                tracing::debug!("published the presence of {presentity}");
+                Vec::new()
+            }
+            Event::Unregistered | Event::ShutDown | Event::PublicationRemoved { .. } => Vec::new(),
         }
     }
 

@@ -442,6 +442,49 @@ async fn a_missing_graph_permission_is_named() {
     assert!(r.contains("admin consent"), "{r}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_presence_read_all_is_named_when_teams_presence_goes_to_the_pbx() {
+    let emu = GraphEmulator::start(EmulatorConfig {
+        presence_read_withheld: true,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let closed = closed_port();
+    let c = Check::new("1001,alice@contoso.com\n")
+        .pbx(&format!("127.0.0.1:{}", closed.port), "blfsecret")
+        .var("SIP_TRANSPORT", "tcp")
+        .tenant(&emu);
+    // TEAMS_TO_PBX off (unset): presence is not read back.
+    let out = c.run(&["--json"]).await;
+    let v = json(&out);
+    assert_eq!(v["graph"]["ok"], true, "{v}");
+    assert_eq!(
+        emu.count(graph_emulator::Operation::GetPresencesByUserId),
+        0
+    );
+
+    let out = c.var("TEAMS_TO_PBX", "ami").run(&["--json"]).await;
+    let v = json(&out);
+    assert_eq!(v["graph"]["ok"], false, "{v}");
+    let graph_text = v["graph"]["text"].as_str().unwrap();
+    assert!(
+        graph_text.contains("presence read FAILED: 403 forbidden"),
+        "{graph_text}"
+    );
+    let fix = v["graph"]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("Presence.Read.All application permission and grant admin consent"),
+        "{fix}"
+    );
+    // Users still resolve: the rows say so.
+    assert_eq!(v["extensions"][0]["graph"], "ok", "{v}");
+    assert_eq!(
+        emu.count(graph_emulator::Operation::GetPresencesByUserId),
+        1
+    );
+}
+
 /// A PBX stand-in on loopback UDP: accepts REGISTER; answers SUBSCRIBE by
 /// extension (4040: 404, 4030: 403, 4890: 489, 6030: 603 as Asterisk answers
 /// with `allow_subscribe=no`, 2000: 200 but never a NOTIFY,

@@ -38,6 +38,7 @@ fn env_example_parses_and_documents_every_variable() {
                     "HTTP_",
                     "DATABASE_",
                     "AMI_",
+                    "TEAMS_",
                 ]
                 .iter()
                 .any(|p| word.starts_with(p))

@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use graph_emulator::{EmulatorConfig, GraphEmulator};
+use graph_emulator::{EmulatorConfig, GraphEmulator, Operation};
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 
@@ -30,6 +30,11 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn run(&self, args: &[&str], secret: &str) -> Output {
+        self.run_with(args, secret, &[]).await
+    }
+
+    /// [`run`](Self::run) with more variables (`TEAMS_TO_PBX` is unset unless given).
+    async fn run_with(&self, args: &[&str], secret: &str, vars: &[(&str, &str)]) -> Output {
         let c = self.emu.config();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"));
         cmd.arg("graph")
@@ -41,7 +46,9 @@ impl Setup {
             .env("AZURE_CLIENT_SECRET", secret)
             .env("AZURE_AUTHORITY_HOST", self.emu.authority_url())
             .env("GRAPH_BASE_URL", self.emu.base_url())
-            .env("RUST_LOG", "trace");
+            .env("RUST_LOG", "trace")
+            .env_remove("TEAMS_TO_PBX")
+            .envs(vars.iter().copied());
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap()
@@ -76,6 +83,57 @@ async fn check_reports_each_user_and_fails_for_an_unknown_one() {
     assert!(text.contains("#EXT#@contoso.onmicrosoft.com: ok"), "{text}");
     assert!(text.contains("dave@contoso.com: FAILED"), "{text}");
     assert!(text.contains("4 user(s) checked, 1 failed"), "{text}");
+    // Teams presence does not go to the PBX: nothing is read back.
+    assert!(!text.contains("presence read"), "{text}");
+    assert_eq!(s.emu.count(Operation::GetPresencesByUserId), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_when_presence_read_all_is_missing_with_teams_to_pbx() {
+    let s = setup().await;
+    let secret = s.emu.config().client_secret.clone();
+    s.emu.set_presence_read_withheld(true);
+    let out = s
+        .run_with(&["check"], &secret, &[("TEAMS_TO_PBX", "ami")])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("presence read (getPresencesByUserId): FAILED"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "fix: give the app registration the Presence.Read.All application permission \
+             and grant admin consent"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        s.emu.count(Operation::GetPresencesByUserId),
+        1,
+        "one read, for the first resolved user"
+    );
+
+    s.emu.set_presence_read_withheld(false);
+    let out = s
+        .run_with(&["check"], &secret, &[("TEAMS_TO_PBX", "publish")])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("presence read (getPresencesByUserId): ok"),
+        "{text}"
+    );
+
+    let out = s
+        .run_with(&["check"], &secret, &[("TEAMS_TO_PBX", "sometimes")])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TEAMS_TO_PBX") && err.contains("off, ami, publish"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

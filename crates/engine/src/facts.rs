@@ -146,6 +146,32 @@ pub struct QueueMember {
     pub in_call: bool,
 }
 
+/// A person's presence as read back from Teams, in Graph's spelling
+/// (`availability` `Busy`, `activity` `InACall`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TeamsPresence {
+    /// Base presence (`Available`, `Busy`, `DoNotDisturb`, `Away`, `Offline`...).
+    pub availability: String,
+    /// Its supplement (`Available`, `InACall`, `InAMeeting`, `Presenting`...).
+    pub activity: String,
+}
+
+impl TeamsPresence {
+    /// The presence `availability`/`activity`.
+    pub fn new(availability: impl Into<String>, activity: impl Into<String>) -> Self {
+        Self {
+            availability: availability.into(),
+            activity: activity.into(),
+        }
+    }
+}
+
+impl fmt::Display for TeamsPresence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.availability, self.activity)
+    }
+}
+
 /// One thing a source knows about an address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -166,6 +192,9 @@ pub enum Fact {
     /// Every queue the address is a member of (replaces what was known;
     /// empty: none).
     Queues(Vec<QueueMember>),
+    /// The presence Teams shows for the person behind this address (read,
+    /// not set by us).
+    Presence(TeamsPresence),
 }
 
 impl Fact {

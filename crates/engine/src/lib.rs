@@ -52,7 +52,8 @@ mod sink;
 mod view;
 
 pub use facts::{
-    AddressKey, Direction, Fact, LineState, Observation, Party, QueueMember, UnknownLineState,
+    AddressKey, Direction, Fact, LineState, Observation, Party, QueueMember, TeamsPresence,
+    UnknownLineState,
 };
 pub use feed::{FedView, FeedReport, ViewFeed};
 pub use lane::{Lane, LaneConfig, Write, WriteReason};

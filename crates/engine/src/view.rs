@@ -6,7 +6,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{AddressKey, Direction, Fact, LineState, Observation, Party, QueueMember};
+use crate::facts::{
+    AddressKey, Direction, Fact, LineState, Observation, Party, QueueMember, TeamsPresence,
+};
 
 /// A person, as the extension list names them (an e-mail, a UPN, an id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -143,12 +145,18 @@ impl Directory {
 ///   paused on all of them (the person still takes its calls on the
 ///   other), `in_call` when in a call on any, and has the `reason` of the
 ///   first paused one in address order.
+/// - `presence` is the Teams presence last reported by any of the person's
+///   addresses (in practice one address reports it: the person's Teams
+///   address). An address that only ever reported a presence shows in
+///   `lines` with line `Unknown` and takes no part in `line`, `cause`,
+///   `dnd` or `registered`.
 ///
 /// `lines` carries each address on its own (one [`LineView`] per address
 /// of the person that has reported anything, in address order), for sinks
 /// that show every phone (a table row per extension). A change on one phone
 /// that leaves the combined fields as they were still changes the view; so
-/// does a change of queue membership alone, as a DND change does.
+/// does a change of queue membership or of presence alone, as a DND change
+/// does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {
     /// Whose view it is.
@@ -171,6 +179,9 @@ pub struct View {
     /// name, sorted (combined: see above).
     #[serde(default)]
     pub queues: Vec<QueueMember>,
+    /// The Teams presence last reported for the person (see above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<TeamsPresence>,
 }
 
 /// One address of a person, as it reported itself (part of a [`View`]).
@@ -193,6 +204,9 @@ pub struct LineView {
     /// pause (empty: none, or none reported).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queues: Vec<QueueMember>,
+    /// The Teams presence it reported, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<TeamsPresence>,
 }
 
 /// What one address reported last.
@@ -204,6 +218,8 @@ struct AddressState {
     /// Sorted by queue name, one per name. A boxed slice: most addresses
     /// are in no queue, and it is smaller than a `Vec`.
     queues: Box<[QueueMember]>,
+    /// Boxed: most addresses are phones and never report one.
+    presence: Option<Box<TeamsPresence>>,
 }
 
 /// What of an [`AddressState`] shows in its [`LineView`], queues aside
@@ -246,6 +262,13 @@ impl AddressState {
             self.queues = members.into_boxed_slice();
             return changed;
         }
+        if let Fact::Presence(presence) = fact {
+            let changed = self.presence.as_deref() != Some(presence);
+            if changed {
+                self.presence = Some(Box::new(presence.clone()));
+            }
+            return changed;
+        }
         let before = self.shown();
         match fact {
             Fact::Line {
@@ -255,9 +278,19 @@ impl AddressState {
             } => self.line = Some((*state, counterparty.clone(), *direction)),
             Fact::Dnd(on) => self.dnd = Some(*on),
             Fact::Registration(on) => self.registered = Some(*on),
-            Fact::Queues(_) => {}
+            Fact::Queues(_) | Fact::Presence(_) => {}
         }
         self.shown() != before
+    }
+
+    /// Whether the address reported nothing but a presence: it then says
+    /// nothing about the person's line.
+    fn presence_only(&self) -> bool {
+        self.presence.is_some()
+            && self.line.is_none()
+            && self.dnd.is_none()
+            && self.registered.is_none()
+            && self.queues.is_empty()
     }
 
     fn party(&self) -> (Option<&Party>, Option<Direction>) {
@@ -277,6 +310,9 @@ impl AddressState {
 }
 
 /// What an observation did.
+// Returned once per observation and matched at once: boxing the view would
+// cost an allocation for every change to save a copy of a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Observed {
     /// The person's view changed to this.
@@ -309,12 +345,14 @@ struct Slot {
 }
 
 /// One person: their addresses (indices into `Views::addresses`, in key
-/// order) and the address that caused their last view.
+/// order), the address that caused their last view and the one that
+/// reported a presence last.
 #[derive(Debug, Clone)]
 struct Person {
     id: PersonId,
     addresses: Vec<usize>,
     cause: Option<usize>,
+    presence_from: Option<usize>,
 }
 
 impl Views {
@@ -331,6 +369,7 @@ impl Views {
                 id,
                 addresses: Vec::new(),
                 cause: None,
+                presence_from: None,
             })
             .collect();
         let mut addresses = Vec::with_capacity(person_of.len());
@@ -363,14 +402,21 @@ impl Views {
         let slot = &mut self.addresses[at].1;
         // The first report of an address adds it to the view.
         let first = slot.state.is_none();
-        let changed = slot
+        let mut changed = slot
             .state
             .get_or_insert_with(AddressState::default)
             .apply(&observation.fact);
+        let person = slot.person;
+        if let Fact::Presence(_) = observation.fact {
+            // The view shows the last reported presence: one from another
+            // address than before changes it even if this one's is as it was.
+            let from = &mut self.people[person].presence_from;
+            changed |= *from != Some(at);
+            *from = Some(at);
+        }
         if !first && !changed {
             return Observed::Unchanged;
         }
-        let person = slot.person;
         let (view, cause) = self.combine(person);
         self.people[person].cause = cause;
         Observed::Changed(view)
@@ -418,7 +464,11 @@ impl Views {
                 dnd: state.dnd,
                 registered: state.registered,
                 queues: state.queues.to_vec(),
+                presence: state.presence.as_deref().cloned(),
             });
+            if state.presence_only() {
+                continue;
+            }
             dnd |= state.dnd == Some(true);
             registered = match (registered, state.registered) {
                 (Some(true), _) | (_, Some(true)) => Some(true),
@@ -455,6 +505,10 @@ impl Views {
             registered,
             cause: cause.map(|at| self.addresses[at].0.clone()),
             queues: combine_queues(&lines),
+            presence: person
+                .presence_from
+                .and_then(|at| self.addresses[at].1.state.as_ref())
+                .and_then(|state| state.presence.as_deref().cloned()),
             lines,
         };
         (view, cause)

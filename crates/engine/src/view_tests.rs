@@ -202,6 +202,7 @@ fn each_reporting_address_is_in_the_view_on_its_own() {
                 dnd: None,
                 registered: None,
                 queues: vec![],
+                presence: None,
             },
             LineView {
                 address: AddressKey::new("pbx-b", "2001"),
@@ -211,6 +212,7 @@ fn each_reporting_address_is_in_the_view_on_its_own() {
                 dnd: Some(true),
                 registered: Some(false),
                 queues: vec![],
+                presence: None,
             },
         ]
     );
@@ -462,4 +464,99 @@ fn a_reason_comes_only_with_a_pause() {
     };
     assert_eq!(view.queues, [member("support", false, None, false)]);
     assert_eq!(view.lines[0].queues, view.queues);
+}
+
+fn teams_views() -> Views {
+    let mut d = Directory::new();
+    d.add("pbx-a", "1001", "alice").unwrap();
+    d.add("teams", "alice", "alice").unwrap();
+    Views::new(d)
+}
+
+fn presence(availability: &str, activity: &str) -> Fact {
+    Fact::Presence(TeamsPresence::new(availability, activity))
+}
+
+#[test]
+fn a_presence_change_alone_changes_the_view() {
+    let mut v = teams_views();
+    line(&mut v, "pbx-a", "1001", LineState::Idle);
+    let Observed::Changed(view) = v.observe(&obs("teams", "alice", presence("Busy", "InACall")))
+    else {
+        panic!("a first presence changes the view");
+    };
+    assert_eq!(view.presence, Some(TeamsPresence::new("Busy", "InACall")));
+    assert_eq!(
+        v.observe(&obs("teams", "alice", presence("Busy", "InACall"))),
+        Observed::Unchanged
+    );
+    let Observed::Changed(view) =
+        v.observe(&obs("teams", "alice", presence("Available", "Available")))
+    else {
+        panic!("another presence changes the view");
+    };
+    assert_eq!(
+        view.presence,
+        Some(TeamsPresence::new("Available", "Available"))
+    );
+    // Nothing else moved.
+    assert_eq!(view.line, LineState::Idle);
+    assert_eq!(v.get(&"alice".into()), Some(view));
+}
+
+#[test]
+fn an_address_with_only_a_presence_does_not_change_the_line() {
+    let mut v = teams_views();
+    // Only the presence is known: the person's line is unknown, with no cause.
+    let Observed::Changed(view) = v.observe(&obs("teams", "alice", presence("Busy", "InACall")))
+    else {
+        panic!("a first presence shows the person");
+    };
+    assert_eq!(view.line, LineState::Unknown);
+    assert_eq!(view.cause, None);
+    assert_eq!(view.registered, None);
+    let teams_line = &view.lines[0];
+    assert_eq!(teams_line.address, AddressKey::new("teams", "alice"));
+    assert_eq!(teams_line.line, LineState::Unknown);
+    assert_eq!(
+        teams_line.presence,
+        Some(TeamsPresence::new("Busy", "InACall"))
+    );
+    // The phone reports offline: it gives the line, the Teams address does not.
+    let Observed::Changed(view) = v.observe(&obs("pbx-a", "1001", Fact::Registration(false)))
+    else {
+        panic!("the phone changes the view");
+    };
+    assert_eq!(view.line, LineState::Offline);
+    assert_eq!(view.cause, Some(AddressKey::new("pbx-a", "1001")));
+    assert_eq!(view.registered, Some(false));
+    assert_eq!(view.presence, Some(TeamsPresence::new("Busy", "InACall")));
+    // A Teams address listed first in order does not take the cause either.
+    let mut d = Directory::new();
+    d.add("pbx", "1001", "bob").unwrap();
+    d.add("a-teams", "bob", "bob").unwrap();
+    let mut v = Views::new(d);
+    v.observe(&obs("a-teams", "bob", presence("Away", "Away")));
+    let Observed::Changed(view) = v.observe(&obs("pbx", "1001", Fact::line(LineState::Unknown)))
+    else {
+        panic!("the phone's first report changes the view");
+    };
+    assert_eq!(view.cause, Some(AddressKey::new("pbx", "1001")));
+    assert_eq!(view.lines.len(), 2);
+}
+
+#[test]
+fn the_last_reported_presence_shows() {
+    let mut d = Directory::new();
+    d.add("teams", "alice", "alice").unwrap();
+    d.add("teams-b", "alice", "alice").unwrap();
+    let mut v = Views::new(d);
+    v.observe(&obs("teams", "alice", presence("Busy", "InACall")));
+    v.observe(&obs("teams-b", "alice", presence("Away", "Away")));
+    // The first address says again what it said: it is the last report now.
+    let Observed::Changed(view) = v.observe(&obs("teams", "alice", presence("Busy", "InACall")))
+    else {
+        panic!("the last report shows");
+    };
+    assert_eq!(view.presence, Some(TeamsPresence::new("Busy", "InACall")));
 }

@@ -26,6 +26,10 @@
 //!   relative urls and a `Content-Type` header when a body is present; sub-responses come back
 //!   in reverse order (deterministic, and different from the request order); each sub-request
 //!   is throttled on its own (429 + `Retry-After` in the sub-response headers).
+//! * **Permissions**: each call needs one of its application roles (`app_roles`), else 403;
+//!   presence reads can be withheld on their own (a missing `Presence.Read.All`).
+//! * **The user's own Teams activity**: Teams-client sessions (a call:
+//!   [`GraphEmulator::start_teams_call`]) and the preferred presence the user picks.
 //! * **Faults on demand**: 429 with `Retry-After`, 503 (with or without `Retry-After`), slow
 //!   answers, 401, expired tokens, and an optional rate limit (N requests per window → 429
 //!   with `Retry-After`).
@@ -132,6 +136,11 @@ pub struct EmulatorConfig {
     /// Application permissions granted (with admin consent) to the app. Calls needing a
     /// permission that is missing get 403.
     pub app_roles: Vec<String>,
+    /// Refuse presence reads (`GET …/presence`, `getPresencesByUserId`) with 403 whatever
+    /// `app_roles` says, as Graph answers an app that lacks `Presence.Read.All` (before
+    /// app-only reads were supported, even `Presence.ReadWrite.All` did not cover them).
+    /// Changed at run time with [`GraphEmulator::set_presence_read_withheld`].
+    pub presence_read_withheld: bool,
     /// An optional rate limit.
     pub rate_limit: Option<RateLimit>,
     /// Answer a `$batch` whose sub-requests did not all succeed with an outer 424 instead of
@@ -163,6 +172,7 @@ impl Default for EmulatorConfig {
                 "Presence.Read.All".into(),
                 "User.Read.All".into(),
             ],
+            presence_read_withheld: false,
             rate_limit: None,
             batch_424_on_failure: false,
         }
@@ -292,6 +302,7 @@ struct State {
     throttled: u64,
     rate_window: Option<(Instant, u32)>,
     rate_limit: Option<RateLimit>,
+    presence_read_withheld: bool,
 }
 
 #[derive(Debug)]
@@ -324,6 +335,7 @@ impl GraphEmulator {
     ) -> Result<GraphEmulator, EmulatorError> {
         let mut state = State {
             rate_limit: config.rate_limit,
+            presence_read_withheld: config.presence_read_withheld,
             ..State::default()
         };
         for u in &config.users {
@@ -445,6 +457,22 @@ impl GraphEmulator {
         self.with_user(object_id, |u| u.client_sessions.clear());
     }
 
+    /// The user starts a Teams call: a Teams-client session `Busy/InACall` is added (it
+    /// outranks Available and Away sessions; a preferred presence still wins).
+    pub fn start_teams_call(&self, object_id: &str) {
+        self.set_client_session(object_id, "Busy", "InACall");
+    }
+
+    /// The user's Teams call ends: one `Busy/InACall` client session is removed (if any).
+    pub fn end_teams_call(&self, object_id: &str) {
+        self.with_user(object_id, |u| {
+            let call = PresencePair::new("Busy", "InACall");
+            if let Some(at) = u.client_sessions.iter().position(|s| *s == call) {
+                u.client_sessions.remove(at);
+            }
+        });
+    }
+
     /// Sets the user's own (preferred) presence, as if picked in Teams.
     pub fn set_user_preferred(
         &self,
@@ -460,6 +488,11 @@ impl GraphEmulator {
                 expires_at: now + expires_in,
             })
         });
+    }
+
+    /// Clears the user's own (preferred) presence, as if reset in Teams.
+    pub fn clear_user_preferred(&self, object_id: &str) {
+        self.with_user(object_id, |u| u.preferred = None);
     }
 
     /// The user-preferred presence, if set and live.
@@ -517,6 +550,13 @@ impl GraphEmulator {
         for exp in self.state().tokens.values_mut() {
             *exp = now;
         }
+    }
+
+    /// Withholds (`true`) or grants again (`false`) the permission to read presence: while
+    /// withheld, `GET …/presence` and `getPresencesByUserId` answer 403 `Forbidden` (see
+    /// [`EmulatorConfig::presence_read_withheld`]).
+    pub fn set_presence_read_withheld(&self, withheld: bool) {
+        self.state().presence_read_withheld = withheld;
     }
 
     /// Changes the rate limit.

@@ -615,10 +615,13 @@ async fn operation(
         }
         // Permissions (application roles with admin consent).
         let roles = required_roles(op);
-        if !roles.is_empty()
-            && !roles
-                .iter()
-                .any(|r| shared.config.app_roles.iter().any(|g| g == r))
+        let read_withheld = matches!(op, Operation::GetPresence | Operation::GetPresencesByUserId)
+            && lock(&shared.state).presence_read_withheld;
+        if read_withheld
+            || !roles.is_empty()
+                && !roles
+                    .iter()
+                    .any(|r| shared.config.app_roles.iter().any(|g| g == r))
         {
             let code = if op == Operation::GetUser {
                 "Authorization_RequestDenied"

@@ -490,3 +490,91 @@ async fn status_message_rules() {
     assert_eq!(t.post(&path, msg("text", ok)).await.0, 200);
     assert_eq!(t.emu.status_message(ALICE).unwrap().content, "Out");
 }
+
+#[tokio::test]
+async fn presence_reads_can_be_withheld() {
+    let t = start(EmulatorConfig {
+        presence_read_withheld: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let read = || {
+        t.post(
+            "/communications/getPresencesByUserId",
+            json!({"ids": [ALICE]}),
+        )
+    };
+    let (s, _, v) = read().await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "Forbidden");
+    assert!(v["error"]["innerError"]["request-id"].is_string(), "{v}");
+    // Writes are not affected.
+    assert_eq!(t.set(ALICE, "Away", "Away", None).await.0, 200);
+    t.emu.set_presence_read_withheld(false);
+    assert_eq!(read().await.0, 200);
+    t.emu.set_presence_read_withheld(true);
+    assert_eq!(read().await.0, 403);
+}
+
+#[tokio::test]
+async fn a_teams_call_and_the_preferred_presence_show_in_reads() {
+    let t = start(EmulatorConfig::default()).await;
+    let read = || async {
+        let (s, _, v) = t
+            .post(
+                "/communications/getPresencesByUserId",
+                json!({"ids": [ALICE]}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let p = &v["value"][0];
+        PresencePair::new(
+            p["availability"].as_str().unwrap(),
+            p["activity"].as_str().unwrap(),
+        )
+    };
+    t.emu.set_client_session(ALICE, "Available", "Available");
+    assert_eq!(read().await, PresencePair::new("Available", "Available"));
+    t.emu.start_teams_call(ALICE);
+    assert_eq!(read().await, PresencePair::new("Busy", "InACall"));
+    t.emu
+        .set_user_preferred(ALICE, "DoNotDisturb", "DoNotDisturb", 60 * MIN);
+    assert_eq!(
+        read().await,
+        PresencePair::new("DoNotDisturb", "DoNotDisturb")
+    );
+    t.emu.clear_user_preferred(ALICE);
+    assert_eq!(read().await, PresencePair::new("Busy", "InACall"));
+    t.emu.end_teams_call(ALICE);
+    assert_eq!(read().await, PresencePair::new("Available", "Available"));
+}
+
+#[tokio::test]
+async fn presence_reads_are_throttled_under_the_rate_limit() {
+    let t = start(EmulatorConfig {
+        rate_limit: Some(RateLimit {
+            requests: 1,
+            window: Duration::from_secs(30),
+        }),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let read = || {
+        t.post(
+            "/communications/getPresencesByUserId",
+            json!({"ids": [ALICE]}),
+        )
+    };
+    assert_eq!(read().await.0, 200);
+    let (s, headers, _) = read().await;
+    assert_eq!(s, 429);
+    assert!(headers.contains_key("retry-after"));
+    t.emu.set_rate_limit(None);
+    t.emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(2),
+        times: 1,
+    });
+    let (s, headers, _) = read().await;
+    assert_eq!((s, &headers["retry-after"]), (429, &"2".parse().unwrap()));
+    assert_eq!(t.emu.count(Operation::GetPresencesByUserId), 3);
+}

@@ -1,6 +1,6 @@
 //! The client: tokens, retries, budget, users, presence calls and `$batch`.
 
-use crate::budget::RequestBudget;
+use crate::budget::{BudgetGate, Priority};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{endpoint_url, Credential, GraphConfig};
 use crate::error::GraphError;
@@ -45,7 +45,7 @@ struct Inner {
     token_url: String,
     graph_base: url::Url,
     token: tokio::sync::Mutex<Option<CachedToken>>,
-    budget: Mutex<RequestBudget>,
+    budget: BudgetGate,
     users: Mutex<HashMap<String, ObjectId>>,
     clock: Arc<dyn Clock>,
 }
@@ -212,7 +212,7 @@ impl GraphClient {
             .map_err(|e| GraphError::Config(format!("HTTP client: {e}")))?;
         Ok(GraphClient {
             inner: Arc::new(Inner {
-                budget: Mutex::new(RequestBudget::new(config.request_budget)),
+                budget: BudgetGate::new(config.request_budget),
                 config,
                 http,
                 oauth,
@@ -360,24 +360,6 @@ impl GraphClient {
 
     // ---------------------------------------------------------------- transport
 
-    async fn acquire_budget(&self, cost: u32) {
-        loop {
-            let now = self.inner.clock.now();
-            let wait = match lock(&self.inner.budget).try_acquire(now, cost) {
-                Ok(()) => return,
-                Err(at) => at.saturating_duration_since(now),
-            };
-            tracing::debug!(
-                wait_ms = wait.as_millis() as u64,
-                "request budget exhausted; waiting"
-            );
-            self.inner
-                .clock
-                .sleep(wait.max(Duration::from_millis(1)))
-                .await;
-        }
-    }
-
     fn url(&self, segments: &[String], query: &[(&str, &str)]) -> Result<url::Url, GraphError> {
         let mut u = self.inner.graph_base.clone();
         {
@@ -395,7 +377,8 @@ impl GraphClient {
         Ok(u)
     }
 
-    /// Sends one request: 401 → new token once; with `max_retries` set, 429 → wait
+    /// Sends one request, after taking `cost` slots of the budget (reads wait behind
+    /// waiting writes, by `op`'s [`Priority`]): 401 → new token once; with `max_retries` set, 429 → wait
     /// `Retry-After` (or back off) and 5xx, timeouts, connection errors → exponential backoff
     /// with jitter, up to `max_retries` times; everything else is returned as it is.
     async fn send<B: serde::Serialize + ?Sized>(
@@ -410,7 +393,10 @@ impl GraphClient {
         let mut attempt: u32 = 0;
         let mut renewed = false;
         loop {
-            self.acquire_budget(cost).await;
+            self.inner
+                .budget
+                .acquire(self.inner.clock.as_ref(), cost, Priority::of(op))
+                .await;
             let token = self.access_token().await?;
             let mut rb = self
                 .inner

@@ -165,6 +165,15 @@ impl GraphError {
         )
     }
 
+    /// The application permission a 403 says is missing (`Presence.Read.All` for
+    /// `getPresencesByUserId`), or `None` for any other error.
+    pub fn missing_permission(&self) -> Option<&'static str> {
+        match self {
+            GraphError::Forbidden { permission, .. } => Some(permission),
+            _ => None,
+        }
+    }
+
     /// When the server said to try again (`Retry-After` of a 429 or a 5xx), if it did.
     /// A caller that retries waits this long; without it, it backs off as it sees fit.
     pub fn retry_after(&self) -> Option<Duration> {

@@ -17,7 +17,8 @@
 //! * **Failures**: every failure is a typed [`GraphError`]; 429 and 5xx carry the server's
 //!   `Retry-After` ([`GraphError::retry_after`]) and [`GraphError::is_transient`] says whether
 //!   trying again may help; 400/403 say what is wrong; a client-side [budget](BudgetConfig)
-//!   (1,500 per 30 s by default) keeps requests under Graph's limit.
+//!   (1,500 per 30 s by default) keeps requests under Graph's limit. Reads and writes share
+//!   it, writes first: a read (user lookup, presence) waits while any write waits for a slot.
 //! * **Retries are opt-in**: the client does not retry unless
 //!   [`GraphConfig::max_retries`] is set; a caller without its own retry loop sets it. Then
 //!   429 honours `Retry-After` and 5xx, timeouts and connection errors back off exponentially

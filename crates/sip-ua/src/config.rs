@@ -131,6 +131,8 @@ pub struct UaConfig {
     pub subscribe_expires: u32,
     /// Most new SUBSCRIBEs per second.
     pub subscribe_rate: u32,
+    /// Requested publication expiry (RFC 3903 PUBLISH), seconds.
+    pub publish_expires: u32,
     /// `User-Agent` header.
     pub user_agent: String,
     /// RFC 3261 timer values.
@@ -147,7 +149,7 @@ pub struct UaConfig {
 
 impl UaConfig {
     /// A configuration with defaults: UDP, learned contact, REGISTER for 600 s,
-    /// subscriptions for 600 s, 50 new SUBSCRIBEs per second.
+    /// subscriptions for 600 s, 50 new SUBSCRIBEs per second, publications for 3600 s.
     pub fn new(
         server: impl Into<String>,
         username: impl Into<String>,
@@ -165,6 +167,7 @@ impl UaConfig {
             register_expires: 600,
             subscribe_expires: 600,
             subscribe_rate: 50,
+            publish_expires: 3600,
             user_agent: concat!("sip-ua/", env!("CARGO_PKG_VERSION")).to_string(),
             timers: Timers::default(),
             retry_min: Duration::from_secs(2),
@@ -214,6 +217,7 @@ impl fmt::Debug for UaConfig {
             .field("register_expires", &self.register_expires)
             .field("subscribe_expires", &self.subscribe_expires)
             .field("subscribe_rate", &self.subscribe_rate)
+            .field("publish_expires", &self.publish_expires)
             .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
     }

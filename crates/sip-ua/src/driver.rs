@@ -19,14 +19,16 @@ use crate::discovery::AddressDiscovery;
 use crate::error::Error;
 use crate::framing::{Frame, StreamFramer};
 use crate::message::MAX_MESSAGE_SIZE;
-use crate::ua::{Event, UaStatus, UserAgent};
+use crate::ua::{Event, PublicationStatus, UaStatus, UserAgent};
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
     Add(Subscription),
     Remove(Subscription),
     Refresh(Subscription),
+    Publish(String, Option<(String, Vec<u8>)>),
     Status(oneshot::Sender<UaStatus>),
+    Publications(oneshot::Sender<Vec<PublicationStatus>>),
 }
 
 /// Controls a running user agent. Dropping it shuts the user agent down in the
@@ -38,6 +40,23 @@ pub struct UaHandle {
     server_addr: SocketAddr,
     task: Option<JoinHandle<()>>,
     shutdown_limit: Duration,
+}
+
+/// Publishes presence on a running user agent ([`UaHandle::publisher`]).
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl Publisher {
+    /// As [`UaHandle::publish`]: `body` replaces the presentity's
+    /// publication, `None` removes it.
+    pub fn publish(&self, presentity: &str, body: Option<(String, Vec<u8>)>) -> Result<(), Error> {
+        crate::ua::validate_publication(presentity, body.as_ref())?;
+        self.cmd
+            .send(Command::Publish(presentity.to_string(), body))
+            .map_err(|_| Error::Stopped)
+    }
 }
 
 impl UaHandle {
@@ -72,6 +91,42 @@ impl UaHandle {
             .map_err(|_| Error::Stopped)
     }
 
+    /// Publishes `body` (content type, bytes; e.g. `application/pidf+xml`) as
+    /// the `presence` of `presentity` (a user name at the domain, or a SIP
+    /// URI), replacing the previous one; `None` removes it (RFC 3903 PUBLISH,
+    /// see [`UserAgent::publish`]). The outcome arrives on the event channel
+    /// ([`Event::Published`], [`Event::PublicationRemoved`],
+    /// [`Event::PublicationFailed`]). [`shutdown`](Self::shutdown) removes
+    /// every publication.
+    pub fn publish(&self, presentity: &str, body: Option<(String, Vec<u8>)>) -> Result<(), Error> {
+        crate::ua::validate_publication(presentity, body.as_ref())?;
+        self.cmd
+            .send(Command::Publish(presentity.to_string(), body))
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Removes the publication of `presentity` (`publish(presentity, None)`).
+    pub fn unpublish(&self, presentity: &str) -> Result<(), Error> {
+        self.publish(presentity, None)
+    }
+
+    /// A handle that only publishes, cheap to clone and to hand to another
+    /// task (the user agent keeps running while this handle lives).
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            cmd: self.cmd.clone(),
+        }
+    }
+
+    /// Every publication, with the last error of each.
+    pub async fn publications(&self) -> Result<Vec<PublicationStatus>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Publications(tx))
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
     /// A snapshot of the registration and every subscription (with the last
     /// error of each, in plain words).
     pub async fn status(&self) -> Result<UaStatus, Error> {
@@ -82,7 +137,7 @@ impl UaHandle {
         rx.await.map_err(|_| Error::Stopped)
     }
 
-    /// Un-SUBSCRIBEs everything, un-REGISTERs and stops, within a bounded time
+    /// Removes every publication, un-SUBSCRIBEs everything, un-REGISTERs and stops, within a bounded time
     /// (two Timer F periods, 65 s by default; the task is aborted after that).
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
@@ -244,8 +299,16 @@ fn handle_command(
         Some(Command::Refresh(s)) => {
             ua.refresh_subscription(&s.extension, s.package, Instant::now());
         }
+        Some(Command::Publish(presentity, body)) => {
+            if let Err(e) = ua.publish(&presentity, body, Instant::now()) {
+                tracing::debug!(error = %e, %presentity, "publication not taken");
+            }
+        }
         Some(Command::Status(reply)) => {
             let _ = reply.send(ua.status());
+        }
+        Some(Command::Publications(reply)) => {
+            let _ = reply.send(ua.publications());
         }
         None => {
             ua.shutdown(Instant::now());

@@ -1,5 +1,5 @@
-//! A sans-IO SIP user agent for REGISTER and BLF subscriptions that stays
-//! correct for weeks.
+//! A sans-IO SIP user agent for REGISTER, BLF subscriptions and presence
+//! publications that stays correct for weeks.
 //!
 //! The core, [`UserAgent`], is a state machine: it takes datagrams (or framed
 //! TCP messages) and `now: Instant`, and hands back what to send
@@ -26,6 +26,12 @@
 //!   (for the full state after a version gap, RFC 4235 §4.1);
 //!   un-SUBSCRIBE on shutdown, whose final NOTIFYs are waited for (at most
 //!   [`ua::FINAL_NOTIFY_WAIT`]) and answered before the un-REGISTER.
+//! - **PUBLISH** (RFC 3903) of `Event: presence` per presentity
+//!   ([`UserAgent::publish`]): initial PUBLISH with the body, `SIP-ETag` kept,
+//!   refreshed before the granted expiry with `SIP-If-Match` and no body,
+//!   modified with a new body, removed with `Expires: 0` (also on shutdown,
+//!   before the un-REGISTER); `412` → a new initial PUBLISH, `423` →
+//!   `Min-Expires`, digest as for SUBSCRIBE.
 //! - **NOTIFY**: matched to a dialog by Call-ID and both tags; anything else gets
 //!   `481` and changes nothing ([`Event::NotifyRejected`]); always `200` for our
 //!   dialogs, also when the body will not parse (bodies are handed up unparsed);
@@ -136,6 +142,6 @@ pub use headers::{SubState, SubscriptionState, TerminationReason};
 pub use message::Message;
 pub use transaction::Timers;
 pub use ua::{
-    Event, Notify, NotifyRejection, RegistrationStatus, SubscriptionPhase, SubscriptionStatus,
-    Transmit, UaStatus, UserAgent,
+    Event, Notify, NotifyRejection, PublicationStatus, RegistrationStatus, SubscriptionPhase,
+    SubscriptionStatus, Transmit, UaStatus, UserAgent,
 };

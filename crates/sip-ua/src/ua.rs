@@ -1,4 +1,5 @@
-//! The sans-IO user agent: registration, subscriptions and NOTIFY handling.
+//! The sans-IO user agent: registration, subscriptions, NOTIFY handling and
+//! publications.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -9,230 +10,33 @@ use crate::digest::{AuthError, DigestSession};
 use crate::discovery::AddressDiscovery;
 use crate::headers::{
     contact_expires, parse_delta_seconds, parse_event, parse_min_expires, parse_retry_after,
-    parse_subscription_state, parse_via, SubState, SubscriptionState, TerminationReason,
+    parse_subscription_state, parse_via, SubState, TerminationReason,
 };
 use crate::message::{split_name_addr, Message, StartLine};
 use crate::transaction::{ClientOutput, ClientTransaction, ServerTransactions};
 
 mod notify;
+mod publish;
 mod register;
 mod subscribe;
 mod timers;
+mod types;
 
 use timers::TimerIndex;
 
+pub(crate) use publish::validate as validate_publication;
+pub use publish::{diagnose_publish_failure, PublicationStatus};
 pub use subscribe::diagnose_subscribe_failure;
-
-/// A datagram (or, on TCP, a chunk of the stream) to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddr,
-    /// The bytes.
-    pub payload: Vec<u8>,
-}
-
-/// A NOTIFY that belongs to one of our subscriptions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notify {
-    /// The extension it is about.
-    pub extension: String,
-    /// Its event package.
-    pub package: EventPackage,
-    /// `Content-Type`, if any (none: no body, e.g. Kamailio's "no dialogs").
-    pub content_type: Option<String>,
-    /// The body, unparsed (parse it with the `blf` crate).
-    pub body: Vec<u8>,
-    /// `Subscription-State`, if it parsed.
-    pub subscription_state: Option<SubscriptionState>,
-    /// When it arrived: the `now` of the [`UserAgent::handle_input`] call
-    /// that carried it.
-    pub received_at: Instant,
-}
-
-/// What happened; poll with [`UserAgent::poll_event`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// The PBX accepted the registration.
-    Registered {
-        /// Granted expiry, seconds.
-        expires: u32,
-        /// The Contact URI registered.
-        contact: String,
-    },
-    /// REGISTER failed; `retry_at` says when it is tried again.
-    RegistrationFailed {
-        /// The status code, `None` on time-out.
-        status: Option<u16>,
-        /// Plain-words reason.
-        reason: String,
-        /// Next attempt.
-        retry_at: Option<Instant>,
-    },
-    /// The un-REGISTER finished (or gave up).
-    Unregistered,
-    /// A subscription was accepted (2xx) or refreshed, or became active by NOTIFY.
-    SubscriptionActive {
-        /// Extension.
-        extension: String,
-        /// Event package.
-        package: EventPackage,
-        /// Seconds until it expires.
-        expires: u32,
-    },
-    /// The PBX holds the subscription as `pending` (awaiting authorisation).
-    SubscriptionPending {
-        /// Extension.
-        extension: String,
-        /// Event package.
-        package: EventPackage,
-    },
-    /// The PBX ended a subscription (`Subscription-State: terminated`).
-    SubscriptionTerminated {
-        /// Extension.
-        extension: String,
-        /// Event package.
-        package: EventPackage,
-        /// The `reason` parameter.
-        reason: Option<TerminationReason>,
-        /// When it is subscribed again; `None`: never (`invariant`).
-        retry_at: Option<Instant>,
-    },
-    /// A SUBSCRIBE failed; `diagnosis` says what to do about it.
-    SubscriptionFailed {
-        /// Extension.
-        extension: String,
-        /// Event package.
-        package: EventPackage,
-        /// Status code, `None` on time-out.
-        status: Option<u16>,
-        /// Plain-words diagnosis, e.g. "PBX has no BLF hint for 500: …".
-        diagnosis: String,
-        /// Next attempt.
-        retry_at: Option<Instant>,
-    },
-    /// A NOTIFY for one of our subscriptions.
-    Notify(Notify),
-    /// A NOTIFY that matched no subscription got 481 and changed nothing.
-    NotifyRejected {
-        /// Who sent it.
-        from: SocketAddr,
-        /// Why, in few enough kinds to count by.
-        kind: NotifyRejection,
-        /// Why, in words (e.g. the unknown Call-ID).
-        reason: String,
-    },
-    /// The Contact address changed; registration and subscriptions are refreshed.
-    ContactChanged {
-        /// The previous address.
-        old: SocketAddr,
-        /// The new address.
-        new: SocketAddr,
-    },
-    /// The PBX did not answer (REGISTER timed out).
-    Unreachable {
-        /// What timed out.
-        reason: String,
-        /// Next attempt.
-        retry_at: Option<Instant>,
-    },
-    /// [`UserAgent::shutdown`] finished.
-    ShutDown,
-}
-
-/// Why a NOTIFY was rejected with 481 ([`Event::NotifyRejected`]): a small,
-/// fixed set, fit for a metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NotifyRejection {
-    /// Its Call-ID is no subscription of ours (a forged NOTIFY, or one for
-    /// a subscription that has ended).
-    UnknownDialog,
-    /// The Call-ID is ours but the tags or the event package are not.
-    DialogMismatch,
-    /// It cannot be matched at all (no Call-ID).
-    Malformed,
-}
-
-impl NotifyRejection {
-    /// Every kind, in declaration order.
-    pub const ALL: [NotifyRejection; 3] = [
-        NotifyRejection::UnknownDialog,
-        NotifyRejection::DialogMismatch,
-        NotifyRejection::Malformed,
-    ];
-
-    /// Snake-case name (`unknown_dialog`, `dialog_mismatch`, `malformed`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnknownDialog => "unknown_dialog",
-            Self::DialogMismatch => "dialog_mismatch",
-            Self::Malformed => "malformed",
-        }
-    }
-}
-
-/// Where a subscription stands (see [`UserAgent::status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriptionPhase {
-    /// No dialog; waiting for the next attempt.
-    Waiting,
-    /// Initial SUBSCRIBE sent.
-    Subscribing,
-    /// Accepted; NOTIFYs flow.
-    Active,
-    /// Accepted but `pending` at the PBX.
-    Pending,
-    /// Refresh in flight.
-    Refreshing,
-    /// Un-SUBSCRIBE in flight.
-    Unsubscribing,
-    /// Ended for good (`invariant`, removed, shut down).
-    Closed,
-}
-
-/// The state of one subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionStatus {
-    /// Extension.
-    pub extension: String,
-    /// Event package.
-    pub package: EventPackage,
-    /// Phase.
-    pub phase: SubscriptionPhase,
-    /// When the PBX's grant runs out, while active.
-    pub expires_at: Option<Instant>,
-    /// Next SUBSCRIBE (refresh or retry).
-    pub next_attempt: Option<Instant>,
-    /// What went wrong last, in plain words (cleared on success).
-    pub last_error: Option<String>,
-}
-
-/// The state of the registration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistrationStatus {
-    /// Registered now.
-    pub registered: bool,
-    /// When the granted registration runs out.
-    pub expires_at: Option<Instant>,
-    /// What went wrong last, in plain words.
-    pub last_error: Option<String>,
-    /// The Contact address in use.
-    pub contact: SocketAddr,
-}
-
-/// Snapshot returned by [`UserAgent::status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UaStatus {
-    /// Registration.
-    pub registration: RegistrationStatus,
-    /// Every subscription.
-    pub subscriptions: Vec<SubscriptionStatus>,
-}
+pub use types::{
+    Event, Notify, NotifyRejection, RegistrationStatus, SubscriptionPhase, SubscriptionStatus,
+    Transmit, UaStatus,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
     Register,
     Subscribe(u64),
+    Publish(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +141,8 @@ pub struct UserAgent {
     /// subscriptions without a scan of them all (10,000 at a large PBX).
     sub_timers: TimerIndex,
     by_call_id: HashMap<String, u64>,
+    /// Publications (PUBLISH), by id from `next_id` as well.
+    pubs: BTreeMap<u64, publish::Publication>,
     next_id: u64,
     txs: HashMap<String, (ClientTransaction, Owner)>,
     server_txs: ServerTransactions,
@@ -437,6 +243,7 @@ impl UserAgent {
             subs: BTreeMap::new(),
             sub_timers: TimerIndex::default(),
             by_call_id: HashMap::new(),
+            pubs: BTreeMap::new(),
             next_id: 1,
             txs: HashMap::new(),
             server_txs: ServerTransactions::new(),
@@ -509,6 +316,8 @@ impl UserAgent {
             return;
         }
         self.shutting_down = true;
+        // Removals first: a finished shutdown sends no more requests.
+        self.unpublish_all(now);
         self.final_notify_deadline = Some(now + FINAL_NOTIFY_WAIT.min(self.cfg.timers.timer_f()));
         let dialog_up = |s: &Sub| {
             s.remote_tag.is_some()
@@ -622,6 +431,7 @@ impl UserAgent {
         if !self.shutting_down {
             consider(self.reg.timer);
             consider(self.sub_timers.first());
+            consider(self.pub_timeout());
             consider(self.keepalive_at);
             consider(self.pong_deadline);
             consider(self.discovery.as_ref().and_then(|d| d.poll_timeout()));
@@ -710,6 +520,7 @@ impl UserAgent {
         for id in self.sub_timers.due(now) {
             self.on_sub_timer(id, now);
         }
+        self.on_pub_timers(now);
         debug_assert!(self.sub_timers.matches(&self.subs));
     }
 
@@ -847,6 +658,7 @@ impl UserAgent {
         match owner {
             Owner::Register => self.on_register_response(&branch, status, &msg, now),
             Owner::Subscribe(id) => self.on_subscribe_response(id, &branch, status, &msg, now),
+            Owner::Publish(id) => self.on_publish_response(id, &branch, status, &msg, now),
         }
         self.check_contact(now);
     }
@@ -860,6 +672,7 @@ impl UserAgent {
                 .subs
                 .values()
                 .any(|s| s.phase == SubPhase::Unsubscribing)
+            || self.publishing()
         {
             return;
         }
@@ -892,6 +705,7 @@ impl UserAgent {
 
     fn on_tx_timeout(&mut self, owner: Owner, branch: &str, now: Instant) {
         match owner {
+            Owner::Publish(id) => self.on_publish_timeout(id, branch, now),
             Owner::Register => {
                 if self.reg.pending_tx.as_deref() != Some(branch) {
                     return;

@@ -1,4 +1,5 @@
-//! The Graph half of `check`: a token, then every user resolved.
+//! The Graph half of `check`: a token, then every user resolved; when Teams
+//! presence goes to the PBX, whether presence can be read back.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ pub(super) async fn probe_graph(
     exts: &[Extension],
     deadline: Instant,
     timeout: Duration,
+    read_presence: bool,
 ) -> (Summary, Column) {
     let every = |text: &str, fix: Option<&str>| -> Column {
         exts.iter()
@@ -40,17 +42,21 @@ pub(super) async fn probe_graph(
             return (summary, every("not started", Some("see Graph above")));
         }
     };
-    let outcome =
-        match tokio::time::timeout_at(deadline, graph_cmd::check_users(&client, exts)).await {
-            Ok(o) => o,
-            Err(_) => {
-                let summary = failed(
-                    format!("no answer within {} s", timeout.as_secs_f32()),
-                    "check GRAPH_BASE_URL, AZURE_AUTHORITY_HOST and the network (proxy, firewall)",
-                );
-                return (summary, every("timeout", Some("see Graph above")));
-            }
-        };
+    let outcome = match tokio::time::timeout_at(
+        deadline,
+        graph_cmd::check_users(&client, exts, read_presence),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(_) => {
+            let summary = failed(
+                format!("no answer within {} s", timeout.as_secs_f32()),
+                "check GRAPH_BASE_URL, AZURE_AUTHORITY_HOST and the network (proxy, firewall)",
+            );
+            return (summary, every("timeout", Some("see Graph above")));
+        }
+    };
     let info = match outcome.token {
         Ok(info) => info,
         Err(e) => {
@@ -64,13 +70,31 @@ pub(super) async fn probe_graph(
             );
         }
     };
-    let summary = Summary {
-        ok: true,
-        text: format!(
-            "token ok (valid for {} more minutes)",
-            info.expires_in.as_secs() / 60
-        ),
-        fix: None,
+    let token = format!(
+        "token ok (valid for {} more minutes)",
+        info.expires_in.as_secs() / 60
+    );
+    let summary = match &outcome.presence_read {
+        None => Summary {
+            ok: true,
+            text: token,
+            fix: None,
+        },
+        Some(Ok(())) => Summary {
+            ok: true,
+            text: format!("{token}, presence read ok"),
+            fix: None,
+        },
+        Some(Err(e)) => {
+            let what = match e {
+                GraphError::Forbidden { .. } => "403 forbidden".to_string(),
+                other => other.to_string(),
+            };
+            failed(
+                format!("{token}, presence read FAILED: {what}"),
+                &graph_cmd::presence_read_fix(e),
+            )
+        }
     };
     let rows = exts
         .iter()

@@ -4,7 +4,7 @@
 //! 1. The settings, read exactly as `run` reads them ([`RunPlan::from_env`]):
 //!    every problem at once, before anything connects.
 //! 2. Microsoft Graph (when a tenant is configured): a token, then every user
-//!    resolved.
+//!    resolved; when Teams presence goes to the PBX, one presence read.
 //! 3. The PBX: REGISTER, one SUBSCRIBE per extension, the first NOTIFY of each;
 //!    then un-SUBSCRIBE and un-REGISTER.
 //!
@@ -155,8 +155,10 @@ pub struct Report {
 }
 
 /// Runs the check within `timeout` (plus at most [`SHUTDOWN_LIMIT`] to
-/// un-SUBSCRIBE and un-REGISTER).
-pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
+/// un-SUBSCRIBE and un-REGISTER). With `read_presence` (Teams presence goes
+/// to the PBX: `TEAMS_TO_PBX` is not `off`), the Graph line also says
+/// whether presence can be read back (`Presence.Read.All`).
+pub async fn check(plan: &RunPlan, timeout: Duration, read_presence: bool) -> Report {
     let deadline = Instant::now() + timeout;
     let exts = plan.extensions();
     let sip = async {
@@ -172,7 +174,7 @@ pub async fn check(plan: &RunPlan, timeout: Duration) -> Report {
         }
     };
     let (graph, sip, ami, database) = tokio::join!(
-        probe_graph(plan.graph(), exts, deadline, timeout),
+        probe_graph(plan.graph(), exts, deadline, timeout, read_presence),
         sip,
         ami,
         probe_database(plan.database(), deadline)

@@ -124,6 +124,9 @@ struct MappingFile {
     offline: Option<Spanned<String>>,
     unknown: Option<Spanned<String>>,
     dnd: Option<Spanned<String>>,
+    /// Teams → PBX's rules, read by [`crate::teams_to_pbx::TeamsRules`].
+    #[allow(dead_code)]
+    teams_to_pbx: Option<toml::Table>,
 }
 
 /// The valid values of a mapping entry, for error messages.

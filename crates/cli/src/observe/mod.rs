@@ -49,6 +49,7 @@ mod board;
 mod http;
 mod listener;
 mod log_limit;
+mod reverse;
 mod sinks;
 mod sip;
 
@@ -180,6 +181,8 @@ struct ExtensionStatus {
     /// Since when the subscription has been lost and why, while the line
     /// is `unknown` for it (`SIP_STALE_AFTER`).
     stale: Option<(SystemTime, String)>,
+    /// The PBX's DND is on because this service set it (Teams → PBX).
+    pbx_dnd_by_us: bool,
 }
 
 #[derive(Debug)]
@@ -210,6 +213,7 @@ struct Inner {
     notify_hook: std::sync::OnceLock<NotifyHookSlot>,
     extensions: Mutex<BTreeMap<String, ExtensionStatus>>,
     sinks: sinks::SinkMetrics,
+    reverse: reverse::ReverseTelemetry,
     board: board::BoardSlot,
 }
 
@@ -348,6 +352,8 @@ impl Telemetry {
         }
         let sink_metrics = sinks::SinkMetrics::default();
         sink_metrics.register(&mut registry);
+        let reverse = reverse::ReverseTelemetry::default();
+        reverse.register(&mut registry);
         lines.get_or_create(&StateLabel { state: "none" }).set(0);
         for state in LineState::ALL {
             lines
@@ -382,6 +388,7 @@ impl Telemetry {
                 notify_hook: std::sync::OnceLock::new(),
                 extensions: Mutex::new(BTreeMap::new()),
                 sinks: sink_metrics,
+                reverse,
                 board: board::BoardSlot::default(),
             }),
         }
@@ -681,6 +688,8 @@ impl Telemetry {
                     "last_notify_age_seconds": age,
                     "notifies": e.notifies,
                     "parse_errors": e.parse_errors,
+                    "teams_presence_read": e.user.as_deref().and_then(|u| self.teams_read(u)),
+                    "pbx_dnd_set_by_us": e.pbx_dnd_by_us,
                     "stale": e.stale.as_ref().map(|(since, reason)| json!({
                         "since_unix": since
                             .duration_since(UNIX_EPOCH)
@@ -702,6 +711,7 @@ impl Telemetry {
             "token_expires_in_seconds": token_expires_in,
             "graph_required": self.inner.graph_required.load(Ordering::SeqCst),
             "sources": self.sources_json(),
+            "teams_poll_lag_seconds": self.inner.reverse.lag(),
             "sinks": self.inner.sinks.status_json(now),
             "extensions": extensions,
         })
@@ -729,6 +739,7 @@ impl Telemetry {
     /// serve it with [`METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
         self.inner.sinks.refresh();
+        let _ = self.inner.reverse.lag();
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only drop the text.
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {

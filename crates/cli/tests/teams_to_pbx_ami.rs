@@ -1,0 +1,272 @@
+//! Teams → PBX through AMI, end to end through the binary: the AMI emulator
+//! (FreePBX-style DND) and the Graph emulator (the users' own Teams presence,
+//! Teams calls). The five cases of loops and their absence.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ami_emulator::{AmiEmulator, DeviceState, EmulatorConfig};
+use common::{http_get, lines_of, status_addr, wait_for_all, wait_until, PATIENCE};
+use graph_emulator::{GraphEmulator, Operation};
+
+const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const BOB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+/// Teams is read this often in the test.
+const POLL: Duration = Duration::from_secs(2);
+
+struct Peers {
+    ami: AmiEmulator,
+    graph: GraphEmulator,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Peers {
+    fn start() -> Peers {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ami = rt
+            .block_on(AmiEmulator::start(
+                EmulatorConfig::new()
+                    .user("blf", "amisecret")
+                    .freepbx_dnd(true)
+                    .extensions(["1001", "1002"]),
+            ))
+            .unwrap();
+        ami.register("1001");
+        ami.register("1002");
+        let graph = rt
+            .block_on(GraphEmulator::start(
+                graph_emulator::EmulatorConfig::default(),
+            ))
+            .unwrap();
+        // Both run Teams: a preferred presence shows only with a session.
+        graph.set_client_session(ALICE, "Available", "Available");
+        graph.set_client_session(BOB, "Available", "Available");
+        Peers {
+            ami,
+            graph,
+            _rt: rt,
+        }
+    }
+
+    fn shows(&self, id: &str) -> String {
+        self.graph
+            .presence_of(id)
+            .map(|p| format!("{}/{}", p.availability, p.activity))
+            .unwrap_or_default()
+    }
+
+    fn ours(&self, id: &str) -> Option<String> {
+        self.graph.app_session(id).map(|s| format!("{s:?}"))
+    }
+
+    fn dnd(&self, ext: &str) -> bool {
+        self.ami.db_get("DND", ext).as_deref() == Some("YES")
+    }
+
+    /// Actions the service sent that change DND on the PBX.
+    fn dnd_actions(&self) -> usize {
+        self.ami
+            .actions()
+            .iter()
+            .filter(|a| a.is("DBPut") || a.is("DBDel") || a.is("Setvar"))
+            .count()
+    }
+
+    /// Waits until Teams has been read `n` more times.
+    fn polls(&self, n: usize) {
+        let start = self.graph.count(Operation::GetPresencesByUserId);
+        wait_until(
+            &format!("{n} more polls"),
+            PATIENCE,
+            || self.graph.count(Operation::GetPresencesByUserId) >= start + n,
+            String::new,
+        );
+    }
+
+    fn wait(&self, what: &str, done: impl Fn(&Peers) -> bool) {
+        wait_until(
+            what,
+            PATIENCE,
+            || done(self),
+            || {
+                format!(
+                    "alice {} (ours {:?}), bob {} (ours {:?}), DND 1001 {} 1002 {}",
+                    self.shows(ALICE),
+                    self.ours(ALICE),
+                    self.shows(BOB),
+                    self.ours(BOB),
+                    self.dnd("1001"),
+                    self.dnd("1002")
+                )
+            },
+        );
+    }
+}
+
+struct Service {
+    child: Child,
+    _log: mpsc::Receiver<String>,
+    http: String,
+}
+
+impl Service {
+    fn get(&self, path: &str) -> String {
+        let (code, body) = http_get(&self.http, path);
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// `/status`'s entry of `ext`.
+    fn status_of(&self, ext: &str) -> serde_json::Value {
+        let status: serde_json::Value = serde_json::from_str(&self.get("/status")).unwrap();
+        status["extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["extension"] == ext)
+            .cloned()
+            .unwrap()
+    }
+}
+
+fn start(peers: &Peers, dir: &Path) -> Service {
+    let exts = dir.join("extensions.json");
+    std::fs::write(
+        &exts,
+        r#"[{"extension":"1001","email":"alice@contoso.com"},
+            {"extension":"1002","email":"bob@contoso.com"}]"#,
+    )
+    .unwrap();
+    let c = peers.graph.config();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
+        .arg("run")
+        .current_dir(dir)
+        .env("SOURCES", "ami")
+        .env("TEAMS_TO_PBX", "ami")
+        .env("TEAMS_POLL_SECONDS", POLL.as_secs().to_string())
+        .env("AMI_HOST", peers.ami.addr().to_string())
+        .env("AMI_USERNAME", "blf")
+        .env("AMI_SECRET", "amisecret")
+        .env("EXTENSIONS_JSON", &exts)
+        .env("PRESENCE_STATE_JSON", dir.join("presence-state.json"))
+        .env("AZURE_TENANT_ID", &c.tenant_id)
+        .env("AZURE_CLIENT_ID", &c.client_id)
+        .env("AZURE_CLIENT_SECRET", &c.client_secret)
+        .env("GRAPH_BASE_URL", peers.graph.base_url())
+        .env("AZURE_AUTHORITY_HOST", peers.graph.authority_url())
+        .env("HTTP_LISTEN", "127.0.0.1:0")
+        .env("SYNC_DEBOUNCE_MS", "0")
+        .env("RUST_LOG", "info")
+        .env_remove("SIP_SERVER")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines_of(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let lines = wait_for_all(
+        &log,
+        &mut seen,
+        &["AMI: full state read", "Teams → PBX", "status on http://"],
+    );
+    Service {
+        child,
+        _log: log,
+        http: status_addr(&lines[2]),
+    }
+}
+
+#[test]
+fn teams_and_the_pbx_follow_each_other_without_echo() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = start(&peers, dir.path());
+    peers.polls(1);
+
+    // 1. A desk-phone call: Teams shows our Busy/InACall; reading it back is no DND.
+    let call = peers.ami.call("1001", "1002");
+    peers.ami.answer(call);
+    peers.wait("alice busy in Teams", |p| p.shows(ALICE) == "Busy/InACall");
+    peers.polls(2);
+    assert_eq!(
+        peers.dnd_actions(),
+        0,
+        "our own Busy/InACall came back as DND"
+    );
+    peers.ami.hangup(call);
+    peers.wait("alice cleared", |p| p.ours(ALICE).is_none());
+
+    // 2. DND in Teams: DND on the PBX within a poll; it never comes back as our
+    //    DoNotDisturb session; cleared in Teams, off on the PBX.
+    let t0 = Instant::now();
+    peers.graph.set_user_preferred(
+        ALICE,
+        "DoNotDisturb",
+        "DoNotDisturb",
+        Duration::from_secs(3600),
+    );
+    peers.wait("1001 in DND", |p| p.dnd("1001"));
+    let took = t0.elapsed();
+    println!("Teams DND → PBX DND in {took:?} (poll {POLL:?})");
+    assert!(took <= POLL + Duration::from_secs(3), "{took:?}");
+    assert_eq!(peers.ami.device_state("Custom:DND1001"), DeviceState::Busy);
+    peers.polls(2);
+    assert!(peers.ours(ALICE).is_none(), "our DND came back to Teams");
+    let alice = svc.status_of("1001");
+    assert_eq!(
+        alice["teams_presence_read"], "DoNotDisturb/DoNotDisturb",
+        "{alice}"
+    );
+    assert_eq!(alice["pbx_dnd_set_by_us"], true, "{alice}");
+    let metrics = svc.get("/metrics");
+    assert!(
+        metrics.contains(r#"teams_to_pbx_actions_total{dnd="on",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("teams_poll_lag_seconds"), "{metrics}");
+    peers.graph.clear_user_preferred(ALICE);
+    peers.wait("1001 out of DND", |p| !p.dnd("1001"));
+
+    // 3. DND on the phone: Teams shows it (ours), and nothing goes back.
+    let before = peers.dnd_actions();
+    peers.ami.set_dnd("1002", true);
+    peers.wait("bob DND in Teams", |p| {
+        p.shows(BOB) == "DoNotDisturb/Presenting"
+    });
+    peers.polls(2);
+    assert_eq!(peers.dnd_actions(), before, "the phone's DND echoed");
+    peers.ami.set_dnd("1002", false);
+    peers.wait("bob cleared", |p| p.ours(BOB).is_none());
+    peers.polls(1);
+    assert_eq!(peers.dnd_actions(), before);
+
+    // 4. A Teams call while the desk phone is idle: DND until it ends.
+    peers.graph.start_teams_call(BOB);
+    peers.wait("1002 in DND", |p| p.dnd("1002"));
+    peers.graph.end_teams_call(BOB);
+    peers.wait("1002 out of DND", |p| !p.dnd("1002"));
+
+    // 5. The stop takes off every DND the service set.
+    peers.graph.set_user_preferred(
+        ALICE,
+        "DoNotDisturb",
+        "Presenting",
+        Duration::from_secs(3600),
+    );
+    peers.wait("1001 in DND", |p| p.dnd("1001"));
+    Command::new("kill")
+        .args(["-TERM", &svc.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(svc.child.wait().unwrap().success());
+    assert!(!peers.dnd("1001"), "DND left on at the stop");
+    assert_eq!(
+        peers.ami.device_state("Custom:DND1001"),
+        DeviceState::Unavailable
+    );
+}
