@@ -501,7 +501,12 @@ pub async fn run_until_ready(
         }
     };
     // The DND Teams → PBX sets, which the Teams sink must not show back.
-    let own_dnd = OwnDnd::default();
+    let own_dnd = if plan.persist {
+        // Beside the state file: which DND on the PBX is ours survives a restart.
+        OwnDnd::persisted(plan.engine.state_file.with_extension("pbx-dnd.json"))
+    } else {
+        OwnDnd::default()
+    };
     let reverse_feed = if teams_on {
         Some(runtime.add_feed("teams-to-pbx").await?)
     } else {

@@ -17,11 +17,30 @@ use sip_blf_engine::{PersonId, TeamsPresence, View};
 
 use super::rules::{PbxWish, TeamsRules};
 
-/// The extensions whose DND this service set (shared with the Teams sink).
+/// The extensions whose DND this service set (shared with the Teams sink),
+/// kept in a file when given one, so that a DND set before a crash or a
+/// `kill -9` is still known as ours (and taken off) after the restart.
 #[derive(Debug, Clone, Default)]
-pub struct OwnDnd(Arc<Mutex<BTreeSet<String>>>);
+pub struct OwnDnd(
+    Arc<Mutex<BTreeSet<String>>>,
+    Option<Arc<std::path::PathBuf>>,
+);
 
 impl OwnDnd {
+    /// Kept in `path` (a JSON list of extensions), starting from what it
+    /// holds; a missing or unreadable file starts empty (with a warning
+    /// for an unreadable one).
+    pub fn persisted(path: std::path::PathBuf) -> Self {
+        let set: BTreeSet<String> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!("{}: {e}; starting with no DND of ours", path.display());
+                BTreeSet::new()
+            }),
+            Err(_) => BTreeSet::new(),
+        };
+        Self(Arc::new(Mutex::new(set)), Some(Arc::new(path)))
+    }
+
     /// Whether this service set `extension`'s DND.
     pub fn contains(&self, extension: &str) -> bool {
         self.0
@@ -37,6 +56,20 @@ impl OwnDnd {
                 set.insert(e.clone());
             } else {
                 set.remove(e);
+            }
+        }
+        if let Some(path) = &self.1 {
+            // Written before the PBX is asked: a crash in between leaves a
+            // DND we may not have set marked ours, which the next "off" clears.
+            let written = serde_json::to_vec(&*set)
+                .map_err(std::io::Error::other)
+                .and_then(|json| {
+                    let tmp = path.with_extension("tmp");
+                    std::fs::write(&tmp, json)?;
+                    std::fs::rename(&tmp, path.as_path())
+                });
+            if let Err(e) = written {
+                tracing::warn!("cannot write {}: {e}", path.display());
             }
         }
     }
@@ -92,22 +125,22 @@ impl Reverse {
         own: OwnDnd,
         people: impl IntoIterator<Item = (PersonId, Vec<String>)>,
     ) -> Self {
-        Self {
-            rules,
-            own,
-            people: people
-                .into_iter()
-                .map(|(id, extensions)| {
-                    (
-                        id,
-                        Person {
-                            extensions,
-                            ..Person::default()
-                        },
-                    )
-                })
-                .collect(),
-        }
+        let people = people
+            .into_iter()
+            .map(|(id, extensions)| {
+                // A DND of ours from before a restart is still ours.
+                let we_set = extensions.iter().any(|e| own.contains(e));
+                (
+                    id,
+                    Person {
+                        extensions,
+                        we_set,
+                        ..Person::default()
+                    },
+                )
+            })
+            .collect();
+        Self { rules, own, people }
     }
 
     /// A person's view changed; `ours(view, presence)` says whether our own

@@ -142,3 +142,29 @@ fn a_failed_dnd_is_not_ours_and_the_stop_releases_what_is() {
     assert!(!released[0].dnd && released[0].because.is_none());
     assert!(w.reverse.release_all().is_empty());
 }
+
+#[test]
+fn a_dnd_of_ours_from_before_a_restart_is_still_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbx-dnd.json");
+    let own = OwnDnd::persisted(path.clone());
+    own.set(&["1001".to_string()], true);
+    drop(own);
+    // The service restarts.
+    let own = OwnDnd::persisted(path.clone());
+    assert!(own.contains("1001"));
+    let mut w = World::new();
+    w.own = own.clone();
+    w.reverse = Reverse::new(
+        TeamsRules::default(),
+        own,
+        [(PersonId(ALICE.into()), vec!["1001".to_string()])],
+    );
+    w.observe("pbx", "1001", Fact::Dnd(true));
+    let off = w.teams("Available", "Available", None).unwrap();
+    assert!(!off.dnd, "the DND set before the restart comes off");
+    w.finish(&off);
+    assert!(OwnDnd::persisted(path.clone()).all().is_empty());
+    std::fs::write(&path, "not json").unwrap();
+    assert!(OwnDnd::persisted(path).all().is_empty());
+}
