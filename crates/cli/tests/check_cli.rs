@@ -464,7 +464,7 @@ async fn a_missing_presence_read_all_is_named_when_teams_presence_goes_to_the_pb
         0
     );
 
-    let out = c.var("TEAMS_TO_PBX", "ami").run(&["--json"]).await;
+    let out = c.var("TEAMS_TO_PBX", "publish").run(&["--json"]).await;
     let v = json(&out);
     assert_eq!(v["graph"]["ok"], false, "{v}");
     let graph_text = v["graph"]["text"].as_str().unwrap();
