@@ -110,15 +110,21 @@ struct ClosedPort {
 }
 
 fn closed_port() -> ClosedPort {
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-    tcp.bind(addr).unwrap();
-    ClosedPort {
-        port: addr.port(),
-        _udp: udp,
-        _tcp: tcp,
+    // The UDP port's TCP twin may be taken (another test's connection):
+    // then another port.
+    for _ in 0..100 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+        if tcp.bind(addr).is_ok() {
+            return ClosedPort {
+                port: addr.port(),
+                _udp: udp,
+                _tcp: tcp,
+            };
+        }
     }
+    panic!("no loopback port free over both UDP and TCP in 100 tries")
 }
 
 // ---------------------------------------------------------------- no peers
