@@ -4,7 +4,7 @@
 //!
 //! The binary `sip-blf-sync-bench` has one subcommand per figure (`latency`,
 //! `throughput`, `memory`, `startup`, `graph-economy`, `parse`, `dashboard`,
-//! `ami`, `all`); each prints a small table (or `--json`). `docs/benchmarks.md` lists the commands,
+//! `ami`, `teams-poll`, `all`); each prints a small table (or `--json`). `docs/benchmarks.md` lists the commands,
 //! the figures measured and what limits each one.
 //!
 //! The pieces are usable on their own, e.g. the in-process service against a
@@ -35,6 +35,7 @@ pub mod procfs;
 pub mod runs;
 pub mod service;
 pub mod sipp;
+pub mod teams_poll;
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]

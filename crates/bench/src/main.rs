@@ -129,6 +129,16 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         window: u64,
     },
+    /// Teams presence read back: `getPresencesByUserId` requests per poll
+    /// cycle and the cycle time, against the Graph emulator.
+    TeamsPoll {
+        /// People (one extension each, given by UPN).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Timed poll cycles (after a first one timed on its own).
+        #[arg(long, default_value_t = 20)]
+        cycles: usize,
+    },
     /// Every benchmark in turn (start-up with both pacings).
     All {
         /// The service binary (as for `memory`).
@@ -258,6 +268,12 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                 &rt, extensions, rounds, window,
             )?]
         }
+        Command::TeamsPoll { users, cycles } => {
+            let (users, cycles) = if smoke { (1_400, 3) } else { (users, cycles) };
+            vec![sip_blf_sync_bench::teams_poll::teams_poll(
+                &rt, users, cycles,
+            )?]
+        }
         Command::All { service_bin } => {
             let small = |n: usize| if smoke { 20 } else { n };
             let latency = |cores| {
@@ -304,6 +320,11 @@ fn run(command: Command, smoke: bool) -> Result<Vec<Report>, BenchError> {
                     if smoke { 300 } else { 10_000 },
                     if smoke { 6 } else { 40 },
                     20_000,
+                )?,
+                sip_blf_sync_bench::teams_poll::teams_poll(
+                    &rt,
+                    if smoke { 1_400 } else { 10_000 },
+                    if smoke { 3 } else { 20 },
                 )?,
             ]
         }

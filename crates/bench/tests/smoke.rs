@@ -125,3 +125,21 @@ fn ami_counts_every_line_change_at_the_feed() {
     assert!(figure(&r[0], "AMI events per second") > 0.0);
     assert!(figure(&r[0], "full state: login to 300 extensions known") > 0.0);
 }
+
+#[test]
+fn teams_poll_reads_650_ids_a_request_and_reports_each_change() {
+    let r = smoke(&["teams-poll"]);
+    // 1,400 people: ceil(1400 / 650) = 3 requests a cycle, counted on both sides.
+    let expected = 1_400_f64 / 650.0;
+    assert_eq!(
+        figure(&r[0], "requests per cycle (the source"),
+        expected.ceil()
+    );
+    assert_eq!(figure(&r[0], "getPresencesByUserId per cycle"), 3.0);
+    assert_eq!(figure(&r[0], "ids in the largest request"), 650.0);
+    assert_eq!(figure(&r[0], "changes reported"), 3.0);
+    assert_eq!(figure(&r[0], "cycles that reported something else"), 0.0);
+    assert_eq!(figure(&r[0], "first cycle: presences reported"), 1_400.0);
+    assert_eq!(figure(&r[0], "user lookups during the cycles"), 0.0);
+    assert!(figure(&r[0], "cycle time, median") > 0.0);
+}
