@@ -132,6 +132,22 @@ impl Service {
             .cloned()
             .unwrap()
     }
+
+    /// The dashboard API's `ext`.
+    fn board_of(&self, ext: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get(&format!("/api/v1/extensions/{ext}"))).unwrap()
+    }
+
+    /// Waits until the dashboard API shows `ext` as `want` says (it follows
+    /// the PBX's events on its own).
+    fn wait_board(&self, ext: &str, what: &str, want: impl Fn(&serde_json::Value) -> bool) {
+        wait_until(
+            what,
+            PATIENCE,
+            || want(&self.board_of(ext)),
+            || self.board_of(ext).to_string(),
+        );
+    }
 }
 
 fn start(peers: &Peers, dir: &Path) -> Service {
@@ -223,6 +239,11 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
         "{alice}"
     );
     assert_eq!(alice["pbx_dnd_set_by_us"], true, "{alice}");
+    svc.wait_board("1001", "the dashboard shows the DND from Teams", |e| {
+        e["dnd"] == true && e["dnd_by"] == "teams"
+    });
+    let tile = svc.board_of("1001");
+    assert_eq!(tile["teams_read"], "DoNotDisturb/DoNotDisturb", "{tile}");
     let metrics = svc.get("/metrics");
     assert!(
         metrics.contains(r#"teams_to_pbx_actions_total{dnd="on",outcome="ok"} 1"#),
@@ -237,6 +258,9 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
     peers.ami.set_dnd("1002", true);
     peers.wait("bob DND in Teams", |p| {
         p.shows(BOB) == "DoNotDisturb/Presenting"
+    });
+    svc.wait_board("1002", "the dashboard shows the phone's DND", |e| {
+        e["dnd"] == true && e["dnd_by"] == "pbx"
     });
     peers.polls(2);
     assert_eq!(peers.dnd_actions(), before, "the phone's DND echoed");
