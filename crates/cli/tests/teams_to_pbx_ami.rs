@@ -226,7 +226,10 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
         "DoNotDisturb",
         Duration::from_secs(3600),
     );
-    peers.wait("1001 in DND", |p| p.dnd("1001"));
+    // DND is two actions (astdb, then the device state): wait for both.
+    peers.wait("1001 in DND", |p| {
+        p.dnd("1001") && p.ami.device_state("Custom:DND1001") == DeviceState::Busy
+    });
     let took = t0.elapsed();
     println!("Teams DND → PBX DND in {took:?} (poll {POLL:?})");
     assert!(took <= POLL + Duration::from_secs(3), "{took:?}");
@@ -251,7 +254,9 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
     );
     assert!(metrics.contains("teams_poll_lag_seconds"), "{metrics}");
     peers.graph.clear_user_preferred(ALICE);
-    peers.wait("1001 out of DND", |p| !p.dnd("1001"));
+    peers.wait("1001 out of DND", |p| {
+        !p.dnd("1001") && p.ami.device_state("Custom:DND1001") == DeviceState::Unavailable
+    });
 
     // 3. DND on the phone: Teams shows it (ours), and nothing goes back.
     let before = peers.dnd_actions();
