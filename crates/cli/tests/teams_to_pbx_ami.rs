@@ -132,6 +132,22 @@ impl Service {
             .cloned()
             .unwrap()
     }
+
+    /// The dashboard API's `ext`.
+    fn board_of(&self, ext: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get(&format!("/api/v1/extensions/{ext}"))).unwrap()
+    }
+
+    /// Waits until the dashboard API shows `ext` as `want` says (it follows
+    /// the PBX's events on its own).
+    fn wait_board(&self, ext: &str, what: &str, want: impl Fn(&serde_json::Value) -> bool) {
+        wait_until(
+            what,
+            PATIENCE,
+            || want(&self.board_of(ext)),
+            || self.board_of(ext).to_string(),
+        );
+    }
 }
 
 fn start(peers: &Peers, dir: &Path) -> Service {
@@ -210,7 +226,10 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
         "DoNotDisturb",
         Duration::from_secs(3600),
     );
-    peers.wait("1001 in DND", |p| p.dnd("1001"));
+    // DND is two actions (astdb, then the device state): wait for both.
+    peers.wait("1001 in DND", |p| {
+        p.dnd("1001") && p.ami.device_state("Custom:DND1001") == DeviceState::Busy
+    });
     let took = t0.elapsed();
     println!("Teams DND → PBX DND in {took:?} (poll {POLL:?})");
     assert!(took <= POLL + Duration::from_secs(3), "{took:?}");
@@ -223,6 +242,11 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
         "{alice}"
     );
     assert_eq!(alice["pbx_dnd_set_by_us"], true, "{alice}");
+    svc.wait_board("1001", "the dashboard shows the DND from Teams", |e| {
+        e["dnd"] == true && e["dnd_by"] == "teams"
+    });
+    let tile = svc.board_of("1001");
+    assert_eq!(tile["teams_read"], "DoNotDisturb/DoNotDisturb", "{tile}");
     let metrics = svc.get("/metrics");
     assert!(
         metrics.contains(r#"teams_to_pbx_actions_total{dnd="on",outcome="ok"} 1"#),
@@ -230,13 +254,18 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
     );
     assert!(metrics.contains("teams_poll_lag_seconds"), "{metrics}");
     peers.graph.clear_user_preferred(ALICE);
-    peers.wait("1001 out of DND", |p| !p.dnd("1001"));
+    peers.wait("1001 out of DND", |p| {
+        !p.dnd("1001") && p.ami.device_state("Custom:DND1001") == DeviceState::Unavailable
+    });
 
     // 3. DND on the phone: Teams shows it (ours), and nothing goes back.
     let before = peers.dnd_actions();
     peers.ami.set_dnd("1002", true);
     peers.wait("bob DND in Teams", |p| {
         p.shows(BOB) == "DoNotDisturb/Presenting"
+    });
+    svc.wait_board("1002", "the dashboard shows the phone's DND", |e| {
+        e["dnd"] == true && e["dnd_by"] == "pbx"
     });
     peers.polls(2);
     assert_eq!(peers.dnd_actions(), before, "the phone's DND echoed");

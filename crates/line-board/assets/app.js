@@ -27,13 +27,15 @@
   }
 
   // ---- data ---------------------------------------------------------------------------------
-  /** extension -> record {ext, d, rev, state, dnd, group, queues, sinceMs, lastMs, hay} */
+  /** extension -> record {ext, d, rev, state, dnd, group, queues, reverse, sinceMs, lastMs, hay} */
   const recs = new Map();
   const counts = { all: 0, dnd: 0, stale: 0 };
   for (const s of STATES) counts[s] = 0;
   let groupedCount = 0;
   let queuedCount = 0; // extensions in a call queue: tiles get a line for them
   let queuesShown = false;
+  let reverseCount = 0; // extensions with a Teams → PBX line (Teams read, DND from Teams)
+  let reverseShown = false;
   let staleAfterMs = 0;
   let offsetMs = 0; // server clock minus browser clock
   let health = null;
@@ -79,6 +81,7 @@
     if (r.dnd) counts.dnd--;
     if (r.group !== null) groupedCount--;
     if (r.queues.length > 0) queuedCount--;
+    if (r.reverse !== "") reverseCount--;
   }
   function countIn(r) {
     counts.all++;
@@ -86,6 +89,7 @@
     if (r.dnd) counts.dnd++;
     if (r.group !== null) groupedCount++;
     if (r.queues.length > 0) queuedCount++;
+    if (r.reverse !== "") reverseCount++;
   }
 
   /** The queue memberships of an extension's JSON: [{queue, paused, reason, inCall}]. */
@@ -103,6 +107,22 @@
   /** "support · paused (lunch)" */
   const queueText = (q) => q.queue + (q.paused ? " · paused" + (q.reason ? " (" + q.reason + ")" : "") : "");
 
+  /** "Busy/InACall" as "Busy · InACall"; "DoNotDisturb/DoNotDisturb" as "DoNotDisturb". */
+  function presenceText(availability, activity) {
+    return activity && activity !== availability ? availability + " · " + activity : availability;
+  }
+
+  /** The Teams → PBX line: "Teams: DoNotDisturb · DND (from Teams)", or "" when there is none. */
+  function reverseText(e) {
+    const read = str(e.teams_read);
+    const fromTeams = e.dnd_by === "teams" ? "DND (from Teams)" : "";
+    if (read === "") return fromTeams;
+    const cut = read.indexOf("/");
+    const shown = cut < 0 ? read : presenceText(read.slice(0, cut), read.slice(cut + 1));
+    const dnd = fromTeams || (e.dnd_by === "pbx" ? "DND (on the PBX)" : "");
+    return "Teams: " + shown + (dnd ? " · " + dnd : "");
+  }
+
   function upsert(e) {
     if (!e || typeof e !== "object") return;
     const ext = str(e.extension);
@@ -118,6 +138,7 @@
     r.state = STATES.includes(e.line_state) ? e.line_state : "unknown";
     r.dnd = e.dnd === true;
     r.queues = parseQueues(e.queues);
+    r.reverse = reverseText(e);
     r.sinceMs = parseTime(e.since);
     r.lastMs = parseTime(e.last_event);
     const cp = e.counterparty && typeof e.counterparty === "object" ? e.counterparty : null;
@@ -149,6 +170,7 @@
     for (const k of Object.keys(counts)) counts[k] = 0;
     groupedCount = 0;
     queuedCount = 0;
+    reverseCount = 0;
     if (Array.isArray(m.extensions)) for (const e of m.extensions) upsert(e);
     const s = Number(m.stale_after_seconds);
     staleAfterMs = Number.isFinite(s) && s > 0 ? s * 1000 : 0;
@@ -270,6 +292,7 @@
     el("span", "t-label", teams).textContent = "Teams";
     f.acc = el("span", "t-acc", teams);
     f.presence = el("span", "t-presence", teams);
+    f.reverse = el("div", "t-reverse", n);
     f.event = el("div", "t-event", n);
     n._f = f;
     n._rec = null;
@@ -319,7 +342,7 @@
     if (t) {
       const act = str(t.activity);
       const avail = str(t.availability);
-      setText(f.presence, act && act !== avail ? avail + " · " + act : avail || "—");
+      setText(f.presence, presenceText(avail, act) || "—");
       setText(f.acc, t.accepted === false ? "⚠ not accepted" : "✓");
       setData(n, "accepted", t.accepted === false ? "false" : "true");
       f.acc.title = t.accepted === false ? "Microsoft Graph did not accept it (retrying)" : "Accepted by Microsoft Graph";
@@ -329,6 +352,8 @@
       setData(n, "accepted", null);
       f.acc.title = "";
     }
+    setText(f.reverse, r.reverse);
+    setData(n, "dndBy", e.dnd_by === "teams" || e.dnd_by === "pbx" ? e.dnd_by : null);
     const lines = [r.ext + (str(e.name) ? " " + str(e.name) : "")];
     if (str(e.email)) lines.push(str(e.email));
     if (r.group !== null) lines.push("Group: " + r.group);
@@ -341,6 +366,9 @@
           (str(t.at) ? " at " + str(t.at) : ""),
       );
     }
+    if (str(e.teams_read)) lines.push("Read from Teams: " + str(e.teams_read));
+    if (e.dnd_by === "teams") lines.push("DND set on the PBX by this service, because of Teams");
+    else if (e.dnd_by === "pbx") lines.push("DND set on the PBX or the phone");
     if (str(e.last_event)) lines.push("Last PBX event: " + str(e.last_event));
     n.title = lines.join("\n");
     n._rec = r;
@@ -549,6 +577,12 @@
     if ((queuedCount > 0) !== queuesShown) {
       queuesShown = queuedCount > 0;
       document.documentElement.classList.toggle("queues", queuesShown);
+      layoutDirty = true;
+    }
+    // Likewise a line for Teams → PBX while any extension has one.
+    if ((reverseCount > 0) !== reverseShown) {
+      reverseShown = reverseCount > 0;
+      document.documentElement.classList.toggle("reverse", reverseShown);
       layoutDirty = true;
     }
     const width = grid.clientWidth;

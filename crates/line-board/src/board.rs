@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use sip_blf_engine::{Direction, FeedReport, LineState, LineView, QueueMember, ViewFeed};
 use tokio::sync::watch;
 
-use crate::model::{Counterparty, Extension, ExtensionFilter, Health, Listing, Teams};
+use crate::model::{Counterparty, DndBy, Extension, ExtensionFilter, Health, Listing, Teams};
 
 /// The default of [`BoardConfig::stale_after`].
 pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(120);
@@ -148,6 +148,20 @@ struct Entry {
     ext: Extension,
     /// `ext` as JSON, written once per change and shared by every client.
     json: Arc<str>,
+    /// This service turned the PBX's DND on because of Teams
+    /// ([`Board::set_dnd_by_teams`]); with `ext.dnd`, it makes `ext.dnd_by`.
+    dnd_by_teams: bool,
+}
+
+impl Entry {
+    /// Recomputes `ext.dnd_by` from `ext.dnd` and `dnd_by_teams`.
+    fn refresh_dnd_by(&mut self) {
+        self.ext.dnd_by = match (self.ext.dnd, self.dnd_by_teams) {
+            (false, _) => None,
+            (true, true) => Some(DndBy::Teams),
+            (true, false) => Some(DndBy::Pbx),
+        };
+    }
 }
 
 /// The state as one consistent picture, for an event stream's `snapshot`.
@@ -223,7 +237,13 @@ impl State {
 
     /// Applies `update` (and the event time `touch`) to entry `at`.
     fn apply(&mut self, at: usize, update: LineUpdate, when: SystemTime, touch: bool) -> bool {
-        let ext = &mut self.entries[at].ext;
+        let entry = &mut self.entries[at];
+        // DND turned off ends this service's part in it: turned on again
+        // later, it is someone else's unless this service says otherwise.
+        if entry.ext.dnd && !update.dnd {
+            entry.dnd_by_teams = false;
+        }
+        let ext = &mut entry.ext;
         let moved = ext.line_state != update.state || ext.dnd != update.dnd;
         let differs = !update.shown_by(ext);
         if moved {
@@ -238,6 +258,7 @@ impl State {
         if touched {
             ext.last_event = Some(when);
         }
+        entry.refresh_dnd_by();
         if differs || touched {
             self.changed(at);
         }
@@ -304,7 +325,11 @@ impl Board {
                 }
                 let ext = Extension::listed(listing);
                 let json = to_json(&ext);
-                Entry { ext, json }
+                Entry {
+                    ext,
+                    json,
+                    dnd_by_teams: false,
+                }
             })
             .collect();
         let seq = SystemTime::now()
@@ -435,6 +460,46 @@ impl Board {
                     state.changed(i);
                     changed += 1;
                 }
+            }
+            changed
+        })
+    }
+
+    /// Sets the presence last read from Teams for `extension`'s person
+    /// (`Availability/Activity`; `None`: not read). A change of it alone is
+    /// a change, but does not move `since`. Returns whether anything
+    /// changed (`false` for an extension that is not listed: ignored).
+    pub fn set_teams_read(&self, extension: &str, read: Option<&str>) -> bool {
+        self.update(|state| {
+            let Some(i) = state.find(extension) else {
+                return false;
+            };
+            let ext = &mut state.entries[i].ext;
+            if ext.teams_read.as_deref() == read {
+                return false;
+            }
+            ext.teams_read = read.map(str::to_owned);
+            state.changed(i);
+            true
+        })
+    }
+
+    /// Whether `extension`'s DND on the PBX is on because this service set
+    /// it for Teams (`dnd_by` is then `teams` while DND is on, else `pbx`).
+    /// A DND turned off on the PBX clears it. Does not move `since`.
+    /// Returns whether the extension's JSON changed.
+    pub fn set_dnd_by_teams(&self, extension: &str, by_teams: bool) -> bool {
+        self.update(|state| {
+            let Some(i) = state.find(extension) else {
+                return false;
+            };
+            let entry = &mut state.entries[i];
+            entry.dnd_by_teams = by_teams;
+            let before = entry.ext.dnd_by;
+            entry.refresh_dnd_by();
+            let changed = entry.ext.dnd_by != before;
+            if changed {
+                state.changed(i);
             }
             changed
         })

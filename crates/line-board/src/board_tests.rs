@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 use sip_blf_engine::{Directory, Fact, Observation, QueueMember, Runtime, RuntimeConfig};
 
 use super::*;
-use crate::model::{HealthKind, StateFilter};
+use crate::model::{DndBy, HealthKind, StateFilter};
 
 fn t(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_292_000 + secs)
@@ -391,4 +391,74 @@ async fn follow_applies_queues_alone() {
         .await
         .expect("follow ends with the feed")
         .unwrap();
+}
+
+#[test]
+fn teams_read_is_a_change_that_does_not_move_since() {
+    let board = board(16);
+    board.set_line("1001", LineUpdate::new(LineState::Idle), t(0));
+    let seq = board.sequence();
+    assert!(board.set_teams_read("1001", Some("DoNotDisturb/Presenting")));
+    assert_eq!(board.sequence(), seq + 1);
+    let ext = board.extension("1001").unwrap();
+    assert_eq!(ext.teams_read.as_deref(), Some("DoNotDisturb/Presenting"));
+    assert_eq!(ext.since, Some(t(0)));
+    assert!(
+        !board.set_teams_read("1001", Some("DoNotDisturb/Presenting")),
+        "unchanged"
+    );
+    assert_eq!(board.sequence(), seq + 1);
+    let json = json_of(&board.changes_since(seq).unwrap());
+    assert_eq!(json[0]["teams_read"], "DoNotDisturb/Presenting");
+
+    assert!(board.set_teams_read("1001", None));
+    assert_eq!(board.extension("1001").unwrap().teams_read, None);
+    assert!(!board.set_teams_read("9999", Some("Busy/InACall")));
+}
+
+fn dnd(on: bool) -> LineUpdate {
+    let mut update = LineUpdate::new(LineState::Idle);
+    update.dnd = on;
+    update
+}
+
+#[test]
+fn dnd_by_says_who_turned_dnd_on() {
+    let board = board(16);
+    let dnd_by = |ext: &str| board.extension(ext).unwrap().dnd_by;
+    board.set_line("1001", dnd(false), t(0));
+    assert_eq!(dnd_by("1001"), None);
+
+    // Set by this service: said before or after the PBX reports DND on.
+    assert!(
+        !board.set_dnd_by_teams("1001", true),
+        "DND off: nothing shows"
+    );
+    assert!(board.set_line("1001", dnd(true), t(1)));
+    assert_eq!(dnd_by("1001"), Some(DndBy::Teams));
+    board.set_line("1002", dnd(true), t(1));
+    assert_eq!(dnd_by("1002"), Some(DndBy::Pbx));
+    let seq = board.sequence();
+    assert!(board.set_dnd_by_teams("1002", true));
+    assert_eq!(board.sequence(), seq + 1);
+    let ext = board.extension("1002").unwrap();
+    assert_eq!(
+        (ext.dnd_by, ext.since),
+        (Some(DndBy::Teams), Some(t(1))),
+        "since does not move"
+    );
+    assert!(!board.set_dnd_by_teams("1002", true), "unchanged");
+    let json = json_of(&board.changes_since(seq).unwrap());
+    assert_eq!(json[0]["dnd_by"], "teams");
+
+    // Cleared by this service while DND is still on: the PBX's now.
+    assert!(board.set_dnd_by_teams("1002", false));
+    assert_eq!(dnd_by("1002"), Some(DndBy::Pbx));
+
+    // DND turned off (on the phone): on again, it is the PBX's.
+    board.set_line("1001", dnd(false), t(2));
+    assert_eq!(dnd_by("1001"), None);
+    board.set_line("1001", dnd(true), t(3));
+    assert_eq!(dnd_by("1001"), Some(DndBy::Pbx));
+    assert!(!board.set_dnd_by_teams("9999", true));
 }

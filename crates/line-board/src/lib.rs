@@ -62,8 +62,8 @@ pub use board::{
 };
 pub use http::{app, with_security_headers, CONTENT_SECURITY_POLICY};
 pub use model::{
-    Counterparty, Extension, ExtensionFilter, Health, HealthKind, Listing, StateFilter, Teams,
-    UnknownStateFilter,
+    Counterparty, DndBy, Extension, ExtensionFilter, Health, HealthKind, Listing, StateFilter,
+    Teams, UnknownStateFilter,
 };
 pub use sip_blf_engine::{Direction, LineState, QueueMember};
 pub use sse::KEEP_ALIVE;

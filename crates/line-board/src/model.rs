@@ -66,6 +66,26 @@ pub struct Teams {
     pub at: SystemTime,
 }
 
+/// Who turned on an extension's do-not-disturb ([`Extension::dnd_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DndBy {
+    /// This service, because of the person's presence in Teams (Teams → PBX).
+    Teams,
+    /// Anyone else: the phone, a feature code, the PBX.
+    Pbx,
+}
+
+impl DndBy {
+    /// The name in the JSON: `teams`, `pbx`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Teams => "teams",
+            Self::Pbx => "pbx",
+        }
+    }
+}
+
 /// One listed extension and what is known about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extension {
@@ -93,6 +113,14 @@ pub struct Extension {
     pub last_event: Option<SystemTime>,
     /// The Teams presence the service set for the person.
     pub teams: Option<Teams>,
+    /// The person's presence last read from Teams (`Availability/Activity`,
+    /// `DoNotDisturb/Presenting`), when Teams is read (Teams → PBX).
+    #[serde(default)]
+    pub teams_read: Option<String>,
+    /// Who turned DND on: `teams` (this service, because of Teams) or
+    /// `pbx`; `None` while DND is off.
+    #[serde(default)]
+    pub dnd_by: Option<DndBy>,
     /// The call queues the extension is an agent of, sorted by queue name
     /// (empty: none, or no source reports queues).
     #[serde(default)]
@@ -114,6 +142,8 @@ impl Extension {
             direction: None,
             last_event: None,
             teams: None,
+            teams_read: None,
+            dnd_by: None,
             queues: Vec::new(),
         }
     }
@@ -260,6 +290,8 @@ mod tests {
             "direction",
             "last_event",
             "teams",
+            "teams_read",
+            "dnd_by",
             "queues",
         ] {
             assert!(keys.contains(&key), "{key} missing in {json}");
@@ -267,6 +299,7 @@ mod tests {
         assert_eq!(json["line_state"], "unknown");
         assert!(json["since"].is_null());
         assert_eq!(json["queues"], serde_json::json!([]));
+        assert!(json["teams_read"].is_null() && json["dnd_by"].is_null());
     }
 
     #[test]
@@ -287,7 +320,14 @@ mod tests {
             reason: Some("lunch".into()),
             in_call: false,
         }];
+        ext.dnd = true;
+        ext.teams_read = Some("DoNotDisturb/Presenting".into());
+        ext.dnd_by = Some(DndBy::Teams);
         let json = serde_json::to_string(&ext).unwrap();
+        assert!(
+            json.contains(r#""teams_read":"DoNotDisturb/Presenting","dnd_by":"teams""#),
+            "{json}"
+        );
         assert!(
             json.contains(r#""since":"2026-12-03T10:00:00.123Z""#),
             "{json}"

@@ -149,6 +149,38 @@ async fn an_extension_lists_its_queues() {
 }
 
 #[tokio::test]
+async fn an_extension_shows_the_teams_read_and_who_set_dnd() {
+    let board = board(100);
+    let mut on = LineUpdate::new(LineState::Idle);
+    on.dnd = true;
+    board.record("1001", on.clone(), now());
+    board.record("1002", on, now());
+    board.set_teams_read("1001", Some("DoNotDisturb/DoNotDisturb"));
+    board.set_dnd_by_teams("1001", true);
+    let base = serve(board, Access::open()).await;
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            let response = client().get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+
+    let alice = get("/api/v1/extensions/1001").await;
+    assert_eq!(alice["teams_read"], "DoNotDisturb/DoNotDisturb", "{alice}");
+    assert_eq!(alice["dnd_by"], "teams", "{alice}");
+    let all = get("/api/v1/extensions").await;
+    let bob = &all["extensions"][1];
+    assert_eq!(
+        (bob["dnd_by"].as_str(), bob["teams_read"].is_null()),
+        (Some("pbx"), true)
+    );
+    let carol = &all["extensions"][2];
+    assert!(carol["dnd_by"].is_null(), "DND off: {carol}");
+}
+
+#[tokio::test]
 async fn health_endpoint() {
     let board = board(100);
     board.set_health(

@@ -261,3 +261,47 @@ async fn closing_the_board_ends_the_streams() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event, "snapshot");
 }
+
+#[tokio::test]
+async fn a_change_of_the_teams_read_or_who_set_dnd_alone_is_an_event() {
+    let board = board(100);
+    let mut on = LineUpdate::new(LineState::Idle);
+    on.dnd = true;
+    board.record("1001", on, now());
+    let base = serve(board.clone(), Access::open()).await;
+    let mut reader = SseReader::open(&format!("{base}/api/v1/events"), &[]).await;
+    let snapshot = reader.next().await;
+    assert_eq!(snapshot.event, "snapshot");
+    let alice = &snapshot.json()["extensions"][0];
+    assert_eq!(alice["dnd_by"], "pbx");
+    assert!(alice["teams_read"].is_null());
+    let since = alice["since"].clone();
+
+    assert!(board.set_teams_read("1001", Some("DoNotDisturb/DoNotDisturb")));
+    let changes = next_changes(&mut reader).await;
+    let json = changes.json();
+    assert_eq!(extension_names(&json), ["1001"]);
+    assert_eq!(
+        json["extensions"][0]["teams_read"],
+        "DoNotDisturb/DoNotDisturb"
+    );
+    assert_eq!(json["extensions"][0]["since"], since);
+
+    assert!(board.set_dnd_by_teams("1001", true));
+    let changes = next_changes(&mut reader).await;
+    assert_eq!(changes.id.as_deref().unwrap(), board.sequence().to_string());
+    let json = changes.json();
+    assert_eq!(extension_names(&json), ["1001"]);
+    assert_eq!(json["extensions"][0]["dnd_by"], "teams");
+    assert_eq!(json["extensions"][0]["since"], since, "since does not move");
+}
+
+/// The next `changes` event.
+async fn next_changes(reader: &mut SseReader) -> common::SseEvent {
+    loop {
+        let event = reader.next().await;
+        if event.event == "changes" {
+            return event;
+        }
+    }
+}

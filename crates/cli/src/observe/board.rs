@@ -1,7 +1,8 @@
 //! What the telemetry hands the line board (the dashboard) besides the
 //! engine's views: every NOTIFY's time (a tile's "last event"), the Teams
-//! presence set or refused for each person, and summaries for its health
-//! line.
+//! presence set or refused for each person, the presence read from Teams
+//! and the DND set because of it (Teams → PBX), and summaries for its
+//! health line.
 
 use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
@@ -45,6 +46,21 @@ impl BoardSlot {
             None => {
                 board.clear_teams(&email);
             }
+        }
+    }
+
+    /// `read` (`DoNotDisturb/Presenting`) was read from Teams for the
+    /// person of `extension`.
+    pub(super) fn teams_read(&self, extension: &str, read: &str) {
+        if let Some(board) = self.0.get() {
+            board.set_teams_read(extension, Some(read));
+        }
+    }
+
+    /// `extension`'s DND on the PBX is (or no longer is) this service's doing.
+    pub(super) fn dnd_by_teams(&self, extension: &str, by_us: bool) {
+        if let Some(board) = self.0.get() {
+            board.set_dnd_by_teams(extension, by_us);
         }
     }
 }
@@ -104,7 +120,7 @@ impl Telemetry {
 
 #[cfg(test)]
 mod tests {
-    use line_board::{BoardConfig, Listing};
+    use line_board::{BoardConfig, DndBy, LineState, LineUpdate, Listing};
 
     use super::*;
 
@@ -139,6 +155,50 @@ mod tests {
 
         telemetry.set_presence("1001", "cleared");
         assert_eq!((teams("1001"), teams("1002")), (None, None));
+    }
+
+    #[test]
+    fn the_teams_read_and_the_dnd_set_for_it_reach_the_board() {
+        let telemetry = Telemetry::new();
+        let listing = |ext: &str, email: &str| Listing {
+            email: Some(email.into()),
+            ..Listing::new(ext)
+        };
+        let board = Board::new(
+            [
+                listing("1001", "alice@contoso.com"),
+                listing("1002", "alice@contoso.com"),
+                listing("1003", "bob@contoso.com"),
+            ],
+            BoardConfig::default(),
+        );
+        telemetry.set_board(board.clone());
+        telemetry.add_extension("1001", "alice@contoso.com");
+        telemetry.add_extension("1002", "alice@contoso.com");
+        telemetry.add_extension("1003", "bob@contoso.com");
+        let read = |ext: &str| board.extension(ext).and_then(|e| e.teams_read);
+
+        let dnd = sip_blf_engine::TeamsPresence::new("DoNotDisturb", "Presenting");
+        telemetry.teams_presence_read("alice@contoso.com", &dnd);
+        assert_eq!(read("1001").as_deref(), Some("DoNotDisturb/Presenting"));
+        assert_eq!(
+            read("1002").as_deref(),
+            Some("DoNotDisturb/Presenting"),
+            "every extension of the person"
+        );
+        assert_eq!(read("1003"), None, "another person");
+
+        let mut on = LineUpdate::new(LineState::Idle);
+        on.dnd = true;
+        board.set_line("1001", on.clone(), SystemTime::now());
+        board.set_line("1003", on, SystemTime::now());
+        let dnd_by = |ext: &str| board.extension(ext).and_then(|e| e.dnd_by);
+        assert_eq!(dnd_by("1001"), Some(DndBy::Pbx));
+        telemetry.set_pbx_dnd_by_us("1001", true);
+        assert_eq!(dnd_by("1001"), Some(DndBy::Teams));
+        assert_eq!(dnd_by("1003"), Some(DndBy::Pbx));
+        telemetry.set_pbx_dnd_by_us("1001", false);
+        assert_eq!(dnd_by("1001"), Some(DndBy::Pbx));
     }
 
     #[test]

@@ -63,17 +63,25 @@ impl Telemetry {
             .filter(|p| p.contains('/'))
     }
 
-    /// The presence just read from Teams for `person`.
+    /// The presence just read from Teams for `person`; the dashboard shows
+    /// it on every extension of theirs.
     pub fn teams_presence_read(&self, person: &str, presence: &TeamsPresence) {
+        let text = format!("{}/{}", presence.availability, presence.activity);
+        let extensions: Vec<String> = self
+            .extensions()
+            .iter()
+            .filter(|(_, e)| e.user.as_deref() == Some(person))
+            .map(|(extension, _)| extension.clone())
+            .collect();
+        for extension in &extensions {
+            self.inner.board.teams_read(extension, &text);
+        }
         self.inner
             .reverse
             .read
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                person.to_owned(),
-                format!("{}/{}", presence.availability, presence.activity),
-            );
+            .insert(person.to_owned(), text);
     }
 
     /// The presence last read from Teams for `person`, as text.
@@ -108,6 +116,7 @@ impl Telemetry {
     /// `extension`'s DND on the PBX is (`true`) or is no longer this
     /// service's doing.
     pub fn set_pbx_dnd_by_us(&self, extension: &str, by_us: bool) {
+        self.inner.board.dnd_by_teams(extension, by_us);
         self.update(extension, |e| e.pbx_dnd_by_us = by_us);
     }
 }
