@@ -12,7 +12,6 @@ use std::sync::mpsc;
 
 use ami_emulator::{AmiEmulator, DeviceState, EmulatorConfig, ManagerUser};
 use common::{http_get, lines_of, status_addr, wait_for, wait_until, PATIENCE};
-use graph_emulator::GraphEmulator;
 use line_store::{LineState, LineStore};
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
@@ -20,35 +19,11 @@ const BOB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 const BUSY: &str = "Busy/InACall";
 const DND: &str = "DoNotDisturb/Presenting";
 
-/// The emulators, with the runtime that serves them (dropped after them).
-struct Peers {
-    ami: AmiEmulator,
-    graph: GraphEmulator,
-    rt: tokio::runtime::Runtime,
-}
+use common::ami_peers::AmiPeers as Peers;
 
 impl Peers {
-    /// A PBX with FreePBX-style hints for 1001 and 1002 (both registered),
-    /// and a manager user `blf`.
-    fn start() -> Peers {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let config = EmulatorConfig::new()
-            .user("blf", "amisecret")
-            .freepbx_dnd(true)
-            .extensions(["1001", "1002"]);
-        let ami = rt.block_on(AmiEmulator::start(config)).unwrap();
-        ami.register("1001");
-        ami.register("1002");
-        let graph = rt
-            .block_on(GraphEmulator::start(
-                graph_emulator::EmulatorConfig::default(),
-            ))
-            .unwrap();
-        Peers { ami, graph, rt }
-    }
-
     /// `Availability/Activity` the user shows (`none` without a session).
-    fn shows(&self, id: &str) -> String {
+    fn session_shows(&self, id: &str) -> String {
         match self.graph.app_session(id) {
             Some(_) => {
                 let p = self.graph.presence_of(id).unwrap();
@@ -62,8 +37,8 @@ impl Peers {
         wait_until(
             &format!("{id} shows {wanted}"),
             PATIENCE,
-            || self.shows(id) == wanted,
-            || format!("shows {}", self.shows(id)),
+            || self.session_shows(id) == wanted,
+            || format!("shows {}", self.session_shows(id)),
         );
     }
 
@@ -93,38 +68,6 @@ impl Peers {
     }
 }
 
-/// The binary with the AMI settings for `peers` and the extension list.
-fn command(peers: &Peers, dir: &Path, args: &[&str]) -> Command {
-    let exts = dir.join("extensions.json");
-    std::fs::write(
-        &exts,
-        r#"[{"extension":"1001","email":"alice@contoso.com"},
-            {"extension":"1002","email":"bob@contoso.com"}]"#,
-    )
-    .unwrap();
-    let c = peers.graph.config();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("SOURCES", "ami")
-        .env("AMI_HOST", peers.ami.addr().to_string())
-        .env("AMI_USERNAME", "blf")
-        .env("AMI_SECRET", "amisecret")
-        .env("EXTENSIONS_JSON", &exts)
-        .env("PRESENCE_STATE_JSON", dir.join("presence-state.json"))
-        .env("AZURE_TENANT_ID", &c.tenant_id)
-        .env("AZURE_CLIENT_ID", &c.client_id)
-        .env("AZURE_CLIENT_SECRET", &c.client_secret)
-        .env("GRAPH_BASE_URL", peers.graph.base_url())
-        .env("AZURE_AUTHORITY_HOST", peers.graph.authority_url())
-        .env("HTTP_LISTEN", "127.0.0.1:0")
-        .env("SYNC_DEBOUNCE_MS", "0")
-        .env("RUST_LOG", "info")
-        .env_remove("SIP_SERVER")
-        .env_remove("NO_COLOR");
-    cmd
-}
-
 /// The running service: its log, and the dashboard's address.
 struct Service {
     child: Child,
@@ -135,7 +78,8 @@ struct Service {
 
 impl Service {
     fn start(peers: &Peers, dir: &Path, url: &str) -> Service {
-        let mut child = command(peers, dir, &["run"])
+        let mut child = peers
+            .command(dir, &["run"])
             .env("SINKS", "graph,database")
             .env("DATABASE_URL", url)
             .stdout(Stdio::null())
@@ -277,7 +221,8 @@ fn ami_dnd_sets_the_pbx_the_freepbx_way_and_the_service_shows_it() {
     let url = format!("sqlite://{}", dir.path().join("lines.db").display());
     let svc = Service::start(&peers, dir.path(), &url);
     let dnd = |state: &str| {
-        let out = command(&peers, dir.path(), &["ami", "dnd", "1002", state])
+        let out = peers
+            .command(dir.path(), &["ami", "dnd", "1002", state])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -311,7 +256,8 @@ fn ami_dnd_sets_the_pbx_the_freepbx_way_and_the_service_shows_it() {
 fn ami_watch_prints_the_full_state_then_each_change() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = command(&peers, dir.path(), &["ami", "watch", "--json"])
+    let mut child = peers
+        .command(dir.path(), &["ami", "watch", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -349,7 +295,7 @@ fn ami_watch_prints_the_full_state_then_each_change() {
 /// `check` with only the AMI source and the log sink, against `peers`' PBX
 /// or the manager interface at `host`.
 fn check(peers: &Peers, dir: &Path, host: Option<String>) -> (bool, String) {
-    let mut cmd = command(peers, dir, &["check", "--timeout", "10"]);
+    let mut cmd = peers.command(dir, &["check", "--timeout", "10"]);
     if let Some(host) = host {
         cmd.env("AMI_HOST", host);
     }

@@ -10,56 +10,31 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ami_emulator::{AmiEmulator, DeviceState, EmulatorConfig};
+use ami_emulator::DeviceState;
 use common::{http_get, lines_of, status_addr, wait_for_all, wait_until, PATIENCE};
-use graph_emulator::{GraphEmulator, Operation};
+use graph_emulator::Operation;
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const BOB: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 /// Teams is read this often in the test.
 const POLL: Duration = Duration::from_secs(2);
 
-struct Peers {
-    ami: AmiEmulator,
-    graph: GraphEmulator,
-    _rt: tokio::runtime::Runtime,
+use common::ami_peers::AmiPeers as Peers;
+
+/// The emulators, with both users running Teams (a preferred presence shows
+/// only with a session).
+fn peers() -> Peers {
+    let peers = Peers::start();
+    peers
+        .graph
+        .set_client_session(ALICE, "Available", "Available");
+    peers
+        .graph
+        .set_client_session(BOB, "Available", "Available");
+    peers
 }
 
 impl Peers {
-    fn start() -> Peers {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let ami = rt
-            .block_on(AmiEmulator::start(
-                EmulatorConfig::new()
-                    .user("blf", "amisecret")
-                    .freepbx_dnd(true)
-                    .extensions(["1001", "1002"]),
-            ))
-            .unwrap();
-        ami.register("1001");
-        ami.register("1002");
-        let graph = rt
-            .block_on(GraphEmulator::start(
-                graph_emulator::EmulatorConfig::default(),
-            ))
-            .unwrap();
-        // Both run Teams: a preferred presence shows only with a session.
-        graph.set_client_session(ALICE, "Available", "Available");
-        graph.set_client_session(BOB, "Available", "Available");
-        Peers {
-            ami,
-            graph,
-            _rt: rt,
-        }
-    }
-
-    fn shows(&self, id: &str) -> String {
-        self.graph
-            .presence_of(id)
-            .map(|p| format!("{}/{}", p.availability, p.activity))
-            .unwrap_or_default()
-    }
-
     fn ours(&self, id: &str) -> Option<String> {
         self.graph.app_session(id).map(|s| format!("{s:?}"))
     }
@@ -151,34 +126,10 @@ impl Service {
 }
 
 fn start(peers: &Peers, dir: &Path) -> Service {
-    let exts = dir.join("extensions.json");
-    std::fs::write(
-        &exts,
-        r#"[{"extension":"1001","email":"alice@contoso.com"},
-            {"extension":"1002","email":"bob@contoso.com"}]"#,
-    )
-    .unwrap();
-    let c = peers.graph.config();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sip-blf-sync"))
-        .arg("run")
-        .current_dir(dir)
-        .env("SOURCES", "ami")
+    let mut child = peers
+        .command(dir, &["run"])
         .env("TEAMS_TO_PBX", "ami")
         .env("TEAMS_POLL_SECONDS", POLL.as_secs().to_string())
-        .env("AMI_HOST", peers.ami.addr().to_string())
-        .env("AMI_USERNAME", "blf")
-        .env("AMI_SECRET", "amisecret")
-        .env("EXTENSIONS_JSON", &exts)
-        .env("PRESENCE_STATE_JSON", dir.join("presence-state.json"))
-        .env("AZURE_TENANT_ID", &c.tenant_id)
-        .env("AZURE_CLIENT_ID", &c.client_id)
-        .env("AZURE_CLIENT_SECRET", &c.client_secret)
-        .env("GRAPH_BASE_URL", peers.graph.base_url())
-        .env("AZURE_AUTHORITY_HOST", peers.graph.authority_url())
-        .env("HTTP_LISTEN", "127.0.0.1:0")
-        .env("SYNC_DEBOUNCE_MS", "0")
-        .env("RUST_LOG", "info")
-        .env_remove("SIP_SERVER")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -199,7 +150,7 @@ fn start(peers: &Peers, dir: &Path) -> Service {
 
 #[test]
 fn teams_and_the_pbx_follow_each_other_without_echo() {
-    let peers = Peers::start();
+    let peers = peers();
     let dir = tempfile::tempdir().unwrap();
     let mut svc = start(&peers, dir.path());
     peers.polls(1);
@@ -298,4 +249,29 @@ fn teams_and_the_pbx_follow_each_other_without_echo() {
         peers.ami.device_state("Custom:DND1001"),
         DeviceState::Unavailable
     );
+}
+
+#[test]
+fn a_dnd_set_before_a_kill_comes_off_after_the_restart() {
+    let peers = peers();
+    let dir = tempfile::tempdir().unwrap();
+    let mut svc = start(&peers, dir.path());
+    peers.graph.set_user_preferred(
+        ALICE,
+        "DoNotDisturb",
+        "DoNotDisturb",
+        Duration::from_secs(3600),
+    );
+    peers.wait("1001 in DND", |p| p.dnd("1001"));
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+    assert!(peers.dnd("1001"), "a kill -9 cannot take it off");
+
+    // Teams is back to available while the service is down; the restarted
+    // service knows the DND is its own and takes it off.
+    peers.graph.clear_user_preferred(ALICE);
+    let mut svc = start(&peers, dir.path());
+    peers.wait("1001 out of DND after the restart", |p| !p.dnd("1001"));
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
 }

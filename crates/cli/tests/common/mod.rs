@@ -4,6 +4,8 @@
 //! on a condition.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod ami_peers;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::sync::mpsc;
