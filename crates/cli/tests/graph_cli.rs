@@ -131,7 +131,7 @@ async fn check_says_when_presence_read_all_is_missing_with_teams_to_pbx() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("TEAMS_TO_PBX") && err.contains("off, ami, publish"),
+        err.contains("TEAMS_TO_PBX") && err.contains("off, ami") && err.contains("publish"),
         "{err}"
     );
 }
