@@ -421,12 +421,13 @@ impl AmiTracker {
             entry.status = None;
         } else {
             entry.status = Some(status);
-            let changed = hint.is_some_and(|h| entry.hint.as_ref().map(|(k, _)| k) != Some(&h));
-            if changed || entry.hint.is_none() {
-                let hint = event.get("Hint").map(Hint::parse).unwrap_or(Hint {
-                    devices: Vec::new(),
-                    presence: None,
-                });
+            // A new or changed hint; an event without one keeps the known one.
+            let new = match (hint, &entry.hint) {
+                (Some(h), Some((known, _))) if *known == h => None,
+                (None, Some(_)) => None,
+                (h, _) => Some(h.unwrap_or_else(|| Hint::parse(""))),
+            };
+            if let Some(hint) = new {
                 entry.hint = Some((hint, context.to_owned()));
                 self.index_devices();
             }
