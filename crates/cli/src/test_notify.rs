@@ -36,13 +36,18 @@ pub enum TestNotifyError {
     Body(#[from] blf::ParseError),
 }
 
+/// The UTF-8 byte-order mark some editors put at the start of a saved file.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// Splits the input into content type and body: a SIP message when it starts
-/// with a request or status line, a bare body otherwise.
+/// with a request or status line, a bare body otherwise (a byte-order mark
+/// before it is no sign of SIP: XML allows one, and the body keeps it).
 pub fn read_input(data: &[u8], content_type: Option<&str>) -> Result<Input, TestNotifyError> {
-    let first = data
+    let text = data.strip_prefix(UTF8_BOM).unwrap_or(data);
+    let first = text
         .iter()
         .position(|b| !b.is_ascii_whitespace())
-        .and_then(|i| data.get(i..))
+        .and_then(|i| text.get(i..))
         .unwrap_or_default();
     let looks_like_xml = first.first() == Some(&b'<') || first.is_empty();
     if looks_like_xml {
@@ -245,6 +250,15 @@ c: application/dialog-info+xml\r\n\
         .unwrap();
         assert_eq!(report.line_state, LineState::Idle);
         assert_eq!(report.to_json()["presence"]["action"], "clear");
+    }
+
+    #[test]
+    fn bare_body_after_a_byte_order_mark_is_sniffed() {
+        let body = "\u{FEFF}<?xml version='1.0' encoding='UTF-8'?>\n<dialog-info xmlns='urn:ietf:params:xml:ns:dialog-info' version='1' state='full' entity='sip:1@x'><dialog id='a'><state>confirmed</state></dialog></dialog-info>";
+        let input = read_input(body.as_bytes(), None).unwrap();
+        assert!(!input.sip_message);
+        let report = examine(input, &Mapping::default()).unwrap();
+        assert_eq!(report.line_state, LineState::Busy);
     }
 
     #[test]

@@ -184,3 +184,27 @@ fn content_type_option_overrides() {
         "a PIDF body announced as dialog-info is refused"
     );
 }
+
+/// A body saved by an editor that writes a UTF-8 byte-order mark is still a
+/// bare body, not a broken SIP message.
+#[test]
+fn a_bare_body_with_a_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bom.xml");
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\r\n<dialog-info \
+          xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"3\" state=\"full\" \
+          entity=\"sip:1001@pbx\"><dialog id=\"x\" direction=\"recipient\">\
+          <state>early</state></dialog></dialog-info>\r\n",
+    );
+    std::fs::write(&path, &body).unwrap();
+    let out = run(&["test-notify", "--json", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = json_of(&out);
+    assert_eq!(json["line_state"], "ringing", "{json}");
+}
