@@ -15,6 +15,7 @@ pub mod background;
 pub mod check;
 pub mod dashboard;
 pub mod database;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod dotenv;
 pub mod engine;

@@ -71,6 +71,7 @@ enum Command {
     /// /metrics, stops at the end of the day or on Ctrl-C, clearing what it set.
     /// Reads no settings and writes nothing outside the system's temporary
     /// directory (the day's line states stay there in an SQLite file).
+    #[cfg(feature = "demo")]
     Demo {
         /// Time factor: 10 plays the 60 s day in 6 s.
         #[arg(long, default_value_t = 1.0)]
@@ -203,7 +204,7 @@ fn main() -> ExitCode {
             // The check's table says what matters; the log only adds warnings.
             init_logging(
                 &env,
-                if matches!(command, Command::Check { .. } | Command::Demo { .. }) {
+                if matches!(command, Command::Check { .. }) || is_demo(&command) {
                     "warn"
                 } else {
                     "info"
@@ -328,6 +329,7 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 (Err(e), None) => fail(e),
             }
         }
+        #[cfg(feature = "demo")]
         Command::Demo {
             speed,
             extensions,
@@ -499,6 +501,16 @@ fn sip_failure(sip: &SipSettings, e: &(dyn std::error::Error + 'static)) -> Exit
         Some(fix) => fail(format!("SIP socket {}: {e}; {fix}", sip.listen)),
         None => fail(e),
     }
+}
+
+/// `demo` logs warnings only, as `check` does (its display says the rest).
+fn is_demo(command: &Command) -> bool {
+    #[cfg(feature = "demo")]
+    if matches!(command, Command::Demo { .. }) {
+        return true;
+    }
+    let _ = command;
+    false
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
