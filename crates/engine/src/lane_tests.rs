@@ -281,7 +281,11 @@ fn a_refreshing_lane_writes_every_value_again_each_period() {
     // A person the sink leaves alone is never written, refresh or not.
     lane.handle_view(&p("carol"), None, t0);
     assert_eq!(confirm_all(&mut lane, t0).len(), 2);
-    assert_eq!(lane.poll_timeout(), Some(s(60)), "the re-send is the next deadline");
+    assert_eq!(
+        lane.poll_timeout(),
+        Some(s(60)),
+        "the re-send is the next deadline"
+    );
     assert_eq!(lane.poll_write(s(59)), None, "not before its time");
 
     lane.handle_timeout(s(60));
