@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::header::{HeaderName, CONNECTION};
 use axum::http::{HeaderMap, StatusCode};
 use common::ami_peers::AmiPeers as Peers;
 use common::{lines_of, wait_for, PATIENCE};
@@ -68,9 +69,11 @@ fn verify(secret: &str, timestamp: &str, signature: &str, body: &[u8]) -> Result
 }
 
 /// The receiver: verifies with `secret`, then answers `status` (200 at first).
-#[derive(Clone)]
 struct Receiver {
     url: String,
+    addr: std::net::SocketAddr,
+    hook: Hook,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
     status: Arc<AtomicU16>,
     rx: Arc<Mutex<mpsc::Receiver<Received>>>,
     seen: Arc<Mutex<Vec<Received>>>,
@@ -83,7 +86,13 @@ struct Hook {
     tx: mpsc::Sender<Received>,
 }
 
-async fn hook(State(h): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusCode {
+/// Answers with `Connection: close`: each request comes on a new
+/// connection, so a receiver that stops listening is down at once.
+async fn hook(
+    State(h): State<Hook>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ([(HeaderName, &'static str); 1], StatusCode) {
     let header = |name: &str| {
         headers
             .get(name)
@@ -102,7 +111,10 @@ async fn hook(State(h): State<Hook>, headers: HeaderMap, body: Bytes) -> StatusC
         body,
         status,
     });
-    StatusCode::from_u16(status).unwrap()
+    (
+        [(CONNECTION, "close")],
+        StatusCode::from_u16(status).unwrap(),
+    )
 }
 
 impl Receiver {
@@ -118,19 +130,45 @@ impl Receiver {
             .rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
-        let url = format!("http://{}/hooks/blf", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route("/hooks/blf", axum::routing::post(hook))
-            .with_state(state);
-        peers
-            .rt
-            .spawn(async move { axum::serve(listener, app).await });
-        Receiver {
-            url,
+        let addr = listener.local_addr().unwrap();
+        let receiver = Receiver {
+            url: format!("http://{addr}/hooks/blf"),
+            addr,
+            hook: state,
+            server: Mutex::new(None),
             status,
             rx: Arc::new(Mutex::new(rx)),
             seen: Arc::default(),
-        }
+        };
+        receiver.serve(peers, listener);
+        receiver
+    }
+
+    fn serve(&self, peers: &Peers, listener: tokio::net::TcpListener) {
+        let app = axum::Router::new()
+            .route("/hooks/blf", axum::routing::post(hook))
+            .with_state(self.hook.clone());
+        let task = peers.rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        *self.server.lock().unwrap() = Some(task);
+    }
+
+    /// Stops listening: connections are refused until [`up`](Self::up).
+    fn down(&self, peers: &Peers) {
+        let task = self.server.lock().unwrap().take().unwrap();
+        task.abort();
+        // The listener is closed once the task has ended.
+        let _ = peers.rt.block_on(task);
+    }
+
+    /// Listens again on the same port.
+    fn up(&self, peers: &Peers) {
+        let listener = peers
+            .rt
+            .block_on(tokio::net::TcpListener::bind(self.addr))
+            .unwrap();
+        self.serve(peers, listener);
     }
 
     /// How many requests were seen so far.
@@ -344,6 +382,64 @@ fn a_receiver_that_fails_gets_the_latest_state_when_it_is_back() {
             .any(|l| l.contains("answered 500 Internal Server Error")),
         "{log:#?}"
     );
+}
+
+#[test]
+fn a_receiver_that_was_down_gets_everyone_s_latest_state_when_it_is_back() {
+    let peers = Peers::start();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(&peers, SECRET);
+    let mut cmd = command(&peers, dir.path(), &receiver.url, "0");
+    // The dashboard's API says when the service has seen the call end.
+    cmd.env("HTTP_LISTEN", "127.0.0.1:0");
+    let mut svc = Service::start(&mut cmd);
+    // Logged before the webhook's line, which the start waits for.
+    let line = svc.seen.iter().find(|l| l.contains("status on http://"));
+    let http = common::status_addr(line.unwrap());
+    for who in [ALICE, BOB] {
+        receiver.wait_since(0, &format!("{who} idle"), |r| r.is(who, "idle"));
+    }
+
+    receiver.down(&peers);
+    let call = peers.ami.call("1001", "1002");
+    peers.ami.answer(call);
+    wait_for(&svc.log, &mut svc.seen, "write failed; retrying in");
+    peers.ami.hangup(call);
+    for ext in ["1001", "1002"] {
+        common::wait_until(
+            &format!("{ext} idle in the API"),
+            PATIENCE,
+            || {
+                let (_, body) = common::http_get(&http, &format!("/api/v1/extensions/{ext}"));
+                body.contains(r#""line_state":"idle""#)
+            },
+            String::new,
+        );
+    }
+    let mark = receiver.mark();
+    receiver.up(&peers);
+    for who in [ALICE, BOB] {
+        let back = receiver.wait_since(mark, &format!("{who} after the outage"), |r| {
+            r.json()["person"] == who
+        });
+        assert_eq!(back.status, 200);
+        assert_eq!(
+            back.json()["state"],
+            "idle",
+            "the latest state, not the call"
+        );
+        assert_eq!(
+            back.json()["reason"],
+            "replay",
+            "everyone again after an outage"
+        );
+    }
+    let after: Vec<Value> = receiver.seen.lock().unwrap()[mark..]
+        .iter()
+        .map(Received::json)
+        .collect();
+    assert!(after.iter().all(|j| j["state"] == "idle"), "{after:#?}");
+    svc.stop();
 }
 
 #[test]
