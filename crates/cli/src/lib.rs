@@ -32,3 +32,4 @@ pub mod teams_source;
 pub mod teams_to_pbx;
 pub mod test_notify;
 pub mod watch;
+pub mod webhook;

@@ -4,7 +4,9 @@
 //! which keeps each person's combined view and hands it to every sink
 //! (`SINKS`): Teams presence through Microsoft Graph (`graph`, the default
 //! when `AZURE_TENANT_ID` is set), or the same decisions printed (`log`, the
-//! default otherwise, and what `--dry-run` turns `graph` into). With
+//! default otherwise, and what `--dry-run` turns `graph` into), each
+//! extension's line in a table (`database`), a signed JSON POST per change
+//! (`webhook`). With
 //! `/healthz`, `/readyz`, `/metrics` and `/status`.
 
 use std::time::Duration;
@@ -25,12 +27,13 @@ use crate::sip_source::{SipSource, PBX};
 use crate::teams_to_pbx::{
     AmiTarget, OwnDnd, OwnPresence, PublishTarget, Reverse, TeamsRules, TeamsToPbx,
 };
+use crate::webhook::{WebhookSettings, WebhookSink};
 
 /// What `SOURCES` may list.
 pub const SOURCE_NAMES: [&str; 2] = ["sip", "ami"];
 
 /// What `SINKS` may list.
-pub const SINK_NAMES: [&str; 3] = ["graph", "log", "database"];
+pub const SINK_NAMES: [&str; 4] = ["graph", "log", "database", "webhook"];
 
 /// Where views go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,8 @@ pub enum SinkKind {
     Log,
     /// Each extension's line in a database table (`DATABASE_URL`).
     Database,
+    /// A signed JSON POST per change to `WEBHOOK_URL`.
+    Webhook,
 }
 
 /// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
@@ -83,6 +88,7 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
             "graph" if dry_run => SinkKind::Log,
             "graph" => SinkKind::Graph,
             "database" => SinkKind::Database,
+            "webhook" => SinkKind::Webhook,
             _ => SinkKind::Log,
         };
         if !sinks.contains(&kind) {
@@ -112,6 +118,7 @@ pub struct RunPlan {
     graph: Option<graph_presence::GraphConfig>,
     sinks: Vec<SinkKind>,
     database: Option<DatabaseSettings>,
+    webhook: Option<WebhookSettings>,
     calls_in_flight: Option<usize>,
     persist: bool,
     teams: TeamsPlan,
@@ -180,6 +187,20 @@ impl RunPlan {
             )),
             _ => {}
         }
+        let webhook = take(WebhookSettings::from_env(env), &mut problems).flatten();
+        match (env.get("WEBHOOK_URL"), sinks.contains(&SinkKind::Webhook)) {
+            (None, true) => problems.push(Problem::in_var(
+                "WEBHOOK_URL",
+                "is needed by the webhook sink in SINKS: the receiver's http:// or https:// URL, \
+                 with WEBHOOK_SECRET to sign the requests",
+            )),
+            (Some(_), false) => problems.push(Problem::in_var(
+                "SINKS",
+                "WEBHOOK_URL is set but SINKS does not list webhook: add it (e.g. \
+                 SINKS=graph,webhook) or remove WEBHOOK_URL",
+            )),
+            _ => {}
+        }
         let http = match observe::parse_http_listen(env.get("HTTP_LISTEN")) {
             Ok(h) => h,
             Err(e) => {
@@ -215,6 +236,7 @@ impl RunPlan {
                     graph,
                     sinks,
                     database,
+                    webhook,
                     calls_in_flight: None,
                     persist: true,
                     teams,
@@ -276,6 +298,11 @@ impl RunPlan {
     /// The database sink's settings, when `SINKS` lists `database`.
     pub fn database(&self) -> Option<&DatabaseSettings> {
         self.database.as_ref()
+    }
+
+    /// The webhook sink's settings, when `SINKS` lists `webhook`.
+    pub fn webhook(&self) -> Option<&WebhookSettings> {
+        self.webhook.as_ref()
     }
 
     /// Sets the Graph client's request budget (benchmarks).
@@ -500,6 +527,18 @@ pub async fn run_until_ready(
             Some((sink, background))
         }
     };
+    if let Some(settings) = &plan.webhook {
+        let sink = WebhookSink::new(settings, &plan.extensions, &plan.engine.mapping)?;
+        tracing::info!(
+            "line states go to webhook {} ({})",
+            settings.redacted_url(),
+            match settings.resend {
+                Some(every) => format!("everyone re-sent every {}s", every.as_secs()),
+                None => "no periodic re-send".to_owned(),
+            }
+        );
+        runtime.add_sink(sink).await?;
+    }
     // The DND Teams → PBX sets, which the Teams sink must not show back.
     let own_dnd = if plan.persist {
         // Beside the state file: which DND on the PBX is ours survives a restart.

@@ -1,5 +1,6 @@
 //! One sink's queue as a sans-IO machine: views in, writes out, with
-//! per-person coalescing, ordering, retry and backoff, and replay.
+//! per-person coalescing, ordering, retry and backoff, replay, and an
+//! optional periodic re-send ([`LaneConfig::refresh`]).
 //!
 //! Drive it like this (the runtime does):
 //! 1. feed each change: [`Lane::handle_view`];
@@ -29,6 +30,12 @@ pub struct LaneConfig {
     /// table) writes far fewer, larger transactions this way; a full batch
     /// ([`max_batch`](Self::max_batch)) goes at once.
     pub linger: Duration,
+    /// Every this long, every person's current value is written again
+    /// ([`WriteReason::Replay`]), for a receiver that was down or lost
+    /// what it held (a webhook). `None` (the default): never. People with
+    /// a write in flight or waiting for a retry are left to that write; a
+    /// paused lane replays everyone when the pause ends anyway.
+    pub refresh: Option<Duration>,
 }
 
 impl Default for LaneConfig {
@@ -38,6 +45,7 @@ impl Default for LaneConfig {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
             linger: Duration::ZERO,
+            refresh: None,
         }
     }
 }
@@ -63,7 +71,8 @@ pub enum WriteReason {
     Change,
     /// An earlier write for the person failed.
     Retry,
-    /// The sink started or reconnected: it gets every current view.
+    /// The sink started or reconnected, or the periodic re-send
+    /// ([`LaneConfig::refresh`]) is due: it gets every current view.
     Replay,
 }
 
@@ -146,6 +155,9 @@ pub struct Lane<H> {
     /// Changes are gathered until then before a batch is written
     /// ([`LaneConfig::linger`]).
     gather_until: Option<Instant>,
+    /// The next periodic re-send ([`LaneConfig::refresh`]); set by the
+    /// first call that brings the time.
+    refresh_at: Option<Instant>,
 }
 
 impl<H: Clone + Eq> Lane<H> {
@@ -160,6 +172,7 @@ impl<H: Clone + Eq> Lane<H> {
             outages: 0,
             in_flight: 0,
             gather_until: None,
+            refresh_at: None,
         }
     }
 
@@ -318,7 +331,9 @@ impl<H: Clone + Eq> Lane<H> {
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) has something to do.
+    /// When [`handle_timeout`](Self::handle_timeout) has something to do
+    /// (a retry, the end of a pause or of a gathering, the periodic
+    /// re-send).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retry = self.wake.first().map(|(at, _)| *at);
         // Only a gathering that a poll could end: not while a write is in
@@ -326,17 +341,19 @@ impl<H: Clone + Eq> Lane<H> {
         let gathered = self.gather_until.filter(|_| {
             !self.ready.is_empty() && self.in_flight == 0 && self.paused_until.is_none()
         });
-        [retry, self.paused_until, gathered]
+        [retry, self.paused_until, gathered, self.refresh_at]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Time passed: due retries become ready, a pause that is over ends.
+    /// Time passed: due retries become ready, a pause that is over ends,
+    /// a due periodic re-send queues every person.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.paused_until.is_some_and(|at| at <= now) {
             self.paused_until = None;
         }
+        self.refresh_due(now);
         while let Some((at, person)) = self.wake.first().cloned() {
             if at > now {
                 break;
@@ -346,6 +363,34 @@ impl<H: Clone + Eq> Lane<H> {
                 slot.retry_at = None;
                 Self::enqueue(&mut self.ready, &person, slot);
             }
+        }
+    }
+
+    /// Starts the periodic re-send's clock at the first call that brings
+    /// the time; when it is due, queues every person whose value is
+    /// confirmed (the others have a write coming) and sets the next one.
+    fn refresh_due(&mut self, now: Instant) {
+        let Some(period) = self.config.refresh.filter(|p| !p.is_zero()) else {
+            return;
+        };
+        let due = *self.refresh_at.get_or_insert(now + period);
+        if due > now {
+            return;
+        }
+        // From now, not from `due`: a late timer does not bunch re-sends.
+        self.refresh_at = Some(now + period);
+        if self.paused_until.is_some() {
+            return;
+        }
+        for (person, slot) in &mut self.slots {
+            if slot.in_flight.is_some() || slot.retry_at.is_some() || slot.latest.is_none() {
+                continue;
+            }
+            if slot.confirmed == slot.latest {
+                slot.confirmed = None;
+                slot.reason = WriteReason::Replay;
+            }
+            Self::enqueue(&mut self.ready, person, slot);
         }
     }
 

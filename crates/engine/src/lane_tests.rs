@@ -249,3 +249,138 @@ fn a_lingering_lane_gathers_changes_into_one_batch_and_a_full_batch_goes_at_once
     assert_eq!(lane.poll_write(ms(201)), None);
     assert_eq!(lane.poll_timeout(), None);
 }
+
+fn refreshing(period: u64) -> Lane<LineState> {
+    Lane::new(LaneConfig {
+        max_batch: 10,
+        backoff_base: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(8),
+        refresh: Some(Duration::from_secs(period)),
+        ..LaneConfig::default()
+    })
+}
+
+fn confirm_all(lane: &mut Lane<LineState>, now: Instant) -> Vec<(String, LineState, WriteReason)> {
+    let mut written = Vec::new();
+    while let Some(batch) = lane.poll_write(now) {
+        for w in &batch {
+            lane.write_finished(&w.person, Ok(()), now);
+        }
+        written.extend(held(&batch));
+    }
+    written
+}
+
+#[test]
+fn a_refreshing_lane_writes_every_value_again_each_period() {
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let mut lane = refreshing(60);
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.handle_view(&p("bob"), Some(LineState::Idle), t0);
+    // A person the sink leaves alone is never written, refresh or not.
+    lane.handle_view(&p("carol"), None, t0);
+    assert_eq!(confirm_all(&mut lane, t0).len(), 2);
+    assert_eq!(
+        lane.poll_timeout(),
+        Some(s(60)),
+        "the re-send is the next deadline"
+    );
+    assert_eq!(lane.poll_write(s(59)), None, "not before its time");
+
+    lane.handle_timeout(s(60));
+    assert_eq!(
+        confirm_all(&mut lane, s(60)),
+        [
+            ("alice".into(), LineState::Busy, WriteReason::Replay),
+            ("bob".into(), LineState::Idle, WriteReason::Replay),
+        ]
+    );
+    // The next period starts at the re-send; a change in between is a change.
+    assert_eq!(lane.poll_timeout(), Some(s(120)));
+    lane.handle_view(&p("alice"), Some(LineState::Idle), s(90));
+    assert_eq!(
+        confirm_all(&mut lane, s(90)),
+        [("alice".into(), LineState::Idle, WriteReason::Change)]
+    );
+    // A late timer re-sends once, and the period counts from then.
+    lane.handle_timeout(s(200));
+    assert_eq!(confirm_all(&mut lane, s(200)).len(), 2);
+    assert_eq!(lane.poll_timeout(), Some(s(260)));
+    assert!(lane.is_idle(), "a re-send to come is not work pending");
+}
+
+#[test]
+fn a_refresh_leaves_writes_in_flight_and_retries_to_themselves() {
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let mut lane = refreshing(10);
+    for who in ["alice", "bob", "carol"] {
+        lane.handle_view(&p(who), Some(LineState::Busy), t0);
+    }
+    let batch = lane.poll_write(t0).unwrap();
+    lane.write_finished(&batch[0].person, Ok(()), t0);
+    // bob fails and waits 30 s (Retry-After); carol stays in flight.
+    lane.write_finished(
+        &batch[1].person,
+        Err(&SinkError::Transient {
+            message: "503".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        }),
+        t0,
+    );
+    lane.handle_timeout(s(10));
+    let refreshed = lane.poll_write(s(10)).unwrap();
+    assert_eq!(
+        held(&refreshed),
+        [("alice".into(), LineState::Busy, WriteReason::Replay)],
+        "only the confirmed person; bob keeps his backoff, carol her write"
+    );
+    lane.write_finished(&p("alice"), Ok(()), s(10));
+    lane.write_finished(&p("carol"), Ok(()), s(10));
+    assert_eq!(lane.poll_write(s(10)), None);
+    assert_eq!(lane.poll_timeout(), Some(s(20)));
+    // bob's retry comes when it is due, as a retry.
+    lane.handle_timeout(s(30));
+    let mut later = held(&lane.poll_write(s(30)).unwrap());
+    later.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        later,
+        [
+            ("alice".into(), LineState::Busy, WriteReason::Replay),
+            ("bob".into(), LineState::Busy, WriteReason::Retry),
+            ("carol".into(), LineState::Busy, WriteReason::Replay),
+        ]
+    );
+}
+
+#[test]
+fn a_paused_lane_skips_the_refresh_and_replays_when_the_pause_ends() {
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let mut lane = refreshing(5);
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    lane.poll_write(t0).unwrap();
+    let wait = lane
+        .write_finished(&p("alice"), Err(&SinkError::disconnected("reset")), s(4))
+        .unwrap();
+    assert_eq!(wait, Duration::from_secs(1));
+    lane.handle_timeout(s(5));
+    assert_eq!(
+        confirm_all(&mut lane, s(5)),
+        [("alice".into(), LineState::Busy, WriteReason::Replay)],
+        "one replay at the end of the pause, not two"
+    );
+    assert_eq!(lane.poll_timeout(), Some(s(10)));
+}
+
+#[test]
+fn without_refresh_an_idle_lane_has_no_deadline() {
+    let t0 = Instant::now();
+    let mut lane = lane();
+    lane.handle_view(&p("alice"), Some(LineState::Busy), t0);
+    confirm_all(&mut lane, t0);
+    assert_eq!(lane.poll_timeout(), None);
+    lane.handle_timeout(t0 + Duration::from_secs(86_400));
+    assert_eq!(lane.poll_write(t0 + Duration::from_secs(86_400)), None);
+}

@@ -8,7 +8,9 @@
 //! address is also in it on its own, as a [`LineView`]); each
 //! [`Sink`] turns a view into what it wants to hold ([`Sink::desired`]) and
 //! its [`Lane`] writes it, coalesced per person, one write in flight per
-//! person, with retries and backoff. [`Views`] and [`Lane`] are sans-IO
+//! person, with retries and backoff, replaying every person's view when the
+//! sink starts, reconnects or (with [`LaneConfig::refresh`]) periodically.
+//! [`Views`] and [`Lane`] are sans-IO
 //! (time comes in as arguments); [`Runtime`] drives them with tokio.
 //!
 //! ```

@@ -375,3 +375,35 @@ async fn start_outside_tokio_is_an_error_not_a_panic() {
         Some(sip_blf_engine::RuntimeError::NoTokioRuntime)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refreshing_sink_gets_every_view_again_each_period_and_still_stops() {
+    let mut config = config();
+    config.lane.refresh = Some(Duration::from_secs(30));
+    let mut rt = Runtime::start(directory(), config).unwrap();
+    let (sink, mut writes) = Recorder::new("webhook");
+    rt.add_sink(sink).await.unwrap();
+    rt.observe(line("pbx-a", "1001", LineState::Busy))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(60), writes.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((first.0.as_str(), first.2), ("alice", WriteReason::Change));
+    for periods in 1..=2u64 {
+        let again = tokio::time::timeout(Duration::from_secs(60), writes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (again.0.as_str(), again.1, again.2),
+            ("alice", LineState::Busy, WriteReason::Replay)
+        );
+        let after = (again.3 - first.3).as_secs_f64().round() as u64;
+        assert_eq!(after, 30 * periods, "one re-send per period");
+    }
+    // A re-send to come is not work pending: the stop does not wait for it.
+    rt.stop(STOP).await;
+    assert_eq!(writes.recv().await, None);
+}
