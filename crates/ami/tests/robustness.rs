@@ -137,7 +137,7 @@ fn random_bytes_never_panic() {
             let data: Vec<u8> = (0..len)
                 .map(|_| {
                     let r = rng.next();
-                    if r % 4 == 0 {
+                    if r.is_multiple_of(4) {
                         r as u8
                     } else {
                         alphabet[(r as usize >> 8) % alphabet.len()]
@@ -145,7 +145,7 @@ fn random_bytes_never_panic() {
                 })
                 .collect();
             c.handle_input(&data, t);
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 let _ = c.send_action(ami::Action::extension_state_list(), t);
             }
             t += std::time::Duration::from_millis(rng.next() % 30_000);

@@ -27,7 +27,7 @@ fn telemetry(c: &mut Criterion) {
             i = (i + 1) % EXTENSIONS;
             let ext = (20_000 + i).to_string();
             t.notify_received(&ext, SystemTime::now());
-            let state = if i % 2 == 0 {
+            let state = if i.is_multiple_of(2) {
                 LineState::Busy
             } else {
                 LineState::Idle
@@ -63,7 +63,7 @@ fn engine(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let ext = (20_000 + i % EXTENSIONS).to_string();
-            let state = if (i / EXTENSIONS) % 2 == 0 {
+            let state = if (i / EXTENSIONS).is_multiple_of(2) {
                 LineState::Busy
             } else {
                 LineState::Idle

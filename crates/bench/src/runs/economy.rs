@@ -82,7 +82,7 @@ pub fn graph_economy(
             while start.elapsed() < flap {
                 tick.tick().await;
                 k += 1;
-                let state = if (k + round) % 2 == 0 {
+                let state = if (k + round).is_multiple_of(2) {
                     LineState::Busy
                 } else {
                     LineState::Idle

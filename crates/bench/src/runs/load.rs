@@ -142,7 +142,7 @@ fn load_run_ours(
             while done < due {
                 let i = (done % n as u64) as usize;
                 let round = done / n as u64;
-                let dialogs = if round % 2 == 0 {
+                let dialogs = if round.is_multiple_of(2) {
                     vec![DialogSpec::new(
                         format!("call-{round}"),
                         Direction::Recipient,
