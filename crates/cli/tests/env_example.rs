@@ -17,6 +17,7 @@ fn env_example_parses_and_documents_every_variable() {
         "crates/cli/src/engine",
         "crates/cli/src/observe",
         "crates/cli/src/ami_source",
+        "crates/cli/src/action_url",
         "crates/graph-presence/src",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -39,6 +40,7 @@ fn env_example_parses_and_documents_every_variable() {
                     "DATABASE_",
                     "AMI_",
                     "TEAMS_",
+                    "ACTION_URL_",
                 ]
                 .iter()
                 .any(|p| word.starts_with(p))
