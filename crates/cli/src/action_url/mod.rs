@@ -219,3 +219,59 @@ fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ServeErro
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Secret;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn status(addr: SocketAddr, request: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        text.split(' ').nth(1).unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_extra_routes_share_the_listener_without_the_secret_check() {
+        let settings = ActionUrlSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            secret: Some(Secret::new("s")),
+            tls: None,
+        };
+        let extra = axum::Router::new().route(
+            "/mattermost/command",
+            axum::routing::post(|| async { "from the extra router" }),
+        );
+        let (sender, mut source) = source();
+        let exts = crate::extensions::parse_json(
+            std::path::Path::new("x.json"),
+            r#"[{"extension":"1001","email":"alice@contoso.com"}]"#,
+        )
+        .unwrap();
+        let server = serve(&settings, Phones::new(&exts), sender, extra)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let close = "HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        assert_eq!(
+            status(addr, &format!("POST /mattermost/command {close}")).await,
+            "200"
+        );
+        assert_eq!(
+            status(addr, &format!("GET /yealink/1001/dnd_on {close}")).await,
+            "403"
+        );
+        let ok = format!("GET /yealink/alice%40contoso.com/dnd_on?secret=s {close}");
+        assert_eq!(status(addr, &ok).await, "200");
+        let seen = sip_blf_engine::Source::next(&mut source).await.unwrap();
+        assert_eq!(
+            (seen.system.as_str(), seen.address.as_str()),
+            (PHONE, "1001")
+        );
+        assert_eq!(seen.fact, sip_blf_engine::Fact::Dnd(true));
+        server.shutdown().await.unwrap();
+    }
+}
