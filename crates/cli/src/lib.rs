@@ -9,6 +9,7 @@
 //! table with the fix for each failure), [`watch`], [`graph_cmd`] and
 //! [`test_notify`].
 
+pub mod action_url;
 pub mod ami_cmd;
 pub mod ami_source;
 pub mod background;

@@ -84,6 +84,18 @@ pub fn directory_with_teams(extensions: &[Extension]) -> Result<Directory, Probl
     problems.into_result(directory)
 }
 
+/// Adds each extension's desk phone, `(PHONE, extension)`, for its person:
+/// for when the action-URL source runs ([`crate::action_url`]).
+pub fn add_phones(directory: &mut Directory, extensions: &[Extension]) -> Result<(), Problems> {
+    let mut problems = Problems::default();
+    for ext in extensions {
+        if let Err(e) = directory.add(crate::action_url::PHONE, &ext.extension, ext.user()) {
+            problems.push(Problem::plain(format!("{}: {e}", ext.origin)));
+        }
+    }
+    problems.into_result(())
+}
+
 /// A [`ViewFeed`] as the [`LineSource`] of the presence engine: each
 /// person's combined line, under their key.
 #[derive(Debug)]

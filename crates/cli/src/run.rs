@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use sip_blf_engine::{Runtime, RuntimeConfig};
 
+use crate::action_url::{self, ActionUrlSettings, PHONE};
 use crate::ami_source::{AmiSettings, AmiSource, DeferToAmi};
 use crate::background::Background;
 use crate::dashboard::{self, DashboardSettings};
@@ -30,7 +31,7 @@ use crate::teams_to_pbx::{
 use crate::webhook::{WebhookSettings, WebhookSink};
 
 /// What `SOURCES` may list.
-pub const SOURCE_NAMES: [&str; 2] = ["sip", "ami"];
+pub const SOURCE_NAMES: [&str; 3] = ["sip", "ami", "action-url"];
 
 /// What `SINKS` may list.
 pub const SINK_NAMES: [&str; 4] = ["graph", "log", "database", "webhook"];
@@ -109,6 +110,7 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
 pub struct RunPlan {
     sip: Option<SipSettings>,
     ami: Option<AmiSettings>,
+    action_url: Option<ActionUrlSettings>,
     extensions: Vec<Extension>,
     engine: EngineConfig,
     http: Option<std::net::SocketAddr>,
@@ -163,6 +165,7 @@ impl RunPlan {
         } else {
             Some(None)
         };
+        let action_url = action_url_plan(env, listed(action_url::SOURCE_NAME), &mut problems);
         let extensions = take(
             extensions::load(&settings::extensions_path(env)),
             &mut problems,
@@ -228,6 +231,7 @@ impl RunPlan {
                 Ok(RunPlan {
                     sip,
                     ami,
+                    action_url,
                     extensions,
                     engine,
                     http,
@@ -254,18 +258,37 @@ impl RunPlan {
     }
 
     /// The sources' names as the database's `source` column shows them
-    /// (`sip`, `ami`, `sip+ami`).
+    /// (`sip`, `ami`, `sip+ami`, `action-url`).
     pub fn source_label(&self) -> String {
-        let names: Vec<&str> = [("sip", self.sip.is_some()), ("ami", self.ami.is_some())]
-            .into_iter()
-            .filter_map(|(name, on)| on.then_some(name))
-            .collect();
+        let names: Vec<&str> = [
+            ("sip", self.sip.is_some()),
+            ("ami", self.ami.is_some()),
+            (action_url::SOURCE_NAME, self.action_url.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
         names.join("+")
     }
 
     /// The PBX's manager interface, when `SOURCES` lists `ami`.
     pub fn ami(&self) -> Option<&AmiSettings> {
         self.ami.as_ref()
+    }
+
+    /// The desk phones' listener, when `SOURCES` lists `action-url`.
+    pub fn action_url(&self) -> Option<&ActionUrlSettings> {
+        self.action_url.as_ref()
+    }
+
+    /// The system whose lines the dashboard and the database show: the
+    /// PBX's, or the phones' when only they report.
+    fn line_system(&self) -> &'static str {
+        if self.sip.is_none() && self.ami.is_none() && self.action_url.is_some() {
+            PHONE
+        } else {
+            PBX
+        }
     }
 
     /// The extension list.
@@ -381,6 +404,30 @@ fn teams_plan(env: &Env, sip: bool, ami: bool, graph: bool, problems: &mut Probl
         rules,
         ami: ami_settings,
     }
+}
+
+/// The `ACTION_URL_*` settings: needed when `SOURCES` lists action-url,
+/// refused when it does not.
+fn action_url_plan(env: &Env, listed: bool, problems: &mut Problems) -> Option<ActionUrlSettings> {
+    let read = ActionUrlSettings::from_env(env);
+    let unreadable = read.is_err();
+    let settings = take(read, problems).flatten();
+    match (&settings, listed) {
+        (None, true) if !unreadable => {
+            problems.push(Problem::in_var(
+                "ACTION_URL_LISTEN",
+                "is needed by action-url in SOURCES: the address the desk phones call, e.g. \
+                 127.0.0.1:8088 behind a reverse proxy, or 0.0.0.0:8088 with ACTION_URL_SECRET",
+            ));
+        }
+        (Some(_), false) => problems.push(Problem::in_var(
+            "SOURCES",
+            "ACTION_URL_LISTEN is set but SOURCES does not list action-url: add it (e.g. \
+             SOURCES=ami,action-url) or remove the ACTION_URL_* settings",
+        )),
+        _ => {}
+    }
+    settings
 }
 
 fn take<T>(result: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
@@ -499,11 +546,15 @@ pub async fn run_until_ready(
         None => None,
     };
     let teams_on = plan.teams.mode != TeamsToPbx::Off && client.is_some();
-    let directory = if teams_on {
+    let mut directory = if teams_on {
         people::directory_with_teams(&plan.extensions)?
     } else {
         people::directory(&plan.extensions)?
     };
+    if plan.action_url.is_some() {
+        people::add_phones(&mut directory, &plan.extensions)?;
+    }
+    let line_system = plan.line_system();
     let mut runtime = Runtime::start(directory, RuntimeConfig::default())?;
     telemetry.set_sink_board(runtime.board());
     let database = match &plan.database {
@@ -513,10 +564,13 @@ pub async fn run_until_ready(
             let background = Background::start("database")?;
             let (owned, extensions) = (settings.clone(), plan.extensions.clone());
             let label = plan.source_label();
-            let sink = background
-                .run(async move { database::open_sink(&owned, &extensions, PBX, &label).await })
-                .await?
-                .map_err(|e| format!("DATABASE_URL {}: {e}", settings.redacted_url()))?;
+            let sink =
+                background
+                    .run(async move {
+                        database::open_sink(&owned, &extensions, line_system, &label).await
+                    })
+                    .await?
+                    .map_err(|e| format!("DATABASE_URL {}: {e}", settings.redacted_url()))?;
             tracing::info!(
                 "line states go to {} (table line_states)",
                 settings.redacted_url()
@@ -561,8 +615,34 @@ pub async fn run_until_ready(
     // The dashboard last: the sinks the user configured come first in /status.
     if http.is_some() || plan.board.is_some() {
         let feed = runtime.add_feed("dashboard").await?;
-        tokio::spawn(board.clone().follow(feed, PBX));
+        tokio::spawn(board.clone().follow(feed, line_system));
     }
+    let phones = match &plan.action_url {
+        None => None,
+        Some(settings) => {
+            let (sender, source) = action_url::source();
+            let phones = action_url::Phones::new(&plan.extensions);
+            let server = action_url::serve(settings, phones, sender, axum::Router::new()).await?;
+            let scheme = if settings.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            tracing::info!(
+                "taking the desk phones' action URLs on {scheme}://{}/ ({} extension(s){})",
+                server.local_addr(),
+                plan.extensions.len(),
+                if settings.secret.is_some() {
+                    ", secret required"
+                } else {
+                    ", no secret: loopback only"
+                }
+            );
+            telemetry.set_action_url(server.counters());
+            runtime.add_source(source);
+            Some(server)
+        }
+    };
     // AMI first: when both run, the SIP source defers to it (see `ami_source::DeferToAmi`).
     telemetry.set_sip_source(plan.sip.is_some());
     let mut ami_handle = None;
@@ -730,6 +810,9 @@ pub async fn run_until_ready(
     // Every DND Teams → PBX set comes off while the PBX is still reachable.
     if let Some(task) = reverse {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+    if let Some(server) = phones {
+        let _ = server.shutdown().await;
     }
     runtime.stop(Duration::from_secs(10)).await;
     if let Some((sink, background)) = database {

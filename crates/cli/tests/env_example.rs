@@ -18,6 +18,7 @@ fn env_example_parses_and_documents_every_variable() {
         "crates/cli/src/observe",
         "crates/cli/src/ami_source",
         "crates/cli/src/webhook",
+        "crates/cli/src/action_url",
         "crates/graph-presence/src",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -41,6 +42,7 @@ fn env_example_parses_and_documents_every_variable() {
                     "AMI_",
                     "TEAMS_",
                     "WEBHOOK_",
+                    "ACTION_URL_",
                 ]
                 .iter()
                 .any(|p| word.starts_with(p))

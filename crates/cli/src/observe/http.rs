@@ -157,21 +157,41 @@ async fn serve_app(
     limits: HttpLimits,
     board: Option<line_board::Board>,
 ) -> Result<HttpServer, std::io::Error> {
+    let server = serve_router(listen, app, limits, None).await?;
+    tracing::info!(local_addr = %server.local_addr, "HTTP listener: /healthz /readyz /metrics /status");
+    Ok(HttpServer { board, ..server })
+}
+
+/// Binds `listen` and serves `app` with `limits` on a spawned task, over
+/// TLS when `tls` is given (the action-URL listener shares this serving).
+pub(crate) async fn serve_router(
+    listen: SocketAddr,
+    app: Router,
+    limits: HttpLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<HttpServer, std::io::Error> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let (open_tx, open) = watch::channel(0);
-    let task = tokio::spawn(accept_loop(listener, app, limits, open_tx, async move {
+    let stop_signal = async move {
         // A sent signal or a dropped handle both stop the server.
         let _ = stopped.await;
-    }));
-    tracing::info!(%local_addr, "HTTP listener: /healthz /readyz /metrics /status");
+    };
+    let task = tokio::spawn(accept_loop(
+        listener,
+        app,
+        limits,
+        open_tx,
+        stop_signal,
+        tls,
+    ));
     Ok(HttpServer {
         local_addr,
         stop: Some(stop),
         task,
         open,
-        board,
+        board: None,
     })
 }
 

@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -60,13 +61,16 @@ impl Default for HttpLimits {
 
 /// Accepts and serves connections until `stop` resolves, then lets the
 /// requests in progress finish. Connections still open when this future is
-/// dropped are dropped with it.
+/// dropped are dropped with it. With `tls`, each connection's handshake must
+/// end within [`HttpLimits::header_read_timeout`]. Handlers see the peer's
+/// address as [`axum::extract::ConnectInfo`].
 pub(super) async fn accept_loop(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
     open: watch::Sender<usize>,
     stop: impl Future<Output = ()>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     tokio::pin!(stop);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -122,15 +126,37 @@ pub(super) async fn accept_loop(
                 };
                 let slot = Slot::taken(permit, open.clone());
                 let activity = Arc::new(Mutex::new(Instant::now()));
-                let io = TokioIo::new(Watched {
-                    inner: stream,
-                    activity: activity.clone(),
-                });
-                let conn = builder.serve_connection(io, TowerToHyperService::new(app.clone()));
-                let conn = graceful.watch(conn);
+                let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+                let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
                 let idle = limits.idle_timeout;
+                let handshake = limits.header_read_timeout;
                 connections.spawn(async move {
-                    until_idle(conn, &activity, idle).await;
+                    let service = TowerToHyperService::new(app);
+                    match tls {
+                        None => {
+                            let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+                            let conn = watcher.watch(builder.serve_connection(io, service));
+                            until_idle(conn, &activity, idle).await;
+                        }
+                        Some(acceptor) => {
+                            let accepted =
+                                tokio::time::timeout(handshake, acceptor.accept(stream)).await;
+                            let stream = match accepted {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake not done in {handshake:?}");
+                                    return;
+                                }
+                            };
+                            let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
+                            let conn = watcher.watch(builder.serve_connection(io, service));
+                            until_idle(conn, &activity, idle).await;
+                        }
+                    }
                     drop(slot);
                 });
             }
@@ -192,18 +218,18 @@ impl Drop for Slot {
 }
 
 /// A stream that notes when bytes last moved, for the idle timeout.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     activity: Arc<Mutex<Instant>>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn moved(&self) {
         *self.activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -218,7 +244,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -49,6 +49,7 @@ mod board;
 mod http;
 mod listener;
 mod log_limit;
+mod phones;
 mod reverse;
 mod sinks;
 mod sip;
@@ -77,6 +78,7 @@ pub use listener::{
     HttpLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
 
+pub(crate) use http::serve_router;
 pub use http::{
     parse_http_listen, serve, serve_board, serve_with, HttpListenError, HttpServer,
     DEFAULT_HTTP_LISTEN, METRICS_CONTENT_TYPE,
@@ -214,6 +216,7 @@ struct Inner {
     extensions: Mutex<BTreeMap<String, ExtensionStatus>>,
     sinks: sinks::SinkMetrics,
     reverse: reverse::ReverseTelemetry,
+    phones: phones::PhoneTelemetry,
     board: board::BoardSlot,
 }
 
@@ -354,6 +357,8 @@ impl Telemetry {
         sink_metrics.register(&mut registry);
         let reverse = reverse::ReverseTelemetry::default();
         reverse.register(&mut registry);
+        let phones = phones::PhoneTelemetry::default();
+        phones.register(&mut registry);
         lines.get_or_create(&StateLabel { state: "none" }).set(0);
         for state in LineState::ALL {
             lines
@@ -389,6 +394,7 @@ impl Telemetry {
                 extensions: Mutex::new(BTreeMap::new()),
                 sinks: sink_metrics,
                 reverse,
+                phones,
                 board: board::BoardSlot::default(),
             }),
         }
@@ -727,6 +733,7 @@ impl Telemetry {
         if let Some((current, problem)) = self.ami() {
             sources.push(json!({ "name": "ami", "connected": current, "problem": problem }));
         }
+        sources.extend(self.inner.phones.status_json());
         sources
     }
     /// Shows each sink of the engine's `board` (its name, connection,
@@ -739,6 +746,7 @@ impl Telemetry {
     /// serve it with [`METRICS_CONTENT_TYPE`]).
     pub fn metrics_text(&self) -> String {
         self.inner.sinks.refresh();
+        self.inner.phones.refresh();
         let _ = self.inner.reverse.lag();
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only drop the text.
