@@ -17,6 +17,7 @@ use crate::dashboard::{self, DashboardSettings};
 use crate::database::{self, DatabaseSettings};
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
+use crate::mattermost::MattermostSettings;
 use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
@@ -30,7 +31,7 @@ use crate::teams_to_pbx::{
 pub const SOURCE_NAMES: [&str; 2] = ["sip", "ami"];
 
 /// What `SINKS` may list.
-pub const SINK_NAMES: [&str; 3] = ["graph", "log", "database"];
+pub const SINK_NAMES: [&str; 4] = ["graph", "log", "database", "mattermost"];
 
 /// Where views go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,8 @@ pub enum SinkKind {
     Log,
     /// Each extension's line in a database table (`DATABASE_URL`).
     Database,
+    /// Mattermost status while on the phone (`MATTERMOST_URL`).
+    Mattermost,
 }
 
 /// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
@@ -83,6 +86,7 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
             "graph" if dry_run => SinkKind::Log,
             "graph" => SinkKind::Graph,
             "database" => SinkKind::Database,
+            "mattermost" => SinkKind::Mattermost,
             _ => SinkKind::Log,
         };
         if !sinks.contains(&kind) {
@@ -112,6 +116,7 @@ pub struct RunPlan {
     graph: Option<graph_presence::GraphConfig>,
     sinks: Vec<SinkKind>,
     database: Option<DatabaseSettings>,
+    mattermost: Option<MattermostSettings>,
     calls_in_flight: Option<usize>,
     persist: bool,
     teams: TeamsPlan,
@@ -180,6 +185,20 @@ impl RunPlan {
             )),
             _ => {}
         }
+        let mattermost = take(MattermostSettings::from_env(env), &mut problems).flatten();
+        match (&mattermost, sinks.contains(&SinkKind::Mattermost)) {
+            (None, true) => problems.push(Problem::in_var(
+                "MATTERMOST_URL",
+                "is needed by the mattermost sink in SINKS, with MATTERMOST_TOKEN: the server's \
+                 address, e.g. https://chat.example.com",
+            )),
+            (Some(_), false) => problems.push(Problem::in_var(
+                "SINKS",
+                "MATTERMOST_* is set but SINKS does not list mattermost: add it (e.g. \
+                 SINKS=graph,mattermost) or remove the MATTERMOST_ settings",
+            )),
+            _ => {}
+        }
         let http = match observe::parse_http_listen(env.get("HTTP_LISTEN")) {
             Ok(h) => h,
             Err(e) => {
@@ -215,6 +234,7 @@ impl RunPlan {
                     graph,
                     sinks,
                     database,
+                    mattermost,
                     calls_in_flight: None,
                     persist: true,
                     teams,
@@ -500,6 +520,17 @@ pub async fn run_until_ready(
             Some((sink, background))
         }
     };
+    // Beside the state file: what each person had, restored even after a restart.
+    let saved = plan
+        .persist
+        .then(|| plan.engine.state_file.with_extension("mattermost.json"));
+    let mattermost = match &plan.mattermost {
+        Some(settings) => Some(
+            crate::mattermost::sink::add_to(&mut runtime, settings, &plan.extensions, saved)
+                .await?,
+        ),
+        None => None,
+    };
     // The DND Teams → PBX sets, which the Teams sink must not show back.
     let own_dnd = if plan.persist {
         // Beside the state file: which DND on the PBX is ours survives a restart.
@@ -693,6 +724,9 @@ pub async fn run_until_ready(
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     runtime.stop(Duration::from_secs(10)).await;
+    if let Some(sink) = mattermost {
+        crate::mattermost::sink::restore_at_stop(&sink, Duration::from_secs(10)).await;
+    }
     if let Some((sink, background)) = database {
         // Nobody vouches for the rows once we stop: they read `unknown`.
         let finished = background
