@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::ami_peers::AmiPeers;
-use common::{lines_of, wait_for, PATIENCE};
+use common::{lines_of, wait_for, wait_for_all, PATIENCE};
 use mattermost_emulator::{
     CustomStatus, EmulatorConfig, Fault, MattermostEmulator, Recorded,
 };
@@ -89,6 +89,8 @@ struct Service {
     child: Child,
     log: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// The token check's line at the start (signed in, or the refusal).
+    signed_in: String,
 }
 
 impl Service {
@@ -96,8 +98,14 @@ impl Service {
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let log = lines_of(child.stderr.take().unwrap());
         let mut seen = Vec::new();
-        wait_for(&log, &mut seen, "AMI: full state read");
-        Service { child, log, seen }
+        // Independent: the PBX's state and the token check, in any order.
+        let lines = wait_for_all(&log, &mut seen, &["AMI: full state read", "Mattermost: "]);
+        Service {
+            child,
+            log,
+            seen,
+            signed_in: lines[1].clone(),
+        }
     }
 
     fn wait(&mut self, needle: &str) -> String {
@@ -141,7 +149,7 @@ fn a_call_shows_in_mattermost_and_what_each_person_had_comes_back() {
     cmd.env("MATTERMOST_CHANNEL", "acme/phones")
         .env("MATTERMOST_POST_STATES", "busy,idle");
     let mut svc = Service::start(cmd);
-    svc.wait("Mattermost: signed in as sipbot");
+    assert!(svc.signed_in.contains("signed in as sipbot"), "{}", svc.signed_in);
 
     let call = peers.pbx.ami.call("1001", "1002");
     peers.pbx.ami.answer(call);
@@ -213,8 +221,8 @@ fn a_restart_mid_call_still_restores_and_a_clean_stop_restores_everyone() {
     svc.kill();
     assert_eq!(peers.mm.status_of(ALICE).unwrap().status, "dnd");
     let from = peers.mm.requests().len();
-    let mut svc = Service::start(peers.command(dir.path(), "admin-token"));
-    svc.wait("Mattermost: signed in as sipbot");
+    let svc = Service::start(peers.command(dir.path(), "admin-token"));
+    assert!(svc.signed_in.contains("signed in as sipbot"), "{}", svc.signed_in);
     peers.pbx.ami.hangup(call);
     peers.wait_status(from, ALICE_ID, "away");
     peers.wait_status(from, BOB_ID, "online");
@@ -240,7 +248,7 @@ fn a_rate_limit_is_waited_out_before_the_next_request() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
     let mut svc = Service::start(peers.command(dir.path(), "admin-token"));
-    svc.wait("Mattermost: signed in as sipbot");
+    assert!(svc.signed_in.contains("signed in as sipbot"), "{}", svc.signed_in);
     peers.mm.fail_next(Fault::RateLimited {
         reset: Duration::from_secs(2),
     });
@@ -266,8 +274,9 @@ fn refusals_are_reported_with_their_fix() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
     // A wrong token: said at the start.
-    let mut svc = Service::start(peers.command(dir.path(), "not-a-token"));
-    let line = svc.wait("Mattermost refused MATTERMOST_TOKEN");
+    let svc = Service::start(peers.command(dir.path(), "not-a-token"));
+    let line = svc.signed_in.clone();
+    assert!(line.contains("Mattermost refused MATTERMOST_TOKEN"), "{line}");
     assert!(line.contains("Bot Accounts"), "{line}");
     let log = svc.stop();
     assert!(!log.iter().any(|l| l.contains("not-a-token")), "the token was logged");

@@ -412,7 +412,9 @@ impl Sink for MattermostSink {
     }
 
     fn desired(&self, view: &View) -> Option<Shown> {
-        if !self.0.people.contains_key(&view.person) {
+        // Not known yet (before the first report, or the PBX out of
+        // reach): whatever Mattermost shows stays until it is known.
+        if !self.0.people.contains_key(&view.person) || view.line == LineState::Unknown {
             return None;
         }
         let posting = self.0.settings.channel.is_some();
