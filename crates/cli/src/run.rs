@@ -194,8 +194,8 @@ impl RunPlan {
             )),
             (Some(_), false) => problems.push(Problem::in_var(
                 "SINKS",
-                "MATTERMOST_* is set but SINKS does not list mattermost: add it (e.g. \
-                 SINKS=graph,mattermost) or remove the MATTERMOST_ settings",
+                "MATTERMOST_URL is set but SINKS does not list mattermost: add it (e.g. \
+                 SINKS=graph,mattermost) or remove MATTERMOST_URL and MATTERMOST_TOKEN",
             )),
             _ => {}
         }

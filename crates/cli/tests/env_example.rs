@@ -17,6 +17,7 @@ fn env_example_parses_and_documents_every_variable() {
         "crates/cli/src/engine",
         "crates/cli/src/observe",
         "crates/cli/src/ami_source",
+        "crates/cli/src/mattermost",
         "crates/graph-presence/src",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -39,10 +40,11 @@ fn env_example_parses_and_documents_every_variable() {
                     "DATABASE_",
                     "AMI_",
                     "TEAMS_",
+                    "MATTERMOST_",
                 ]
                 .iter()
                 .any(|p| word.starts_with(p))
-                    || ["SOURCES", "SINKS"].contains(&word);
+                    || ["SOURCES", "SINKS", "DASHBOARD_URL"].contains(&word);
                 if known_prefix
                     && word.len() >= 5
                     && !text.contains(word)

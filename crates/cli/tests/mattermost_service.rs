@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use common::ami_peers::AmiPeers;
 use common::{lines_of, wait_for, wait_for_all, PATIENCE};
-use mattermost_emulator::{
-    CustomStatus, EmulatorConfig, Fault, MattermostEmulator, Recorded,
-};
+use mattermost_emulator::{CustomStatus, EmulatorConfig, Fault, MattermostEmulator, Recorded};
 
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
@@ -65,7 +63,10 @@ impl Peers {
     fn wait_status(&self, from: usize, id: &str, status: &str) -> usize {
         let path = format!("/api/v4/users/{id}/status");
         self.wait_request(from, &format!("{status} for {id}"), |r| {
-            r.method == "PUT" && r.path == path && r.status == 200 && r.body.as_ref().is_some_and(|b| b["status"] == status)
+            r.method == "PUT"
+                && r.path == path
+                && r.status == 200
+                && r.body.as_ref().is_some_and(|b| b["status"] == status)
         })
         .0
     }
@@ -95,7 +96,11 @@ struct Service {
 
 impl Service {
     fn start(mut cmd: Command) -> Service {
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let log = lines_of(child.stderr.take().unwrap());
         let mut seen = Vec::new();
         // Independent: the PBX's state and the token check, in any order.
@@ -149,7 +154,11 @@ fn a_call_shows_in_mattermost_and_what_each_person_had_comes_back() {
     cmd.env("MATTERMOST_CHANNEL", "acme/phones")
         .env("MATTERMOST_POST_STATES", "busy,idle");
     let mut svc = Service::start(cmd);
-    assert!(svc.signed_in.contains("signed in as sipbot"), "{}", svc.signed_in);
+    assert!(
+        svc.signed_in.contains("signed in as sipbot"),
+        "{}",
+        svc.signed_in
+    );
 
     let call = peers.pbx.ami.call("1001", "1002");
     peers.pbx.ami.answer(call);
@@ -164,7 +173,9 @@ fn a_call_shows_in_mattermost_and_what_each_person_had_comes_back() {
     assert!(dnd.dnd_end_time > 0, "a timed DND: {dnd:?}");
     // The e-mail was looked up once, the status read before it was set.
     let log = peers.mm.requests();
-    let lookups = log.iter().filter(|r| r.path == "/api/v4/users/email/alice@contoso.com");
+    let lookups = log
+        .iter()
+        .filter(|r| r.path == "/api/v4/users/email/alice@contoso.com");
     assert_eq!(lookups.count(), 1);
     let read = log
         .iter()
@@ -196,15 +207,24 @@ fn a_call_shows_in_mattermost_and_what_each_person_had_comes_back() {
 
     // Posts: on and off the phone, nothing for the ringing.
     let posts: Vec<String> = peers.mm.posts().into_iter().map(|p| p.message).collect();
-    for want in ["**alice@contoso.com** is on the phone", "**alice@contoso.com** is off the phone"] {
+    for want in [
+        "**alice@contoso.com** is on the phone",
+        "**alice@contoso.com** is off the phone",
+    ] {
         assert!(posts.iter().any(|p| p.contains(want)), "{want}: {posts:#?}");
     }
     assert!(!posts.iter().any(|p| p.contains("ringing")), "{posts:#?}");
 
     let log = svc.stop();
-    assert!(!log.iter().any(|l| l.contains("admin-token")), "the token was logged");
+    assert!(
+        !log.iter().any(|l| l.contains("admin-token")),
+        "the token was logged"
+    );
     let saved = std::fs::read_to_string(dir.path().join("presence-state.mattermost.json")).unwrap();
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&saved).unwrap(), serde_json::json!({}));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&saved).unwrap(),
+        serde_json::json!({})
+    );
 }
 
 #[test]
@@ -222,7 +242,11 @@ fn a_restart_mid_call_still_restores_and_a_clean_stop_restores_everyone() {
     assert_eq!(peers.mm.status_of(ALICE).unwrap().status, "dnd");
     let from = peers.mm.requests().len();
     let svc = Service::start(peers.command(dir.path(), "admin-token"));
-    assert!(svc.signed_in.contains("signed in as sipbot"), "{}", svc.signed_in);
+    assert!(
+        svc.signed_in.contains("signed in as sipbot"),
+        "{}",
+        svc.signed_in
+    );
     peers.pbx.ami.hangup(call);
     peers.wait_status(from, ALICE_ID, "away");
     peers.wait_status(from, BOB_ID, "online");
@@ -248,7 +272,11 @@ fn a_rate_limit_is_waited_out_before_the_next_request() {
     let peers = Peers::start();
     let dir = tempfile::tempdir().unwrap();
     let mut svc = Service::start(peers.command(dir.path(), "admin-token"));
-    assert!(svc.signed_in.contains("signed in as sipbot"), "{}", svc.signed_in);
+    assert!(
+        svc.signed_in.contains("signed in as sipbot"),
+        "{}",
+        svc.signed_in
+    );
     peers.mm.fail_next(Fault::RateLimited {
         reset: Duration::from_secs(2),
     });
@@ -276,10 +304,16 @@ fn refusals_are_reported_with_their_fix() {
     // A wrong token: said at the start.
     let svc = Service::start(peers.command(dir.path(), "not-a-token"));
     let line = svc.signed_in.clone();
-    assert!(line.contains("Mattermost refused MATTERMOST_TOKEN"), "{line}");
+    assert!(
+        line.contains("Mattermost refused MATTERMOST_TOKEN"),
+        "{line}"
+    );
     assert!(line.contains("Bot Accounts"), "{line}");
     let log = svc.stop();
-    assert!(!log.iter().any(|l| l.contains("not-a-token")), "the token was logged");
+    assert!(
+        !log.iter().any(|l| l.contains("not-a-token")),
+        "the token was logged"
+    );
 
     // A bot without permission, and an e-mail Mattermost does not know.
     let mut cmd = peers.command(dir.path(), "member-token");
@@ -294,7 +328,10 @@ fn refusals_are_reported_with_their_fix() {
     let call = peers.pbx.ami.call("1001", "1002");
     peers.pbx.ami.answer(call);
     let forbidden = svc.wait("may not change alice@contoso.com's status");
-    assert!(forbidden.contains("System Admin") && forbidden.contains("edit_other_users"), "{forbidden}");
+    assert!(
+        forbidden.contains("System Admin") && forbidden.contains("edit_other_users"),
+        "{forbidden}"
+    );
     let unknown = svc.wait("no Mattermost user has the e-mail nobody@contoso.com");
     assert!(unknown.contains("extension list"), "{unknown}");
     peers.pbx.ami.hangup(call);
@@ -310,14 +347,26 @@ fn bad_settings_are_refused_before_anything_starts() {
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let e = run(peers.command(dir.path(), "x").env_remove("MATTERMOST_URL").env_remove("MATTERMOST_TOKEN"));
-    assert!(e.contains("MATTERMOST_URL") && e.contains("mattermost sink"), "{e}");
+    let e = run(peers
+        .command(dir.path(), "x")
+        .env_remove("MATTERMOST_URL")
+        .env_remove("MATTERMOST_TOKEN"));
+    assert!(
+        e.contains("MATTERMOST_URL") && e.contains("mattermost sink"),
+        "{e}"
+    );
     let e = run(peers.command(dir.path(), "x").env("SINKS", "log"));
     assert!(e.contains("SINKS does not list mattermost"), "{e}");
     let e = run(peers
         .command(dir.path(), "x")
         .env("MATTERMOST_CHANNEL", "phones")
         .env("MATTERMOST_BUSY_STATUS", "busy"));
-    assert!(e.contains("team/channel") && e.contains("dnd, away, offline or none"), "{e}");
-    assert!(peers.mm.requests().is_empty(), "nothing was asked of Mattermost");
+    assert!(
+        e.contains("team/channel") && e.contains("dnd, away, offline or none"),
+        "{e}"
+    );
+    assert!(
+        peers.mm.requests().is_empty(),
+        "nothing was asked of Mattermost"
+    );
 }

@@ -73,10 +73,30 @@ impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {
             accounts: vec![
-                Account::new("alice0000000000000000000a", "alice", "alice@contoso.com", Role::Member),
-                Account::new("bob000000000000000000000b", "bob", "bob@contoso.com", Role::Member),
-                Account::new("sipbot00000000000000000bt", "sipbot", "sipbot@localhost", Role::SystemAdmin),
-                Account::new("plainbot0000000000000000p", "plainbot", "plainbot@localhost", Role::Member),
+                Account::new(
+                    "alice0000000000000000000a",
+                    "alice",
+                    "alice@contoso.com",
+                    Role::Member,
+                ),
+                Account::new(
+                    "bob000000000000000000000b",
+                    "bob",
+                    "bob@contoso.com",
+                    Role::Member,
+                ),
+                Account::new(
+                    "sipbot00000000000000000bt",
+                    "sipbot",
+                    "sipbot@localhost",
+                    Role::SystemAdmin,
+                ),
+                Account::new(
+                    "plainbot0000000000000000p",
+                    "plainbot",
+                    "plainbot@localhost",
+                    Role::Member,
+                ),
             ],
             tokens: vec![
                 ("admin-token".into(), "sipbot00000000000000000bt".into()),

@@ -152,7 +152,8 @@ async fn answer(
         ),
         Some(caller) => {
             parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, Body::from(bytes))).await
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
     };
     if let Some((limit, remaining, reset)) = headers {

@@ -146,7 +146,10 @@ impl Client {
     }
 
     fn hold_until(&self, at: tokio::time::Instant) {
-        let mut guard = self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if guard.is_none_or(|t| t < at) {
             *guard = Some(at);
         }
@@ -158,7 +161,10 @@ impl Client {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ApiError> {
-        let wait = *self.not_before.lock().unwrap_or_else(PoisonError::into_inner);
+        let wait = *self
+            .not_before
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(at) = wait {
             tokio::time::sleep_until(at).await;
         }
@@ -239,26 +245,37 @@ impl Client {
     }
 
     /// Sets the user's status (`dnd_end_time` in epoch seconds, 0: none).
-    pub async fn set_status(&self, id: &str, status: &str, dnd_end_time: i64) -> Result<(), ApiError> {
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        dnd_end_time: i64,
+    ) -> Result<(), ApiError> {
         let path = format!("/users/{}/status", path_segment(id));
         let mut body = serde_json::json!({"user_id": id, "status": status});
         if status == "dnd" && dnd_end_time > 0 {
             body["dnd_end_time"] = dnd_end_time.into();
         }
-        self.call(reqwest::Method::PUT, &path, Some(&body)).await.map(drop)
+        self.call(reqwest::Method::PUT, &path, Some(&body))
+            .await
+            .map(drop)
     }
 
     /// Sets the user's custom status.
     pub async fn set_custom(&self, id: &str, custom: &CustomStatus) -> Result<(), ApiError> {
         let path = format!("/users/{}/status/custom", path_segment(id));
         let body = serde_json::to_value(custom).map_err(|e| ApiError::Decode(e.to_string()))?;
-        self.call(reqwest::Method::PUT, &path, Some(&body)).await.map(drop)
+        self.call(reqwest::Method::PUT, &path, Some(&body))
+            .await
+            .map(drop)
     }
 
     /// Removes the user's custom status.
     pub async fn clear_custom(&self, id: &str) -> Result<(), ApiError> {
         let path = format!("/users/{}/status/custom", path_segment(id));
-        self.call(reqwest::Method::DELETE, &path, None).await.map(drop)
+        self.call(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
     }
 
     /// The id of `channel` in `team` (URL names).
@@ -278,7 +295,9 @@ impl Client {
     /// Posts `message` (Markdown) in the channel.
     pub async fn post(&self, channel_id: &str, message: &str) -> Result<(), ApiError> {
         let body = serde_json::json!({"channel_id": channel_id, "message": message});
-        self.call(reqwest::Method::POST, "/posts", Some(&body)).await.map(drop)
+        self.call(reqwest::Method::POST, "/posts", Some(&body))
+            .await
+            .map(drop)
     }
 }
 

@@ -180,7 +180,10 @@ async fn command(
     let expected = shared.settings.token.expose().as_bytes();
     if given.is_empty() {
         tracing::warn!("/sip-status: a request without a token was refused");
-        return ephemeral(StatusCode::UNAUTHORIZED, "The request has no command token.");
+        return ephemeral(
+            StatusCode::UNAUTHORIZED,
+            "The request has no command token.",
+        );
     }
     if !bool::from(given.as_bytes().ct_eq(expected)) {
         tracing::warn!("/sip-status: a request with a wrong token was refused");
@@ -191,7 +194,11 @@ async fn command(
         );
     }
     let all = form.text.trim().eq_ignore_ascii_case("all");
-    let text = table(&shared.roster.entries(), all, shared.settings.dashboard_url.as_deref());
+    let text = table(
+        &shared.roster.entries(),
+        all,
+        shared.settings.dashboard_url.as_deref(),
+    );
     ephemeral(StatusCode::OK, &text)
 }
 
@@ -297,7 +304,11 @@ mod tests {
             ext("1001", "alice@contoso.com", Some("Alice | Sales")),
             ext("1002", "bob@contoso.com", None),
         ]);
-        roster.update(&view("alice@contoso.com", LineState::Busy, Some("+4930123")));
+        roster.update(&view(
+            "alice@contoso.com",
+            LineState::Busy,
+            Some("+4930123"),
+        ));
         roster.update(&view("bob@contoso.com", LineState::Idle, None));
         roster.update(&view("stranger@contoso.com", LineState::Busy, None));
         let url = serve(roster.clone()).await;
@@ -312,17 +323,32 @@ mod tests {
         assert_eq!(body["response_type"], "ephemeral");
         let text = body["text"].as_str().unwrap();
         assert!(text.contains("| Person | Phone |\n|:---|:---|\n"), "{text}");
-        assert!(text.contains("| Alice \\| Sales | :telephone_receiver: on the phone with +4930123 |"), "{text}");
-        assert!(!text.contains("bob@") && !text.contains("stranger"), "{text}");
-        assert!(text.contains("[Open the dashboard](https://phones.example.com/)"), "{text}");
+        assert!(
+            text.contains("| Alice \\| Sales | :telephone_receiver: on the phone with +4930123 |"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("bob@") && !text.contains("stranger"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[Open the dashboard](https://phones.example.com/)"),
+            "{text}"
+        );
         let (_, body) = ask(&url, &[("token", "cmd-token"), ("text", "all")], None).await;
-        assert!(body["text"].as_str().unwrap().contains("| bob@contoso.com | :white_check_mark: free |"));
+        assert!(body["text"]
+            .as_str()
+            .unwrap()
+            .contains("| bob@contoso.com | :white_check_mark: free |"));
         // The token may also come in the header, as Mattermost sends it.
         let (code, _) = ask(&url, &[("text", "")], Some("Token cmd-token")).await;
         assert_eq!(code, 200);
         roster.update(&view("alice@contoso.com", LineState::Idle, None));
         let (_, body) = ask(&url, &form, None).await;
-        assert!(body["text"].as_str().unwrap().starts_with("Nobody is on the phone."));
+        assert!(body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Nobody is on the phone."));
     }
 
     #[tokio::test]
@@ -331,20 +357,37 @@ mod tests {
         let (code, body) = ask(&url, &[("token", "cmd-tokeX"), ("text", "")], None).await;
         assert_eq!(code, 403);
         assert_eq!(body["response_type"], "ephemeral");
-        assert!(body["text"].as_str().unwrap().contains("MATTERMOST_COMMAND_TOKEN"));
+        assert!(body["text"]
+            .as_str()
+            .unwrap()
+            .contains("MATTERMOST_COMMAND_TOKEN"));
         let (code, _) = ask(&url, &[("text", "")], None).await;
         assert_eq!(code, 401);
-        let r = reqwest::Client::new().post(&url).body("{}").send().await.unwrap();
+        let r = reqwest::Client::new()
+            .post(&url)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 400);
     }
 
     #[test]
     fn settings_need_a_token_and_an_http_dashboard_url() {
-        let read = |pairs: &[(&str, &str)]| CommandSettings::from_env(&Env::from_pairs(pairs.iter().copied()));
+        let read = |pairs: &[(&str, &str)]| {
+            CommandSettings::from_env(&Env::from_pairs(pairs.iter().copied()))
+        };
         assert_eq!(read(&[]), Ok(None));
-        let s = read(&[("MATTERMOST_COMMAND_TOKEN", "t"), ("DASHBOARD_URL", "https://x/")]).unwrap().unwrap();
+        let s = read(&[
+            ("MATTERMOST_COMMAND_TOKEN", "t"),
+            ("DASHBOARD_URL", "https://x/"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(s.dashboard_url.as_deref(), Some("https://x/"));
-        let e = read(&[("MATTERMOST_COMMAND_TOKEN", "t"), ("DASHBOARD_URL", "x")]).unwrap_err().to_string();
+        let e = read(&[("MATTERMOST_COMMAND_TOKEN", "t"), ("DASHBOARD_URL", "x")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("DASHBOARD_URL") && e.contains("http(s)"), "{e}");
     }
 }

@@ -152,12 +152,22 @@ mod tests {
     fn what_the_person_had_comes_back_not_a_blind_online() {
         let lunch = custom("hamburger", "Lunch", "2099-01-01T00:00:00Z");
         let s = saved(status("away", true, 0), Some(lunch.clone()));
-        let (st, cu) = plan(&s, &status("dnd", true, NOW + 60), Some(&ours_custom()), NOW);
+        let (st, cu) = plan(
+            &s,
+            &status("dnd", true, NOW + 60),
+            Some(&ours_custom()),
+            NOW,
+        );
         assert_eq!(st, StatusStep::Set("away".into(), 0));
         assert_eq!(cu, CustomStep::Put(lunch));
         // A timed DND of their own keeps its end.
         let s = saved(status("dnd", true, NOW + 600), None);
-        let (st, cu) = plan(&s, &status("dnd", true, NOW + 60), Some(&ours_custom()), NOW);
+        let (st, cu) = plan(
+            &s,
+            &status("dnd", true, NOW + 60),
+            Some(&ours_custom()),
+            NOW,
+        );
         assert_eq!(st, StatusStep::Set("dnd".into(), NOW + 600));
         assert_eq!(cu, CustomStep::Clear, "there was no custom status");
     }
@@ -171,7 +181,10 @@ mod tests {
         let (st, _) = plan(&s, &status("dnd", true, 0), None, NOW);
         assert_eq!(st, StatusStep::Set("online".into(), 0));
         // A custom status that expired during the call is not put back.
-        let s = saved(status("online", false, 0), Some(custom("x", "y", "2001-01-01T00:00:00Z")));
+        let s = saved(
+            status("online", false, 0),
+            Some(custom("x", "y", "2001-01-01T00:00:00Z")),
+        );
         let (_, cu) = plan(&s, &status("dnd", true, 0), Some(&ours_custom()), NOW);
         assert_eq!(cu, CustomStep::Clear);
     }
@@ -184,7 +197,10 @@ mod tests {
         assert_eq!((st, cu), (StatusStep::Leave, CustomStep::Leave));
         // One part changed, the other not: only ours is restored.
         let (st, cu) = plan(&s, &status("dnd", true, 0), Some(&theirs), NOW);
-        assert_eq!((st, cu), (StatusStep::Set("online".into(), 0), CustomStep::Leave));
+        assert_eq!(
+            (st, cu),
+            (StatusStep::Set("online".into(), 0), CustomStep::Leave)
+        );
         let (_, cu) = plan(&s, &status("dnd", true, 0), None, NOW);
         assert_eq!(cu, CustomStep::Leave, "they cleared it themselves");
     }

@@ -96,8 +96,7 @@ impl fmt::Debug for MattermostSettings {
     }
 }
 
-/// The variables only the Mattermost sink reads (`RunPlan` refuses them
-/// without `mattermost` in `SINKS`).
+/// The variables the Mattermost sink reads; the first two turn it on.
 pub const VARIABLES: [&str; 8] = [
     "MATTERMOST_URL",
     "MATTERMOST_TOKEN",
@@ -110,10 +109,12 @@ pub const VARIABLES: [&str; 8] = [
 ];
 
 impl MattermostSettings {
-    /// Reads the settings; `Ok(None)` when no `MATTERMOST_*` sink variable
-    /// is set. Every problem is collected; none shows the token.
+    /// Reads the settings; `Ok(None)` when neither `MATTERMOST_URL` nor
+    /// `MATTERMOST_TOKEN` is set (the other variables have defaults, and
+    /// `.env.example` lists them). Every problem is collected; none shows
+    /// the token.
     pub fn from_env(env: &Env) -> Result<Option<MattermostSettings>, Problems> {
-        if VARIABLES.iter().all(|v| env.get(v).is_none()) {
+        if VARIABLES[..2].iter().all(|v| env.get(v).is_none()) {
             return Ok(None);
         }
         let mut problems = Problems::default();
@@ -157,7 +158,9 @@ impl MattermostSettings {
             Some(s) => {
                 problems.push(Problem::in_var(
                     "MATTERMOST_BUSY_STATUS",
-                    format!("{s:?} is not a status to set while busy; use dnd, away, offline or none"),
+                    format!(
+                        "{s:?} is not a status to set while busy; use dnd, away, offline or none"
+                    ),
                 ));
                 None
             }
@@ -218,11 +221,14 @@ impl MattermostSettings {
                 }
             },
         };
-        let post_on = post_states(env.get("MATTERMOST_POST_STATES").unwrap_or(DEFAULT_POST_STATES))
-            .unwrap_or_else(|p| {
-                problems.push(p);
-                Vec::new()
-            });
+        let post_on = post_states(
+            env.get("MATTERMOST_POST_STATES")
+                .unwrap_or(DEFAULT_POST_STATES),
+        )
+        .unwrap_or_else(|p| {
+            problems.push(p);
+            Vec::new()
+        });
         if channel.is_none() && env.get("MATTERMOST_POST_STATES").is_some() {
             problems.push(Problem::in_var(
                 "MATTERMOST_POST_STATES",
@@ -255,9 +261,9 @@ fn post_states(value: &str) -> Result<Vec<PostOn>, Problem> {
                 return Err(Problem::in_var(
                     "MATTERMOST_POST_STATES",
                     format!(
-                        "unknown change {name:?}; valid: ringing, busy, hold, idle, offline, dnd, all \
+                    "unknown change {name:?}; valid: ringing, busy, hold, idle, offline, dnd, all \
                          (default {DEFAULT_POST_STATES})"
-                    ),
+                ),
                 ))
             }
         }
@@ -270,7 +276,8 @@ mod tests {
     use super::*;
 
     fn read(pairs: &[(&str, &str)]) -> Result<Option<MattermostSettings>, String> {
-        MattermostSettings::from_env(&Env::from_pairs(pairs.iter().copied())).map_err(|p| p.to_string())
+        MattermostSettings::from_env(&Env::from_pairs(pairs.iter().copied()))
+            .map_err(|p| p.to_string())
     }
 
     const BASE: [(&str, &str); 2] = [
@@ -284,17 +291,29 @@ mod tests {
         let s = read(&BASE).unwrap().unwrap();
         assert_eq!(s.url, "https://chat.example.com");
         assert_eq!(s.busy_status.as_deref(), Some("dnd"));
-        assert_eq!(s.custom, Some(("telephone_receiver".into(), "On the phone".into())));
+        assert_eq!(
+            s.custom,
+            Some(("telephone_receiver".into(), "On the phone".into()))
+        );
         assert_eq!(s.expiry, Duration::from_secs(4 * 3600));
         assert_eq!(s.channel, None);
         assert_eq!(s.post_on, [PostOn::Dnd, PostOn::Offline]);
-        assert!(!format!("{s:?}").contains("s3cr3t"), "Debug shows the token");
+        assert!(
+            !format!("{s:?}").contains("s3cr3t"),
+            "Debug shows the token"
+        );
     }
 
     #[test]
     fn each_bad_value_is_named_with_its_fix() {
-        let e = read(&[("MATTERMOST_CHANNEL", "town-square")]).unwrap_err();
-        for want in ["MATTERMOST_URL", "MATTERMOST_TOKEN", "team/channel"] {
+        assert_eq!(read(&[("MATTERMOST_BUSY_STATUS", "dnd")]), Ok(None));
+        let e = read(&[
+            ("MATTERMOST_TOKEN", " "),
+            ("MATTERMOST_URL", "chat"),
+            ("MATTERMOST_CHANNEL", "town-square"),
+        ])
+        .unwrap_err();
+        for want in ["MATTERMOST_URL", "not an http(s) URL", "team/channel"] {
             assert!(e.contains(want), "{want}: {e}");
         }
         let mut pairs = BASE.to_vec();
@@ -304,15 +323,26 @@ mod tests {
             ("MATTERMOST_POST_STATES", "busy,offhook"),
         ]);
         let e = read(&pairs).unwrap_err();
-        for want in ["dnd, away, offline or none", "1 to 10080", "\"offhook\"", "MATTERMOST_CHANNEL is not"] {
+        for want in [
+            "dnd, away, offline or none",
+            "1 to 10080",
+            "\"offhook\"",
+            "MATTERMOST_CHANNEL is not",
+        ] {
             assert!(e.contains(want), "{want}: {e}");
         }
         assert!(!e.contains("s3cr3t"));
         let mut pairs = BASE.to_vec();
-        pairs.extend([("MATTERMOST_BUSY_STATUS", "none"), ("MATTERMOST_CUSTOM_STATUS", "none")]);
+        pairs.extend([
+            ("MATTERMOST_BUSY_STATUS", "none"),
+            ("MATTERMOST_CUSTOM_STATUS", "none"),
+        ]);
         assert!(read(&pairs).unwrap_err().contains("would show nothing"));
         let mut pairs = BASE.to_vec();
-        pairs.extend([("MATTERMOST_CHANNEL", "acme/phones"), ("MATTERMOST_POST_STATES", "all")]);
+        pairs.extend([
+            ("MATTERMOST_CHANNEL", "acme/phones"),
+            ("MATTERMOST_POST_STATES", "all"),
+        ]);
         let s = read(&pairs).unwrap().unwrap();
         assert_eq!(s.channel, Some(("acme".into(), "phones".into())));
         assert_eq!(s.post_on.len(), 6);

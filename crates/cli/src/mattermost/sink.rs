@@ -82,7 +82,10 @@ impl MattermostSink {
         let saved = match &saved_path {
             Some(path) => match std::fs::read(path) {
                 Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                    tracing::warn!("{}: {e}; no saved Mattermost status to restore", path.display());
+                    tracing::warn!(
+                        "{}: {e}; no saved Mattermost status to restore",
+                        path.display()
+                    );
                     BTreeMap::new()
                 }),
                 Err(_) => BTreeMap::new(),
@@ -130,7 +133,9 @@ impl MattermostSink {
     }
 
     fn persist(&self, saved: &BTreeMap<PersonId, Saved>) {
-        let Some(path) = &self.0.saved_path else { return };
+        let Some(path) = &self.0.saved_path else {
+            return;
+        };
         let written = serde_json::to_vec_pretty(saved)
             .map_err(std::io::Error::other)
             .and_then(|json| {
@@ -318,8 +323,10 @@ impl MattermostSink {
         .map_err(change)?;
         self.save(id, None);
         let left = [
-            (matches!(status_step, StatusStep::Leave) && saved.ours.status.is_some()).then_some("status"),
-            (matches!(custom_step, CustomStep::Leave) && saved.ours.custom.is_some()).then_some("custom status"),
+            (matches!(status_step, StatusStep::Leave) && saved.ours.status.is_some())
+                .then_some("status"),
+            (matches!(custom_step, CustomStep::Leave) && saved.ours.custom.is_some())
+                .then_some("custom status"),
         ];
         let left: Vec<&str> = left.into_iter().flatten().collect();
         if left.is_empty() {
