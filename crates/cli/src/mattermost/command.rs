@@ -140,6 +140,20 @@ pub fn router(settings: CommandSettings, roster: Roster) -> Router {
         })
 }
 
+/// A [`Roster`] following the engine (a feed named `mattermost-command`)
+/// with the names of `extensions`, and the route answering from it: merge
+/// the router into the listener that serves `/mattermost/command`.
+pub async fn start(
+    runtime: &mut sip_blf_engine::Runtime,
+    settings: CommandSettings,
+    extensions: &[Extension],
+) -> Result<Router, sip_blf_engine::RuntimeError> {
+    let roster = Roster::new(extensions);
+    let feed = runtime.add_feed("mattermost-command").await?;
+    tokio::spawn(roster.clone().follow(feed));
+    Ok(router(settings, roster))
+}
+
 /// Form fields Mattermost sends (only those used).
 #[derive(Debug, serde::Deserialize)]
 struct CommandForm {
