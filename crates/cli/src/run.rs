@@ -20,6 +20,7 @@ use crate::dashboard::{self, DashboardSettings};
 use crate::database::{self, DatabaseSettings};
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
+use crate::mattermost::MattermostSettings;
 use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
@@ -34,7 +35,7 @@ use crate::webhook::{WebhookSettings, WebhookSink};
 pub const SOURCE_NAMES: [&str; 3] = ["sip", "ami", "action-url"];
 
 /// What `SINKS` may list.
-pub const SINK_NAMES: [&str; 4] = ["graph", "log", "database", "webhook"];
+pub const SINK_NAMES: [&str; 5] = ["graph", "log", "database", "webhook", "mattermost"];
 
 /// Where views go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub enum SinkKind {
     Database,
     /// A signed JSON POST per change to `WEBHOOK_URL`.
     Webhook,
+    /// Mattermost status while on the phone (`MATTERMOST_URL`).
+    Mattermost,
 }
 
 /// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
@@ -90,6 +93,7 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
             "graph" => SinkKind::Graph,
             "database" => SinkKind::Database,
             "webhook" => SinkKind::Webhook,
+            "mattermost" => SinkKind::Mattermost,
             _ => SinkKind::Log,
         };
         if !sinks.contains(&kind) {
@@ -121,6 +125,7 @@ pub struct RunPlan {
     sinks: Vec<SinkKind>,
     database: Option<DatabaseSettings>,
     webhook: Option<WebhookSettings>,
+    mattermost: Option<MattermostSettings>,
     calls_in_flight: Option<usize>,
     persist: bool,
     teams: TeamsPlan,
@@ -204,6 +209,20 @@ impl RunPlan {
             )),
             _ => {}
         }
+        let mattermost = take(MattermostSettings::from_env(env), &mut problems).flatten();
+        match (&mattermost, sinks.contains(&SinkKind::Mattermost)) {
+            (None, true) => problems.push(Problem::in_var(
+                "MATTERMOST_URL",
+                "is needed by the mattermost sink in SINKS, with MATTERMOST_TOKEN: the server's \
+                 address, e.g. https://chat.example.com",
+            )),
+            (Some(_), false) => problems.push(Problem::in_var(
+                "SINKS",
+                "MATTERMOST_URL is set but SINKS does not list mattermost: add it (e.g. \
+                 SINKS=graph,mattermost) or remove MATTERMOST_URL and MATTERMOST_TOKEN",
+            )),
+            _ => {}
+        }
         let http = match observe::parse_http_listen(env.get("HTTP_LISTEN")) {
             Ok(h) => h,
             Err(e) => {
@@ -241,6 +260,7 @@ impl RunPlan {
                     sinks,
                     database,
                     webhook,
+                    mattermost,
                     calls_in_flight: None,
                     persist: true,
                     teams,
@@ -593,6 +613,17 @@ pub async fn run_until_ready(
         );
         runtime.add_sink(sink).await?;
     }
+    // Beside the state file: what each person had, restored even after a restart.
+    let saved = plan
+        .persist
+        .then(|| plan.engine.state_file.with_extension("mattermost.json"));
+    let mattermost = match &plan.mattermost {
+        Some(settings) => Some(
+            crate::mattermost::sink::add_to(&mut runtime, settings, &plan.extensions, saved)
+                .await?,
+        ),
+        None => None,
+    };
     // The DND Teams → PBX sets, which the Teams sink must not show back.
     let own_dnd = if plan.persist {
         // Beside the state file: which DND on the PBX is ours survives a restart.
@@ -815,6 +846,9 @@ pub async fn run_until_ready(
         let _ = server.shutdown().await;
     }
     runtime.stop(Duration::from_secs(10)).await;
+    if let Some(sink) = mattermost {
+        crate::mattermost::sink::restore_at_stop(&sink, Duration::from_secs(10)).await;
+    }
     if let Some((sink, background)) = database {
         // Nobody vouches for the rows once we stop: they read `unknown`.
         let finished = background

@@ -19,6 +19,7 @@ fn env_example_parses_and_documents_every_variable() {
         "crates/cli/src/ami_source",
         "crates/cli/src/webhook",
         "crates/cli/src/action_url",
+        "crates/cli/src/mattermost",
         "crates/graph-presence/src",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -43,10 +44,11 @@ fn env_example_parses_and_documents_every_variable() {
                     "TEAMS_",
                     "WEBHOOK_",
                     "ACTION_URL_",
+                    "MATTERMOST_",
                 ]
                 .iter()
                 .any(|p| word.starts_with(p))
-                    || ["SOURCES", "SINKS"].contains(&word);
+                    || ["SOURCES", "SINKS", "DASHBOARD_URL"].contains(&word);
                 if known_prefix
                     && word.len() >= 5
                     && !text.contains(word)
