@@ -147,7 +147,7 @@ impl<S: SendMessage> SipMessageSink<S> {
                 .await
             {
                 Ok(_) => {
-                    tracing::debug!(%extension, to = %self.to, "status update sent");
+                    tracing::debug!(%extension, line = %line.line, to = %self.to, "status update sent");
                     self.record(extension, line);
                 }
                 Err(e) => {
