@@ -217,14 +217,9 @@ impl<S: SendMessage> Sink for SipMessageSink<S> {
         (!lines.is_empty()).then_some(lines)
     }
 
-    fn write(
-        &self,
-        batch: Vec<Write<Vec<LineView>>>,
-    ) -> impl Future<Output = Vec<Result<(), SinkError>>> + Send {
-        async move {
-            let writes = batch.iter().map(|w| self.write_one(w));
-            futures_util::future::join_all(writes).await
-        }
+    async fn write(&self, batch: Vec<Write<Vec<LineView>>>) -> Vec<Result<(), SinkError>> {
+        let writes = batch.iter().map(|w| self.write_one(w));
+        futures_util::future::join_all(writes).await
     }
 }
 
