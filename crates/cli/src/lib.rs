@@ -29,6 +29,7 @@ pub mod problems;
 pub mod run;
 pub mod settings;
 pub mod signals;
+pub mod sip_message;
 pub mod sip_source;
 pub mod teams_source;
 pub mod teams_to_pbx;

@@ -25,6 +25,7 @@ use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
 use crate::settings::{self, Env, SipSettings};
+use crate::sip_message::{SipMessageSettings, SipMessageSink};
 use crate::sip_source::{SipSource, PBX};
 use crate::teams_to_pbx::{
     AmiTarget, OwnDnd, OwnPresence, PublishTarget, Reverse, TeamsRules, TeamsToPbx,
@@ -35,7 +36,14 @@ use crate::webhook::{WebhookSettings, WebhookSink};
 pub const SOURCE_NAMES: [&str; 3] = ["sip", "ami", "action-url"];
 
 /// What `SINKS` may list.
-pub const SINK_NAMES: [&str; 5] = ["graph", "log", "database", "webhook", "mattermost"];
+pub const SINK_NAMES: [&str; 6] = [
+    "graph",
+    "log",
+    "database",
+    "webhook",
+    "mattermost",
+    "sip-message",
+];
 
 /// Where views go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +58,8 @@ pub enum SinkKind {
     Webhook,
     /// Mattermost status while on the phone (`MATTERMOST_URL`).
     Mattermost,
+    /// A SIP MESSAGE per changed extension to web phones (`SIP_MESSAGE_TO`).
+    SipMessage,
 }
 
 /// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
@@ -94,6 +104,7 @@ pub fn sinks_from_env(env: &Env, dry_run: bool) -> Result<Vec<SinkKind>, Problem
             "database" => SinkKind::Database,
             "webhook" => SinkKind::Webhook,
             "mattermost" => SinkKind::Mattermost,
+            "sip-message" => SinkKind::SipMessage,
             _ => SinkKind::Log,
         };
         if !sinks.contains(&kind) {
@@ -126,6 +137,7 @@ pub struct RunPlan {
     database: Option<DatabaseSettings>,
     webhook: Option<WebhookSettings>,
     mattermost: Option<MattermostSettings>,
+    sip_message: Option<SipMessageSettings>,
     calls_in_flight: Option<usize>,
     persist: bool,
     teams: TeamsPlan,
@@ -223,6 +235,25 @@ impl RunPlan {
             )),
             _ => {}
         }
+        let sip_message = take(SipMessageSettings::from_env(env), &mut problems).flatten();
+        match (&sip_message, sinks.contains(&SinkKind::SipMessage)) {
+            (None, true) => problems.push(Problem::in_var(
+                "SIP_MESSAGE_TO",
+                "is needed by the sip-message sink in SINKS: the SIP URI of the account the web \
+                 phones listen on, e.g. sip:webphones@pbx.example.com",
+            )),
+            (Some(_), false) => problems.push(Problem::in_var(
+                "SINKS",
+                "SIP_MESSAGE_TO is set but SINKS does not list sip-message: add it (e.g. \
+                 SINKS=graph,sip-message) or remove SIP_MESSAGE_TO",
+            )),
+            (Some(_), true) if !listed("sip") => problems.push(Problem::in_var(
+                "SINKS",
+                "sip-message sends its MESSAGEs through the SIP source's registered account: \
+                 add sip to SOURCES (e.g. SOURCES=sip)",
+            )),
+            _ => {}
+        }
         let http = match observe::parse_http_listen(env.get("HTTP_LISTEN")) {
             Ok(h) => h,
             Err(e) => {
@@ -261,6 +292,7 @@ impl RunPlan {
                     database,
                     webhook,
                     mattermost,
+                    sip_message,
                     calls_in_flight: None,
                     persist: true,
                     teams,
@@ -346,6 +378,11 @@ impl RunPlan {
     /// The webhook sink's settings, when `SINKS` lists `webhook`.
     pub fn webhook(&self) -> Option<&WebhookSettings> {
         self.webhook.as_ref()
+    }
+
+    /// The SIP MESSAGE sink's settings, when `SINKS` lists `sip-message`.
+    pub fn sip_message(&self) -> Option<&SipMessageSettings> {
+        self.sip_message.as_ref()
     }
 
     /// Sets the Graph client's request budget (benchmarks).
@@ -702,6 +739,18 @@ pub async fn run_until_ready(
     if let Some(sip) = &plan.sip {
         let (mut source, notices) = SipSource::start(sip, &plan.extensions).await?;
         publisher = source.publisher().map(|p| (p, sip_domain(&sip.server)));
+        if let Some(settings) = &plan.sip_message {
+            let messenger = source
+                .messenger()
+                .ok_or("SINKS=sip-message needs the SIP source's user agent")?;
+            tracing::info!(
+                "a SIP MESSAGE to {} for every line change (status updates for web phones)",
+                settings.to
+            );
+            runtime
+                .add_sink(SipMessageSink::new(messenger, settings.to.clone()))
+                .await?;
+        }
         source.set_telemetry(telemetry.clone());
         for health in &notices {
             crate::observe::sip_health(&telemetry, health);
@@ -886,6 +935,53 @@ mod tests {
             sinks(&[("SINKS", " Graph , graph ")], false),
             Ok(vec![SinkKind::Graph])
         );
+    }
+
+    /// The settings problems of `pairs` (with an extension list and a PBX).
+    fn plan_problems(pairs: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("extensions.csv");
+        std::fs::write(&list, "1001,alice@contoso.com\n").unwrap();
+        let list = list.to_string_lossy().into_owned();
+        let mut all = vec![
+            ("EXTENSIONS_JSON", list.as_str()),
+            ("SIP_SERVER", "127.0.0.1:5060"),
+            ("SIP_USERNAME", "blf"),
+            ("SIP_PASSWORD", "pw"),
+        ];
+        all.extend_from_slice(pairs);
+        match RunPlan::from_env(&Env::from_pairs(all), false) {
+            Ok(_) => String::new(),
+            Err(p) => p.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_sip_message_sink_needs_its_recipient_and_the_sip_source() {
+        let to = ("SIP_MESSAGE_TO", "sip:webphones@127.0.0.1");
+        assert_eq!(plan_problems(&[("SINKS", "log,sip-message"), to]), "");
+        let e = plan_problems(&[("SINKS", "log,sip-message")]);
+        assert!(
+            e.contains("SIP_MESSAGE_TO") && e.contains("sip:webphones@pbx.example.com"),
+            "{e}"
+        );
+        let e = plan_problems(&[to]);
+        assert!(e.contains("SINKS does not list sip-message"), "{e}");
+        let e = plan_problems(&[("SINKS", "sip-message"), ("SIP_MESSAGE_TO", "webphones")]);
+        assert!(
+            e.contains("SIP_MESSAGE_TO") && e.contains("not a SIP URI"),
+            "{e}"
+        );
+        let ami = [
+            ("SOURCES", "ami"),
+            ("AMI_HOST", "127.0.0.1"),
+            ("AMI_USERNAME", "u"),
+            ("AMI_SECRET", "s"),
+            ("SINKS", "sip-message"),
+            to,
+        ];
+        let e = plan_problems(&ami);
+        assert!(e.contains("add sip to SOURCES"), "{e}");
     }
 
     #[test]

@@ -214,6 +214,11 @@ impl SipSource {
         self.handle.as_ref().map(UaHandle::publisher)
     }
 
+    /// Sends SIP MESSAGEs on this source's user agent (the sip-message sink), while it runs.
+    pub fn messenger(&self) -> Option<sip_ua::driver::Messenger> {
+        self.handle.as_ref().map(UaHandle::messenger)
+    }
+
     /// The local SIP address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.handle.as_ref().map(UaHandle::local_addr)
@@ -350,7 +355,12 @@ impl SipSource {
                 tracing::debug!("published the presence of {presentity}");
                 Vec::new()
             }
-            Event::Unregistered | Event::ShutDown | Event::PublicationRemoved { .. } => Vec::new(),
+            // MESSAGEs are the sip-message sink's, which reports their outcome itself.
+            Event::Unregistered
+            | Event::ShutDown
+            | Event::PublicationRemoved { .. }
+            | Event::MessageDelivered { .. }
+            | Event::MessageFailed { .. } => Vec::new(),
         }
     }
 

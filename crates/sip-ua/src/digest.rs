@@ -385,6 +385,20 @@ impl DigestSession {
         Some((name, v))
     }
 
+    /// A session for another request stream that starts from this one's
+    /// challenge (so that it needs no challenge round of its own) with a
+    /// cnonce and nonce count of its own.
+    pub fn fork(&self) -> Self {
+        Self {
+            challenge: self.challenge.clone(),
+            proxy: self.proxy,
+            nc: 0,
+            cnonce: hex::encode(rand::random::<[u8; 12]>()),
+            challenges_in_row: 0,
+            last_sent_nonce: None,
+        }
+    }
+
     /// Marks that the last request went without credentials.
     pub fn sent_without_credentials(&mut self) {
         self.last_sent_nonce = None;

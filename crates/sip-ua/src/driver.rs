@@ -6,6 +6,7 @@
 //! CRLF keep-alives (RFC 5626), reconnected with capped backoff when it drops
 //! (registration and subscriptions are then refreshed over the new connection).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ use crate::discovery::AddressDiscovery;
 use crate::error::Error;
 use crate::framing::{Frame, StreamFramer};
 use crate::message::MAX_MESSAGE_SIZE;
-use crate::ua::{Event, PublicationStatus, UaStatus, UserAgent};
+use crate::ua::{Event, MessageId, PublicationStatus, UaStatus, UserAgent};
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
@@ -29,6 +30,72 @@ enum Command {
     Publish(String, Option<(String, Vec<u8>)>),
     Status(oneshot::Sender<UaStatus>),
     Publications(oneshot::Sender<Vec<PublicationStatus>>),
+    Message(OutgoingMessage),
+}
+
+/// A MESSAGE for the task, and who waits for its outcome.
+struct OutgoingMessage {
+    to: String,
+    content_type: String,
+    body: Vec<u8>,
+    reply: oneshot::Sender<Result<u16, MessageError>>,
+}
+
+/// The MESSAGEs in flight, by id: whom to tell their outcome.
+type MessageWaiters = HashMap<MessageId, oneshot::Sender<Result<u16, MessageError>>>;
+
+/// Why a MESSAGE sent with [`Messenger::send`] was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// Refused before it was sent (recipient, content type, size).
+    #[error("{0}")]
+    Invalid(String),
+    /// Sent, and refused or not answered ([`Event::MessageFailed`]).
+    #[error("{reason}")]
+    Failed {
+        /// The final status; `408` on time-out, `None` when the user agent
+        /// shut down before an answer came.
+        status: Option<u16>,
+        /// Plain-words reason.
+        reason: String,
+    },
+    /// The user agent has stopped.
+    #[error("the user agent has stopped")]
+    Stopped,
+}
+
+/// Sends SIP MESSAGEs (RFC 3428) on a running user agent
+/// ([`UaHandle::messenger`]); cheap to clone and to hand to another task.
+#[derive(Debug, Clone)]
+pub struct Messenger {
+    cmd: mpsc::UnboundedSender<Command>,
+}
+
+impl Messenger {
+    /// Sends `body` (of `content_type`) to `to` (a SIP URI) through the PBX
+    /// and waits for the final answer: `Ok(status)` for a 2xx. A challenge
+    /// is answered once; over UDP the request is retransmitted until Timer F
+    /// (32 s by default), then it fails with status 408. See
+    /// [`UserAgent::send_message`]; its events also reach the event channel.
+    pub async fn send(
+        &self,
+        to: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<u16, MessageError> {
+        crate::ua::validate_message(to, content_type, &body)
+            .map_err(|e| MessageError::Invalid(e.to_string()))?;
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(Command::Message(OutgoingMessage {
+                to: to.to_string(),
+                content_type: content_type.to_string(),
+                body,
+                reply,
+            }))
+            .map_err(|_| MessageError::Stopped)?;
+        rx.await.map_err(|_| MessageError::Stopped)?
+    }
 }
 
 /// Controls a running user agent. Dropping it shuts the user agent down in the
@@ -114,6 +181,14 @@ impl UaHandle {
     /// task (the user agent keeps running while this handle lives).
     pub fn publisher(&self) -> Publisher {
         Publisher {
+            cmd: self.cmd.clone(),
+        }
+    }
+
+    /// A handle that only sends MESSAGEs, cheap to clone and to hand to
+    /// another task (the user agent keeps running while this handle lives).
+    pub fn messenger(&self) -> Messenger {
+        Messenger {
             cmd: self.cmd.clone(),
         }
     }
@@ -288,6 +363,7 @@ fn handle_command(
     ua: &mut UserAgent,
     command: Option<Command>,
     waiters: &mut Vec<oneshot::Sender<()>>,
+    messages: &mut MessageWaiters,
 ) -> bool {
     match command {
         Some(Command::Shutdown(w)) => {
@@ -310,6 +386,19 @@ fn handle_command(
         Some(Command::Publications(reply)) => {
             let _ = reply.send(ua.publications());
         }
+        Some(Command::Message(m)) => {
+            match ua.send_message(&m.to, &m.content_type, m.body, Instant::now()) {
+                Ok(id) => {
+                    messages.insert(id, m.reply);
+                }
+                Err(Error::Stopped) => {
+                    let _ = m.reply.send(Err(MessageError::Stopped));
+                }
+                Err(e) => {
+                    let _ = m.reply.send(Err(MessageError::Invalid(e.to_string())));
+                }
+            }
+        }
         None => {
             ua.shutdown(Instant::now());
             return false;
@@ -319,10 +408,32 @@ fn handle_command(
 }
 
 /// Hands the user agent's events to the application; whether there were any.
-fn deliver(ua: &mut UserAgent, events: &mpsc::UnboundedSender<Event>) -> bool {
+fn deliver(
+    ua: &mut UserAgent,
+    events: &mpsc::UnboundedSender<Event>,
+    messages: &mut MessageWaiters,
+) -> bool {
     let mut any = false;
     while let Some(e) = ua.poll_event() {
         tracing::debug!(event = ?e, "sip-ua event");
+        let outcome = match &e {
+            Event::MessageDelivered { id, status, .. } => Some((*id, Ok(*status))),
+            Event::MessageFailed {
+                id, status, reason, ..
+            } => Some((
+                *id,
+                Err(MessageError::Failed {
+                    status: *status,
+                    reason: reason.clone(),
+                }),
+            )),
+            _ => None,
+        };
+        if let Some((id, result)) = outcome {
+            if let Some(waiter) = messages.remove(&id) {
+                let _ = waiter.send(result);
+            }
+        }
         // The application may have stopped listening; keep running regardless.
         let _ = events.send(e);
         any = true;
@@ -347,8 +458,9 @@ async fn flush_udp(
     events: &mpsc::UnboundedSender<Event>,
     waiting: &mut Option<Instant>,
     first: bool,
+    messages: &mut MessageWaiters,
 ) {
-    if deliver(ua, events) && waiting.is_none() {
+    if deliver(ua, events, messages) && waiting.is_none() {
         *waiting = Some(Instant::now());
     }
     while let Some(t) = ua.poll_transmit() {
@@ -370,11 +482,20 @@ async fn run_udp(
 ) {
     let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut messages = MessageWaiters::new();
     let mut cmds_open = true;
     // Since when delivered events wait for this task to let their reader run.
     let mut waiting: Option<Instant> = None;
     loop {
-        flush_udp(&mut ua, &socket, &events, &mut waiting, false).await;
+        flush_udp(
+            &mut ua,
+            &socket,
+            &events,
+            &mut waiting,
+            false,
+            &mut messages,
+        )
+        .await;
         if ua.is_shut_down() {
             break;
         }
@@ -397,7 +518,7 @@ async fn run_udp(
                 None
             }
             c = cmds.recv(), if cmds_open => {
-                cmds_open = handle_command(&mut ua, c, &mut waiters);
+                cmds_open = handle_command(&mut ua, c, &mut waiters, &mut messages);
                 None
             }
         };
@@ -414,7 +535,15 @@ async fn run_udp(
             if taken >= MAX_BURST {
                 break;
             }
-            flush_udp(&mut ua, &socket, &events, &mut waiting, taken == 1).await;
+            flush_udp(
+                &mut ua,
+                &socket,
+                &events,
+                &mut waiting,
+                taken == 1,
+                &mut messages,
+            )
+            .await;
             next = socket
                 .try_recv_from(&mut buf)
                 .ok()
@@ -459,12 +588,13 @@ async fn run_tcp(
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut messages = MessageWaiters::new();
     let mut cmds_open = true;
     let mut reconnect_failures: u32 = 0;
     let mut reconnect_at: Option<tokio::time::Instant> = None;
     loop {
         // Send what is queued; a write error drops the connection.
-        deliver(&mut ua, &events);
+        deliver(&mut ua, &events, &mut messages);
         while let Some(t) = ua.poll_transmit() {
             if let Some(s) = stream.as_mut() {
                 if let Err(e) = s.write_all(&t.payload).await {
@@ -538,7 +668,7 @@ async fn run_tcp(
             }
             _ = tokio::time::sleep_until(deadline) => ua.handle_timeout(Instant::now()),
             c = cmds.recv(), if cmds_open => {
-                cmds_open = handle_command(&mut ua, c, &mut waiters);
+                cmds_open = handle_command(&mut ua, c, &mut waiters, &mut messages);
             }
         }
     }

@@ -32,6 +32,13 @@
 //!   modified with a new body, removed with `Expires: 0` (also on shutdown,
 //!   before the un-REGISTER); `412` → a new initial PUBLISH, `423` →
 //!   `Min-Expires`, digest as for SUBSCRIBE.
+//! - **MESSAGE** (RFC 3428) to any SIP URI ([`UserAgent::send_message`],
+//!   or awaited with [`driver::Messenger::send`]): outside any dialog,
+//!   Request-URI = the recipient; a 2xx is [`Event::MessageDelivered`],
+//!   anything else [`Event::MessageFailed`] with a plain-words reason (not
+//!   retried: the caller decides); a challenge is answered once with a new
+//!   CSeq, the accepted credentials go with the next MESSAGE; Timer F
+//!   (64·T1) ends it with 408.
 //! - **NOTIFY**: matched to a dialog by Call-ID and both tags; anything else gets
 //!   `481` and changes nothing ([`Event::NotifyRejected`]); always `200` for our
 //!   dialogs, also when the body will not parse (bodies are handed up unparsed);
@@ -142,6 +149,7 @@ pub use headers::{SubState, SubscriptionState, TerminationReason};
 pub use message::Message;
 pub use transaction::Timers;
 pub use ua::{
-    Event, Notify, NotifyRejection, PublicationStatus, RegistrationStatus, SubscriptionPhase,
-    SubscriptionStatus, Transmit, UaStatus, UserAgent,
+    diagnose_message_failure, Event, MessageId, Notify, NotifyRejection, PublicationStatus,
+    RegistrationStatus, SubscriptionPhase, SubscriptionStatus, Transmit, UaStatus, UserAgent,
+    MAX_MESSAGE_BODY,
 };

@@ -15,6 +15,7 @@ use crate::headers::{
 use crate::message::{split_name_addr, Message, StartLine};
 use crate::transaction::{ClientOutput, ClientTransaction, ServerTransactions};
 
+mod message;
 mod notify;
 mod publish;
 mod register;
@@ -24,6 +25,8 @@ mod types;
 
 use timers::TimerIndex;
 
+pub(crate) use message::validate as validate_message;
+pub use message::{diagnose_message_failure, MessageId, MAX_MESSAGE_BODY};
 pub(crate) use publish::validate as validate_publication;
 pub use publish::{diagnose_publish_failure, PublicationStatus};
 pub use subscribe::diagnose_subscribe_failure;
@@ -37,6 +40,7 @@ enum Owner {
     Register,
     Subscribe(u64),
     Publish(u64),
+    Message(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,10 @@ pub struct UserAgent {
     by_call_id: HashMap<String, u64>,
     /// Publications (PUBLISH), by id from `next_id` as well.
     pubs: BTreeMap<u64, publish::Publication>,
+    /// MESSAGEs awaiting their final answer, by id from `next_id` as well.
+    msgs: BTreeMap<u64, message::OutMessage>,
+    /// The digest state of the last MESSAGE accepted, which the next ones start from.
+    msg_auth: DigestSession,
     next_id: u64,
     txs: HashMap<String, (ClientTransaction, Owner)>,
     server_txs: ServerTransactions,
@@ -244,6 +252,8 @@ impl UserAgent {
             sub_timers: TimerIndex::default(),
             by_call_id: HashMap::new(),
             pubs: BTreeMap::new(),
+            msgs: BTreeMap::new(),
+            msg_auth: DigestSession::new(),
             next_id: 1,
             txs: HashMap::new(),
             server_txs: ServerTransactions::new(),
@@ -316,6 +326,7 @@ impl UserAgent {
             return;
         }
         self.shutting_down = true;
+        self.abandon_messages();
         // Removals first: a finished shutdown sends no more requests.
         self.unpublish_all(now);
         self.final_notify_deadline = Some(now + FINAL_NOTIFY_WAIT.min(self.cfg.timers.timer_f()));
@@ -659,6 +670,7 @@ impl UserAgent {
             Owner::Register => self.on_register_response(&branch, status, &msg, now),
             Owner::Subscribe(id) => self.on_subscribe_response(id, &branch, status, &msg, now),
             Owner::Publish(id) => self.on_publish_response(id, &branch, status, &msg, now),
+            Owner::Message(id) => self.on_message_response(id, &branch, status, &msg, now),
         }
         self.check_contact(now);
     }
@@ -706,6 +718,7 @@ impl UserAgent {
     fn on_tx_timeout(&mut self, owner: Owner, branch: &str, now: Instant) {
         match owner {
             Owner::Publish(id) => self.on_publish_timeout(id, branch, now),
+            Owner::Message(id) => self.on_message_timeout(id, branch),
             Owner::Register => {
                 if self.reg.pending_tx.as_deref() != Some(branch) {
                     return;

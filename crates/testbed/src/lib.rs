@@ -1,6 +1,7 @@
 //! Start and stop the real peers the tests talk to: Kamailio (registrar,
 //! proxy and presence server for the `dialog` and `presence` event packages),
-//! SIPp phones (calls, and PIDF PUBLISHes with [`SippPublisher`]),
+//! SIPp phones (calls, PIDF PUBLISHes with [`SippPublisher`], status-update
+//! MESSAGEs taken by [`SippMessageReceiver`]),
 //! a STUN-only coturn, a private PostgreSQL ([`Postgres`]) and headless
 //! Chromium through chromedriver ([`ChromeDriver`], [`Browser`]), all on
 //! loopback, each instance on its own free ports with its own temporary run
@@ -61,6 +62,7 @@ mod ports;
 mod postgres;
 mod process;
 mod sipp;
+mod sipp_message;
 mod sipp_publish;
 
 use std::path::PathBuf;
@@ -75,6 +77,7 @@ pub use kamailio::{Kamailio, KamailioOptions};
 pub use natlab::NatLab;
 pub use postgres::{Postgres, POSTGRES_DB, POSTGRES_PASSWORD, POSTGRES_USER};
 pub use sipp::{SippCall, SippCallee, SippCaller};
+pub use sipp_message::SippMessageReceiver;
 pub use sipp_publish::SippPublisher;
 
 /// One SIP account of the test PBX (realm = domain = the PBX's listen address).

@@ -69,7 +69,7 @@ impl Phone {
 
     /// Picks a free port and REGISTERs `user` from it (blocking; the role
     /// scenario is started next on the same port).
-    fn register(pbx: &Kamailio, user: &str) -> Result<Phone> {
+    pub(crate) fn register(pbx: &Kamailio, user: &str) -> Result<Phone> {
         let mut phone = Phone::new(pbx, user)?;
         let local_ip = phone.local_ip;
         let mut attempt = 0;

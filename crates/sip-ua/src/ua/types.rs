@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::config::EventPackage;
 use crate::headers::{SubscriptionState, TerminationReason};
+use crate::ua::MessageId;
 #[cfg(doc)]
 use crate::ua::UserAgent;
 
@@ -146,6 +147,27 @@ pub enum Event {
         reason: String,
         /// Next attempt.
         retry_at: Option<Instant>,
+    },
+    /// A MESSAGE ([`UserAgent::send_message`]) got a 2xx: delivered.
+    MessageDelivered {
+        /// The id `send_message` returned.
+        id: MessageId,
+        /// The recipient, as given.
+        to: String,
+        /// The final status (200 or 202).
+        status: u16,
+    },
+    /// A MESSAGE failed for good (it is not retried: the caller decides).
+    MessageFailed {
+        /// The id `send_message` returned.
+        id: MessageId,
+        /// The recipient, as given.
+        to: String,
+        /// The final status; `408` on time-out (RFC 3261 §8.1.3.1), `None`
+        /// when the user agent shut down before an answer came.
+        status: Option<u16>,
+        /// Plain-words reason.
+        reason: String,
     },
     /// [`UserAgent::shutdown`] finished.
     ShutDown,
