@@ -243,7 +243,19 @@ pub async fn run_until_ready(
         Some(settings) => {
             let (sender, source) = action_url::source();
             let phones = action_url::Phones::new(&plan.extensions);
-            let server = action_url::serve(settings, phones, sender, axum::Router::new()).await?;
+            // Mattermost's /sip-status on the same listener, when configured.
+            let extra = match &plan.mattermost_command {
+                Some(command) => {
+                    crate::mattermost::command::start(
+                        &mut runtime,
+                        command.clone(),
+                        &plan.extensions,
+                    )
+                    .await?
+                }
+                None => axum::Router::new(),
+            };
+            let server = action_url::serve(settings, phones, sender, extra).await?;
             let scheme = if settings.tls.is_some() {
                 "https"
             } else {
@@ -259,6 +271,12 @@ pub async fn run_until_ready(
                     ", no secret: loopback only"
                 }
             );
+            if plan.mattermost_command.is_some() {
+                tracing::info!(
+                    "Mattermost's /sip-status answered at {scheme}://{}/mattermost/command",
+                    server.local_addr()
+                );
+            }
             telemetry.set_action_url(server.counters());
             runtime.add_source(source);
             Some(server)

@@ -436,3 +436,106 @@ fn https_with_a_certificate_the_test_makes() {
     assert!(!log.join("\n").contains("s3cr3t"));
     svc.stop();
 }
+
+/// Mattermost's `/sip-status` on the phones' listener: a form POST with the
+/// command's token (not the phones' secret, which Mattermost cannot send)
+/// gets the table of who is on the phone; a wrong or missing token is
+/// refused, and neither token nor secret reaches the log.
+#[test]
+fn the_mattermost_slash_command_answers_on_the_phones_listener() {
+    const TOKEN: &str = "mm-command-token-4711";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("MATTERMOST_COMMAND_TOKEN", TOKEN)
+        .env("DASHBOARD_URL", "https://phones.example.com/")
+        .env("RUST_LOG", "debug");
+    let mut svc = Service::start(cmd);
+    common::wait_for(&svc.log, &mut svc.seen, "/sip-status answered at http://");
+    let s = SECRET;
+    svc.get(
+        &format!("/yealink/1001/outgoing_call?secret={s}&remote=1002&call_id=k1"),
+        "",
+    );
+    svc.wait_api("1001", "line_state", "busy".into());
+
+    let post = |form: &str| {
+        raw(
+            &svc.phones,
+            &format!(
+                "POST /mattermost/command HTTP/1.1\r\nHost: blf\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                form.len()
+            ),
+        )
+    };
+    // The roster follows the engine on its own feed: wait for it to see the call.
+    let answer = std::cell::RefCell::new(Value::Null);
+    wait_until(
+        "the slash command lists alice on the phone",
+        PATIENCE,
+        || {
+            let (code, body) = post(&format!(
+                "token={TOKEN}&command=%2Fsip-status&text=&user_name=carol"
+            ));
+            assert_eq!(code, 200, "{body}");
+            let json: Value = serde_json::from_str(&body).unwrap();
+            // ("Nobody is on the phone." until the roster has seen the call.)
+            let on_the_phone = json["text"].as_str().unwrap().contains("alice");
+            *answer.borrow_mut() = json;
+            on_the_phone
+        },
+        || answer.borrow().to_string(),
+    );
+    let answer = answer.into_inner();
+    let text = answer["text"].as_str().unwrap();
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert!(text.contains("| Person | Phone |"), "{text}");
+    assert!(text.contains("alice"), "{text}");
+    assert!(!text.contains("bob"), "only people on the phone: {text}");
+    assert!(
+        text.contains("(https://phones.example.com/)"),
+        "the dashboard is linked: {text}"
+    );
+    // `all` lists everyone.
+    let (code, body) = post(&format!("token={TOKEN}&text=all"));
+    assert_eq!(code, 200);
+    assert!(body.contains("bob"), "{body}");
+
+    // Refusals: no token, a wrong one (the phones' secret is no command token).
+    let (code, _) = post("text=");
+    assert_eq!(code, 401);
+    let (code, body) = post(&format!("token={s}&text="));
+    assert_eq!(code, 403);
+    assert!(body.contains("MATTERMOST_COMMAND_TOKEN"), "{body}");
+    // A phone request still needs the phones' secret.
+    let (code, _) = svc.get("/yealink/1001/call_terminated?call_id=k1", "");
+    assert_eq!(code, 403);
+
+    let log = svc.stop().join("\n");
+    assert!(log.contains("wrong token was refused"), "{log}");
+    assert!(!log.contains(TOKEN), "the command token was logged");
+    assert!(!log.contains(SECRET), "the phones' secret was logged");
+}
+
+#[test]
+fn the_slash_command_needs_the_phones_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(dir.path())
+        .env("SOURCES", "sip")
+        .env("SIP_SERVER", "127.0.0.1:5060")
+        .env("SIP_USERNAME", "blf")
+        .env("SIP_PASSWORD", "pw")
+        .env_remove("ACTION_URL_LISTEN")
+        .env_remove("ACTION_URL_SECRET")
+        .env("MATTERMOST_COMMAND_TOKEN", "t0k3n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("MATTERMOST_COMMAND_TOKEN") && text.contains("add action-url to SOURCES"),
+        "{text}"
+    );
+    assert!(!text.contains("t0k3n"), "{text}");
+}

@@ -10,6 +10,7 @@ use crate::dashboard::DashboardSettings;
 use crate::database::DatabaseSettings;
 use crate::engine::EngineConfig;
 use crate::extensions::{self, Extension};
+use crate::mattermost::command::CommandSettings;
 use crate::mattermost::MattermostSettings;
 use crate::observe;
 use crate::problems::{Problem, Problems};
@@ -113,6 +114,8 @@ pub struct RunPlan {
     pub(super) sip: Option<SipSettings>,
     pub(super) ami: Option<AmiSettings>,
     pub(super) action_url: Option<ActionUrlSettings>,
+    /// The `/sip-status` slash command, served on the action-URL listener.
+    pub(super) mattermost_command: Option<CommandSettings>,
     pub(super) extensions: Vec<Extension>,
     pub(super) engine: EngineConfig,
     pub(super) http: Option<std::net::SocketAddr>,
@@ -170,6 +173,15 @@ impl RunPlan {
             Some(None)
         };
         let action_url = action_url_plan(env, listed(action_url::SOURCE_NAME), &mut problems);
+        let mattermost_command = take(CommandSettings::from_env(env), &mut problems).flatten();
+        if mattermost_command.is_some() && !listed(action_url::SOURCE_NAME) {
+            problems.push(Problem::in_var(
+                "MATTERMOST_COMMAND_TOKEN",
+                "the /sip-status command is served at POST /mattermost/command on the \
+                 action-URL listener: add action-url to SOURCES and set ACTION_URL_LISTEN \
+                 (or remove MATTERMOST_COMMAND_TOKEN)",
+            ));
+        }
         let extensions = take(
             extensions::load(&settings::extensions_path(env)),
             &mut problems,
@@ -269,6 +281,7 @@ impl RunPlan {
                     sip,
                     ami,
                     action_url,
+                    mattermost_command,
                     extensions,
                     engine,
                     http,
