@@ -21,6 +21,7 @@ pub mod dotenv;
 pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;
+pub mod ha;
 pub mod observe;
 pub mod people;
 pub mod problems;

@@ -17,6 +17,7 @@ use crate::dashboard::{self, DashboardSettings};
 use crate::database::{self, DatabaseSettings};
 use crate::engine::{run_engine, EngineConfig, GraphSink, LogSink};
 use crate::extensions::{self, Extension};
+use crate::ha::{Fence, FencedSink, HaSettings};
 use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::problems::{Problem, Problems};
@@ -115,6 +116,10 @@ pub struct RunPlan {
     calls_in_flight: Option<usize>,
     persist: bool,
     teams: TeamsPlan,
+    /// `HA_LEASE`: one of an HA pair ([`crate::ha`]).
+    ha: Option<HaSettings>,
+    /// The write gate while this instance holds the HA lease.
+    fence: Option<Fence>,
 }
 
 /// Teams → PBX, when `TEAMS_TO_PBX` is not `off`.
@@ -202,6 +207,7 @@ impl RunPlan {
             graph.is_some(),
             &mut problems,
         );
+        let ha = ha_settings(env, &sip, &ami, &sinks, &teams, &mut problems);
         match (sip, ami, extensions, engine) {
             (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => {
                 Ok(RunPlan {
@@ -218,6 +224,8 @@ impl RunPlan {
                     calls_in_flight: None,
                     persist: true,
                     teams,
+                    ha,
+                    fence: None,
                 })
             }
             _ => Err(problems),
@@ -291,6 +299,23 @@ impl RunPlan {
         self.calls_in_flight = Some(calls);
     }
 
+    /// The HA settings, when `HA_LEASE` is set: run through [`crate::ha::run`].
+    pub fn ha(&self) -> Option<&HaSettings> {
+        self.ha.as_ref()
+    }
+
+    /// Serves HTTP on `addr` instead of `HTTP_LISTEN` (the HA standby's
+    /// listener's address, so that both roles answer on one port).
+    pub fn set_http(&mut self, addr: Option<std::net::SocketAddr>) {
+        self.http = addr;
+    }
+
+    /// Puts every sink write behind `fence` and takes over from an earlier
+    /// active whose writes are unknown ([`crate::engine::Engine::assume_unknown`]).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = Some(fence);
+    }
+
     /// Runs without the state file (benchmarks that measure the rest alone).
     pub fn without_state_file(&mut self) {
         self.persist = false;
@@ -356,6 +381,38 @@ fn teams_plan(env: &Env, sip: bool, ami: bool, graph: bool, problems: &mut Probl
     }
 }
 
+/// Reads the HA settings (lease named after the PBX by default) and refuses
+/// what HA does not fence yet.
+fn ha_settings(
+    env: &Env,
+    sip: &Option<Option<SipSettings>>,
+    ami: &Option<Option<AmiSettings>>,
+    sinks: &[SinkKind],
+    teams: &TeamsPlan,
+    problems: &mut Problems,
+) -> Option<HaSettings> {
+    let default_name = match (sip, ami) {
+        (Some(Some(s)), _) => sip_domain(&s.server),
+        (_, Some(Some(a))) => a.address.clone(),
+        _ => "sip-blf-sync".to_owned(),
+    };
+    let ha = take(HaSettings::from_env(env, &default_name), problems).flatten()?;
+    if sinks.contains(&SinkKind::Database) {
+        problems.push(Problem::in_var(
+            "HA_LEASE",
+            "the database sink is not fenced yet: remove database from SINKS or HA_LEASE",
+        ));
+    }
+    if teams.mode != TeamsToPbx::Off {
+        problems.push(Problem::in_var(
+            "HA_LEASE",
+            "Teams → PBX writes to the PBX, which is not fenced yet: set TEAMS_TO_PBX=off or \
+             remove HA_LEASE",
+        ));
+    }
+    Some(ha)
+}
+
 fn take<T>(result: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
     result.map_err(|p| problems.extend(p.0)).ok()
 }
@@ -416,9 +473,14 @@ pub async fn run_until_ready(
     for e in &plan.extensions {
         telemetry.add_extension(&e.extension, e.user());
     }
-    let (engine, loaded) = plan
+    let (mut engine, loaded) = plan
         .engine
         .prepare(&plan.extensions, tokio::time::Instant::now().into_std())?;
+    if plan.fence.is_some() {
+        // Taking over: what the earlier active set is unknown here.
+        engine.assume_unknown();
+    }
+    let fence = plan.fence.clone();
     if let Some(w) = &loaded.warning {
         tracing::warn!("{w}");
     }
@@ -658,7 +720,7 @@ pub async fn run_until_ready(
         (None, Some(lines)) => {
             let presence = run_engine(
                 lines,
-                LogSink::printing(),
+                FencedSink::new(LogSink::printing(), fence),
                 engine,
                 telemetry,
                 stopped,
@@ -682,6 +744,7 @@ pub async fn run_until_ready(
                     tracing::error!(%user, "cannot look up the user: {e}");
                 }
             });
+            let sink = FencedSink::new(sink, fence);
             let presence = run_engine(lines, sink, engine, telemetry, stopped, options);
             tokio::join!(signal, presence);
             token_watch.abort();
