@@ -14,7 +14,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -160,7 +159,10 @@ impl Lab {
             .parse()
             .unwrap();
         let db = Relay::start(&self.rt, pg_addr);
-        let lease_url = self.pg.url().replace(&pg_addr.to_string(), &db.addr.to_string());
+        let lease_url = self
+            .pg
+            .url()
+            .replace(&pg_addr.to_string(), &db.addr.to_string());
         let base = self
             .emu
             .base_url()
@@ -250,7 +252,7 @@ impl Instance {
         assert_eq!(self.status()["role"], "standby", "{}", self.name);
     }
 
-    /// Waits until it is active, both lines known; returns the epoch.
+    /// Waits until it is active with both lines known; returns the epoch.
     fn wait_active(&mut self) -> i64 {
         let line = self.wait_log("HA: active (epoch ");
         let epoch = line
@@ -260,14 +262,21 @@ impl Instance {
             .and_then(|e| e.parse().ok())
             .unwrap();
         wait_until(
-            &format!("{} active with both lines idle", self.name),
+            &format!("{} active with both lines known", self.name),
             PATIENCE,
             || {
+                // Between the standby's listener and the active's, a moment without one.
+                if std::net::TcpStream::connect(&self.http).is_err() {
+                    return false;
+                }
                 let s = self.status();
                 s["role"] == "active"
-                    && s["extensions"]
-                        .as_array()
-                        .is_some_and(|a| a.iter().filter(|e| e["line_state"] == "idle").count() == 2)
+                    && s["extensions"].as_array().is_some_and(|a| {
+                        a.iter()
+                            .filter(|e| e["line_state"].is_string() && e["line_state"] != "unknown")
+                            .count()
+                            == 2
+                    })
             },
             || format!("{:#}", self.status()),
         );
@@ -287,6 +296,7 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -298,7 +308,11 @@ impl Drop for Instance {
 fn takeover(what: &str, standby: &mut Instance, failed_at: Instant, old_epoch: i64) -> Instant {
     standby.wait_log("HA lease taken (epoch ");
     let took = failed_at.elapsed();
-    println!("takeover after {what}: {:.3} s (HA_TAKEOVER_SECONDS={})", took.as_secs_f64(), TAKEOVER.as_secs());
+    println!(
+        "takeover after {what}: {:.3} s (HA_TAKEOVER_SECONDS={})",
+        took.as_secs_f64(),
+        TAKEOVER.as_secs()
+    );
     eprintln!("takeover after {what}: {:.3} s", took.as_secs_f64());
     assert!(took <= TAKEOVER + SLACK, "{what}: took {took:?}");
     let epoch = standby.wait_active();
@@ -322,7 +336,12 @@ fn one_writer(old: &Instance, new: &Instance, since: Instant) {
         .filter(|(at, _)| *at >= first_new)
         .map(|(at, l)| format!("+{:?} {l}", at - first_new))
         .collect();
-    assert!(late.is_empty(), "{} wrote after {} took over: {late:#?}", old.name, new.name);
+    assert!(
+        late.is_empty(),
+        "{} wrote after {} took over: {late:#?}",
+        old.name,
+        new.name
+    );
 }
 
 #[test]

@@ -117,7 +117,11 @@ mod tests {
             crate::engine::EngineSettings::default(),
             crate::engine::tokio_now(),
         );
-        engine.add_extension("1001", "alice@contoso.com", crate::engine::Mapping::default());
+        engine.add_extension(
+            "1001",
+            "alice@contoso.com",
+            crate::engine::Mapping::default(),
+        );
         engine.line_changed("1001", blf::LineState::Busy, crate::engine::tokio_now());
         let commands = engine.poll(crate::engine::tokio_now());
         let results = fenced.apply(&commands).await;

@@ -79,7 +79,11 @@ fn failed_renewals_expire_the_lease_on_the_instances_own_clock() {
         assert_eq!(m.request(t0 + at * S), Some(Request::Renew { epoch: 1 }));
         assert_eq!(m.answer(Answer::Failed, t0 + at * S), None);
     }
-    assert_eq!(m.next_deadline(), t0 + 9 * S, "both the next try and the end");
+    assert_eq!(
+        m.next_deadline(),
+        t0 + 9 * S,
+        "both the next try and the end"
+    );
     assert_eq!(m.tick(t0 + 9 * S - Duration::from_millis(1)), None);
     assert_eq!(
         m.tick(t0 + 9 * S),

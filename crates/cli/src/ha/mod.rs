@@ -243,10 +243,19 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!((s.takeover, s.name.as_str()), (Duration::from_secs(5), "pair-a"));
+        assert_eq!(
+            (s.takeover, s.name.as_str()),
+            (Duration::from_secs(5), "pair-a")
+        );
         let e = settings(&[("HA_LEASE", "sqlite://x"), ("HA_TAKEOVER_SECONDS", "1")]).unwrap_err();
-        assert!(e.contains("HA_LEASE") && e.contains("HA_TAKEOVER_SECONDS"), "{e}");
+        assert!(
+            e.contains("HA_LEASE") && e.contains("HA_TAKEOVER_SECONDS"),
+            "{e}"
+        );
         let e = settings(&[("HA_NAME", "x")]).unwrap_err();
-        assert!(e.contains("HA_NAME") && e.contains("HA_LEASE is not"), "{e}");
+        assert!(
+            e.contains("HA_NAME") && e.contains("HA_LEASE is not"),
+            "{e}"
+        );
     }
 }

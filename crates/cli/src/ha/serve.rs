@@ -31,11 +31,23 @@ pub async fn run(
         ha.holder,
         ha.takeover
     );
-    let store = LeaseStore::new(ha.url.clone(), &ha.name, &ha.holder, timing.lease, timing.every);
+    let store = LeaseStore::new(
+        ha.url.clone(),
+        &ha.name,
+        &ha.holder,
+        timing.lease,
+        timing.every,
+    );
     let fence = Fence::new();
     let (roles_tx, mut roles) = watch::channel(Role::Standby);
     let (stop_lease, lease_stop) = watch::channel(false);
-    let lease = tokio::spawn(hold_lease(store, timing, fence.clone(), roles_tx, lease_stop));
+    let lease = tokio::spawn(hold_lease(
+        store,
+        timing,
+        fence.clone(),
+        roles_tx,
+        lease_stop,
+    ));
     let (stop_tx, stopped) = watch::channel(false);
     let signal = async move {
         shutdown.await;

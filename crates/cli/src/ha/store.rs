@@ -140,7 +140,10 @@ impl LeaseStore {
             if let Err(e) = sqlx::query(CREATE).execute(&mut conn).await {
                 tracing::debug!("creating ha_lease: {e}");
             }
-            sqlx::query(INSERT).bind(&self.name).execute(&mut conn).await?;
+            sqlx::query(INSERT)
+                .bind(&self.name)
+                .execute(&mut conn)
+                .await?;
             self.conn = Some(conn);
         }
         match self.conn.as_mut() {
