@@ -134,7 +134,7 @@ fn is_identifier(c: &str) -> bool {
 }
 
 /// `url` without the password of its user info.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

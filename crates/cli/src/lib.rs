@@ -22,6 +22,7 @@ pub mod dotenv;
 pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;
+pub mod ha;
 pub mod mattermost;
 pub mod observe;
 pub mod people;

@@ -323,7 +323,15 @@ async fn run_async(command: Command, env: Env) -> ExitCode {
                 Err(p) => return config_failure(&p),
             };
             let sip = plan.sip().cloned();
-            match (sip_blf_sync::run::run(plan).await, sip) {
+            let result = match plan.ha().cloned() {
+                Some(ha) => {
+                    drop(plan);
+                    let stop = sip_blf_sync::signals::shutdown_signal();
+                    sip_blf_sync::ha::run(&env, dry_run, ha, stop).await
+                }
+                None => sip_blf_sync::run::run(plan).await,
+            };
+            match (result, sip) {
                 (Ok(()), _) => ExitCode::SUCCESS,
                 (Err(e), Some(sip)) => sip_failure(&sip, e.as_ref()),
                 (Err(e), None) => fail(e),

@@ -21,6 +21,7 @@ use crate::background::Background;
 use crate::dashboard;
 use crate::database;
 use crate::engine::{run_engine, GraphSink, LogSink};
+use crate::ha::FencedSink;
 use crate::observe::{self, Telemetry};
 use crate::people::{self, PersonLines};
 use crate::sip_message::SipMessageSink;
@@ -33,7 +34,7 @@ mod plan;
 pub use plan::{sinks_from_env, RunPlan, SinkKind, SINK_NAMES, SOURCE_NAMES};
 
 /// The domain of presentities on the PBX: `SIP_SERVER`'s host.
-fn sip_domain(server: &str) -> String {
+pub(crate) fn sip_domain(server: &str) -> String {
     let host = server.trim();
     if let Some(rest) = host.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest).to_owned();
@@ -100,9 +101,14 @@ pub async fn run_until_ready(
     for e in &plan.extensions {
         telemetry.add_extension(&e.extension, e.user());
     }
-    let (engine, loaded) = plan
+    let (mut engine, loaded) = plan
         .engine
         .prepare(&plan.extensions, tokio::time::Instant::now().into_std())?;
+    if plan.fence.is_some() {
+        // Taking over: what the earlier active set is unknown here.
+        engine.assume_unknown();
+    }
+    let fence = plan.fence.clone();
     if let Some(w) = &loaded.warning {
         tracing::warn!("{w}");
     }
@@ -428,7 +434,7 @@ pub async fn run_until_ready(
         (None, Some(lines)) => {
             let presence = run_engine(
                 lines,
-                LogSink::printing(),
+                FencedSink::new(LogSink::printing(), fence),
                 engine,
                 telemetry,
                 stopped,
@@ -452,6 +458,7 @@ pub async fn run_until_ready(
                     tracing::error!(%user, "cannot look up the user: {e}");
                 }
             });
+            let sink = FencedSink::new(sink, fence);
             let presence = run_engine(lines, sink, engine, telemetry, stopped, options);
             tokio::join!(signal, presence);
             token_watch.abort();

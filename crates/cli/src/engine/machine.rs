@@ -112,6 +112,8 @@ struct Slot {
     last_set: Option<PresencePair>,
     /// An earlier run's presence, still to be confirmed or corrected.
     inherited: bool,
+    /// `applied` is a guess ([`Engine::assume_unknown`]): not to be re-sent as is.
+    assumed: bool,
     keepalive_at: Option<Instant>,
     retry_at: Option<Instant>,
     /// Failures in a row (drive the backoffs; reset by a success).
@@ -212,6 +214,7 @@ impl Engine {
                 applied_wall: None,
                 last_set: None,
                 inherited: false,
+                assumed: false,
                 keepalive_at: None,
                 retry_at: None,
                 failures: Streak::default(),
@@ -257,6 +260,25 @@ impl Engine {
             }
             slot.status_set = record.status_message;
         }
+    }
+
+    /// Takes over from another instance whose last writes are unknown (an HA
+    /// takeover): every user may show a presence (and a status message) it
+    /// set, so each is corrected once their line state is known, or cleared
+    /// after [`EngineSettings::restart_grace`] without one. A line whose
+    /// mapping keeps the presence as is sends nothing: what shows is unknown.
+    pub fn assume_unknown(&mut self) {
+        let message = self.settings.status_message.is_some();
+        for slot in self.slots.values_mut() {
+            if !matches!(slot.applied, Some(Want::Set(_))) {
+                // Any pair: it only has to differ from a clear.
+                slot.applied = Some(Want::Set(PresencePair::BusyInACall));
+                slot.assumed = true;
+            }
+            slot.inherited = true;
+            slot.status_set |= message;
+        }
+        self.grace_done = false;
     }
 
     /// What to persist about applied presences (object ids are the sink's).
@@ -399,13 +421,14 @@ impl Engine {
     ) {
         let Some(line) = slot.line else { return };
         let inherited = std::mem::take(&mut slot.inherited);
+        let assumed = std::mem::take(&mut slot.assumed);
         let want = match slot.mapping.action_for(line.state, line.dnd) {
             PresenceAction::Set(p) => Want::Set(p),
             PresenceAction::Clear => Want::Clear,
             PresenceAction::Keep => {
                 // An inherited presence kept as is gets refreshed now: its
                 // session's remaining time is unknown.
-                if inherited {
+                if inherited && !assumed {
                     if let Some(Want::Set(p)) = slot.applied {
                         Self::send(
                             settings,

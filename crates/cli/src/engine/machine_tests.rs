@@ -700,3 +700,25 @@ fn unknown_extensions_are_ignored_and_notify_age_is_tracked() {
     assert_eq!(e.since_last_notify("1001", t0 + secs(7)), Some(secs(7)));
     assert_eq!(e.line_state("1001"), Some(LineState::Ringing));
 }
+
+#[test]
+fn a_takeover_corrects_every_user_another_instance_may_have_set() {
+    let t0 = Instant::now();
+    let mut engine = Engine::new(EngineSettings::default(), t0);
+    engine.add_extension("1001", "alice@contoso.com", Mapping::default());
+    engine.add_extension("1002", "bob@contoso.com", Mapping::default());
+    engine.add_extension("1003", "carol@contoso.com", Mapping::default());
+    engine.assume_unknown();
+    // Idle: a Busy the old active left is cleared; busy: set again.
+    engine.line_changed("1001", LineState::Idle, t0);
+    engine.line_changed("1002", LineState::Busy, t0);
+    // Ringing keeps what shows, which is unknown: nothing is sent.
+    engine.line_changed("1003", LineState::Ringing, t0);
+    let cmds = engine.poll(t0);
+    let kinds: Vec<(&str, bool)> = cmds
+        .iter()
+        .map(|c| (c.extension.as_str(), c.kind == PresenceCommandKind::Clear))
+        .collect();
+    assert_eq!(kinds, [("1001", true), ("1002", false)], "{cmds:?}");
+    assert!(cmds.iter().all(|c| c.reason == Reason::Restart));
+}

@@ -322,7 +322,7 @@ impl RunOptions {
     }
 }
 
-pub(super) fn tokio_now() -> Instant {
+pub(crate) fn tokio_now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 

@@ -46,6 +46,7 @@
 //! ```
 
 mod board;
+mod ha;
 mod http;
 mod listener;
 mod log_limit;
@@ -69,6 +70,7 @@ use prometheus_client::registry::Registry;
 use serde_json::json;
 
 pub use board::SipSummary;
+pub use ha::{HaStatus, STANDBY};
 pub use log_limit::{
     LogLimiter, RejectedNotifies, RejectedSummary, WARNING_BURST, WARNING_INTERVAL,
 };
@@ -218,6 +220,7 @@ struct Inner {
     reverse: reverse::ReverseTelemetry,
     phones: phones::PhoneTelemetry,
     board: board::BoardSlot,
+    ha: ha::HaSlot,
 }
 
 /// Receives every NOTIFY→Graph latency sample (benchmarks keep the raw values).
@@ -396,6 +399,7 @@ impl Telemetry {
                 reverse,
                 phones,
                 board: board::BoardSlot::default(),
+                ha: ha::HaSlot::default(),
             }),
         }
     }
@@ -593,6 +597,11 @@ impl Telemetry {
     /// ([`NOT_REGISTERED`], [`NO_TOKEN`]); empty when ready.
     pub fn readiness_problems(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
+        if self.inner.ha.is_standby() {
+            // A standby runs no source nor sink: nothing else applies.
+            missing.push(ha::STANDBY);
+            return missing;
+        }
         if self.inner.sip_source.load(Ordering::SeqCst)
             && !self.inner.registered.load(Ordering::SeqCst)
         {
@@ -607,6 +616,11 @@ impl Telemetry {
             missing.push(NO_TOKEN);
         }
         missing
+    }
+    /// The HA role (`HA_LEASE`), shown in `/status` and, as standby, in `/readyz`.
+    pub fn set_ha(&self, status: Option<HaStatus>) {
+        self.inner.ha.set(status);
+        self.refresh_ready();
     }
     /// Whether the SIP source runs (default); without it, registration is
     /// not needed for readiness.
@@ -709,9 +723,12 @@ impl Telemetry {
                 })
             })
             .collect();
+        let (role, ha) = self.inner.ha.json();
         json!({
             "ready": missing.is_empty(),
             "missing": missing,
+            "role": role,
+            "ha": ha,
             "registered": self.inner.registered.load(Ordering::SeqCst),
             "token_valid": self.inner.token_valid.load(Ordering::SeqCst),
             "token_expires_in_seconds": token_expires_in,

@@ -10,6 +10,7 @@ use crate::dashboard::DashboardSettings;
 use crate::database::DatabaseSettings;
 use crate::engine::EngineConfig;
 use crate::extensions::{self, Extension};
+use crate::ha::{Fence, HaSettings};
 use crate::mattermost::command::CommandSettings;
 use crate::mattermost::MattermostSettings;
 use crate::observe;
@@ -48,6 +49,20 @@ pub enum SinkKind {
     Mattermost,
     /// A SIP MESSAGE per changed extension to web phones (`SIP_MESSAGE_TO`).
     SipMessage,
+}
+
+impl SinkKind {
+    /// The sink's name as `SINKS` lists it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Graph => "graph",
+            Self::Log => "log",
+            Self::Database => "database",
+            Self::Webhook => "webhook",
+            Self::Mattermost => "mattermost",
+            Self::SipMessage => "sip-message",
+        }
+    }
 }
 
 /// Reads a comma list of names (`SOURCES`, `SINKS`): each must be one of
@@ -131,6 +146,10 @@ pub struct RunPlan {
     pub(super) calls_in_flight: Option<usize>,
     pub(super) persist: bool,
     pub(super) teams: TeamsPlan,
+    /// `HA_LEASE`: one of an HA pair ([`crate::ha`]).
+    pub(super) ha: Option<HaSettings>,
+    /// The write gate while this instance holds the HA lease.
+    pub(super) fence: Option<Fence>,
 }
 
 /// Teams → PBX, when `TEAMS_TO_PBX` is not `off`.
@@ -275,6 +294,7 @@ impl RunPlan {
             graph.is_some(),
             &mut problems,
         );
+        let ha = ha_settings(env, &sip, &ami, &sinks, &teams, &mut problems);
         match (sip, ami, extensions, engine) {
             (Some(sip), Some(ami), Some(extensions), Some(engine)) if problems.is_empty() => {
                 Ok(RunPlan {
@@ -296,6 +316,8 @@ impl RunPlan {
                     calls_in_flight: None,
                     persist: true,
                     teams,
+                    ha,
+                    fence: None,
                 })
             }
             _ => Err(problems),
@@ -398,6 +420,23 @@ impl RunPlan {
         self.calls_in_flight = Some(calls);
     }
 
+    /// The HA settings, when `HA_LEASE` is set: run through [`crate::ha::run`].
+    pub fn ha(&self) -> Option<&HaSettings> {
+        self.ha.as_ref()
+    }
+
+    /// Serves HTTP on `addr` instead of `HTTP_LISTEN` (the HA standby's
+    /// listener's address, so that both roles answer on one port).
+    pub fn set_http(&mut self, addr: Option<std::net::SocketAddr>) {
+        self.http = addr;
+    }
+
+    /// Puts every sink write behind `fence` and takes over from an earlier
+    /// active whose writes are unknown ([`crate::engine::Engine::assume_unknown`]).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.fence = Some(fence);
+    }
+
     /// Runs without the state file (benchmarks that measure the rest alone).
     pub fn without_state_file(&mut self) {
         self.persist = false;
@@ -473,6 +512,49 @@ fn action_url_plan(env: &Env, listed: bool, problems: &mut Problems) -> Option<A
         _ => {}
     }
     settings
+}
+
+/// Reads the HA settings (lease named after the PBX by default) and refuses
+/// what HA does not fence yet: only Teams presence (`graph`) and its printed
+/// twin (`log`) go through the lease's write gate.
+fn ha_settings(
+    env: &Env,
+    sip: &Option<Option<SipSettings>>,
+    ami: &Option<Option<AmiSettings>>,
+    sinks: &[SinkKind],
+    teams: &TeamsPlan,
+    problems: &mut Problems,
+) -> Option<HaSettings> {
+    let default_name = match (sip, ami) {
+        (Some(Some(s)), _) => super::sip_domain(&s.server),
+        (_, Some(Some(a))) => a.address.clone(),
+        _ => "sip-blf-sync".to_owned(),
+    };
+    let ha = take(HaSettings::from_env(env, &default_name), problems).flatten()?;
+    let unfenced: Vec<&str> = sinks
+        .iter()
+        .filter(|k| !matches!(k, SinkKind::Graph | SinkKind::Log))
+        .map(|k| k.name())
+        .collect();
+    if !unfenced.is_empty() {
+        problems.push(Problem::in_var(
+            "HA_LEASE",
+            format!(
+                "only graph and log go through the HA write gate; {} would be written by both \
+                 instances: remove {} from SINKS or remove HA_LEASE",
+                unfenced.join(", "),
+                unfenced.join(", ")
+            ),
+        ));
+    }
+    if teams.mode != TeamsToPbx::Off {
+        problems.push(Problem::in_var(
+            "HA_LEASE",
+            "Teams → PBX writes to the PBX, which is not fenced yet: set TEAMS_TO_PBX=off or \
+             remove HA_LEASE",
+        ));
+    }
+    Some(ha)
 }
 
 fn take<T>(result: Result<T, Problems>, problems: &mut Problems) -> Option<T> {
@@ -568,5 +650,31 @@ mod tests {
             names("SOURCES", "SIP, ami", &SOURCE_NAMES).unwrap(),
             ["sip", "ami"]
         );
+    }
+
+    #[test]
+    fn ha_refuses_every_sink_its_write_gate_does_not_cover() {
+        let env = |sinks: &'static str| {
+            Env::from_pairs([
+                ("HA_LEASE", "postgres://blf:pw@127.0.0.1:5432/blf"),
+                ("SINKS", sinks),
+                ("DATABASE_URL", "sqlite://lines.db"),
+                ("WEBHOOK_URL", "http://127.0.0.1:1/hook"),
+                ("WEBHOOK_SECRET", "0123456789abcdef0123"),
+            ])
+        };
+        let problems = |sinks| match RunPlan::from_env(&env(sinks), false) {
+            Ok(_) => String::new(),
+            Err(p) => p.to_string(),
+        };
+        let text = problems("log,database,webhook");
+        assert!(
+            text.contains("HA_LEASE") && text.contains("database, webhook would be written"),
+            "{text}"
+        );
+        assert!(!text.contains("pw@"), "the lease URL's password: {text}");
+        // graph and log pass the gate: no HA problem (others, e.g. SIP_SERVER, remain).
+        let text = problems("log");
+        assert!(!text.contains("HA write gate"), "{text}");
     }
 }
