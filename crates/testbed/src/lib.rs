@@ -62,6 +62,7 @@ mod postgres;
 mod process;
 mod sipp;
 mod sipp_publish;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,6 +77,7 @@ pub use natlab::NatLab;
 pub use postgres::{Postgres, POSTGRES_DB, POSTGRES_PASSWORD, POSTGRES_USER};
 pub use sipp::{SippCall, SippCallee, SippCaller};
 pub use sipp_publish::SippPublisher;
+pub use tls::{ServerCertOptions, TestPki};
 
 /// One SIP account of the test PBX (realm = domain = the PBX's listen address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
