@@ -28,6 +28,7 @@ pub mod run;
 pub mod settings;
 pub mod signals;
 pub mod sip_source;
+pub mod sip_tls;
 pub mod teams_source;
 pub mod teams_to_pbx;
 pub mod test_notify;
