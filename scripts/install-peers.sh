@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite talks to, from Debian's packages:
 #   kamailio, kamailio-presence-modules  PBX: registrar, proxy, presence server
+#   kamailio-tls-modules                 its SIP-over-TLS listener
 #                                        (kamcmd comes with kamailio)
 #   sip-tester                           SIPp, the phones
 #   coturn                               STUN server (run STUN-only by the tests)
@@ -21,7 +22,7 @@
 # when there is one.
 set -euo pipefail
 
-PKGS=(kamailio kamailio-presence-modules sip-tester coturn postgresql chromium chromium-driver fonts-dejavu-core iproute2 nftables procps systemd)
+PKGS=(kamailio kamailio-presence-modules kamailio-tls-modules sip-tester coturn postgresql chromium chromium-driver fonts-dejavu-core iproute2 nftables procps systemd)
 SERVICES=(kamailio coturn postgresql)
 
 log() { echo "install-peers: $*"; }

@@ -72,7 +72,7 @@ pub use chromium::{
     headless_capabilities, headless_capabilities_via, ChromeDriver, DEAD_PROXY, WINDOW_SIZE,
 };
 pub use coturn::Coturn;
-pub use kamailio::{Kamailio, KamailioOptions};
+pub use kamailio::{Kamailio, KamailioOptions, KamailioTls};
 pub use natlab::NatLab;
 pub use postgres::{Postgres, POSTGRES_DB, POSTGRES_PASSWORD, POSTGRES_USER};
 pub use sipp::{SippCall, SippCallee, SippCaller};
