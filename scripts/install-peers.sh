@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the real peers the test suite talks to, from Debian's packages:
 #   kamailio, kamailio-presence-modules  PBX: registrar, proxy, presence server
-#   kamailio-tls-modules                 its SIP-over-TLS listener
 #                                        (kamcmd comes with kamailio)
+#   kamailio-tls-modules                 its SIP-over-TLS listener
 #   sip-tester                           SIPp, the phones
 #   coturn                               STUN server (run STUN-only by the tests)
 #   postgresql                           the database sink's server (each test
