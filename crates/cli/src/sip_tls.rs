@@ -180,7 +180,10 @@ mod tests {
         assert!(format!("{p:?}").contains("SIP_TRANSPORT=tls"), "{p:?}");
         let mut p = Problems::default();
         let s = TlsSettings::from_env(
-            &env(&[("SIP_TLS_CERT", "/nonexistent.pem"), ("SIP_TLS_INSECURE", "yes")]),
+            &env(&[
+                ("SIP_TLS_CERT", "/nonexistent.pem"),
+                ("SIP_TLS_INSECURE", "yes"),
+            ]),
             true,
             &mut p,
         );

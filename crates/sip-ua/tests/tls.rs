@@ -83,7 +83,10 @@ fn tls_forms_in_via_contact_and_request_uris_and_refresh_after_a_reset() {
     let mut methods = Vec::new();
     while let Some(t) = ua.poll_transmit() {
         let m = Message::parse(&t.payload).unwrap();
-        assert!(m.top_via().unwrap().starts_with("SIP/2.0/TLS 192.0.2.20:40002;"));
+        assert!(m
+            .top_via()
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 192.0.2.20:40002;"));
         if let Some(c) = m.headers.get("Contact") {
             assert!(c.contains("@192.0.2.20:40002;transport=tls"), "{c}");
         }
@@ -277,7 +280,10 @@ async fn register_subscribe_notify_on_the_same_connection_then_reconnect() {
     let Event::Notify(n) = n else { unreachable!() };
     assert_eq!(n.extension, "1001");
     let answer = conn.next_request().await;
-    assert!(matches!(answer.start, StartLine::Response { status: 200, .. }));
+    assert!(matches!(
+        answer.start,
+        StartLine::Response { status: 200, .. }
+    ));
 
     // The PBX goes away: a new connection, a new REGISTER over it.
     drop(conn);

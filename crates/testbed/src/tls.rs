@@ -61,8 +61,8 @@ impl TestPki {
         let (ca_cert, ca_key) = ca("sip-blf-sync test CA")?;
         let (other_ca, _) = ca("some other CA")?;
         let key = KeyPair::generate().map_err(|e| failed("server key", e))?;
-        let mut params =
-            CertificateParams::new(opts.names.clone()).map_err(|e| failed("server certificate", e))?;
+        let mut params = CertificateParams::new(opts.names.clone())
+            .map_err(|e| failed("server certificate", e))?;
         params
             .distinguished_name
             .push(DnType::CommonName, "kamailio-blf-lab");

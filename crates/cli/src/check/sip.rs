@@ -442,7 +442,11 @@ mod tests {
             })),
         };
         let summary = sip_summary(&s, &reg, Duration::from_secs(1));
-        assert!(summary.text.contains("192.0.2.10 (tls)"), "{}", summary.text);
+        assert!(
+            summary.text.contains("192.0.2.10 (tls)"),
+            "{}",
+            summary.text
+        );
         assert!(summary.text.contains("does not trust"), "{}", summary.text);
         assert!(
             summary.fix.as_deref().unwrap().contains("SIP_TLS_CA_FILE"),
