@@ -61,8 +61,8 @@ pub struct KamailioOptions {
     pub netns: Option<String>,
     /// Deadline for Kamailio to answer after it was started. Default 15 s.
     pub start_timeout: Duration,
-    /// Also listen for SIP over TLS (`-A WITH_TLS`), on a port of its own,
-    /// with this certificate and key (PEM files, e.g. from [`crate::TestPki`]).
+    /// Also listen for SIP over TLS (`-A WITH_TLS`), on a port of its own
+    /// (5061 in a namespace), with this certificate and key (PEM files, e.g. from [`crate::TestPki`]).
     pub tls: Option<KamailioTls>,
 }
 
@@ -225,7 +225,9 @@ impl Kamailio {
                 None if k.opts.netns.is_some() => 5060,
                 None => free_port(&k.listen_ips(), true)?,
             };
-            if k.opts.tls.is_some() {
+            if k.opts.tls.is_some() && k.opts.netns.is_some() {
+                k.tls_port = 5061;
+            } else if k.opts.tls.is_some() {
                 k.tls_port = loop {
                     let p = free_port(&[k.opts.listen_ip], true)?;
                     if p != k.port {
@@ -530,7 +532,9 @@ impl Kamailio {
         }
         match &self.opts.netns {
             Some(ns) => {
-                listening_in_netns(ns, self.port, true) && listening_in_netns(ns, self.port, false)
+                listening_in_netns(ns, self.port, true)
+                    && listening_in_netns(ns, self.port, false)
+                    && (self.opts.tls.is_none() || listening_in_netns(ns, self.tls_port, false))
             }
             None => {
                 let addrs = std::iter::once(self.sip_addr()).chain(self.sip_addr_v6());
