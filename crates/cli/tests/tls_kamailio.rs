@@ -197,3 +197,18 @@ fn check_over_tls_names_a_wrong_ca_and_a_wrong_name_with_the_fix() {
     assert!(text.contains("SIP_TLS_INSECURE=true"), "{text}");
     assert!(text.contains("NOT verified"), "{text}");
 }
+
+#[test]
+#[ignore = "real peer: needs kamailio + kamailio-tls-modules (scripts/install-peers.sh)"]
+fn check_over_tls_names_a_refused_tls_version() {
+    let pki = TestPki::new(ServerCertOptions::default()).unwrap();
+    let mut opts = KamailioOptions::default().with_tls(&pki);
+    if let Some(t) = opts.tls.as_mut() {
+        t.method = "TLSv1.1".into();
+    }
+    let pbx = Kamailio::start(opts).unwrap();
+    let (out, text) = check(&pbx, &pki.ca_file(), &[]);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("no TLS version in common"), "{text}");
+    assert!(text.contains("enable TLS 1.2 or 1.3 on the PBX"), "{text}");
+}

@@ -73,6 +73,9 @@ pub struct KamailioTls {
     pub certificate: PathBuf,
     /// PEM file of its private key.
     pub private_key: PathBuf,
+    /// The tls module's `method`: `TLSv1.2+` by default; e.g. `TLSv1.1` for
+    /// a PBX that speaks no version the client accepts.
+    pub method: String,
 }
 
 impl Default for KamailioOptions {
@@ -169,6 +172,7 @@ impl KamailioOptions {
         self.tls = Some(KamailioTls {
             certificate: pki.cert_file(),
             private_key: pki.key_file(),
+            method: "TLSv1.2+".to_owned(),
         });
         self
     }
@@ -555,15 +559,16 @@ impl Drop for Kamailio {
     }
 }
 
-/// Kamailio's `tls.cfg`: the certificate for every TLS connection, TLS 1.2
-/// and later, no client certificate asked for.
+/// Kamailio's `tls.cfg`: the certificate for every TLS connection, the
+/// configured versions, no client certificate asked for.
 fn tls_cfg(tls: &KamailioTls) -> String {
     format!(
-        "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+        "[server:default]\nmethod = {method}\nverify_certificate = no\nrequire_certificate = no\n\
          private_key = {key}\ncertificate = {cert}\n\n\
          [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
         key = tls.private_key.display(),
         cert = tls.certificate.display(),
+        method = tls.method,
     )
 }
 
