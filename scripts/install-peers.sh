@@ -2,6 +2,7 @@
 # Install the real peers the test suite talks to, from Debian's packages:
 #   kamailio, kamailio-presence-modules  PBX: registrar, proxy, presence server
 #                                        (kamcmd comes with kamailio)
+#   kamailio-tls-modules                 its SIP-over-TLS listener
 #   sip-tester                           SIPp, the phones
 #   coturn                               STUN server (run STUN-only by the tests)
 #   postgresql                           the database sink's server (each test
@@ -21,7 +22,7 @@
 # when there is one.
 set -euo pipefail
 
-PKGS=(kamailio kamailio-presence-modules sip-tester coturn postgresql chromium chromium-driver fonts-dejavu-core iproute2 nftables procps systemd)
+PKGS=(kamailio kamailio-presence-modules kamailio-tls-modules sip-tester coturn postgresql chromium chromium-driver fonts-dejavu-core iproute2 nftables procps systemd)
 SERVICES=(kamailio coturn postgresql)
 
 log() { echo "install-peers: $*"; }

@@ -32,6 +32,7 @@ pub mod settings;
 pub mod signals;
 pub mod sip_message;
 pub mod sip_source;
+pub mod sip_tls;
 pub mod teams_source;
 pub mod teams_to_pbx;
 pub mod test_notify;

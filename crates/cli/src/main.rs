@@ -47,7 +47,7 @@ enum Command {
     /// line per line-state change until stopped (no Microsoft tenant needed).
     ///
     /// Settings: SIP_SERVER, SIP_TRANSPORT, SIP_USERNAME, SIP_PASSWORD,
-    /// SIP_CONTACT_IP, SIP_LISTEN, STUN_SERVERS, EXTENSIONS_JSON (and .env).
+    /// SIP_CONTACT_IP, SIP_LISTEN, STUN_SERVERS, EXTENSIONS_JSON, SIP_TLS_* (and .env).
     Watch {
         /// One JSON object per line: {"extension", "line_state", "time"}.
         #[arg(long)]

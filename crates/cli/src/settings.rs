@@ -122,6 +122,8 @@ pub enum SipTransport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS over TCP (port 5061 when `SIP_SERVER` names none).
+    Tls,
 }
 
 /// How the Contact address is chosen.
@@ -140,8 +142,10 @@ pub enum ContactSetting {
 pub struct SipSettings {
     /// `SIP_SERVER`: host or host:port of the PBX.
     pub server: String,
-    /// `SIP_TRANSPORT`: `udp` (default) or `tcp`.
+    /// `SIP_TRANSPORT`: `udp` (default), `tcp` or `tls`.
     pub transport: SipTransport,
+    /// `SIP_TLS_*`: how the PBX is verified over TLS.
+    pub tls: crate::sip_tls::TlsSettings,
     /// `SIP_USERNAME`.
     pub username: String,
     /// `SIP_PASSWORD`.
@@ -196,14 +200,20 @@ impl SipSettings {
         {
             None | Some("udp") => SipTransport::Udp,
             Some("tcp") => SipTransport::Tcp,
+            Some("tls") => SipTransport::Tls,
             Some(other) => {
                 problems.push(Problem::in_var(
                     "SIP_TRANSPORT",
-                    format!("{other:?} is not supported; use udp or tcp"),
+                    format!("{other:?} is not supported; use udp, tcp or tls"),
                 ));
                 SipTransport::Udp
             }
         };
+        let tls = crate::sip_tls::TlsSettings::from_env(
+            env,
+            transport == SipTransport::Tls,
+            &mut problems,
+        );
         let contact = match env.get("SIP_CONTACT_IP") {
             None => ContactSetting::Auto,
             Some(v) if v.eq_ignore_ascii_case("auto") || v.eq_ignore_ascii_case("stun") => {
@@ -272,6 +282,7 @@ impl SipSettings {
         problems.into_result(Self {
             server,
             transport,
+            tls,
             username,
             password,
             contact,

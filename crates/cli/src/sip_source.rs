@@ -65,7 +65,9 @@ pub fn ua_config(settings: &SipSettings) -> UaConfig {
     config.transport = match settings.transport {
         SipTransport::Udp => Transport::Udp,
         SipTransport::Tcp => Transport::Tcp,
+        SipTransport::Tls => Transport::Tls,
     };
+    config.tls = settings.tls.ua_config();
     // SIP_LISTEN=0.0.0.0:0: let the driver choose (loopback for a local PBX).
     config.listen = Some(settings.listen).filter(|l| !(l.ip().is_unspecified() && l.port() == 0));
     config.contact = match settings.contact {
@@ -172,6 +174,7 @@ impl SipSource {
         extensions: &[Extension],
     ) -> Result<(Self, Vec<SipHealth>), sip_ua::Error> {
         let config = ua_config(settings);
+        settings.tls.warn_if_insecure();
         let server = sip_ua::driver::resolve_server(&config).await?;
         let (discovery, notices) = stun_discovery(settings, server).await;
         let subs = subscriptions(extensions);

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::tls::TlsConfig;
 use crate::transaction::Timers;
 
 /// Transport towards the PBX.
@@ -13,19 +14,45 @@ pub enum Transport {
     Udp,
     /// TCP (one connection, messages framed by `Content-Length`, CRLF keep-alive).
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2): framed as TCP; the driver verifies the
+    /// PBX's certificate as [`TlsConfig`](crate::tls::TlsConfig) says.
+    Tls,
 }
 
 impl Transport {
-    /// `UDP` / `TCP` as written in `Via`.
+    /// `UDP` / `TCP` / `TLS` as written in `Via` (`SIP/2.0/TLS`).
     pub fn via_name(self) -> &'static str {
         match self {
             Self::Udp => "UDP",
             Self::Tcp => "TCP",
+            Self::Tls => "TLS",
         }
     }
-    /// `true` for TCP.
+    /// `true` for the stream transports (TCP, TLS): no retransmissions.
     pub fn is_reliable(self) -> bool {
-        self == Self::Tcp
+        matches!(self, Self::Tcp | Self::Tls)
+    }
+    /// The `transport` URI parameter for `Contact` and out-of-dialog
+    /// Request-URIs: none for UDP, `;transport=tcp`, `;transport=tls`.
+    ///
+    /// TLS uses a `sip:` URI with `;transport=tls`, not `sips:`: RFC 5630
+    /// §3.1.3 deprecates the parameter in favour of `sips:`, but `sips:`
+    /// demands TLS on every hop up to the phone, which a PBX cannot promise,
+    /// and most PBXs (Asterisk, FreeSWITCH, Kamailio's usual set-ups, phones)
+    /// expect and send the `;transport=tls` form.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Self::Udp => "",
+            Self::Tcp => ";transport=tcp",
+            Self::Tls => ";transport=tls",
+        }
+    }
+    /// The port when the server names none: 5060, or 5061 for TLS.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Udp | Self::Tcp => 5060,
+            Self::Tls => 5061,
+        }
     }
 }
 
@@ -35,7 +62,10 @@ impl std::str::FromStr for Transport {
         match s.trim().to_ascii_lowercase().as_str() {
             "udp" => Ok(Self::Udp),
             "tcp" => Ok(Self::Tcp),
-            other => Err(format!("unknown SIP transport {other:?} (use udp or tcp)")),
+            "tls" => Ok(Self::Tls),
+            other => Err(format!(
+                "unknown SIP transport {other:?} (use udp, tcp or tls)"
+            )),
         }
     }
 }
@@ -145,6 +175,8 @@ pub struct UaConfig {
     pub slow_retry: Duration,
     /// Interval of CRLF keep-alives to the server (RFC 5626); `None`: none.
     pub keepalive_interval: Option<Duration>,
+    /// How the driver verifies the PBX with [`Transport::Tls`] (unused otherwise).
+    pub tls: TlsConfig,
 }
 
 impl UaConfig {
@@ -174,6 +206,7 @@ impl UaConfig {
             retry_max: Duration::from_secs(120),
             slow_retry: Duration::from_secs(300),
             keepalive_interval: Some(Duration::from_secs(30)),
+            tls: TlsConfig::default(),
         }
     }
 
@@ -182,9 +215,11 @@ impl UaConfig {
         split_host_port(&self.server).0
     }
 
-    /// The server port (5060 when absent).
+    /// The server port (when absent, 5060, or 5061 for TLS).
     pub fn server_port(&self) -> u16 {
-        split_host_port(&self.server).1.unwrap_or(5060)
+        split_host_port(&self.server)
+            .1
+            .unwrap_or(self.transport.default_port())
     }
 
     /// The SIP domain: `domain`, or the server host.
@@ -219,6 +254,7 @@ impl fmt::Debug for UaConfig {
             .field("subscribe_rate", &self.subscribe_rate)
             .field("publish_expires", &self.publish_expires)
             .field("user_agent", &self.user_agent)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -270,6 +306,20 @@ mod tests {
         c.domain = Some("example.org".into());
         assert_eq!(c.sip_domain(), "example.org");
         assert_eq!("TCP".parse::<Transport>(), Ok(Transport::Tcp));
-        assert!("tls".parse::<Transport>().is_err());
+        assert_eq!("tls".parse::<Transport>(), Ok(Transport::Tls));
+        assert!("sctp".parse::<Transport>().is_err());
+    }
+
+    #[test]
+    fn tls_defaults_to_port_5061_and_the_tls_forms() {
+        let mut c = UaConfig::new("pbx.example", "u", "p");
+        assert_eq!(c.server_port(), 5060);
+        c.transport = Transport::Tls;
+        assert_eq!(c.server_port(), 5061);
+        assert_eq!(c.transport.via_name(), "TLS");
+        assert_eq!(c.transport.uri_param(), ";transport=tls");
+        assert!(c.transport.is_reliable());
+        c.server = "pbx.example:5071".into();
+        assert_eq!(c.server_port(), 5071);
     }
 }

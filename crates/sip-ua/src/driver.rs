@@ -5,12 +5,17 @@
 //! NAT binding. TCP: one connection to the PBX, framed by `Content-Length`,
 //! CRLF keep-alives (RFC 5626), reconnected with capped backoff when it drops
 //! (registration and subscriptions are then refreshed over the new connection).
+//! TLS: the same over a rustls stream, the PBX verified as
+//! [`TlsConfig`](crate::tls::TlsConfig) says. The PBX sends its NOTIFYs back
+//! on the connection we opened: `Contact` names the connection's own address
+//! (or the one the PBX saw, through `received`/`rport`), which a PBX that
+//! keeps its connections by remote address (Kamailio, Asterisk) reuses.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -337,11 +342,11 @@ pub async fn spawn(
             let task = tokio::spawn(run_udp(ua, socket, cmd_rx, ev_tx));
             (local, task)
         }
-        Transport::Tcp => {
-            let stream = connect_tcp(config.listen, server).await?;
-            let local = stream.local_addr()?;
-            let ua = UserAgent::new(config.clone(), server, local, subscriptions, Instant::now());
-            let task = tokio::spawn(run_tcp(ua, config.listen, stream, cmd_rx, ev_tx));
+        Transport::Tcp | Transport::Tls => {
+            let connector = Connector::new(&config, server)?;
+            let (stream, local) = connector.connect().await?;
+            let ua = UserAgent::new(config, server, local, subscriptions, Instant::now());
+            let task = tokio::spawn(run_tcp(ua, connector, stream, cmd_rx, ev_tx));
             (local, task)
         }
     };
@@ -559,6 +564,62 @@ async fn run_udp(
     }
 }
 
+/// A TCP or TLS stream to the PBX.
+trait SipStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SipStream for T {}
+
+/// Opens the stream to the PBX, first and after every drop.
+struct Connector {
+    listen: Option<SocketAddr>,
+    server: SocketAddr,
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl Connector {
+    fn new(config: &UaConfig, server: SocketAddr) -> Result<Self, Error> {
+        let tls = if config.transport == Transport::Tls {
+            if config.tls.insecure_skip_verify {
+                tracing::warn!(
+                    server = %config.server,
+                    "the PBX's TLS certificate is NOT verified (insecure_skip_verify): \
+                     anyone on the path can read and change the SIP traffic"
+                );
+            }
+            Some((
+                crate::tls::connector(&config.tls)?,
+                crate::tls::server_name(config)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            listen: config.listen,
+            server,
+            tls,
+        })
+    }
+
+    /// A new connection and its local address.
+    async fn connect(&self) -> Result<(Box<dyn SipStream>, SocketAddr), Error> {
+        let tcp = connect_tcp(self.listen, self.server).await?;
+        let local = tcp.local_addr()?;
+        let Some((connector, name)) = &self.tls else {
+            return Ok((Box::new(tcp), local));
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
+            .await
+            .map_err(|_| Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+            .map_err(|e| crate::tls::classify_io(e, name))?;
+        Ok((Box::new(stream), local))
+    }
+}
+
+/// Longest wait for a TCP connect, and then for a TLS handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn connect_tcp(listen: Option<SocketAddr>, server: SocketAddr) -> Result<TcpStream, Error> {
     let socket = if server.is_ipv4() {
         TcpSocket::new_v4()?
@@ -569,7 +630,7 @@ async fn connect_tcp(listen: Option<SocketAddr>, server: SocketAddr) -> Result<T
         socket.set_reuseaddr(true)?;
         socket.bind(l)?;
     }
-    let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(server))
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(server))
         .await
         .map_err(|_| Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
     stream.set_nodelay(true)?;
@@ -578,8 +639,8 @@ async fn connect_tcp(listen: Option<SocketAddr>, server: SocketAddr) -> Result<T
 
 async fn run_tcp(
     mut ua: UserAgent,
-    listen: Option<SocketAddr>,
-    stream: TcpStream,
+    connector: Connector,
+    stream: Box<dyn SipStream>,
     mut cmds: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<Event>,
 ) {
@@ -595,12 +656,21 @@ async fn run_tcp(
     loop {
         // Send what is queued; a write error drops the connection.
         deliver(&mut ua, &events, &mut messages);
+        let mut wrote = false;
         while let Some(t) = ua.poll_transmit() {
             if let Some(s) = stream.as_mut() {
                 if let Err(e) = s.write_all(&t.payload).await {
                     tracing::debug!(error = %e, "TCP write failed");
                     stream = None;
                 }
+                wrote = true;
+            }
+        }
+        // TLS buffers records until flushed.
+        if let (true, Some(s)) = (wrote, stream.as_mut()) {
+            if let Err(e) = s.flush().await {
+                tracing::debug!(error = %e, "TCP flush failed");
+                stream = None;
             }
         }
         if ua.is_shut_down() {
@@ -654,15 +724,15 @@ async fn run_tcp(
             },
             _ = tokio::time::sleep_until(reconnect_deadline), if reconnect_at.is_some() => {
                 reconnect_at = None;
-                match connect_tcp(listen, server).await {
-                    Ok(s) => {
-                        if let Ok(local) = s.local_addr() {
-                            ua.set_local_addr(local, Instant::now());
-                        }
+                match connector.connect().await {
+                    Ok((s, local)) => {
+                        ua.set_local_addr(local, Instant::now());
                         stream = Some(s);
                         reconnect_failures = 0;
                         ua.handle_transport_reset(Instant::now());
                     }
+                    // A refused certificate needs the admin: say so every time.
+                    Err(e @ Error::Tls(_)) => tracing::warn!(error = %e, "TLS reconnect to the PBX refused"),
                     Err(e) => tracing::debug!(error = %e, "TCP reconnect failed"),
                 }
             }

@@ -46,6 +46,10 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The TLS connection to the PBX was refused (which check failed, see
+    /// [`TlsError`](crate::tls::TlsError)).
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Socket error.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

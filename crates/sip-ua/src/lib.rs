@@ -7,7 +7,7 @@
 //! ([`UserAgent::poll_timeout`]) and what happened ([`UserAgent::poll_event`]),
 //! in the manner of `quinn-proto`. Every RFC timer is therefore testable in
 //! virtual time. [`driver`] (feature `tokio`, on by default) runs it on a UDP
-//! socket or a TCP connection.
+//! socket, a TCP connection or a TLS connection (rustls, see [`tls`]).
 //!
 //! What it does:
 //! - **REGISTER** with digest auth, refreshed before the *granted* expiry
@@ -139,6 +139,7 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod message;
+pub mod tls;
 pub mod transaction;
 pub mod ua;
 
@@ -147,6 +148,7 @@ pub use discovery::{AddressDiscovery, DiscoveryTransmit};
 pub use error::{Error, ParseError};
 pub use headers::{SubState, SubscriptionState, TerminationReason};
 pub use message::Message;
+pub use tls::{TlsConfig, TlsError};
 pub use transaction::Timers;
 pub use ua::{
     diagnose_message_failure, Event, MessageId, Notify, NotifyRejection, PublicationStatus,

@@ -310,13 +310,24 @@ impl UserAgent {
         }
     }
 
-    fn contact_uri(&self) -> String {
-        let tp = if self.cfg.transport == Transport::Tcp {
-            ";transport=tcp"
+    /// The parameter of out-of-dialog Request-URIs: `;transport=tls` over TLS
+    /// (so that a proxy on the way keeps to TLS, RFC 3261 §26.2.2), none
+    /// otherwise (as before: UDP and TCP PBXs route by the connection).
+    fn ruri_param(&self) -> &'static str {
+        if self.cfg.transport == Transport::Tls {
+            self.cfg.transport.uri_param()
         } else {
             ""
-        };
-        format!("sip:{}@{}{}", self.cfg.username, self.contact_addr(), tp)
+        }
+    }
+
+    fn contact_uri(&self) -> String {
+        format!(
+            "sip:{}@{}{}",
+            self.cfg.username,
+            self.contact_addr(),
+            self.cfg.transport.uri_param()
+        )
     }
 
     /// [`is_shut_down`](Self::is_shut_down) (bounded by Timer F).
@@ -505,7 +516,7 @@ impl UserAgent {
                     payload: b"\r\n\r\n".to_vec(),
                 });
                 self.keepalive_at = Some(now + interval);
-                if self.cfg.transport == Transport::Tcp && self.pong_deadline.is_none() {
+                if self.cfg.transport.is_reliable() && self.pong_deadline.is_none() {
                     self.pong_deadline = Some(now + PONG_TIMEOUT);
                 }
             }
@@ -516,8 +527,9 @@ impl UserAgent {
             self.transport_failed = true;
             self.events.push_back(Event::Unreachable {
                 reason: format!(
-                    "no keep-alive answer from the PBX at {} over TCP",
-                    self.server
+                    "no keep-alive answer from the PBX at {} over {}",
+                    self.server,
+                    self.cfg.transport.via_name()
                 ),
                 retry_at: None,
             });
@@ -551,7 +563,7 @@ impl UserAgent {
             }
         }
         if !data.is_empty() && data.iter().all(|b| *b == b'\r' || *b == b'\n') {
-            if data == b"\r\n\r\n" && self.cfg.transport == Transport::Tcp {
+            if data == b"\r\n\r\n" && self.cfg.transport.is_reliable() {
                 // RFC 5626 ping: answer pong.
                 self.transmits.push_back(Transmit {
                     destination: from,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sip_ua::driver::{spawn, UaHandle};
 use sip_ua::{Event, Message, Subscription, Transport, UaConfig};
-use testbed::{Kamailio, KamailioOptions, SippCall};
+use testbed::{Kamailio, KamailioOptions, ServerCertOptions, SippCall, TestPki};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How long a wait for events lasts before the test fails: generous for a
@@ -372,4 +372,37 @@ async fn kamailio_wrong_password_is_reported_not_looped() {
     assert!(!st.registration.registered);
     assert!(st.registration.last_error.unwrap().contains("password"));
     drop(h);
+}
+
+fn tls_config(pbx: &Kamailio, pki: &TestPki) -> UaConfig {
+    let mut c = config(pbx, Transport::Tls);
+    c.server = pbx.tls_addr().unwrap().to_string();
+    c.tls.ca_file = Some(pki.ca_file());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "real peer: needs kamailio + kamailio-tls-modules + sipp (scripts/install-peers.sh); run by scripts/test-all"]
+async fn kamailio_over_tls_call_restart_and_back() {
+    let pki = TestPki::new(ServerCertOptions::default()).unwrap();
+    let mut pbx = Kamailio::start(KamailioOptions::default().with_tls(&pki)).unwrap();
+    let (h, mut rx, mut seen) = up(&pbx, tls_config(&pbx, &pki), &["1001", "1002"]).await;
+    // The NOTIFYs of a real call come back over the TLS connection.
+    call_and_check(&pbx, &mut rx, &mut seen).await;
+    tokio::task::block_in_place(|| pbx.restart_with_state_lost()).unwrap();
+    let before = seen.len();
+    wait_until(
+        &mut rx,
+        &mut seen,
+        PATIENCE,
+        "re-registration and re-subscription over a new TLS connection",
+        |s| {
+            let after = &s[before..];
+            registered(after) >= 1 && ["1001", "1002"].iter().all(|e| active(after, e) >= 1)
+        },
+    )
+    .await;
+    let mut after: Vec<Event> = Vec::new();
+    call_and_check(&pbx, &mut rx, &mut after).await;
+    h.shutdown().await.unwrap();
 }

@@ -61,6 +61,21 @@ pub struct KamailioOptions {
     pub netns: Option<String>,
     /// Deadline for Kamailio to answer after it was started. Default 15 s.
     pub start_timeout: Duration,
+    /// Also listen for SIP over TLS (`-A WITH_TLS`), on a port of its own
+    /// (5061 in a namespace), with this certificate and key (PEM files, e.g. from [`crate::TestPki`]).
+    pub tls: Option<KamailioTls>,
+}
+
+/// The certificate of Kamailio's TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KamailioTls {
+    /// PEM file of the server certificate (chain).
+    pub certificate: PathBuf,
+    /// PEM file of its private key.
+    pub private_key: PathBuf,
+    /// The tls module's `method`: `TLSv1.2+` by default; e.g. `TLSv1.1` for
+    /// a PBX that speaks no version the client accepts.
+    pub method: String,
 }
 
 impl Default for KamailioOptions {
@@ -79,6 +94,7 @@ impl Default for KamailioOptions {
             clean_period: 5,
             netns: None,
             start_timeout: Duration::from_secs(15),
+            tls: None,
         }
     }
 }
@@ -107,6 +123,9 @@ impl KamailioOptions {
         }
         if self.with_ipv6 {
             d.push("WITH_IPV6".to_owned());
+        }
+        if self.tls.is_some() {
+            d.push("WITH_TLS".to_owned());
         }
         d.extend(self.extra_defines.iter().cloned());
         d
@@ -148,6 +167,15 @@ impl KamailioOptions {
         self.clean_period = seconds.max(1);
         self
     }
+    /// Adds the TLS listener with the certificate and key of `pki`.
+    pub fn with_tls(mut self, pki: &crate::TestPki) -> Self {
+        self.tls = Some(KamailioTls {
+            certificate: pki.cert_file(),
+            private_key: pki.key_file(),
+            method: "TLSv1.2+".to_owned(),
+        });
+        self
+    }
     /// Sets a fixed port.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -166,6 +194,8 @@ impl KamailioOptions {
 pub struct Kamailio {
     opts: KamailioOptions,
     port: u16,
+    /// The TLS port (0 without TLS).
+    tls_port: u16,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
 }
@@ -186,6 +216,7 @@ impl Kamailio {
         let mut k = Kamailio {
             opts,
             port: 0,
+            tls_port: 0,
             dir,
             proc: None,
         };
@@ -198,6 +229,16 @@ impl Kamailio {
                 None if k.opts.netns.is_some() => 5060,
                 None => free_port(&k.listen_ips(), true)?,
             };
+            if k.opts.tls.is_some() && k.opts.netns.is_some() {
+                k.tls_port = 5061;
+            } else if k.opts.tls.is_some() {
+                k.tls_port = loop {
+                    let p = free_port(&[k.opts.listen_ip], true)?;
+                    if p != k.port {
+                        break p;
+                    }
+                };
+            }
             k.fresh_state()?;
             match k.launch() {
                 Ok(()) => return Ok(k),
@@ -241,6 +282,14 @@ impl Kamailio {
         self.opts
             .with_ipv6
             .then(|| SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), self.port))
+    }
+
+    /// The SIP-over-TLS address, when started with [`KamailioOptions::tls`].
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.opts
+            .tls
+            .is_some()
+            .then(|| SocketAddr::new(self.opts.listen_ip, self.tls_port))
     }
 
     /// The SIP port (UDP and TCP).
@@ -398,11 +447,22 @@ impl Kamailio {
             .replace("@@SIP_HOST@@", &uri_host(self.opts.listen_ip))
             .replace("@@SIP_IP@@", &self.opts.listen_ip.to_string())
             .replace("@@SIP_PORT@@", &self.port.to_string())
+            .replace("@@TLS_PORT@@", &self.tls_port.to_string())
             .replace(
                 "@@CLEAN_PERIOD@@",
                 &self.opts.clean_period.max(1).to_string(),
             );
-        fs::write(dir.join("kamailio.cfg"), cfg).map_err(|e| Error::io("writing kamailio.cfg", e))
+        fs::write(dir.join("kamailio.cfg"), cfg)
+            .map_err(|e| Error::io("writing kamailio.cfg", e))?;
+        if let Some(tls) = &self.opts.tls {
+            fs::write(self.tls_cfg_path(), tls_cfg(tls))
+                .map_err(|e| Error::io("writing tls.cfg", e))?;
+        }
+        Ok(())
+    }
+
+    fn tls_cfg_path(&self) -> PathBuf {
+        self.dir.path().join("tls.cfg")
     }
 
     /// Spawns Kamailio with the current config and waits until it is ready.
@@ -428,6 +488,8 @@ impl Kamailio {
             .arg(format!("DBURL=\"text://{}\"", dir.join("dbtext").display()))
             .arg("-A")
             .arg(format!("CTLSOCK=\"unix:{}\"", self.ctl_socket().display()))
+            .arg("-A")
+            .arg(format!("TLSCFG=\"{}\"", self.tls_cfg_path().display()))
             .current_dir(dir);
         for d in self.opts.defines() {
             cmd.arg("-A").arg(d);
@@ -474,13 +536,17 @@ impl Kamailio {
         }
         match &self.opts.netns {
             Some(ns) => {
-                listening_in_netns(ns, self.port, true) && listening_in_netns(ns, self.port, false)
+                listening_in_netns(ns, self.port, true)
+                    && listening_in_netns(ns, self.port, false)
+                    && (self.opts.tls.is_none() || listening_in_netns(ns, self.tls_port, false))
             }
             None => {
                 let addrs = std::iter::once(self.sip_addr()).chain(self.sip_addr_v6());
                 addrs.into_iter().all(|a| {
                     options_ping(a, Duration::from_millis(200))
                         && options_ping_tcp(a, Duration::from_millis(500))
+                }) && self.tls_addr().is_none_or(|a| {
+                    TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
                 })
             }
         }
@@ -491,6 +557,19 @@ impl Drop for Kamailio {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Kamailio's `tls.cfg`: the certificate for every TLS connection, the
+/// configured versions, no client certificate asked for.
+fn tls_cfg(tls: &KamailioTls) -> String {
+    format!(
+        "[server:default]\nmethod = {method}\nverify_certificate = no\nrequire_certificate = no\n\
+         private_key = {key}\ncertificate = {cert}\n\n\
+         [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+        key = tls.private_key.display(),
+        cert = tls.certificate.display(),
+        method = tls.method,
+    )
 }
 
 /// Is something listening on `port` (UDP or TCP) inside namespace `ns`?
@@ -617,6 +696,7 @@ mod tests {
         let mut k = Kamailio {
             opts: KamailioOptions::default().clean_period(2),
             port: 23456,
+            tls_port: 0,
             dir: run_dir("kamailio-test").unwrap(),
             proc: None,
         };

@@ -64,6 +64,7 @@ mod process;
 mod sipp;
 mod sipp_message;
 mod sipp_publish;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,12 +74,13 @@ pub use chromium::{
     headless_capabilities, headless_capabilities_via, ChromeDriver, DEAD_PROXY, WINDOW_SIZE,
 };
 pub use coturn::Coturn;
-pub use kamailio::{Kamailio, KamailioOptions};
+pub use kamailio::{Kamailio, KamailioOptions, KamailioTls};
 pub use natlab::NatLab;
 pub use postgres::{Postgres, POSTGRES_DB, POSTGRES_PASSWORD, POSTGRES_USER};
 pub use sipp::{SippCall, SippCallee, SippCaller};
 pub use sipp_message::SippMessageReceiver;
 pub use sipp_publish::SippPublisher;
+pub use tls::{ServerCertOptions, TestPki};
 
 /// One SIP account of the test PBX (realm = domain = the PBX's listen address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

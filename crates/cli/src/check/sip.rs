@@ -27,6 +27,8 @@ pub(super) enum Registration {
         error: String,
         /// What to set when the local SIP socket could not be opened.
         listen_fix: Option<String>,
+        /// What to set when the PBX's TLS certificate was refused.
+        tls_fix: Option<String>,
     },
 }
 
@@ -84,6 +86,10 @@ pub(super) async fn probe_sip(
             registration = Registration::NotStarted {
                 error: e.to_string(),
                 listen_fix: settings.listen_fix(&e),
+                tls_fix: match &e {
+                    sip_ua::Error::Tls(t) => Some(settings.tls.fix(t)),
+                    _ => None,
+                },
             }
         }
         Ok(Ok((mut source, health))) => {
@@ -263,6 +269,7 @@ pub(super) fn transport_name(settings: &SipSettings) -> &'static str {
     match settings.transport {
         SipTransport::Udp => "udp",
         SipTransport::Tcp => "tcp",
+        SipTransport::Tls => "tls",
     }
 }
 
@@ -308,7 +315,16 @@ pub(super) fn sip_summary(
         ),
         Registration::NotStarted {
             error,
+            tls_fix: Some(fix),
+            ..
+        } => failed(
+            format!("TLS connection to the PBX at {server} refused: {error}"),
+            fix,
+        ),
+        Registration::NotStarted {
+            error,
             listen_fix: Some(fix),
+            ..
         } => failed(
             format!("cannot open the SIP socket on {}: {error}", settings.listen),
             fix,
@@ -316,6 +332,7 @@ pub(super) fn sip_summary(
         Registration::NotStarted {
             error,
             listen_fix: None,
+            ..
         } => failed(
             format!("cannot reach the PBX at {server}: {error}"),
             unreachable,
@@ -411,12 +428,41 @@ mod tests {
     use crate::check::tests::settings;
 
     #[test]
+    fn a_refused_tls_certificate_names_the_fix() {
+        let s = settings(&[("SIP_TRANSPORT", "tls")]);
+        let e = sip_ua::Error::Tls(sip_ua::TlsError::UnknownCa {
+            detail: "invalid peer certificate: UnknownIssuer".into(),
+        });
+        let reg = Registration::NotStarted {
+            error: e.to_string(),
+            listen_fix: None,
+            tls_fix: Some(s.tls.fix(match &e {
+                sip_ua::Error::Tls(t) => t,
+                _ => unreachable!(),
+            })),
+        };
+        let summary = sip_summary(&s, &reg, Duration::from_secs(1));
+        assert!(
+            summary.text.contains("192.0.2.10 (tls)"),
+            "{}",
+            summary.text
+        );
+        assert!(summary.text.contains("does not trust"), "{}", summary.text);
+        assert!(
+            summary.fix.as_deref().unwrap().contains("SIP_TLS_CA_FILE"),
+            "{:?}",
+            summary.fix
+        );
+    }
+
+    #[test]
     fn a_socket_that_cannot_be_opened_names_sip_listen() {
         let s = settings(&[]);
         let e = sip_ua::Error::Io(std::io::ErrorKind::AddrInUse.into());
         let reg = Registration::NotStarted {
             error: e.to_string(),
             listen_fix: s.listen_fix(&e),
+            tls_fix: None,
         };
         let summary = sip_summary(&s, &reg, Duration::from_secs(1));
         assert!(

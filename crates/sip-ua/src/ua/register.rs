@@ -8,7 +8,7 @@ impl UserAgent {
     pub(super) fn send_register(&mut self, now: Instant, unregister: bool) {
         let branch = format!("z9hG4bK{}", random_hex(10));
         self.reg.cseq += 1;
-        let ruri = format!("sip:{}", self.domain);
+        let ruri = format!("sip:{}{}", self.domain, self.ruri_param());
         let aor = format!("<sip:{}@{}>", self.cfg.username, self.domain);
         let contact_addr = self.contact_addr();
         let mut h = crate::message::Headers::new();

@@ -197,6 +197,7 @@ impl UserAgent {
         let via = self.via(&branch);
         let contact = format!("<{}>", self.contact_uri());
         let domain = self.domain.clone();
+        let ruri_param = self.ruri_param();
         let user = self.cfg.username.clone();
         let password = self.cfg.password.clone();
         let ua_name = self.cfg.user_agent.clone();
@@ -207,7 +208,7 @@ impl UserAgent {
         let in_dialog = s.remote_tag.is_some();
         let ruri = match (&s.remote_target, in_dialog) {
             (Some(t), true) => t.clone(),
-            _ => format!("sip:{}@{}", s.ext, domain),
+            _ => format!("sip:{}@{}{}", s.ext, domain, ruri_param),
         };
         let to = match &s.remote_tag {
             Some(tag) => format!("<sip:{}@{}>;tag={}", s.ext, domain, tag),
