@@ -1,8 +1,9 @@
 //! `SIP_TRANSPORT=tls` through the binary, against a real Kamailio with its
 //! TLS module and a certificate signed by a CA the test makes: `watch` sees
 //! a SIPp call's NOTIFYs over TLS and comes back after Kamailio restarts;
-//! `check` names a CA it does not trust and a name the certificate does not
-//! hold, each with its fix; `SIP_TLS_INSECURE` warns.
+//! `check` names a CA it does not trust, a name the certificate does not
+//! hold, an expired certificate and a refused TLS version, each with its
+//! fix; `SIP_TLS_INSECURE` warns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -211,4 +212,19 @@ fn check_over_tls_names_a_refused_tls_version() {
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("no TLS version in common"), "{text}");
     assert!(text.contains("enable TLS 1.2 or 1.3 on the PBX"), "{text}");
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio + kamailio-tls-modules (scripts/install-peers.sh)"]
+fn check_over_tls_names_an_expired_certificate() {
+    let pki = TestPki::new(ServerCertOptions {
+        expired: true,
+        ..ServerCertOptions::default()
+    })
+    .unwrap();
+    let pbx = tls_pbx(&pki);
+    let (out, text) = check(&pbx, &pki.ca_file(), &[]);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("certificate has expired"), "{text}");
+    assert!(text.contains("renew it on the PBX"), "{text}");
 }
