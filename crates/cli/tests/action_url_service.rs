@@ -10,10 +10,10 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 
-use common::{http_get, lines_of, status_addr, wait_for, wait_until, PATIENCE};
+use common::{http_get, status_addr, wait_for, wait_until, PATIENCE};
 use serde_json::{json, Value};
 
 /// Has a `+`: phones put it in the URL as it is.
@@ -60,12 +60,7 @@ struct Service {
 
 impl Service {
     fn start(mut cmd: Command) -> Service {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = lines_of(child.stderr.take().unwrap());
+        let (child, log) = common::spawn_logged(&mut cmd);
         let mut seen = Vec::new();
         let lines = common::wait_for_all(
             &log,

@@ -7,12 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use common::ami_peers::AmiPeers;
-use common::{lines_of, wait_for, wait_for_all, PATIENCE};
+use common::{wait_for, wait_for_all, PATIENCE};
 use mattermost_emulator::{CustomStatus, EmulatorConfig, Fault, MattermostEmulator, Recorded};
 
 const ALICE: &str = "alice@contoso.com";
@@ -96,12 +96,7 @@ struct Service {
 
 impl Service {
     fn start(mut cmd: Command) -> Service {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = lines_of(child.stderr.take().unwrap());
+        let (child, log) = common::spawn_logged(&mut cmd);
         let mut seen = Vec::new();
         // Independent: the PBX's state and the token check, in any order.
         let lines = wait_for_all(&log, &mut seen, &["AMI: full state read", "Mattermost: "]);

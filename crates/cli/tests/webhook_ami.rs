@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::header::{HeaderName, CONNECTION};
 use axum::http::{HeaderMap, StatusCode};
 use common::ami_peers::AmiPeers as Peers;
-use common::{lines_of, wait_for, PATIENCE};
+use common::{wait_for, PATIENCE};
 use ring::hmac;
 use serde_json::Value;
 
@@ -238,12 +238,7 @@ fn command(peers: &Peers, dir: &Path, url: &str, resend: &str) -> Command {
 
 impl Service {
     fn start(cmd: &mut Command) -> Service {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = lines_of(child.stderr.take().unwrap());
+        let (child, log) = common::spawn_logged(cmd);
         let mut seen = Vec::new();
         wait_for(
             &log,

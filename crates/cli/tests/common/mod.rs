@@ -46,6 +46,20 @@ pub fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String
     rx
 }
 
+/// Starts `cmd` with its standard error as a channel of lines (standard
+/// output discarded): the service's log, to wait on.
+pub fn spawn_logged(
+    cmd: &mut std::process::Command,
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines_of(child.stderr.take().unwrap());
+    (child, log)
+}
+
 /// How long a test waits for one expected event before it fails: generous,
 /// because a loaded 2-core CI machine can be slow, and a passing run never
 /// waits for it.
