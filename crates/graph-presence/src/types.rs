@@ -225,6 +225,27 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// A presence with no status message (e.g. for a test double of a reader).
+    pub fn new(
+        id: impl Into<String>,
+        availability: impl Into<String>,
+        activity: impl Into<String>,
+    ) -> Self {
+        Presence {
+            id: id.into(),
+            availability: availability.into(),
+            activity: activity.into(),
+            status_message: None,
+        }
+    }
+
+    /// This presence with a status message.
+    #[must_use]
+    pub fn with_status_message(mut self, text: impl Into<String>) -> Self {
+        self.status_message = Some(text.into());
+        self
+    }
+
     /// Case-insensitive comparison of `availability`.
     pub fn is_availability(&self, value: &str) -> bool {
         self.availability.eq_ignore_ascii_case(value)
