@@ -213,24 +213,24 @@ fn report(
         report.note(w.clone());
     }
     let budget = BudgetConfig::default();
-    if (cycles + 1) * expected > budget.requests as usize {
+    if (cycles + 1) * expected > budget.requests() as usize {
         report.note(format!(
             "{} requests in all: past the client's budget ({} per {} s), so later cycles \
              include waits for it",
             (cycles + 1) * expected,
-            budget.requests,
-            budget.window.as_secs()
+            budget.requests(),
+            budget.window().as_secs()
         ));
     }
-    let windows = n.div_ceil(budget.requests as usize).saturating_sub(1);
+    let windows = n.div_ceil(budget.requests() as usize).saturating_sub(1);
     if windows > 0 {
         // Computed, not measured: the lookups here run with the budget raised.
         report.note(format!(
             "under the default budget ({} per {} s), looking up {n} users by UPN (a first \
              start without a saved user cache) takes at least {} s",
-            budget.requests,
-            budget.window.as_secs(),
-            windows as u64 * budget.window.as_secs()
+            budget.requests(),
+            budget.window().as_secs(),
+            windows as u64 * budget.window().as_secs()
         ));
     }
     report
