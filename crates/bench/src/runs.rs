@@ -31,10 +31,7 @@ pub enum Pacing {
 /// A budget far above any load here, so the figure is the bridge's own (Graph's
 /// real budget is the Graph-economy benchmark's subject).
 fn unlimited_budget() -> BudgetConfig {
-    BudgetConfig {
-        requests: u32::MAX / 2,
-        window: Duration::from_secs(1),
-    }
+    BudgetConfig::new(u32::MAX / 2, Duration::from_secs(1))
 }
 
 /// The harness's own runtime (emulator, waiting): one worker, on the core the

@@ -213,24 +213,24 @@ fn report(
         report.note(w.clone());
     }
     let budget = BudgetConfig::default();
-    if (cycles + 1) * expected > budget.requests as usize {
+    if (cycles + 1) * expected > budget.requests() as usize {
         report.note(format!(
             "{} requests in all: past the client's budget ({} per {} s), so later cycles \
              include waits for it",
             (cycles + 1) * expected,
-            budget.requests,
-            budget.window.as_secs()
+            budget.requests(),
+            budget.window().as_secs()
         ));
     }
-    let windows = n.div_ceil(budget.requests as usize).saturating_sub(1);
+    let windows = n.div_ceil(budget.requests() as usize).saturating_sub(1);
     if windows > 0 {
         // Computed, not measured: the lookups here run with the budget raised.
         report.note(format!(
             "under the default budget ({} per {} s), looking up {n} users by UPN (a first \
              start without a saved user cache) takes at least {} s",
-            budget.requests,
-            budget.window.as_secs(),
-            windows as u64 * budget.window.as_secs()
+            budget.requests(),
+            budget.window().as_secs(),
+            windows as u64 * budget.window().as_secs()
         ));
     }
     report
@@ -251,11 +251,10 @@ fn measure(
         let mut run = Run::default();
 
         // The user cache, warmed with the budget out of the way.
-        let mut warm = graph.clone();
-        warm.request_budget = BudgetConfig {
-            requests: u32::try_from(n + 100).unwrap_or(u32::MAX),
-            window: Duration::from_secs(30),
-        };
+        let warm = graph.clone().with_request_budget(BudgetConfig::new(
+            u32::try_from(n + 100).unwrap_or(u32::MAX),
+            Duration::from_secs(30),
+        ));
         let warm = GraphClient::new(warm).map_err(|e| BenchError::setup(e.to_string()))?;
         let upns: Vec<String> = extensions.iter().map(|e| e.user().to_owned()).collect();
         let started = Instant::now();
@@ -265,7 +264,11 @@ fn measure(
             return Err(BenchError::Peer(format!("looking up {upn}: {e}")));
         }
         let client = GraphClient::new(graph).map_err(|e| BenchError::setup(e.to_string()))?;
-        client.seed_user_cache(warm.user_cache());
+        client.seed_user_cache(
+            warm.cached_users()
+                .iter()
+                .map(|(upn, id)| (upn.to_owned(), id.clone())),
+        );
         let mut source = TeamsSource::new(client, extensions, PERIOD);
 
         let started = Instant::now();

@@ -9,6 +9,7 @@ use crate::xml::{self, for_each_attr, Ns, XEvent, Xml};
 /// Whether a document carries the whole state or only changes (RFC 4235 `state` attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum DocState {
     /// The document lists every dialog; it replaces what the watcher knew.
     #[default]
@@ -20,6 +21,7 @@ pub enum DocState {
 /// Which side created the dialog (RFC 4235 `direction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Direction {
     /// The monitored user placed the call (outgoing).
     Initiator,
@@ -31,6 +33,7 @@ pub enum Direction {
 /// (Kamailio sends `Trying`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum DialogState {
     /// INVITE sent or received, no provisional response yet.
     Trying,
@@ -67,6 +70,7 @@ impl DialogState {
 
 /// One side of a dialog (`<local>` or `<remote>`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct Participant {
     /// The `<identity>` URI, trimmed.
     pub identity: Option<String>,
@@ -90,6 +94,7 @@ impl Participant {
 
 /// One `<dialog>` element.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct Dialog {
     /// `id` attribute (Asterisk: the extension; Kamailio: `padi-…`; FreeSWITCH: the call UUID).
     pub id: String,
@@ -163,6 +168,7 @@ impl Dialog {
 
 /// A parsed `application/dialog-info+xml` document.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct DialogInfo {
     /// `version` attribute.
     pub version: Option<u64>,

@@ -14,13 +14,32 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 64 * 1024;
 /// RPID about the same. 32 leaves room for extensions while stopping "billion nested tags" input.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
-/// Input limits applied before and while parsing.
+/// Input limits applied before and while parsing: [`Limits::default`], adjusted with
+/// [`with_max_body_size`](Limits::with_max_body_size) and
+/// [`with_max_depth`](Limits::with_max_depth).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest body accepted, in bytes.
     pub max_body_size: usize,
     /// Deepest element nesting accepted (values above 256 act as 256).
     pub max_depth: usize,
+}
+
+impl Limits {
+    /// These limits with the largest body accepted set to `bytes`.
+    #[must_use]
+    pub fn with_max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// These limits with the deepest nesting accepted set to `depth` (above 256 acts as 256).
+    #[must_use]
+    pub fn with_max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
 }
 
 impl Default for Limits {
@@ -35,6 +54,7 @@ impl Default for Limits {
 /// What went wrong while parsing a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ParseErrorKind {
     /// The body is larger than [`Limits::max_body_size`].
     TooLarge,
@@ -79,6 +99,7 @@ impl fmt::Display for ParseErrorKind {
 /// count characters (not bytes) within the line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[error("{kind} at line {line}, column {column}: {detail}")]
+#[non_exhaustive]
 pub struct ParseError {
     /// What kind of problem.
     pub kind: ParseErrorKind,

@@ -80,7 +80,7 @@
 mod dialog_info;
 mod error;
 mod notification;
-pub mod pidf;
+mod pidf;
 mod state;
 mod tracker;
 mod xml;

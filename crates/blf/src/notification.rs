@@ -16,6 +16,7 @@ pub const CONTENT_TYPE_PIDF: &str = "application/pidf+xml";
 /// The body of one NOTIFY.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Notification {
     /// An RFC 4235 document.
     DialogInfo(DialogInfo),

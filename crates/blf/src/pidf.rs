@@ -14,6 +14,7 @@ use crate::xml::{self, for_each_attr, Ns, XEvent, Xml};
 /// RFC 3863 `<basic>` status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Basic {
     /// Reachable.
     Open,
@@ -23,6 +24,7 @@ pub enum Basic {
 
 /// One `<tuple>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct Tuple {
     /// `id` attribute.
     pub id: Option<String>,
@@ -34,6 +36,7 @@ pub struct Tuple {
 
 /// A parsed `application/pidf+xml` document.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[non_exhaustive]
 pub struct Pidf {
     /// `entity` attribute of `<presence>`.
     pub entity: Option<String>,

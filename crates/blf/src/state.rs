@@ -7,8 +7,13 @@ use std::str::FromStr;
 ///
 /// When several dialogs are present the line takes the state with the highest
 /// [`precedence`](LineState::precedence): `Ringing > Busy > Hold > Offline > Unknown > Idle`.
+///
+/// More states may come in a minor release: a `match` outside this crate needs a
+/// wildcard arm (treating a state it does not know like [`LineState::Unknown`] is the
+/// safe reading).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum LineState {
     /// No live dialog: the line is free.
     Idle,
@@ -101,10 +106,17 @@ impl fmt::Display for LineState {
     }
 }
 
-/// The text was not one of the six line-state names.
+/// The text was not one of the line-state names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown line state {0:?}; expected one of idle, ringing, busy, hold, offline, unknown")]
-pub struct UnknownLineState(pub String);
+pub struct UnknownLineState(String);
+
+impl UnknownLineState {
+    /// The text that was refused.
+    pub fn input(&self) -> &str {
+        &self.0
+    }
+}
 
 impl FromStr for LineState {
     type Err = UnknownLineState;

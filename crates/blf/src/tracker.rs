@@ -8,6 +8,7 @@ use crate::state::LineState;
 /// How a [`Tracker`] reads a NOTIFY without a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum EmptyBody {
     /// "No dialogs": the line is idle and the known dialogs are dropped. Kamailio's
     /// presence server sends a body-less NOTIFY when the extension has no dialog (initial
@@ -21,6 +22,7 @@ pub enum EmptyBody {
 /// What applying one notification did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum TrackerEvent {
     /// A full dialog-info document replaced the known dialogs.
     Full,
@@ -62,6 +64,7 @@ pub enum TrackerEvent {
 
 /// Result of [`Tracker::apply`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct TrackerUpdate {
     /// What happened.
     pub event: TrackerEvent,

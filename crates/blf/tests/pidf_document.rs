@@ -1,7 +1,7 @@
 //! PIDF documents written by `PresenceDocument` read back through blf's own parser.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use blf::pidf::PresenceDocument;
+use blf::PresenceDocument;
 use blf::{Basic, LineState, Notification, Pidf, CONTENT_TYPE_PIDF};
 
 const ENTITY: &str = "sip:1001@127.0.0.1";

@@ -295,10 +295,7 @@ fn empty_bodies_are_empty_and_unknown() {
 #[test]
 fn limits_give_typed_errors() {
     let body = doc(&dialog("confirmed", None, None));
-    let small = Limits {
-        max_body_size: 64,
-        ..Limits::default()
-    };
+    let small = Limits::default().with_max_body_size(64);
     let err = Notification::parse_with(Some(DI), body.as_bytes(), &small).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::TooLarge);
     assert!(
@@ -312,10 +309,7 @@ fn limits_give_typed_errors() {
     assert!(big.len() > blf::DEFAULT_MAX_BODY_SIZE);
     let err = Notification::parse(Some(DI), big.as_bytes()).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::TooLarge);
-    let roomy = Limits {
-        max_body_size: 1 << 20,
-        ..Limits::default()
-    };
+    let roomy = Limits::default().with_max_body_size(1 << 20);
     assert_eq!(
         Notification::parse_with(Some(DI), big.as_bytes(), &roomy)
             .unwrap()
@@ -323,10 +317,7 @@ fn limits_give_typed_errors() {
         LineState::Busy
     );
 
-    let shallow = Limits {
-        max_depth: 2,
-        ..Limits::default()
-    };
+    let shallow = Limits::default().with_max_depth(2);
     let err = Notification::parse_with(Some(DI), body.as_bytes(), &shallow).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::TooDeep);
     assert_eq!((err.line, err.column), (3, 29)); // the <state> start tag
@@ -519,10 +510,9 @@ fn huge_depth_limit_is_capped_so_deep_input_cannot_exhaust_the_stack() {
         "<x>".repeat(100_000),
         "</x>".repeat(100_000)
     );
-    let limits = Limits {
-        max_body_size: 1 << 20,
-        max_depth: usize::MAX,
-    };
+    let limits = Limits::default()
+        .with_max_body_size(1 << 20)
+        .with_max_depth(usize::MAX);
     let err = Notification::parse_with(None, deep.as_bytes(), &limits).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::TooDeep);
 }

@@ -43,6 +43,7 @@ pub async fn clear(client: &GraphClient, who: &str) -> Result<String, GraphError
         ClearOutcome::AlreadyCleared => {
             format!("{who} ({id}): nothing to clear (no session of ours)")
         }
+        other => format!("{who} ({id}): {other:?}"),
     })
 }
 

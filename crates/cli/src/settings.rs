@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use crate::problems::{Problem, Problems};
+use graph_presence::RetryPolicy;
 
 /// A snapshot of variables: the process environment, plus a `.env` file whose
 /// values never override variables that are already set.
@@ -366,7 +367,7 @@ pub const ONE_SHOT_GRAPH_RETRIES: u32 = 3;
 /// `AZURE_AUTHORITY_HOST` and `GRAPH_BASE_URL`. Every missing variable is named
 /// at once; the rest is `graph-presence`'s own reading of the same variables.
 ///
-/// The client does not retry (`max_retries` = 0): this is the service's
+/// The client does not retry ([`RetryPolicy::none`]): this is the service's
 /// configuration, and the presence engine is its one retry layer. A one-shot
 /// command opts in with [`one_shot`].
 pub fn graph_config(env: &Env) -> Result<graph_presence::GraphConfig, Problems> {
@@ -397,22 +398,20 @@ pub fn graph_config(env: &Env) -> Result<graph_presence::GraphConfig, Problems> 
     if !problems.is_empty() {
         return Err(problems);
     }
-    let mut config = graph_presence::GraphConfig::from_env_with(|k| env.get(k).map(str::to_string))
+    let config = graph_presence::GraphConfig::from_env_with(|k| env.get(k).map(str::to_string))
         .map_err(|e| Problems::from(Problem::plain(e.to_string())))?;
     // Set explicitly, not left to the client's default: the presence engine
     // retries (after Retry-After, else with its own backoff), and a call that
     // retried inside the client could be in flight for minutes, holding the
     // user's next change and a clean stop.
-    config.max_retries = 0;
-    Ok(config)
+    Ok(config.with_retry_policy(RetryPolicy::none()))
 }
 
 /// `config` for a one-shot command without a retry loop of its own: the
 /// client retries 429, 5xx, timeouts and connection errors itself
-/// ([`ONE_SHOT_GRAPH_RETRIES`] times).
-pub fn one_shot(mut config: graph_presence::GraphConfig) -> graph_presence::GraphConfig {
-    config.max_retries = ONE_SHOT_GRAPH_RETRIES;
-    config
+/// ([`ONE_SHOT_GRAPH_RETRIES`] times, waiting at most a minute per call in all).
+pub fn one_shot(config: graph_presence::GraphConfig) -> graph_presence::GraphConfig {
+    config.with_retry_policy(RetryPolicy::retries(ONE_SHOT_GRAPH_RETRIES))
 }
 
 /// Where the extension list is: `EXTENSIONS_JSON`, default `config/extensions.json`
@@ -600,9 +599,16 @@ mod tests {
             ("GRAPH_BASE_URL", "http://127.0.0.1:8080/v1.0"),
         ]);
         let g = graph_config(&env).unwrap();
-        assert_eq!(g.graph_base_url, "http://127.0.0.1:8080/v1.0");
-        assert_eq!(g.max_retries, 0, "the engine retries, not the client");
-        assert_eq!(one_shot(g.clone()).max_retries, ONE_SHOT_GRAPH_RETRIES);
+        assert_eq!(g.graph_url(), "http://127.0.0.1:8080/v1.0");
+        assert_eq!(
+            g.retry_policy(),
+            RetryPolicy::none(),
+            "the engine retries, not the client"
+        );
+        assert_eq!(
+            one_shot(g.clone()).retry_policy().max_retries(),
+            ONE_SHOT_GRAPH_RETRIES
+        );
         assert!(!format!("{g:?}").contains("s3cr3t"));
     }
 

@@ -74,12 +74,7 @@ impl PresenceReader for Fake {
             .iter()
             .filter_map(|id| {
                 let (availability, activity) = presences.get(id.as_str())?.clone();
-                Some(Presence {
-                    id: id.as_str().to_owned(),
-                    availability,
-                    activity,
-                    status_message: None,
-                })
+                Some(Presence::new(id.as_str(), availability, activity))
             })
             .collect())
     }
@@ -150,13 +145,13 @@ async fn a_failed_poll_is_tried_again_next_period_and_the_lag_grows_meanwhile() 
 
 async fn client_for(emu: &GraphEmulator) -> GraphClient {
     let c = emu.config();
-    let mut g = GraphConfig::new(
+    let g = GraphConfig::new(
         &c.tenant_id,
         &c.client_id,
         Credential::Secret(c.client_secret.clone().into()),
-    );
-    g.authority_host = emu.authority_url();
-    g.graph_base_url = emu.base_url();
+    )
+    .with_authority_url(emu.authority_url())
+    .with_graph_url(emu.base_url());
     GraphClient::new(g).unwrap()
 }
 

@@ -195,6 +195,9 @@ impl Report {
             Notification::Empty => {
                 let _ = writeln!(out, "body: empty (says nothing on its own)");
             }
+            other => {
+                let _ = writeln!(out, "body: {other:?}");
+            }
         }
         let _ = writeln!(out, "line state: {}", self.line_state);
         let _ = writeln!(out, "presence: {}", self.presence);

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use blf::LineState;
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, Operation};
-use graph_presence::{Credential, GraphClient, GraphConfig, PresencePair, SecretString};
+use graph_presence::{
+    Credential, GraphClient, GraphConfig, PresenceState, RetryPolicy, SecretString,
+};
 use sip_blf_engine::{Fact, Observation, Runtime, RuntimeConfig};
 use sip_blf_sync::engine::EngineConfig;
 use sip_blf_sync::engine::{
@@ -27,15 +29,15 @@ fn client(emu: &GraphEmulator) -> GraphClient {
 
 fn config(emu: &GraphEmulator) -> GraphConfig {
     let c = emu.config();
-    let mut config = GraphConfig::new(
+    let config = GraphConfig::new(
         c.tenant_id.clone(),
         c.client_id.clone(),
         Credential::Secret(SecretString::new(c.client_secret.clone())),
-    );
-    config.authority_host = emu.authority_url();
-    config.graph_base_url = emu.base_url();
+    )
+    .with_authority_url(emu.authority_url())
+    .with_graph_url(emu.base_url());
     // As the service has it: no retries inside the client, the engine retries.
-    assert_eq!(config.max_retries, 0);
+    assert_eq!(config.retry_policy(), RetryPolicy::none());
     config
 }
 
@@ -51,7 +53,7 @@ fn command(ext: &str, user: &str, kind: PresenceCommandKind) -> PresenceCommand 
 
 fn busy() -> PresenceCommandKind {
     PresenceCommandKind::Set {
-        pair: PresencePair::BusyInACall,
+        pair: PresenceState::BusyInACall,
         expiration: Duration::from_secs(3600),
     }
 }
@@ -389,8 +391,9 @@ async fn the_token_state_follows_the_calls() {
         "{status}"
     );
 
-    let mut wrong = config(&emu);
-    wrong.credential = Credential::Secret(SecretString::new("not-the-secret".to_owned()));
+    let wrong = config(&emu).with_credential(Credential::Secret(SecretString::new(
+        "not-the-secret".to_owned(),
+    )));
     let refused = GraphSink::new(GraphClient::new(wrong).unwrap(), telemetry.clone());
     let r = refused
         .apply(&[command("1002", "bob@contoso.com", busy())])

@@ -5,7 +5,7 @@
 //! (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`).
 
 use graph_emulator::{EmulatorConfig, GraphEmulator};
-use graph_presence::{Credential, GraphClient, GraphConfig, PresenceState};
+use graph_presence::{Credential, GraphClient, GraphConfig, PresenceState, RetryPolicy};
 use std::time::Duration;
 
 #[tokio::main(flavor = "current_thread")]
@@ -18,15 +18,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         emu.authority_url()
     );
 
-    let mut config = GraphConfig::new(
+    let config = GraphConfig::new(
         app.tenant_id,
         app.client_id,
         Credential::Secret(app.client_secret.into()),
-    );
-    config.authority_host = emu.authority_url();
-    config.graph_base_url = emu.base_url();
-    // A one-shot program with no retry loop of its own: the client retries 429/5xx/timeouts.
-    config.max_retries = 3;
+    )
+    // Against real Graph, leave these two out (or use `with_cloud`).
+    .with_authority_url(emu.authority_url())
+    .with_graph_url(emu.base_url())
+    // A one-shot program with no retry loop of its own: the client retries 429/5xx/timeouts,
+    // waiting at most 60 s per call in all.
+    .with_retry_policy(RetryPolicy::retries(3));
     let graph = GraphClient::new(config)?;
 
     let token = graph.token_check().await?;

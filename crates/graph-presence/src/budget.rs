@@ -13,13 +13,30 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 
-/// The budget's size.
+/// The budget's size: never more than [`requests`](Self::requests) in any
+/// [`window`](Self::window). A `$batch` counts one per sub-request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BudgetConfig {
+    requests: u32,
+    window: Duration,
+}
+
+impl BudgetConfig {
+    /// `requests` in any `window` (a `requests` of 0 is treated as 1).
+    pub const fn new(requests: u32, window: Duration) -> Self {
+        BudgetConfig { requests, window }
+    }
+
     /// Requests allowed in any window.
-    pub requests: u32,
+    pub const fn requests(&self) -> u32 {
+        self.requests
+    }
+
     /// Window length.
-    pub window: Duration,
+    pub const fn window(&self) -> Duration {
+        self.window
+    }
 }
 
 impl Default for BudgetConfig {
@@ -33,14 +50,14 @@ impl Default for BudgetConfig {
 
 /// A sliding-window request budget: never more than `requests` sends in any `window`.
 #[derive(Debug, Clone)]
-pub struct RequestBudget {
+pub(crate) struct RequestBudget {
     config: BudgetConfig,
     sent: VecDeque<Instant>,
 }
 
 impl RequestBudget {
     /// A fresh budget. A `requests` of 0 is treated as 1.
-    pub fn new(config: BudgetConfig) -> Self {
+    pub(crate) fn new(config: BudgetConfig) -> Self {
         RequestBudget {
             config: BudgetConfig {
                 requests: config.requests.max(1),
@@ -52,7 +69,7 @@ impl RequestBudget {
 
     /// Takes `cost` slots at `now`, or returns the instant from which it will fit.
     /// A cost above the whole budget is clamped to the budget (it then needs an empty window).
-    pub fn try_acquire(&mut self, now: Instant, cost: u32) -> Result<(), Instant> {
+    pub(crate) fn try_acquire(&mut self, now: Instant, cost: u32) -> Result<(), Instant> {
         let limit = self.config.requests as usize;
         let cost = (cost as usize).clamp(1, limit);
         while self

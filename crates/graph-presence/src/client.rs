@@ -7,9 +7,11 @@ mod batch;
 mod presence;
 mod users;
 
+pub use users::CachedUsers;
+
 use crate::budget::{BudgetGate, Priority};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{endpoint_url, Credential, GraphConfig};
+use crate::config::{endpoint_url, Credential, GraphConfig, RetryPolicy};
 use crate::error::GraphError;
 use crate::ops::Parts;
 use crate::token::{EntraClient, EntraErrorResponse};
@@ -32,6 +34,7 @@ const MAX_RESPONSE: usize = 8 * 1024 * 1024;
 
 /// What [`GraphClient::token_check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenInfo {
     /// Time left on the cached token.
     pub expires_in: Duration,
@@ -51,7 +54,8 @@ struct Inner {
     graph_base: url::Url,
     token: tokio::sync::Mutex<Option<CachedToken>>,
     budget: BudgetGate,
-    users: Mutex<HashMap<String, ObjectId>>,
+    /// Copied on write only while a [`CachedUsers`] snapshot is out.
+    users: Mutex<Arc<HashMap<String, ObjectId>>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -65,24 +69,15 @@ pub struct GraphClient {
 impl fmt::Debug for GraphClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GraphClient")
-            .field("tenant_id", &self.inner.config.tenant_id)
-            .field("client_id", &self.inner.config.client_id)
-            .field("graph_base_url", &self.inner.config.graph_base_url)
+            .field("tenant_id", &self.inner.config.tenant_id())
+            .field("client_id", &self.inner.config.client_id())
+            .field("graph_url", &self.inner.config.graph_url())
             .finish_non_exhaustive()
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Exponential backoff with "equal jitter": half the step fixed, half random.
-/// `jitter` is a number in `[0, 1)`.
-pub fn backoff_delay(base: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
-    let step = base
-        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-        .min(max);
-    step / 2 + step.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
 }
 
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -176,48 +171,51 @@ impl GraphClient {
         config: GraphConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<GraphClient, GraphError> {
-        if config.tenant_id.trim().is_empty() || config.client_id.trim().is_empty() {
+        if config.tenant_id().trim().is_empty() || config.client_id().trim().is_empty() {
             return Err(GraphError::Config(
                 "tenant id and client id are required".into(),
             ));
         }
-        if config.tenant_id.contains(['/', '?', '#']) {
+        if config.tenant_id().contains(['/', '?', '#']) {
             return Err(GraphError::Config(
                 "the tenant id must be a GUID or a domain name".into(),
             ));
         }
-        let authority = endpoint_url("authority host", &config.authority_host)?;
-        let graph_base = endpoint_url("Graph base URL", &config.graph_base_url)?;
+        let authority = endpoint_url("authority host", config.authority_url())?;
+        let graph_base = endpoint_url("Graph base URL", config.graph_url())?;
         let token_url_text = format!(
             "{}/{}/oauth2/v2.0/token",
             authority.as_str().trim_end_matches('/'),
-            config.tenant_id
+            config.tenant_id()
         );
         let scope = format!("{}/.default", graph_base.origin().ascii_serialization());
-        let mut oauth = oauth2::Client::new(ClientId::new(config.client_id.clone()))
+        let mut oauth = oauth2::Client::new(ClientId::new(config.client_id().to_owned()))
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(
                 TokenUrl::new(token_url_text.clone())
                     .map_err(|e| GraphError::Config(format!("token URL: {e}")))?,
             );
-        match &config.credential {
+        match config.credential() {
             Credential::Secret(s) => {
                 oauth = oauth.set_client_secret(ClientSecret::new(s.expose_secret().to_owned()));
             }
             // The assertion is made fresh for every token request (see `fetch_token`).
             Credential::Certificate(_) => {}
         }
-        let http = reqwest::Client::builder()
-            // No redirects: the token endpoint must not bounce credentials elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.request_timeout)
-            .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("graph-presence/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| GraphError::Config(format!("HTTP client: {e}")))?;
+        let http = match config.http_client() {
+            Some(http) => http.clone(),
+            None => reqwest::Client::builder()
+                // No redirects: the token endpoint must not bounce credentials elsewhere.
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(config.request_timeout())
+                .connect_timeout(config.connect_timeout())
+                .user_agent(concat!("graph-presence/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| GraphError::Config(format!("HTTP client: {e}")))?,
+        };
         Ok(GraphClient {
             inner: Arc::new(Inner {
-                budget: BudgetGate::new(config.request_budget),
+                budget: BudgetGate::new(config.request_budget()),
                 config,
                 http,
                 oauth,
@@ -225,7 +223,7 @@ impl GraphClient {
                 token_url: token_url_text,
                 graph_base,
                 token: tokio::sync::Mutex::new(None),
-                users: Mutex::new(HashMap::new()),
+                users: Mutex::new(Arc::default()),
                 clock,
             }),
         })
@@ -233,7 +231,7 @@ impl GraphClient {
 
     /// The application (client) id, which is also the presence `sessionId`.
     pub fn client_id(&self) -> &str {
-        &self.inner.config.client_id
+        self.inner.config.client_id()
     }
 
     // ---------------------------------------------------------------- tokens
@@ -256,7 +254,7 @@ impl GraphClient {
         let mut guard = self.inner.token.lock().await;
         let now = self.inner.clock.now();
         if let Some(t) = guard.as_ref() {
-            if now + self.inner.config.token_refresh_margin < t.expires_at {
+            if now + self.inner.config.token_refresh_margin() < t.expires_at {
                 return Ok(t.token.clone());
             }
         }
@@ -282,15 +280,16 @@ impl GraphClient {
 
     async fn fetch_token(&self) -> Result<(oauth2::AccessToken, Duration), GraphError> {
         let mut attempt = 0;
+        let mut waited = Duration::ZERO;
         loop {
             let mut req = self
                 .inner
                 .oauth
                 .exchange_client_credentials()
                 .add_scope(Scope::new(self.inner.scope.clone()));
-            if let Credential::Certificate(cert) = &self.inner.config.credential {
+            if let Credential::Certificate(cert) = self.inner.config.credential() {
                 let jwt = cert.assertion(
-                    &self.inner.config.client_id,
+                    self.inner.config.client_id(),
                     &self.inner.token_url,
                     std::time::SystemTime::now(),
                 )?;
@@ -315,8 +314,12 @@ impl GraphClient {
                 RequestTokenError::Request(_) => true,
                 RequestTokenError::Parse(..) | RequestTokenError::Other(_) => false,
             };
-            if transient && attempt < self.inner.config.max_retries {
-                self.inner.clock.sleep(self.backoff(attempt)).await;
+            if let Some(d) = transient
+                .then(|| self.retry_policy().next_wait(attempt, None, waited))
+                .flatten()
+            {
+                self.inner.clock.sleep(d).await;
+                waited += d;
                 attempt += 1;
                 continue;
             }
@@ -354,13 +357,8 @@ impl GraphClient {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        backoff_delay(
-            self.inner.config.backoff_base,
-            self.inner.config.backoff_max,
-            attempt,
-            rand::random::<f64>(),
-        )
+    fn retry_policy(&self) -> RetryPolicy {
+        self.inner.config.retry_policy()
     }
 
     // ---------------------------------------------------------------- transport
@@ -383,9 +381,9 @@ impl GraphClient {
     }
 
     /// Sends one request, after taking `cost` slots of the budget (reads wait behind
-    /// waiting writes, by `op`'s [`Priority`]): 401 → new token once; with `max_retries` set, 429 → wait
-    /// `Retry-After` (or back off) and 5xx, timeouts, connection errors → exponential backoff
-    /// with jitter, up to `max_retries` times; everything else is returned as it is.
+    /// waiting writes, by `op`'s [`Priority`]): 401 → new token once; 429, 5xx, timeouts and
+    /// connection errors → retried as the [`RetryPolicy`] allows (by default not at all);
+    /// everything else is returned as it is.
     async fn send<B: serde::Serialize + ?Sized>(
         &self,
         op: &'static str,
@@ -394,8 +392,9 @@ impl GraphClient {
         body: Option<&B>,
         cost: u32,
     ) -> Result<RawResponse, GraphError> {
-        let max = self.inner.config.max_retries;
+        let policy = self.retry_policy();
         let mut attempt: u32 = 0;
+        let mut waited = Duration::ZERO;
         let mut renewed = false;
         loop {
             self.inner
@@ -423,10 +422,10 @@ impl GraphClient {
                 Ok(r) => r,
                 Err(e) => {
                     let message = describe_reqwest(&e);
-                    if attempt < max {
-                        let d = self.backoff(attempt);
+                    if let Some(d) = policy.next_wait(attempt, None, waited) {
                         tracing::warn!(op, %message, retry_in_ms = d.as_millis() as u64, "request failed; retrying");
                         self.inner.clock.sleep(d).await;
+                        waited += d;
                         attempt += 1;
                         continue;
                     }
@@ -454,11 +453,7 @@ impl GraphClient {
                 }
                 429 | 500 | 502 | 503 | 504 => {
                     let retry_after = parse_retry_after(&headers);
-                    if attempt < max {
-                        let d = match retry_after {
-                            Some(ra) => ra.min(self.inner.config.max_retry_after),
-                            None => self.backoff(attempt),
-                        };
+                    if let Some(d) = policy.next_wait(attempt, retry_after, waited) {
                         tracing::warn!(
                             op,
                             status,
@@ -466,6 +461,7 @@ impl GraphClient {
                             "Graph asked to retry"
                         );
                         self.inner.clock.sleep(d).await;
+                        waited += d;
                         attempt += 1;
                         continue;
                     }
@@ -534,23 +530,4 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, reqwest::E
         out.extend_from_slice(&chunk);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let b = Duration::from_millis(500);
-        let m = Duration::from_secs(8);
-        assert_eq!(backoff_delay(b, m, 0, 0.0), Duration::from_millis(250));
-        assert_eq!(backoff_delay(b, m, 1, 0.0), Duration::from_millis(500));
-        assert_eq!(
-            backoff_delay(b, m, 2, 0.999_999),
-            Duration::from_millis(2000) - Duration::from_nanos(1000)
-        );
-        assert_eq!(backoff_delay(b, m, 30, 0.0), Duration::from_secs(4));
-        assert!(backoff_delay(b, m, 30, 0.9) <= m);
-    }
 }

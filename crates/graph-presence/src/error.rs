@@ -73,7 +73,7 @@ pub enum GraphError {
         message: String,
     },
     /// 429: throttled (after every retry, if the client retries; see
-    /// [`GraphConfig::max_retries`](crate::GraphConfig::max_retries)).
+    /// [`RetryPolicy`](crate::RetryPolicy)).
     #[error("{operation}: throttled (429){}{}; lower the request rate or the request budget", attempts_text(*.attempts), retry_after_text(.retry_after))]
     Throttled {
         /// The operation.
@@ -187,7 +187,7 @@ impl GraphError {
 }
 
 /// Advice for an Entra token error, from its AADSTS code (or the OAuth `error` value).
-pub fn entra_advice(error: &str, codes: &[u32]) -> String {
+pub(crate) fn entra_advice(error: &str, codes: &[u32]) -> String {
     for code in codes {
         let advice = match code {
             7000215 => "client secret is wrong (use the secret's Value, not its Secret ID)",

@@ -52,6 +52,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// One presence operation, for [`crate::GraphClient::batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PresenceOperation {
     /// `setPresence` with the app's session.
     SetPresence {
@@ -85,6 +86,7 @@ pub enum PresenceOperation {
 
 /// What a successful operation produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OperationOutcome {
     /// Done.
     Done,
@@ -96,6 +98,7 @@ pub enum OperationOutcome {
 
 /// What `clear_presence` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClearOutcome {
     /// The session was removed.
     Cleared,

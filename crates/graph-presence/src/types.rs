@@ -70,7 +70,12 @@ impl fmt::Debug for ObjectId {
 /// The availability/activity pairs `setPresence` accepts: exactly the five documented ones
 /// (setPresence v1.0 page, 2024-04-04). Anything else cannot be expressed, so it is refused
 /// before a request is sent.
+///
+/// The one type for the five pairs: the client's calls take it, and a configuration names
+/// it as `Availability/Activity` (its [`Display`](fmt::Display) and [`FromStr`] forms;
+/// [`from_pair`](Self::from_pair) takes the two halves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PresenceState {
     /// `Available/Available`. Fades to Away unless re-sent within 5 minutes.
     Available,
@@ -115,9 +120,10 @@ impl PresenceState {
         }
     }
 
-    /// The state for an availability/activity pair (case-insensitive), or an error naming
-    /// the valid pairs.
+    /// The state for an availability/activity pair (case-insensitive, surrounding
+    /// whitespace ignored), or an error naming the valid pairs.
     pub fn from_pair(availability: &str, activity: &str) -> Result<PresenceState, GraphError> {
+        let (availability, activity) = (availability.trim(), activity.trim());
         PresenceState::ALL
             .into_iter()
             .find(|s| {
@@ -167,6 +173,7 @@ impl FromStr for PresenceState {
 /// The pairs `setUserPreferredPresence` accepts. **Not for BLF**: this is the user's own
 /// choice in Teams and overrides every session for 1–7 days by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PreferredPresence {
     /// `Available/Available`.
     Available,
@@ -201,6 +208,7 @@ impl PreferredPresence {
 /// [`Presence::is_availability`], which ignores case.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct Presence {
     /// The user's object id.
     #[serde(default)]
@@ -217,6 +225,27 @@ pub struct Presence {
 }
 
 impl Presence {
+    /// A presence with no status message (e.g. for a test double of a reader).
+    pub fn new(
+        id: impl Into<String>,
+        availability: impl Into<String>,
+        activity: impl Into<String>,
+    ) -> Self {
+        Presence {
+            id: id.into(),
+            availability: availability.into(),
+            activity: activity.into(),
+            status_message: None,
+        }
+    }
+
+    /// This presence with a status message.
+    #[must_use]
+    pub fn with_status_message(mut self, text: impl Into<String>) -> Self {
+        self.status_message = Some(text.into());
+        self
+    }
+
     /// Case-insensitive comparison of `availability`.
     pub fn is_availability(&self, value: &str) -> bool {
         self.availability.eq_ignore_ascii_case(value)

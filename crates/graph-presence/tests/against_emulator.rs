@@ -5,9 +5,9 @@
 
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator, Operation, PresencePair, RateLimit};
 use graph_presence::{
-    refresh_interval, BudgetConfig, ClearOutcome, Clock, Credential, GraphClient, GraphConfig,
-    GraphError, ManualClock, ObjectId, OperationOutcome, PresenceKeeper, PresenceOperation,
-    PresenceState, StatusMessageExpiry,
+    refresh_interval, BudgetConfig, ClearOutcome, Credential, GraphClient, GraphConfig, GraphError,
+    ManualClock, ObjectId, OperationOutcome, PresenceOperation, PresenceState, RetryPolicy,
+    StatusMessageExpiry,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,17 +29,25 @@ fn alice() -> ObjectId {
 
 fn config_for(emu: &GraphEmulator) -> GraphConfig {
     let c = emu.config();
-    let mut g = GraphConfig::new(
-        &c.tenant_id,
-        &c.client_id,
-        Credential::Secret(c.client_secret.clone().into()),
-    );
-    g.authority_host = emu.authority_url();
-    g.graph_base_url = emu.base_url();
-    g
+    config_as(emu, &c.tenant_id, &c.client_id)
 }
 
-async fn fx_with(emu_cfg: EmulatorConfig, tweak: impl FnOnce(&mut GraphConfig)) -> Fx {
+/// The emulator's endpoints and secret, with this tenant and application.
+fn config_as(emu: &GraphEmulator, tenant: &str, client: &str) -> GraphConfig {
+    let secret = emu.config().client_secret.clone();
+    GraphConfig::new(tenant, client, Credential::Secret(secret.into()))
+        .with_authority_url(emu.authority_url())
+        .with_graph_url(emu.base_url())
+}
+
+/// `retries` retries with no cap on the total wait short of an hour.
+fn retrying(retries: u32) -> RetryPolicy {
+    RetryPolicy::retries(retries)
+        .with_max_retry_after(Duration::from_secs(300))
+        .with_max_wait(Duration::from_secs(3600))
+}
+
+async fn fx_with(emu_cfg: EmulatorConfig, tweak: impl FnOnce(GraphConfig) -> GraphConfig) -> Fx {
     let emu = Arc::new(GraphEmulator::start(emu_cfg).await.unwrap());
     let clock = ManualClock::new();
     let weak = Arc::downgrade(&emu);
@@ -48,19 +56,21 @@ async fn fx_with(emu_cfg: EmulatorConfig, tweak: impl FnOnce(&mut GraphConfig)) 
             e.advance(d)
         }
     });
-    let mut cfg = config_for(&emu);
-    tweak(&mut cfg);
+    let cfg = tweak(config_for(&emu));
     let graph = GraphClient::with_clock(cfg, Arc::new(clock.clone())).unwrap();
     Fx { emu, clock, graph }
 }
 
 async fn fx() -> Fx {
-    fx_with(EmulatorConfig::default(), |_| {}).await
+    fx_with(EmulatorConfig::default(), |c| c).await
 }
 
-/// A client that retries by itself (`max_retries` is 0 by default).
+/// A client that retries by itself (it does not by default).
 async fn fx_retrying(max_retries: u32) -> Fx {
-    fx_with(EmulatorConfig::default(), |c| c.max_retries = max_retries).await
+    fx_with(EmulatorConfig::default(), |c| {
+        c.with_retry_policy(retrying(max_retries))
+    })
+    .await
 }
 
 #[tokio::test]
@@ -148,6 +158,37 @@ async fn throttled_request_waits_its_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_past_the_max_wait_is_not_waited_for() {
+    let f = fx_with(EmulatorConfig::default(), |c| {
+        c.with_retry_policy(RetryPolicy::retries(5).with_max_wait(Duration::from_secs(10)))
+    })
+    .await;
+    f.emu.inject(Fault::TooManyRequests {
+        retry_after: Duration::from_secs(6),
+        times: 5,
+    });
+    let e = f
+        .graph
+        .set_presence(&alice(), PresenceState::BusyInACall, HOUR)
+        .await
+        .unwrap_err();
+    // One wait of 6 s fits in 10 s, a second would not: the error comes back with the
+    // server's Retry-After for the caller to decide.
+    assert_eq!(f.clock.sleeps(), vec![Duration::from_secs(6)]);
+    assert!(
+        matches!(
+            e,
+            GraphError::Throttled {
+                attempts: 2,
+                retry_after: Some(r),
+                ..
+            } if r == Duration::from_secs(6)
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
 async fn throttled_sub_requests_in_a_batch_are_retried() {
     for outer_424 in [false, true] {
         let f = fx_with(
@@ -155,7 +196,7 @@ async fn throttled_sub_requests_in_a_batch_are_retried() {
                 batch_424_on_failure: outer_424,
                 ..EmulatorConfig::default()
             },
-            |c| c.max_retries = 5,
+            |c| c.with_retry_policy(retrying(5)),
         )
         .await;
         let users: Vec<ObjectId> = (1..=25)
@@ -218,7 +259,10 @@ async fn server_errors_back_off_exponentially_with_jitter() {
     f.graph.get_presence(&alice()).await.unwrap();
     assert_eq!(f.clock.sleeps(), vec![Duration::from_secs(5)]);
 
-    let f = fx_with(EmulatorConfig::default(), |c| c.max_retries = 2).await;
+    let f = fx_with(EmulatorConfig::default(), |c| {
+        c.with_retry_policy(retrying(2))
+    })
+    .await;
     f.emu.inject(Fault::ServiceUnavailable { times: 10 });
     let e = f.graph.get_presence(&alice()).await.unwrap_err();
     assert!(
@@ -237,7 +281,7 @@ async fn server_errors_back_off_exponentially_with_jitter() {
 #[tokio::test]
 async fn without_max_retries_a_failed_call_returns_its_error_at_once() {
     let f = fx_with(EmulatorConfig::default(), |c| {
-        c.request_timeout = Duration::from_millis(300)
+        c.with_request_timeout(Duration::from_millis(300))
     })
     .await;
     f.graph.token_check().await.unwrap();
@@ -340,8 +384,8 @@ async fn without_max_retries_a_failed_call_returns_its_error_at_once() {
 #[tokio::test]
 async fn timeouts_are_retried() {
     let f = fx_with(EmulatorConfig::default(), |c| {
-        c.request_timeout = Duration::from_millis(300);
-        c.max_retries = 5;
+        c.with_request_timeout(Duration::from_millis(300))
+            .with_retry_policy(retrying(5))
     })
     .await;
     f.graph.token_check().await.unwrap();
@@ -367,9 +411,9 @@ async fn connection_errors_give_up_after_retries() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await
         .unwrap();
-    let mut cfg = config_for(&emu);
-    cfg.graph_base_url = "http://127.0.0.1:9/v1.0".into(); // discard port: refused
-    cfg.max_retries = 2;
+    let cfg = config_for(&emu)
+        .with_graph_url("http://127.0.0.1:9/v1.0") // discard port: refused
+        .with_retry_policy(retrying(2));
     let clock = ManualClock::new();
     let graph = GraphClient::with_clock(cfg, Arc::new(clock.clone())).unwrap();
     let e = graph.get_presence(&alice()).await.unwrap_err();
@@ -391,10 +435,7 @@ async fn budget_keeps_the_client_under_the_rate_limit() {
         ..EmulatorConfig::default()
     };
     let f = fx_with(emu_cfg.clone(), |c| {
-        c.request_budget = BudgetConfig {
-            requests: 10,
-            window: Duration::from_secs(1),
-        }
+        c.with_request_budget(BudgetConfig::new(10, Duration::from_secs(1)))
     })
     .await;
     for _ in 0..25 {
@@ -416,7 +457,7 @@ async fn budget_keeps_the_client_under_the_rate_limit() {
 
     // The same load without a matching budget does run into the limit (and, retrying,
     // gets through).
-    let f = fx_with(emu_cfg, |c| c.max_retries = 5).await;
+    let f = fx_with(emu_cfg, |c| c.with_retry_policy(retrying(5))).await;
     for _ in 0..25 {
         f.graph
             .set_presence(&alice(), PresenceState::BusyInACall, None)
@@ -520,27 +561,25 @@ async fn entra_errors_come_with_advice() {
     let emu = GraphEmulator::start(EmulatorConfig::default())
         .await
         .unwrap();
-    type Tweak = Box<dyn Fn(&mut GraphConfig)>;
-    let cases: Vec<(Tweak, u32, &str)> = vec![
+    let c = emu.config();
+    let cases: Vec<(GraphConfig, u32, &str)> = vec![
         (
-            Box::new(|c| c.credential = Credential::Secret("the-secret-id".into())),
+            config_for(&emu).with_credential(Credential::Secret("the-secret-id".into())),
             7000215,
             "client secret is wrong",
         ),
         (
-            Box::new(|c| c.client_id = "99999999-2222-4333-8444-555555555555".into()),
+            config_as(&emu, &c.tenant_id, "99999999-2222-4333-8444-555555555555"),
             700016,
             "application not found in tenant",
         ),
         (
-            Box::new(|c| c.tenant_id = "nosuch.onmicrosoft.com".into()),
+            config_as(&emu, "nosuch.onmicrosoft.com", &c.client_id),
             90002,
             "tenant not found",
         ),
     ];
-    for (tweak, code, advice) in cases {
-        let mut cfg = config_for(&emu);
-        tweak(&mut cfg);
+    for (cfg, code, advice) in cases {
         let e = GraphClient::new(cfg)
             .unwrap()
             .token_check()
@@ -614,10 +653,11 @@ async fn guest_upns_are_encoded_resolved_and_cached() {
     assert_eq!(f.graph.cached_user(BOB).unwrap().as_str(), BOB);
     assert_eq!(f.graph.cached_user("nobody@contoso.com"), None);
     // The cache can be saved and restored by the caller.
-    let saved = f.graph.user_cache();
-    assert_eq!(saved.get(&CAROL_GUEST.to_lowercase()), Some(&id));
+    let saved = f.graph.cached_users();
+    assert_eq!(saved.get(CAROL_GUEST), Some(&id));
+    assert_eq!(saved.len(), 1, "object ids are not cached: {saved:?}");
     let g = GraphClient::new(config_for(&f.emu)).unwrap();
-    g.seed_user_cache(saved);
+    g.seed_user_cache(saved.iter().map(|(upn, id)| (upn.to_owned(), id.clone())));
     assert_eq!(g.resolve_user(CAROL_GUEST).await.unwrap(), id);
     assert_eq!(f.emu.count(Operation::GetUser), 1);
     // Unknown users are a 404 that names the operation.
@@ -645,7 +685,7 @@ async fn forbidden_names_the_missing_permission_and_is_not_retried() {
             app_roles: vec!["User.ReadBasic.All".into()],
             ..EmulatorConfig::default()
         },
-        |_| {},
+        |c| c,
     )
     .await;
     let e = f
@@ -732,19 +772,15 @@ async fn status_message_and_preferred_presence() {
 }
 
 #[tokio::test]
-async fn keeper_holds_available_past_its_timeout() {
+async fn re_sending_at_the_refresh_interval_holds_available_past_its_timeout() {
     let f = fx().await;
-    let mut keeper = PresenceKeeper::new();
-    keeper.hold(alice(), PresenceState::Available, HOUR, f.clock.now());
     let interval = refresh_interval(PresenceState::Available, HOUR);
     assert!(interval < Duration::from_secs(300));
     for _ in 0..4 {
-        let now = f.clock.now();
-        for (user, state, exp) in keeper.due(now) {
-            f.graph.set_presence(&user, state, exp).await.unwrap();
-            keeper.sent(&user, now);
-        }
-        assert!(keeper.due(now).is_empty());
+        f.graph
+            .set_presence(&alice(), PresenceState::Available, HOUR)
+            .await
+            .unwrap();
         f.clock.advance(interval);
     }
     // 16 minutes in: without re-sends it would have faded to Away.
@@ -753,7 +789,7 @@ async fn keeper_holds_available_past_its_timeout() {
         PresencePair::new("Available", "Available")
     );
     assert_eq!(f.emu.count(Operation::SetPresence), 4);
-    // Without the keeper the same state fades.
+    // Without a re-send the same state fades.
     f.clock.advance(Duration::from_secs(300));
     assert_eq!(
         f.emu.presence_of(ALICE).unwrap(),
@@ -784,8 +820,7 @@ async fn certificate_credential_gets_a_token() {
     })
     .await
     .unwrap();
-    let mut cfg = config_for(&emu);
-    cfg.credential = Credential::Certificate(cert);
+    let cfg = config_for(&emu).with_credential(Credential::Certificate(cert));
     let graph = GraphClient::new(cfg.clone()).unwrap();
     graph.token_check().await.unwrap();
     graph
@@ -802,8 +837,7 @@ async fn certificate_credential_gets_a_token() {
     })
     .await
     .unwrap();
-    let mut cfg2 = config_for(&other);
-    cfg2.credential = cfg.credential.clone();
+    let cfg2 = config_for(&other).with_credential(cfg.credential().clone());
     let e = GraphClient::new(cfg2)
         .unwrap()
         .token_check()

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use graph_emulator::{EmulatorConfig, Fault, GraphEmulator};
-use graph_presence::{Credential, GraphClient, GraphConfig, ObjectId, PresenceState};
+use graph_presence::{Credential, GraphClient, GraphConfig, ObjectId, PresenceState, RetryPolicy};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,15 +36,16 @@ async fn nothing_secret_is_logged() {
         .await
         .unwrap();
     let c = emu.config().clone();
-    let mut cfg = GraphConfig::new(
+    let cfg = GraphConfig::new(
         &c.tenant_id,
         &c.client_id,
         Credential::Secret(c.client_secret.clone().into()),
+    )
+    .with_authority_url(emu.authority_url())
+    .with_graph_url(emu.base_url())
+    .with_retry_policy(
+        RetryPolicy::retries(2).with_backoff(Duration::from_millis(1), Duration::from_millis(1)),
     );
-    cfg.authority_host = emu.authority_url();
-    cfg.graph_base_url = emu.base_url();
-    cfg.backoff_base = Duration::from_millis(1);
-    cfg.max_retries = 2;
     let graph = GraphClient::new(cfg.clone()).unwrap();
     let alice = ObjectId::parse(&c.users[0].object_id).unwrap();
     graph
@@ -58,8 +59,9 @@ async fn nothing_secret_is_logged() {
         times: 1,
     });
     graph.get_presence(&alice).await.unwrap();
-    let mut wrong = cfg.clone();
-    wrong.credential = Credential::Secret("wrong-secret-value".into());
+    let wrong = cfg
+        .clone()
+        .with_credential(Credential::Secret("wrong-secret-value".into()));
     assert!(GraphClient::new(wrong)
         .unwrap()
         .token_check()

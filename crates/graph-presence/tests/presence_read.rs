@@ -8,13 +8,13 @@ const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 
 fn client(emu: &GraphEmulator) -> GraphClient {
     let c = emu.config();
-    let mut g = GraphConfig::new(
+    let g = GraphConfig::new(
         &c.tenant_id,
         &c.client_id,
         Credential::Secret(c.client_secret.clone().into()),
-    );
-    g.authority_host = emu.authority_url();
-    g.graph_base_url = emu.base_url();
+    )
+    .with_authority_url(emu.authority_url())
+    .with_graph_url(emu.base_url());
     GraphClient::new(g).unwrap()
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use blf::pidf::PresenceDocument;
+use blf::PresenceDocument;
 use blf::{Basic, LineState, Notification, CONTENT_TYPE_PIDF};
 use sip_ua::driver::{spawn, UaHandle};
 use sip_ua::{Event, Notify, Subscription, UaConfig};

@@ -44,7 +44,7 @@ const RPID_ACTIVITIES: [&str; 25] = [
 /// and the person's RPID activities.
 ///
 /// ```
-/// use blf::{pidf::PresenceDocument, Basic, LineState, Pidf};
+/// use blf::{Basic, LineState, Pidf, PresenceDocument};
 ///
 /// let doc = PresenceDocument::new("sip:1001@pbx.example.com", Basic::Open)
 ///     .activity("busy")

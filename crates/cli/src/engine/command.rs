@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use graph_presence::{PresencePair, PresenceState};
+use graph_presence::PresenceState;
 
 /// What a command does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub enum PresenceCommandKind {
     /// `setPresence` with our session.
     Set {
         /// The pair.
-        pair: PresencePair,
+        pair: PresenceState,
         /// The session's `expirationDuration`.
         expiration: Duration,
     },
@@ -80,10 +80,4 @@ impl PresenceCommand {
             PresenceCommandKind::StatusMessage { .. } => "setStatusMessage",
         }
     }
-}
-
-/// Converts a mapping pair to the Graph client's state (the same as
-/// [`PresenceState::from`]).
-pub fn presence_state(pair: PresencePair) -> PresenceState {
-    PresenceState::from(pair)
 }

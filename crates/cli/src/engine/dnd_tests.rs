@@ -28,7 +28,7 @@ fn engine(settings: EngineSettings, mapping: Mapping, t0: Instant) -> Engine {
     e
 }
 
-fn set(pair: PresencePair) -> PresenceCommandKind {
+fn set(pair: PresenceState) -> PresenceCommandKind {
     Set {
         pair,
         expiration: HOUR,
@@ -36,11 +36,11 @@ fn set(pair: PresencePair) -> PresenceCommandKind {
 }
 
 fn dnd() -> PresenceCommandKind {
-    set(PresencePair::DoNotDisturbPresenting)
+    set(PresenceState::DoNotDisturbPresenting)
 }
 
 fn busy() -> PresenceCommandKind {
-    set(PresencePair::BusyInACall)
+    set(PresenceState::BusyInACall)
 }
 
 fn kinds(cmds: &[PresenceCommand]) -> Vec<(PresenceCommandKind, Reason)> {

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use blf::LineState;
-use graph_presence::{refresh_interval, PresencePair};
+use graph_presence::{refresh_interval, PresenceState};
 
-use super::command::{presence_state, PresenceCommand, PresenceCommandKind, Reason};
+use super::command::{PresenceCommand, PresenceCommandKind, Reason};
 use super::mapping::{Mapping, PresenceAction};
 pub use super::retry::Failure;
 use super::retry::Streak;
@@ -61,7 +61,7 @@ impl Default for EngineSettings {
 /// What we want or hold for a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
-    Set(PresencePair),
+    Set(PresenceState),
     Clear,
 }
 
@@ -109,7 +109,7 @@ struct Slot {
     applied_wall: Option<SystemTime>,
     /// The last pair sent with `setPresence`, so a presence whose clear failed
     /// is still recorded (and corrected after a restart).
-    last_set: Option<PresencePair>,
+    last_set: Option<PresenceState>,
     /// An earlier run's presence, still to be confirmed or corrected.
     inherited: bool,
     /// `applied` is a guess ([`Engine::assume_unknown`]): not to be re-sent as is.
@@ -272,7 +272,7 @@ impl Engine {
         for slot in self.slots.values_mut() {
             if !matches!(slot.applied, Some(Want::Set(_))) {
                 // Any pair: it only has to differ from a clear.
-                slot.applied = Some(Want::Set(PresencePair::BusyInACall));
+                slot.applied = Some(Want::Set(PresenceState::BusyInACall));
                 slot.assumed = true;
             }
             slot.inherited = true;
@@ -491,8 +491,7 @@ impl Engine {
                     pair,
                     expiration: settings.expiration,
                 });
-                slot.keepalive_at =
-                    Some(now + refresh_interval(presence_state(pair), Some(settings.expiration)));
+                slot.keepalive_at = Some(now + refresh_interval(pair, Some(settings.expiration)));
                 match Self::message_for(settings, want) {
                     Some(text) if !slot.status_set && reason != Reason::KeepAlive => {
                         push(PresenceCommandKind::StatusMessage { text: text.clone() });
@@ -778,7 +777,7 @@ impl Engine {
                 .failed(settings, failure);
             let record = AppliedRecord {
                 extension: command.extension.clone(),
-                applied: PresencePair::BusyInACall.to_string(),
+                applied: PresenceState::BusyInACall.to_string(),
                 at_unix: 0.0,
                 status_message: false,
             };

@@ -3,7 +3,7 @@
 use super::*;
 use PresenceCommandKind::{Clear, Set};
 
-const BUSY: PresencePair = PresencePair::BusyInACall;
+const BUSY: PresenceState = PresenceState::BusyInACall;
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn secs(n: u64) -> Duration {
@@ -236,7 +236,7 @@ fn available_is_refreshed_within_five_minutes() {
     let t0 = Instant::now();
     let mut e = Engine::new(no_reconcile(), t0);
     let mapping = Mapping {
-        idle: PresenceAction::Set(PresencePair::AvailableAvailable),
+        idle: PresenceAction::Set(PresenceState::Available),
         ..Mapping::default()
     };
     e.add_extension("1001", "alice@contoso.com", mapping);
@@ -245,7 +245,7 @@ fn available_is_refreshed_within_five_minutes() {
     assert!(matches!(
         cmds[0].kind,
         Set {
-            pair: PresencePair::AvailableAvailable,
+            pair: PresenceState::Available,
             ..
         }
     ));

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::Path;
 
 use blf::LineState;
-use graph_presence::PresencePair;
+use graph_presence::PresenceState;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -14,12 +14,16 @@ use toml::Spanned;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(tag = "action", content = "pair", rename_all = "lowercase")]
 pub enum PresenceAction {
-    /// Set our presence session to this pair.
-    Set(PresencePair),
+    /// Set our presence session to this pair (serialised as `"Busy/InACall"`).
+    Set(#[serde(serialize_with = "pair_text")] PresenceState),
     /// Drop our presence session so the user's own status shows again.
     Clear,
     /// Change nothing.
     Keep,
+}
+
+fn pair_text<S: serde::Serializer>(pair: &PresenceState, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(pair)
 }
 
 impl fmt::Display for PresenceAction {
@@ -43,7 +47,9 @@ impl PresenceAction {
             return Some(Self::Keep);
         }
         let (availability, activity) = t.split_once('/')?;
-        PresencePair::from_parts(availability, activity).map(Self::Set)
+        PresenceState::from_pair(availability, activity)
+            .ok()
+            .map(Self::Set)
     }
 }
 
@@ -79,11 +85,11 @@ impl Default for Mapping {
         Self {
             idle: PresenceAction::Clear,
             ringing: PresenceAction::Keep,
-            busy: PresenceAction::Set(PresencePair::BusyInACall),
-            hold: PresenceAction::Set(PresencePair::BusyInACall),
+            busy: PresenceAction::Set(PresenceState::BusyInACall),
+            hold: PresenceAction::Set(PresenceState::BusyInACall),
             offline: PresenceAction::Clear,
             unknown: PresenceAction::Keep,
-            dnd: PresenceAction::Set(PresencePair::DoNotDisturbPresenting),
+            dnd: PresenceAction::Set(PresenceState::DoNotDisturbPresenting),
         }
     }
 }
@@ -129,15 +135,20 @@ struct MappingFile {
     teams_to_pbx: Option<toml::Table>,
 }
 
-/// The valid values of a mapping entry, for error messages.
-pub fn valid_values() -> String {
-    let mut out: Vec<String> = PresencePair::ALL
-        .iter()
-        .map(|p| format!("\"{p}\""))
-        .collect();
-    out.push("\"clear\"".into());
-    out.push("\"keep\"".into());
-    out.join(", ")
+/// The valid values of a mapping entry: the five pairs, `clear` and `keep`.
+pub fn valid_values() -> impl Iterator<Item = PresenceAction> {
+    PresenceState::ALL
+        .into_iter()
+        .map(PresenceAction::Set)
+        .chain([PresenceAction::Clear, PresenceAction::Keep])
+}
+
+/// [`valid_values`] quoted and listed, for error messages.
+fn valid_values_text() -> String {
+    valid_values()
+        .map(|v| format!("\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Mapping {
@@ -150,6 +161,8 @@ impl Mapping {
             LineState::Hold => self.hold,
             LineState::Offline => self.offline,
             LineState::Unknown => self.unknown,
+            // A state this mapping does not know yet says nothing usable.
+            _ => self.unknown,
         }
     }
 
@@ -208,7 +221,7 @@ impl Mapping {
                 format!(
                     "{}; keys are idle, ringing, busy, hold, offline, unknown, dnd; values are {}",
                     e.message().trim(),
-                    valid_values()
+                    valid_values_text()
                 ),
             )
         })?;
@@ -232,7 +245,7 @@ impl Mapping {
                             "invalid value {:?} for {name}; valid values are {} \
                              (the only availability/activity pairs Microsoft Graph accepts)",
                             value.get_ref(),
-                            valid_values()
+                            valid_values_text()
                         ),
                     ))
                 }

@@ -7,11 +7,11 @@ fn defaults() {
     let m = Mapping::default();
     assert_eq!(
         m.action(LineState::Busy),
-        PresenceAction::Set(PresencePair::BusyInACall)
+        PresenceAction::Set(PresenceState::BusyInACall)
     );
     assert_eq!(
         m.action(LineState::Hold),
-        PresenceAction::Set(PresencePair::BusyInACall)
+        PresenceAction::Set(PresenceState::BusyInACall)
     );
     assert_eq!(m.action(LineState::Idle), PresenceAction::Clear);
     assert_eq!(m.action(LineState::Offline), PresenceAction::Clear);
@@ -33,24 +33,24 @@ fn file_overrides_and_missing_keys_keep_defaults() {
     .unwrap();
     assert_eq!(
         m.action(LineState::Ringing),
-        PresenceAction::Set(PresencePair::BusyInAConferenceCall)
+        PresenceAction::Set(PresenceState::BusyInAConferenceCall)
     );
     assert_eq!(
         m.action(LineState::Hold),
-        PresenceAction::Set(PresencePair::DoNotDisturbPresenting)
+        PresenceAction::Set(PresenceState::DoNotDisturbPresenting)
     );
     assert_eq!(
         m.action(LineState::Idle),
-        PresenceAction::Set(PresencePair::AvailableAvailable)
+        PresenceAction::Set(PresenceState::Available)
     );
     assert_eq!(
         m.action(LineState::Offline),
-        PresenceAction::Set(PresencePair::AwayAway)
+        PresenceAction::Set(PresenceState::Away)
     );
     assert_eq!(m.action(LineState::Unknown), PresenceAction::Clear);
     assert_eq!(
         m.action(LineState::Busy),
-        PresenceAction::Set(PresencePair::BusyInACall)
+        PresenceAction::Set(PresenceState::BusyInACall)
     );
     assert_eq!(Mapping::from_toml_str("").unwrap(), Mapping::default());
 }
@@ -118,21 +118,25 @@ fn actions_parse_and_display() {
     assert_eq!(PresenceAction::parse("CLEAR"), Some(PresenceAction::Clear));
     assert_eq!(
         PresenceAction::parse("busy/inacall"),
-        Some(PresenceAction::Set(PresencePair::BusyInACall))
+        Some(PresenceAction::Set(PresenceState::BusyInACall))
     );
     assert_eq!(PresenceAction::parse("Busy"), None);
     assert_eq!(
-        PresenceAction::Set(PresencePair::AwayAway).to_string(),
+        PresenceAction::Set(PresenceState::Away).to_string(),
         "Away/Away"
     );
-    let json = serde_json::to_value(PresenceAction::Set(PresencePair::BusyInACall)).unwrap();
+    let json = serde_json::to_value(PresenceAction::Set(PresenceState::BusyInACall)).unwrap();
     assert_eq!(json["action"], "set");
+    assert_eq!(json["pair"], "Busy/InACall");
+    let values: Vec<String> = valid_values().map(|v| v.to_string()).collect();
+    assert_eq!(values.len(), 7);
+    assert_eq!(values[5..], ["clear", "keep"]);
 }
 
 #[test]
 fn dnd_wins_over_every_line_state_unless_kept() {
     let m = Mapping::default();
-    let dnd = PresenceAction::Set(PresencePair::DoNotDisturbPresenting);
+    let dnd = PresenceAction::Set(PresenceState::DoNotDisturbPresenting);
     assert_eq!(m.dnd, dnd);
     for state in [
         LineState::Idle,
@@ -150,7 +154,7 @@ fn dnd_wins_over_every_line_state_unless_kept() {
     assert_eq!(kept.dnd, PresenceAction::Keep);
     assert_eq!(
         kept.action_for(LineState::Busy, true),
-        PresenceAction::Set(PresencePair::BusyInACall)
+        PresenceAction::Set(PresenceState::BusyInACall)
     );
     assert_eq!(
         kept.action_for(LineState::Idle, true),
@@ -161,10 +165,10 @@ fn dnd_wins_over_every_line_state_unless_kept() {
 #[test]
 fn dnd_key_parses_a_pair_or_clear() {
     let m = Mapping::from_toml_str("dnd = \"Away/Away\"\n").unwrap();
-    assert_eq!(m.dnd, PresenceAction::Set(PresencePair::AwayAway));
+    assert_eq!(m.dnd, PresenceAction::Set(PresenceState::Away));
     assert_eq!(
         Mapping {
-            dnd: PresenceAction::Set(PresencePair::DoNotDisturbPresenting),
+            dnd: PresenceAction::Set(PresenceState::DoNotDisturbPresenting),
             ..m
         },
         Mapping::default()

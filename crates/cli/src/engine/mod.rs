@@ -6,7 +6,7 @@
 //!   keep-alives, reconciliation, restart correction, shutdown clears.
 //! - [`Mapping`] is the Teams mapping: line state (or the PBX's
 //!   do-not-disturb, which wins while on) → [`PresenceAction`] (set one of
-//!   Graph's five [`PresencePair`](graph_presence::PresencePair)s, clear,
+//!   Graph's five [`PresenceState`](graph_presence::PresenceState)s, clear,
 //!   keep), from TOML (`MAPPING_FILE`, an extension's `mapping`).
 //! - [`state`] is the state file (object ids, what was applied): a snapshot
 //!   written atomically and a journal of changes ([`StateStore`]).
@@ -86,7 +86,7 @@ use sip_blf_engine::FeedReport;
 use persistence::Persistence;
 use tokio::sync::mpsc;
 
-pub use command::{presence_state, PresenceCommand, PresenceCommandKind, Reason};
+pub use command::{PresenceCommand, PresenceCommandKind, Reason};
 pub use machine::{Engine, EngineSettings, Failure};
 pub use mapping::{valid_values, Mapping, MappingError, PresenceAction};
 pub use sinks::{GraphSink, LogSink, SinkError};
@@ -686,7 +686,7 @@ mod tests {
         assert_eq!(c.settings.status_message.as_deref(), Some("On a call"));
         assert_eq!(
             c.mapping.ringing,
-            PresenceAction::Set(graph_presence::PresencePair::BusyInACall)
+            PresenceAction::Set(graph_presence::PresenceState::BusyInACall)
         );
 
         let bad = Env::from_pairs([

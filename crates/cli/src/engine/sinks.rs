@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use graph_presence::{GraphClient, GraphError, ObjectId, OperationOutcome, PresenceOperation};
 
-use super::command::{presence_state, PresenceCommand, PresenceCommandKind, Reason};
+use super::command::{PresenceCommand, PresenceCommandKind, Reason};
 use super::machine::Failure;
 use super::PresenceSink;
 use crate::observe::{CallOutcome, Telemetry};
@@ -247,7 +247,7 @@ impl GraphSink {
         match &command.kind {
             PresenceCommandKind::Set { pair, expiration } => PresenceOperation::SetPresence {
                 user,
-                state: presence_state(*pair),
+                state: *pair,
                 expiration: Some(*expiration),
             },
             PresenceCommandKind::Clear => PresenceOperation::ClearPresence { user },
@@ -281,6 +281,9 @@ impl GraphSink {
             PresenceOperation::GetPresence { user } => {
                 self.client.get_presence(&user).await.map(|_| ())
             }
+            other => Err(GraphError::InvalidInput(format!(
+                "{other:?} is not an operation of this sink"
+            ))),
         }
     }
 }
@@ -379,9 +382,9 @@ impl PresenceSink for GraphSink {
 
     fn object_ids(&self) -> HashMap<String, String> {
         self.client
-            .user_cache()
-            .into_iter()
-            .map(|(u, id)| (u, id.as_str().to_owned()))
+            .cached_users()
+            .iter()
+            .map(|(u, id)| (u.to_owned(), id.as_str().to_owned()))
             .collect()
     }
 }
@@ -389,7 +392,7 @@ impl PresenceSink for GraphSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use graph_presence::PresencePair;
+    use graph_presence::PresenceState;
 
     fn cmd(kind: PresenceCommandKind, reason: Reason) -> PresenceCommand {
         PresenceCommand {
@@ -408,7 +411,7 @@ mod tests {
         let commands = [
             cmd(
                 PresenceCommandKind::Set {
-                    pair: PresencePair::BusyInACall,
+                    pair: PresenceState::BusyInACall,
                     expiration: Duration::from_secs(3600),
                 },
                 Reason::Change,

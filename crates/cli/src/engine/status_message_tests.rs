@@ -10,7 +10,7 @@ use blf::LineState;
 use super::*;
 use PresenceCommandKind::{Clear, Set, StatusMessage};
 
-const BUSY: PresencePair = PresencePair::BusyInACall;
+const BUSY: PresenceState = PresenceState::BusyInACall;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use graph_presence::PresencePair;
+use graph_presence::PresenceState;
 use line_board::{Board, Teams};
 use sip_blf_engine::SinkStatus;
 
@@ -87,7 +87,7 @@ impl Telemetry {
 
     /// Setting `pair` for the person behind `extension` failed (it is
     /// retried): the dashboard shows it as not accepted.
-    pub fn presence_failed(&self, extension: &str, pair: &PresencePair) {
+    pub fn presence_failed(&self, extension: &str, pair: &PresenceState) {
         self.inner
             .board
             .presence(extension, &pair.to_string(), false);
@@ -147,7 +147,7 @@ mod tests {
         );
         assert!(set.accepted);
 
-        let pair = PresencePair::AvailableAvailable;
+        let pair = PresenceState::Available;
         telemetry.presence_failed("1001", &pair);
         let refused = teams("1001").unwrap();
         assert_eq!(refused.availability, "Available");

@@ -409,8 +409,8 @@ impl RunPlan {
 
     /// Sets the Graph client's request budget (benchmarks).
     pub fn set_request_budget(&mut self, budget: graph_presence::BudgetConfig) {
-        if let Some(graph) = &mut self.graph {
-            graph.request_budget = budget;
+        if let Some(graph) = self.graph.take() {
+            self.graph = Some(graph.with_request_budget(budget));
         }
     }
 

@@ -24,7 +24,8 @@ pub fn engine_line_state(state: blf::LineState) -> sip_blf_engine::LineState {
         blf::LineState::Busy => E::Busy,
         blf::LineState::Hold => E::Hold,
         blf::LineState::Offline => E::Offline,
-        blf::LineState::Unknown => E::Unknown,
+        // `Unknown`, and any state a newer blf adds: nothing usable yet.
+        _ => E::Unknown,
     }
 }
 
@@ -81,9 +82,10 @@ impl SipSource {
                 name: r.display.clone().filter(|d| !d.trim().is_empty()),
             })
         });
-        let direction = dialog.direction.map(|d| match d {
-            blf::Direction::Initiator => Direction::Outbound,
-            blf::Direction::Recipient => Direction::Inbound,
+        let direction = dialog.direction.and_then(|d| match d {
+            blf::Direction::Initiator => Some(Direction::Outbound),
+            blf::Direction::Recipient => Some(Direction::Inbound),
+            _ => None,
         });
         (party, direction)
     }

@@ -11,10 +11,9 @@ use std::time::Duration;
 
 impl GraphClient {
     /// Runs operations through `$batch`, 20 per request. Every sub-response is checked and
-    /// correlated by id; with [`GraphConfig::max_retries`](crate::GraphConfig::max_retries)
-    /// set, throttled (429) or failing
-    /// (5xx) sub-requests are retried after the longest `Retry-After` (or a backoff), else
-    /// they fail with their own `Retry-After`; an outer 200 or 424 is accepted. Invalid
+    /// correlated by id; as the [`RetryPolicy`](crate::RetryPolicy) allows, throttled (429)
+    /// or failing (5xx) sub-requests are retried after the longest `Retry-After` (or a
+    /// backoff), else they fail with their own `Retry-After`; an outer 200 or 424 is accepted. Invalid
     /// operations fail alone, before anything is sent. Results are in input order.
     pub async fn batch(
         &self,
@@ -61,7 +60,8 @@ impl GraphClient {
         let mut done = Vec::with_capacity(chunk.len());
         let mut todo = chunk;
         let mut round: u32 = 0;
-        let max = self.inner.config.max_retries;
+        let policy = self.retry_policy();
+        let mut waited = Duration::ZERO;
         while !todo.is_empty() {
             let body = BatchRequest {
                 requests: todo
@@ -173,40 +173,39 @@ impl GraphClient {
                         if let Some(ra) = ra {
                             wait = Some(wait.map_or(ra, |w| w.max(ra)));
                         }
-                        if round < max {
-                            retry.push((i, parts));
-                        } else if status == 429 {
-                            done.push((
-                                i,
-                                Err(GraphError::Throttled {
-                                    operation: parts.op,
-                                    attempts: round + 1,
-                                    retry_after: ra,
-                                }),
-                            ));
+                        let err = if status == 429 {
+                            GraphError::Throttled {
+                                operation: parts.op,
+                                attempts: round + 1,
+                                retry_after: ra,
+                            }
                         } else {
                             let (code, message) = error_parts_value(body);
-                            done.push((
-                                i,
-                                Err(GraphError::Server {
-                                    operation: parts.op,
-                                    status,
-                                    attempts: round + 1,
-                                    code,
-                                    message,
-                                    retry_after: ra,
-                                }),
-                            ));
-                        }
+                            GraphError::Server {
+                                operation: parts.op,
+                                status,
+                                attempts: round + 1,
+                                code,
+                                message,
+                                retry_after: ra,
+                            }
+                        };
+                        retry.push((i, parts, err));
                     }
                     s => done.push((i, Err(status_error(parts.op, s, body)))),
                 }
             }
-            if !retry.is_empty() {
-                let d = match wait {
-                    Some(w) => w.min(self.inner.config.max_retry_after),
-                    None => self.backoff(round),
-                };
+            let next = if retry.is_empty() {
+                None
+            } else {
+                policy.next_wait(round, wait, waited)
+            };
+            let Some(d) = next else {
+                // Nothing to retry, or the policy says stop: each keeps its own error.
+                done.extend(retry.into_iter().map(|(i, _, err)| (i, Err(err))));
+                return done;
+            };
+            {
                 tracing::warn!(
                     count = retry.len(),
                     throttled = last_throttle.is_some(),
@@ -215,9 +214,10 @@ impl GraphClient {
                     "retrying $batch sub-requests"
                 );
                 self.inner.clock.sleep(d).await;
+                waited += d;
                 round += 1;
             }
-            todo = retry;
+            todo = retry.into_iter().map(|(i, parts, _)| (i, parts)).collect();
         }
         done
     }

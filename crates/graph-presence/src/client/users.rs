@@ -6,11 +6,12 @@ use crate::types::ObjectId;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 impl GraphClient {
     /// Resolves a UPN (or passes an object id through) to an object id, with
     /// `GET /users/{upn}?$select=id` (needs `User.Read.All`). Results are cached; see
-    /// [`GraphClient::user_cache`] to persist them.
+    /// [`GraphClient::cached_users`] to persist them.
     pub async fn resolve_user(&self, upn_or_id: &str) -> Result<ObjectId, GraphError> {
         if let Some(id) = self.cached_user(upn_or_id) {
             return Ok(id);
@@ -49,7 +50,7 @@ impl GraphClient {
                 message: "no id".into(),
             })
             .and_then(ObjectId::parse)?;
-        lock(&self.inner.users).insert(cache_key, id.clone());
+        Arc::make_mut(&mut lock(&self.inner.users)).insert(cache_key, id.clone());
         Ok(id)
     }
 
@@ -66,9 +67,11 @@ impl GraphClient {
         out
     }
 
-    /// The UPN → object id cache (UPNs in lower case), for the caller to persist.
-    pub fn user_cache(&self) -> HashMap<String, ObjectId> {
-        lock(&self.inner.users).clone()
+    /// The UPN → object id cache as it is now (UPNs in lower case), for the caller to
+    /// persist. A snapshot that shares the cache's memory: taking it copies nothing, and
+    /// a lookup made later does not change it.
+    pub fn cached_users(&self) -> CachedUsers {
+        CachedUsers(Arc::clone(&lock(&self.inner.users)))
     }
 
     /// The object id [`resolve_user`](Self::resolve_user) would give without a
@@ -84,9 +87,36 @@ impl GraphClient {
 
     /// Pre-fills the UPN → object id cache (e.g. from a previous run).
     pub fn seed_user_cache(&self, entries: impl IntoIterator<Item = (String, ObjectId)>) {
-        let mut c = lock(&self.inner.users);
+        let mut guard = lock(&self.inner.users);
+        let c = Arc::make_mut(&mut guard);
         for (upn, id) in entries {
             c.insert(upn.to_lowercase(), id);
         }
+    }
+}
+
+/// A snapshot of the UPN → object id cache, from [`GraphClient::cached_users`].
+#[derive(Debug, Clone, Default)]
+pub struct CachedUsers(Arc<HashMap<String, ObjectId>>);
+
+impl CachedUsers {
+    /// Every UPN (in lower case) and its object id, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ObjectId)> + '_ {
+        self.0.iter().map(|(upn, id)| (upn.as_str(), id))
+    }
+
+    /// The object id cached for `upn` (any case).
+    pub fn get(&self, upn: &str) -> Option<&ObjectId> {
+        self.0.get(&upn.trim().to_lowercase())
+    }
+
+    /// How many users are cached.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
