@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use blf::{EmptyBody, LineState, Notification, Tracker, TrackerEvent};
-use sip_ua::discovery::AddressDiscovery;
 use sip_ua::driver::UaHandle;
+use sip_ua::AddressDiscovery;
 use sip_ua::{ContactAddress, Event, EventPackage as Package, Subscription, Transport, UaConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 

@@ -4,50 +4,27 @@
 
 use std::fmt::Write as _;
 
-/// Who started the call, seen from the extension (RFC 4235 §4.1 `direction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// The extension placed the call (outgoing).
-    Initiator,
-    /// The extension receives the call (incoming).
-    Recipient,
-}
+// One home for the RFC 4235 vocabulary: the types the watcher side parses
+// (`blf`) are the ones this side writes.
+pub use blf::{DialogState, Direction};
 
-impl Direction {
-    /// The attribute value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Initiator => "initiator",
-            Self::Recipient => "recipient",
-        }
+/// The `direction` attribute value.
+fn direction_text(d: Direction) -> &'static str {
+    match d {
+        Direction::Initiator => "initiator",
+        Direction::Recipient => "recipient",
     }
 }
 
-/// The dialog state machine of RFC 4235 §3.7.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DialogState {
-    /// INVITE sent or received, nothing answered yet.
-    Trying,
-    /// A provisional response without tag.
-    Proceeding,
-    /// A provisional response with tag: ringing.
-    Early,
-    /// Answered.
-    Confirmed,
-    /// Over.
-    Terminated,
-}
-
-impl DialogState {
-    /// The element text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trying => "trying",
-            Self::Proceeding => "proceeding",
-            Self::Early => "early",
-            Self::Confirmed => "confirmed",
-            Self::Terminated => "terminated",
-        }
+/// The `<state>` element text (an [`DialogState::Other`] text as given).
+fn state_text(s: &DialogState) -> &str {
+    match s {
+        DialogState::Trying => "trying",
+        DialogState::Proceeding => "proceeding",
+        DialogState::Early => "early",
+        DialogState::Confirmed => "confirmed",
+        DialogState::Terminated => "terminated",
+        DialogState::Other(text) => text,
     }
 }
 
@@ -157,9 +134,9 @@ pub fn write_dialog_info(
         out.push('@');
         push_escaped(out, realm);
         out.push_str("\" direction=\"");
-        out.push_str(d.direction.as_str());
+        out.push_str(direction_text(d.direction));
         out.push_str("\">\n  <state>");
-        out.push_str(d.state.as_str());
+        push_escaped(out, state_text(&d.state));
         out.push_str("</state>\n");
         if let Some(remote) = &d.remote {
             out.push_str("  <remote>\n   <identity>");

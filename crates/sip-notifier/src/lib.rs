@@ -95,5 +95,5 @@ pub use dialog::{write_dialog_info, write_pidf, DialogSpec, DialogState, Directi
 pub use driver::{NotifierHandle, NotifierServer};
 pub use error::Error;
 pub use notifier::{EndReason, Notifier, NotifierEvent, NotifierStats, Package};
-pub use sip_ua::digest::Algorithm;
-pub use sip_ua::Transmit;
+pub use sip_proto::digest::Algorithm;
+pub use sip_proto::Transmit;

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sip_ua::digest::parse_credentials;
-use sip_ua::message::StartLine;
+use sip_proto::digest::parse_credentials;
+use sip_proto::message::StartLine;
 use sip_ua::{Error, Event, Message, MessageId, Transport, UaConfig, UserAgent};
 
 const JSON: &str = "application/json";

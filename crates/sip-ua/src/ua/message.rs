@@ -249,7 +249,12 @@ fn phrase_of(msg: &Message) -> &str {
 }
 
 /// The plain-words diagnosis of a refused MESSAGE (RFC 3428 §7, RFC 3261 §21).
-pub fn diagnose_message_failure(status: u16, phrase: &str, to: &str, username: &str) -> String {
+pub(crate) fn diagnose_message_failure(
+    status: u16,
+    phrase: &str,
+    to: &str,
+    username: &str,
+) -> String {
     let phrase = phrase.trim();
     let said = if phrase.is_empty() {
         status.to_string()

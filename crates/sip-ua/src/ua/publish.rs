@@ -501,7 +501,7 @@ impl UserAgent {
 }
 
 /// The plain-words diagnosis of a refused PUBLISH.
-pub fn diagnose_publish_failure(status: u16, presentity: &str, username: &str) -> String {
+pub(crate) fn diagnose_publish_failure(status: u16, presentity: &str, username: &str) -> String {
     match status {
         403 => format!(
             "PBX forbids user {username} to publish the presence of {presentity} (403): \

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// The plain-words diagnosis of a failed SUBSCRIBE.
-pub fn diagnose_subscribe_failure(
+pub(crate) fn diagnose_subscribe_failure(
     status: u16,
     extension: &str,
     username: &str,
