@@ -142,9 +142,12 @@ mod ua;
 // The protocol layer lives in `sip-proto`; these names keep the internal paths short.
 use sip_proto::{digest, framing, headers, message, transaction};
 
-pub use config::{ContactAddress, EventPackage, Subscription, Transport, UaConfig};
+pub use config::{
+    ContactAddress, EventPackage, Password, Subscription, Transport, UaConfig,
+    DEFAULT_EVENT_CAPACITY,
+};
 pub use discovery::{AddressDiscovery, DiscoveryTransmit};
-pub use error::{Error, ParseError};
+pub use error::{ConfigError, Error, InvalidRequest, ParseError};
 pub use sip_proto::{Message, SubState, SubscriptionState, TerminationReason, Timers};
 pub use tls::{TlsConfig, TlsError};
 pub use ua::{

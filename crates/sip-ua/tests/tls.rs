@@ -237,7 +237,7 @@ fn trusting(pki: &TestPki) -> TlsConfig {
 }
 
 async fn next_event(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    events: &mut sip_ua::driver::EventReceiver,
     want: impl Fn(&Event) -> bool,
 ) -> Event {
     tokio::time::timeout(GUARD, async {

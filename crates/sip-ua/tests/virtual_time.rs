@@ -322,7 +322,7 @@ fn sha256_and_strongest_challenge() {
 #[test]
 fn wrong_password_stops_instead_of_looping() {
     let mut cfg = config();
-    cfg.password = "wrong".into();
+    cfg.set_password("wrong");
     let mut h = Harness::new(cfg, &[]);
     let r = h.one_request("REGISTER");
     h.reply(&r, 401, &[("WWW-Authenticate", challenge("n1", ""))]);

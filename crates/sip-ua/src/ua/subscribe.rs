@@ -199,7 +199,7 @@ impl UserAgent {
         let domain = self.domain.clone();
         let ruri_param = self.ruri_param();
         let user = self.cfg.username.clone();
-        let password = self.cfg.password.clone();
+        let password = self.cfg.password().expose().to_string();
         let ua_name = self.cfg.user_agent.clone();
         let Some(s) = self.subs.get_mut(&id) else {
             return;

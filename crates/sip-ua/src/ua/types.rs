@@ -31,6 +31,7 @@ pub struct Notify {
 
 /// What happened; poll with [`UserAgent::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The PBX accepted the registration.
     Registered {
