@@ -2,8 +2,8 @@
 //! The SIP message parser, the header parsers, the digest challenge parser and
 //! the stream framer must never panic on any input.
 use libfuzzer_sys::fuzz_target;
-use sip_ua::framing::StreamFramer;
-use sip_ua::{digest, headers, Message};
+use sip_proto::framing::StreamFramer;
+use sip_proto::{digest, headers, Message};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(m) = Message::parse(data) {

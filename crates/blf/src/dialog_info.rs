@@ -29,6 +29,16 @@ pub enum Direction {
     Recipient,
 }
 
+impl Direction {
+    /// The attribute's text (`initiator`, `recipient`), as a notifier writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Initiator => "initiator",
+            Direction::Recipient => "recipient",
+        }
+    }
+}
+
 /// The state of one dialog (RFC 4235 `<state>`), parsed after trimming and ignoring case
 /// (Kamailio sends `Trying`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -65,6 +75,19 @@ impl DialogState {
             }
         }
         DialogState::Other(t.to_owned())
+    }
+
+    /// The element's text (`early`, `confirmed`…; an `Other` text as given),
+    /// as a notifier writes it: [`parse`](Self::parse) reads it back.
+    pub fn as_str(&self) -> &str {
+        match self {
+            DialogState::Trying => "trying",
+            DialogState::Proceeding => "proceeding",
+            DialogState::Early => "early",
+            DialogState::Confirmed => "confirmed",
+            DialogState::Terminated => "terminated",
+            DialogState::Other(text) => text,
+        }
     }
 }
 

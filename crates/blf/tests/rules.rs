@@ -516,3 +516,20 @@ fn huge_depth_limit_is_capped_so_deep_input_cannot_exhaust_the_stack() {
     let err = Notification::parse_with(None, deep.as_bytes(), &limits).unwrap_err();
     assert_eq!(err.kind, ParseErrorKind::TooDeep);
 }
+
+#[test]
+fn dialog_words_read_back_as_written() {
+    use blf::{DialogState, Direction};
+    for text in [
+        "trying",
+        "proceeding",
+        "early",
+        "confirmed",
+        "terminated",
+        "parked",
+    ] {
+        assert_eq!(DialogState::parse(text).as_str(), text);
+    }
+    assert_eq!(Direction::Initiator.as_str(), "initiator");
+    assert_eq!(Direction::Recipient.as_str(), "recipient");
+}

@@ -196,6 +196,8 @@ pub fn sink_error(extension: &str, to: &str, error: MessageError) -> SinkError {
                 (None, Some(_)) => SinkError::permanent(format!("{about} failed: {reason}")),
             }
         }
+        // A kind of failure this version does not know: retried.
+        other => SinkError::transient(format!("{about} failed: {other}")),
     }
 }
 

@@ -244,7 +244,11 @@ fn failures_map_to_transient_or_permanent_with_the_fix() {
     permanent(sink_error("1001", TO, failed(Some(302))), "SIP_MESSAGE_TO");
     permanent(sink_error("1001", TO, failed(Some(400))), "why");
     permanent(
-        sink_error("1001", TO, MessageError::Invalid("x".into())),
+        sink_error(
+            "1001",
+            TO,
+            MessageError::Invalid(sip_ua::InvalidRequest::Recipient("x".into())),
+        ),
         "SIP_MESSAGE_TO",
     );
     transient(sink_error("1001", TO, failed(Some(408))));

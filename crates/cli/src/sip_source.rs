@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use blf::{EmptyBody, LineState, Notification, Tracker, TrackerEvent};
-use sip_ua::discovery::AddressDiscovery;
+use sip_ua::driver::EventReceiver;
 use sip_ua::driver::UaHandle;
+use sip_ua::AddressDiscovery;
 use sip_ua::{ContactAddress, Event, EventPackage as Package, Subscription, Transport, UaConfig};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::extensions::Extension;
 use crate::observe::{RejectedNotifies, Telemetry};
@@ -155,7 +155,7 @@ pub fn tracker(package: Package) -> Tracker {
 /// The running SIP source.
 pub struct SipSource {
     handle: Option<UaHandle>,
-    events: UnboundedReceiver<Event>,
+    events: EventReceiver,
     /// One per subscription: (extension, package).
     trackers: HashMap<(String, Package), Tracker>,
     telemetry: Telemetry,
@@ -186,7 +186,7 @@ impl SipSource {
 
     fn new(
         handle: Option<UaHandle>,
-        events: UnboundedReceiver<Event>,
+        events: EventReceiver,
         subscriptions: &[Subscription],
     ) -> Self {
         let trackers = subscriptions
@@ -364,6 +364,8 @@ impl SipSource {
             | Event::PublicationRemoved { .. }
             | Event::MessageDelivered { .. }
             | Event::MessageFailed { .. } => Vec::new(),
+            // Events a newer sip-ua may add: nothing to show yet.
+            _ => Vec::new(),
         }
     }
 
@@ -510,7 +512,7 @@ mod tests {
 
     #[test]
     fn dialog_and_presence_make_one_line_with_offline_for_an_unplugged_phone() {
-        let (_tx, rx) = mpsc::unbounded_channel();
+        let (_tx, rx) = mpsc::channel(1);
         let subs = [Subscription::dialog("1001"), Subscription::presence("1001")];
         let mut source = SipSource::new(None, rx, &subs);
         assert_eq!(source.line_state("1001"), LineState::Unknown);
@@ -543,7 +545,7 @@ mod tests {
 
     #[test]
     fn one_package_alone_gives_its_own_state() {
-        let (_tx, rx) = mpsc::unbounded_channel();
+        let (_tx, rx) = mpsc::channel(1);
         let mut source = SipSource::new(None, rx, &[Subscription::presence("1001")]);
         let closed = notify(Package::Presence, pidf("closed", "Unavailable"));
         assert_eq!(line(source.translate(closed)), Some(LineState::Offline));
@@ -738,8 +740,8 @@ mod tests {
     }
 
     /// A source fed with user-agent events by the test.
-    fn fed_source() -> (tokio::sync::mpsc::UnboundedSender<Event>, SipSource) {
-        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    fn fed_source() -> (tokio::sync::mpsc::Sender<Event>, SipSource) {
+        let (tx, events) = tokio::sync::mpsc::channel(4096);
         (tx, SipSource::new(None, events, &[]))
     }
 
@@ -753,7 +755,7 @@ mod tests {
             } else {
                 sip_ua::NotifyRejection::UnknownDialog
             };
-            tx.send(Event::NotifyRejected {
+            tx.try_send(Event::NotifyRejected {
                 from,
                 kind,
                 reason: format!("NOTIFY for unknown Call-ID forged-{i}"),

@@ -12,14 +12,14 @@ use blf::{LineState, Notification};
 use common::{http_get, lines_of, status_addr, wait_for_all, wait_until, PATIENCE};
 use graph_emulator::{GraphEmulator, Operation};
 use sip_ua::driver::spawn;
+use sip_ua::driver::EventReceiver;
 use sip_ua::{Event, Subscription, UaConfig};
 use testbed::{Kamailio, KamailioOptions, SippCall};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 const ALICE: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 
 /// The watcher's next NOTIFY for 1001: its line state and body.
-async fn next_state(rx: &mut UnboundedReceiver<Event>) -> (LineState, String) {
+async fn next_state(rx: &mut EventReceiver) -> (LineState, String) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {

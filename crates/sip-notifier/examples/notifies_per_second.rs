@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use sip_notifier::{DialogSpec, DialogState, Direction, Notifier, NotifierConfig};
-use sip_ua::Message;
+use sip_proto::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const SUBS: u32 = 1000;
@@ -57,9 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DialogState::Terminated,
     ];
     for round in 0..ROUNDS {
-        let state = states[round as usize % states.len()];
+        let state = &states[round as usize % states.len()];
         for i in 0..SUBS {
-            let d = DialogSpec::new("c", Direction::Recipient, state).with_remote("2000");
+            let d = DialogSpec::new("c", Direction::Recipient, state.clone()).with_remote("2000");
             n.set_line(&format!("{}", 10_000 + i), vec![d], now);
         }
         answer_all(&mut n)?;

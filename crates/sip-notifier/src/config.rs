@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use sip_ua::digest::Algorithm;
-use sip_ua::Timers;
+use sip_proto::digest::Algorithm;
+use sip_proto::Timers;
 
 /// A SIP account that may REGISTER and SUBSCRIBE. `Debug` hides the password.
 #[derive(Clone, PartialEq, Eq)]

@@ -4,52 +4,9 @@
 
 use std::fmt::Write as _;
 
-/// Who started the call, seen from the extension (RFC 4235 §4.1 `direction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// The extension placed the call (outgoing).
-    Initiator,
-    /// The extension receives the call (incoming).
-    Recipient,
-}
-
-impl Direction {
-    /// The attribute value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Initiator => "initiator",
-            Self::Recipient => "recipient",
-        }
-    }
-}
-
-/// The dialog state machine of RFC 4235 §3.7.1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DialogState {
-    /// INVITE sent or received, nothing answered yet.
-    Trying,
-    /// A provisional response without tag.
-    Proceeding,
-    /// A provisional response with tag: ringing.
-    Early,
-    /// Answered.
-    Confirmed,
-    /// Over.
-    Terminated,
-}
-
-impl DialogState {
-    /// The element text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Trying => "trying",
-            Self::Proceeding => "proceeding",
-            Self::Early => "early",
-            Self::Confirmed => "confirmed",
-            Self::Terminated => "terminated",
-        }
-    }
-}
+// One home for the RFC 4235 vocabulary: the types the watcher side parses
+// (`blf`) are the ones this side writes.
+pub use blf::{DialogState, Direction};
 
 /// One call leg of an extension, as the PBX reports it.
 ///
@@ -159,7 +116,7 @@ pub fn write_dialog_info(
         out.push_str("\" direction=\"");
         out.push_str(d.direction.as_str());
         out.push_str("\">\n  <state>");
-        out.push_str(d.state.as_str());
+        push_escaped(out, d.state.as_str());
         out.push_str("</state>\n");
         if let Some(remote) = &d.remote {
             out.push_str("  <remote>\n   <identity>");

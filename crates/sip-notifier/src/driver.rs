@@ -165,7 +165,7 @@ async fn run(
     mut cmds: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<NotifierEvent>,
 ) {
-    let mut buf = vec![0u8; sip_ua::message::MAX_MESSAGE_SIZE + 1];
+    let mut buf = vec![0u8; sip_proto::message::MAX_MESSAGE_SIZE + 1];
     let mut waiter: Option<oneshot::Sender<NotifierStats>> = None;
     loop {
         flush(&socket, &mut n, &events).await;

@@ -11,7 +11,8 @@
 //! The core, [`Notifier`], is sans-IO (datagrams and `now: Instant` in;
 //! datagrams, a deadline and [`NotifierEvent`]s out), so every timer is
 //! testable in virtual time. [`driver`] (feature `tokio`, on by default) runs
-//! it on a UDP socket. Message parsing and digest come from `sip-ua`.
+//! it on a UDP socket. Message parsing, digest and transactions come from `sip-proto`; the
+//! RFC 4235 words ([`DialogState`], [`Direction`]) from `blf`.
 //!
 //! Behaviour:
 //! - **REGISTER**: 401 with a challenge, then 200 with `Contact;expires`;
@@ -95,5 +96,5 @@ pub use dialog::{write_dialog_info, write_pidf, DialogSpec, DialogState, Directi
 pub use driver::{NotifierHandle, NotifierServer};
 pub use error::Error;
 pub use notifier::{EndReason, Notifier, NotifierEvent, NotifierStats, Package};
-pub use sip_ua::digest::Algorithm;
-pub use sip_ua::Transmit;
+pub use sip_proto::digest::Algorithm;
+pub use sip_proto::Transmit;

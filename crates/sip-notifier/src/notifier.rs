@@ -5,9 +5,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use sip_ua::message::name_addr_param;
-use sip_ua::transaction::{ClientTransaction, ServerTransactions};
-use sip_ua::{Message, Transmit};
+use sip_proto::message::name_addr_param;
+use sip_proto::transaction::{ClientTransaction, ServerTransactions};
+use sip_proto::{Message, Transmit};
 
 use crate::config::NotifierConfig;
 use crate::dialog::DialogSpec;

@@ -9,16 +9,13 @@ use blf::{LineState, Notification, Tracker};
 use sip_notifier::{
     Account, DialogSpec, DialogState, Direction, NotifierConfig, NotifierEvent, NotifierServer,
 };
+use sip_ua::driver::EventReceiver;
 use sip_ua::{Event, Subscription, UaConfig};
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-async fn next_line_state(
-    events: &mut UnboundedReceiver<Event>,
-    tracker: &mut Tracker,
-) -> LineState {
+async fn next_line_state(events: &mut EventReceiver, tracker: &mut Tracker) -> LineState {
     loop {
         let event = timeout(LIMIT, events.recv()).await.unwrap().unwrap();
         if let Event::Notify(n) = event {

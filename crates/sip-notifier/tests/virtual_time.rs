@@ -10,7 +10,7 @@ use blf::{LineState, Notification, Tracker};
 use sip_notifier::{
     Account, DialogSpec, DialogState, Direction, EndReason, Notifier, NotifierConfig, NotifierEvent,
 };
-use sip_ua::digest::DigestSession;
+use sip_proto::DigestSession;
 use sip_ua::{Event, Message, Subscription, UaConfig, UserAgent};
 
 const PBX: &str = "127.0.0.1:5060";

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::error::ConfigError;
 use crate::tls::TlsConfig;
 use crate::transaction::Timers;
 
@@ -57,15 +58,13 @@ impl Transport {
 }
 
 impl std::str::FromStr for Transport {
-    type Err = String;
+    type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "udp" => Ok(Self::Udp),
             "tcp" => Ok(Self::Tcp),
             "tls" => Ok(Self::Tls),
-            other => Err(format!(
-                "unknown SIP transport {other:?} (use udp, tcp or tls)"
-            )),
+            other => Err(ConfigError::UnknownTransport(other.to_string())),
         }
     }
 }
@@ -135,8 +134,47 @@ impl Subscription {
     }
 }
 
-/// User agent configuration. `Debug` never prints the password.
+/// The account password: kept out of `Debug` and `Display` output and out
+/// of any public field; read only where a digest response is computed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self(password.into())
+    }
+
+    /// The password itself, for the digest computation.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+impl From<String> for Password {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Password {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
+/// User agent configuration: [`UaConfig::new`] gives the defaults, the
+/// `with_*` setters (or the public fields) change them. `Debug` never prints
+/// the password, which has no public field ([`UaConfig::set_password`]).
+/// New fields may come in minor releases (hence `#[non_exhaustive]`).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct UaConfig {
     /// PBX as `host`, `host:port`, `ip:port` or `[v6]:port` (port 5060 when absent).
     pub server: String,
@@ -144,8 +182,8 @@ pub struct UaConfig {
     pub transport: Transport,
     /// Account user name (also the digest user name).
     pub username: String,
-    /// Account password.
-    pub password: String,
+    /// Account password (no public field: see [`UaConfig::set_password`]).
+    password: Password,
     /// SIP domain and default realm; the server host when `None`.
     pub domain: Option<String>,
     /// Local socket address; when `None` the driver binds `127.0.0.1:0` / `[::1]:0`
@@ -177,7 +215,14 @@ pub struct UaConfig {
     pub keepalive_interval: Option<Duration>,
     /// How the driver verifies the PBX with [`Transport::Tls`] (unused otherwise).
     pub tls: TlsConfig,
+    /// How many events the tokio driver queues for a reader that does not
+    /// keep up (at least 1; [`DEFAULT_EVENT_CAPACITY`] by default). What
+    /// happens beyond it is documented on the driver's `spawn`.
+    pub event_capacity: usize,
 }
+
+/// The default [`UaConfig::event_capacity`].
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
 impl UaConfig {
     /// A configuration with defaults: UDP, learned contact, REGISTER for 600 s,
@@ -191,7 +236,7 @@ impl UaConfig {
             server: server.into(),
             transport: Transport::Udp,
             username: username.into(),
-            password: password.into(),
+            password: Password::new(password),
             domain: None,
             listen: None,
             contact: ContactAddress::Learned,
@@ -207,7 +252,67 @@ impl UaConfig {
             slow_retry: Duration::from_secs(300),
             keepalive_interval: Some(Duration::from_secs(30)),
             tls: TlsConfig::default(),
+            event_capacity: DEFAULT_EVENT_CAPACITY,
         }
+    }
+
+    /// The account password.
+    pub fn password(&self) -> &Password {
+        &self.password
+    }
+
+    /// Replaces the account password.
+    pub fn set_password(&mut self, password: impl Into<Password>) {
+        self.password = password.into();
+    }
+
+    /// With this transport.
+    pub fn with_transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// With this SIP domain (and default realm) instead of the server host.
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = Some(domain.into());
+        self
+    }
+
+    /// Bound to this local address.
+    pub fn with_listen(mut self, listen: SocketAddr) -> Self {
+        self.listen = Some(listen);
+        self
+    }
+
+    /// With this address in `Contact`.
+    pub fn with_contact(mut self, contact: ContactAddress) -> Self {
+        self.contact = contact;
+        self
+    }
+
+    /// With (`true`, the default) or without REGISTER.
+    pub fn with_register(mut self, register: bool) -> Self {
+        self.register = register;
+        self
+    }
+
+    /// With these RFC 3261 timer values.
+    pub fn with_timers(mut self, timers: Timers) -> Self {
+        self.timers = timers;
+        self
+    }
+
+    /// With this TLS verification (for [`Transport::Tls`]).
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// With room for this many events between the driver and its reader
+    /// (see [`UaConfig::event_capacity`]).
+    pub fn with_event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
     }
 
     /// The server host (without port or brackets).
@@ -255,6 +360,7 @@ impl fmt::Debug for UaConfig {
             .field("publish_expires", &self.publish_expires)
             .field("user_agent", &self.user_agent)
             .field("tls", &self.tls)
+            .field("event_capacity", &self.event_capacity)
             .finish_non_exhaustive()
     }
 }

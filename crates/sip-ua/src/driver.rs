@@ -22,10 +22,14 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Subscription, Transport, UaConfig};
 use crate::discovery::AddressDiscovery;
-use crate::error::Error;
+use crate::error::{ConfigError, Error, InvalidRequest};
 use crate::framing::{Frame, StreamFramer};
 use crate::message::MAX_MESSAGE_SIZE;
 use crate::ua::{Event, MessageId, PublicationStatus, UaStatus, UserAgent};
+
+mod events;
+use events::{Counters, EventSink};
+pub use events::{EventReceiver, EventStats};
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
@@ -51,10 +55,11 @@ type MessageWaiters = HashMap<MessageId, oneshot::Sender<Result<u16, MessageErro
 
 /// Why a MESSAGE sent with [`Messenger::send`] was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MessageError {
     /// Refused before it was sent (recipient, content type, size).
     #[error("{0}")]
-    Invalid(String),
+    Invalid(InvalidRequest),
     /// Sent, and refused or not answered ([`Event::MessageFailed`]).
     #[error("{reason}")]
     Failed {
@@ -88,8 +93,7 @@ impl Messenger {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<u16, MessageError> {
-        crate::ua::validate_message(to, content_type, &body)
-            .map_err(|e| MessageError::Invalid(e.to_string()))?;
+        crate::ua::validate_message(to, content_type, &body).map_err(MessageError::Invalid)?;
         let (reply, rx) = oneshot::channel();
         self.cmd
             .send(Command::Message(OutgoingMessage {
@@ -112,6 +116,7 @@ pub struct UaHandle {
     server_addr: SocketAddr,
     task: Option<JoinHandle<()>>,
     shutdown_limit: Duration,
+    event_counters: std::sync::Arc<Counters>,
 }
 
 /// Publishes presence on a running user agent ([`UaHandle::publisher`]).
@@ -132,6 +137,12 @@ impl Publisher {
 }
 
 impl UaHandle {
+    /// What happened to events the reader was not ready for (see
+    /// [`spawn`]'s back-pressure rule).
+    pub fn event_stats(&self) -> EventStats {
+        self.event_counters.snapshot()
+    }
+
     /// The local address of the SIP socket (or TCP connection).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -318,17 +329,33 @@ fn concrete_local(bound: SocketAddr, server: SocketAddr) -> SocketAddr {
 
 /// Starts the user agent on a tokio runtime: binds the socket (or connects),
 /// registers and subscribes. Events arrive on the returned receiver.
+///
+/// # Back-pressure
+///
+/// The receiver is bounded ([`UaConfig::event_capacity`], 1024 by
+/// default), and the driver never waits for it: the socket is always read
+/// and answered, so a slow reader never makes the PBX retransmit. When the
+/// channel is full, a NOTIFY is kept aside, one per subscription, a newer one
+/// replacing it; any other event waits in a backlog of at most the capacity,
+/// whose oldest entry is dropped when it is full. Waiting events go out,
+/// oldest first, as soon as the reader makes room. Every delayed, replaced
+/// or dropped event is counted in [`UaHandle::event_stats`]. A reader that
+/// sees `notifies_replaced` or `dropped` grow can re-read the state with
+/// [`UaHandle::refresh_subscription`].
 pub async fn spawn(
     config: UaConfig,
     subscriptions: Vec<Subscription>,
     discovery: Option<Box<dyn AddressDiscovery>>,
-) -> Result<(UaHandle, mpsc::UnboundedReceiver<Event>), Error> {
+) -> Result<(UaHandle, EventReceiver), Error> {
     if config.username.is_empty() {
-        return Err(Error::Config("username is empty".into()));
+        return Err(ConfigError::EmptyUsername.into());
+    }
+    if config.event_capacity == 0 {
+        return Err(ConfigError::ZeroEventCapacity.into());
     }
     let server = resolve_server(&config).await?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx, event_counters) = EventSink::new(config.event_capacity);
     let shutdown_limit = config.timers.timer_f() * 2 + Duration::from_secs(1);
     let (local_addr, task) = match config.transport {
         Transport::Udp => {
@@ -357,6 +384,7 @@ pub async fn spawn(
             server_addr: server,
             task: Some(task),
             shutdown_limit,
+            event_counters,
         },
         ev_rx,
     ))
@@ -399,8 +427,14 @@ fn handle_command(
                 Err(Error::Stopped) => {
                     let _ = m.reply.send(Err(MessageError::Stopped));
                 }
+                Err(Error::InvalidRequest(e)) => {
+                    let _ = m.reply.send(Err(MessageError::Invalid(e)));
+                }
                 Err(e) => {
-                    let _ = m.reply.send(Err(MessageError::Invalid(e.to_string())));
+                    let _ = m.reply.send(Err(MessageError::Failed {
+                        status: None,
+                        reason: e.to_string(),
+                    }));
                 }
             }
         }
@@ -413,11 +447,7 @@ fn handle_command(
 }
 
 /// Hands the user agent's events to the application; whether there were any.
-fn deliver(
-    ua: &mut UserAgent,
-    events: &mpsc::UnboundedSender<Event>,
-    messages: &mut MessageWaiters,
-) -> bool {
+fn deliver(ua: &mut UserAgent, events: &mut EventSink, messages: &mut MessageWaiters) -> bool {
     let mut any = false;
     while let Some(e) = ua.poll_event() {
         tracing::debug!(event = ?e, "sip-ua event");
@@ -439,8 +469,7 @@ fn deliver(
                 let _ = waiter.send(result);
             }
         }
-        // The application may have stopped listening; keep running regardless.
-        let _ = events.send(e);
+        events.send(e);
         any = true;
     }
     any
@@ -460,7 +489,7 @@ fn far_future() -> tokio::time::Instant {
 async fn flush_udp(
     ua: &mut UserAgent,
     socket: &UdpSocket,
-    events: &mpsc::UnboundedSender<Event>,
+    events: &mut EventSink,
     waiting: &mut Option<Instant>,
     first: bool,
     messages: &mut MessageWaiters,
@@ -483,7 +512,7 @@ async fn run_udp(
     mut ua: UserAgent,
     socket: UdpSocket,
     mut cmds: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<Event>,
+    mut events: EventSink,
 ) {
     let mut buf = vec![0u8; MAX_MESSAGE_SIZE + 1];
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
@@ -495,7 +524,7 @@ async fn run_udp(
         flush_udp(
             &mut ua,
             &socket,
-            &events,
+            &mut events,
             &mut waiting,
             false,
             &mut messages,
@@ -526,6 +555,7 @@ async fn run_udp(
                 cmds_open = handle_command(&mut ua, c, &mut waiters, &mut messages);
                 None
             }
+            _ = events.room(), if events.has_waiting() => None,
         };
         // Take what else is queued before the timers are looked at again
         // (a burst would otherwise overflow the socket), answering and
@@ -543,7 +573,7 @@ async fn run_udp(
             flush_udp(
                 &mut ua,
                 &socket,
-                &events,
+                &mut events,
                 &mut waiting,
                 taken == 1,
                 &mut messages,
@@ -642,7 +672,7 @@ async fn run_tcp(
     connector: Connector,
     stream: Box<dyn SipStream>,
     mut cmds: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<Event>,
+    mut events: EventSink,
 ) {
     let server = ua.server_addr();
     let mut stream = Some(stream);
@@ -655,7 +685,7 @@ async fn run_tcp(
     let mut reconnect_at: Option<tokio::time::Instant> = None;
     loop {
         // Send what is queued; a write error drops the connection.
-        deliver(&mut ua, &events, &mut messages);
+        deliver(&mut ua, &mut events, &mut messages);
         let mut wrote = false;
         while let Some(t) = ua.poll_transmit() {
             if let Some(s) = stream.as_mut() {
@@ -740,6 +770,7 @@ async fn run_tcp(
             c = cmds.recv(), if cmds_open => {
                 cmds_open = handle_command(&mut ua, c, &mut waiters, &mut messages);
             }
+            _ = events.room(), if events.has_waiting() => {}
         }
     }
     for w in waiters {

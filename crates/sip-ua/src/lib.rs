@@ -7,7 +7,7 @@
 //! ([`UserAgent::poll_timeout`]) and what happened ([`UserAgent::poll_event`]),
 //! in the manner of `quinn-proto`. Every RFC timer is therefore testable in
 //! virtual time. [`driver`] (feature `tokio`, on by default) runs it on a UDP
-//! socket, a TCP connection or a TLS connection (rustls, see [`tls`]).
+//! socket, a TCP connection or a TLS connection (rustls, see [`TlsConfig`]).
 //!
 //! What it does:
 //! - **REGISTER** with digest auth, refreshed before the *granted* expiry
@@ -25,7 +25,7 @@
 //!   [`UserAgent::refresh_subscription`] re-SUBSCRIBEs in the dialog at once
 //!   (for the full state after a version gap, RFC 4235 §4.1);
 //!   un-SUBSCRIBE on shutdown, whose final NOTIFYs are waited for (at most
-//!   [`ua::FINAL_NOTIFY_WAIT`]) and answered before the un-REGISTER.
+//!   [`FINAL_NOTIFY_WAIT`]) and answered before the un-REGISTER.
 //! - **PUBLISH** (RFC 3903) of `Event: presence` per presentity
 //!   ([`UserAgent::publish`]): initial PUBLISH with the body, `SIP-ETag` kept,
 //!   refreshed before the granted expiry with `SIP-If-Match` and no body,
@@ -58,7 +58,8 @@
 //!
 //! The design named `rsip` (0.4) for the message model. It could not carry what
 //! PBXs send and what we need, so this crate has its own small model
-//! ([`message`]) and header parsers instead:
+//! (now the `sip-proto` crate, re-exported here as [`Message`]) and header
+//! parsers instead:
 //! - its tokenizer knows no compact header names (`i:`, `v:`, `f:`, `t:`, `m:`,
 //!   `l:`, `c:`, `o:`, `u:`) and no folded lines, so every message would have to
 //!   be rewritten before it is parsed (and re-parsed after);
@@ -69,8 +70,8 @@
 //! - it has no size limits and no stream framing.
 //!
 //! What was left for `rsip` (start line and `name: value` splitting) is about a
-//! hundred lines here, with limits ([`message::MAX_MESSAGE_SIZE`],
-//! [`message::MAX_HEADERS`], [`message::MAX_HEADER_LINE`]) and a fuzz target
+//! hundred lines here, with limits (`sip_proto::message::MAX_MESSAGE_SIZE`,
+//! `MAX_HEADERS`, `MAX_HEADER_LINE`) and a fuzz target
 //! (`fuzz/fuzz_targets/sip_message.rs`). No `rsip` type appears in the API.
 //!
 //! # Example (sans-IO)
@@ -130,28 +131,27 @@
 //! # Ok(()) }
 //! ```
 
-pub mod config;
-pub mod digest;
-pub mod discovery;
+mod config;
+mod discovery;
 #[cfg(feature = "tokio")]
 pub mod driver;
-pub mod error;
-pub mod framing;
-pub mod headers;
-pub mod message;
-pub mod tls;
-pub mod transaction;
-pub mod ua;
+mod error;
+mod tls;
+mod ua;
 
-pub use config::{ContactAddress, EventPackage, Subscription, Transport, UaConfig};
+// The protocol layer lives in `sip-proto`; these names keep the internal paths short.
+use sip_proto::{digest, framing, headers, message, transaction};
+
+pub use config::{
+    ContactAddress, EventPackage, Password, Subscription, Transport, UaConfig,
+    DEFAULT_EVENT_CAPACITY,
+};
 pub use discovery::{AddressDiscovery, DiscoveryTransmit};
-pub use error::{Error, ParseError};
-pub use headers::{SubState, SubscriptionState, TerminationReason};
-pub use message::Message;
+pub use error::{ConfigError, Error, InvalidRequest, ParseError};
+pub use sip_proto::{Message, SubState, SubscriptionState, TerminationReason, Timers};
 pub use tls::{TlsConfig, TlsError};
-pub use transaction::Timers;
 pub use ua::{
-    diagnose_message_failure, Event, MessageId, Notify, NotifyRejection, PublicationStatus,
-    RegistrationStatus, SubscriptionPhase, SubscriptionStatus, Transmit, UaStatus, UserAgent,
+    Event, MessageId, Notify, NotifyRejection, PublicationStatus, RegistrationStatus,
+    SubscriptionPhase, SubscriptionStatus, Transmit, UaStatus, UserAgent, FINAL_NOTIFY_WAIT,
     MAX_MESSAGE_BODY,
 };

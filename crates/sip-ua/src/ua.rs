@@ -13,7 +13,7 @@ use crate::headers::{
     parse_subscription_state, parse_via, SubState, TerminationReason,
 };
 use crate::message::{split_name_addr, Message, StartLine};
-use crate::transaction::{ClientOutput, ClientTransaction, ServerTransactions};
+use crate::transaction::{Absorb, ClientOutput, ClientTransaction, ServerTransactions};
 
 mod message;
 mod notify;
@@ -26,10 +26,9 @@ mod types;
 use timers::TimerIndex;
 
 pub(crate) use message::validate as validate_message;
-pub use message::{diagnose_message_failure, MessageId, MAX_MESSAGE_BODY};
+pub use message::{MessageId, MAX_MESSAGE_BODY};
 pub(crate) use publish::validate as validate_publication;
-pub use publish::{diagnose_publish_failure, PublicationStatus};
-pub use subscribe::diagnose_subscribe_failure;
+pub use publish::PublicationStatus;
 pub use types::{
     Event, Notify, NotifyRejection, RegistrationStatus, SubscriptionPhase, SubscriptionStatus,
     Transmit, UaStatus,
@@ -195,7 +194,7 @@ fn random_hex(bytes: usize) -> String {
 
 /// When to refresh something granted for `granted` seconds: 32 s (Timer F)
 /// before it runs out, or half-way for short expiries.
-pub fn refresh_delay(granted: u32) -> Duration {
+pub(crate) fn refresh_delay(granted: u32) -> Duration {
     let g = u64::from(granted);
     let secs = if g > 64 { g - 32 } else { (g / 2).max(1) };
     Duration::from_secs(secs)
@@ -554,7 +553,7 @@ impl UserAgent {
             // Anything from the PBX shows the flow is alive.
             self.pong_deadline = None;
         }
-        if is_stun(data) {
+        if sip_proto::is_stun(data) {
             if let Some(d) = self.discovery.as_mut() {
                 if d.handle_datagram(from, data, now) {
                     self.check_contact(now);
@@ -800,11 +799,4 @@ impl UserAgent {
 
 fn auth_reason(e: &AuthError) -> String {
     e.to_string()
-}
-
-/// STUN (RFC 5389): first two bits zero and the magic cookie at bytes 4..8.
-pub fn is_stun(data: &[u8]) -> bool {
-    data.len() >= 20
-        && matches!(data.first(), Some(0x00) | Some(0x01))
-        && data.get(4..8) == Some(&[0x21, 0x12, 0xA4, 0x42][..])
 }

@@ -2,7 +2,7 @@
 //! also when rewritten with compact names and folded lines.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use sip_ua::headers::{parse_event, parse_subscription_state};
+use sip_proto::headers::{parse_event, parse_subscription_state};
 use sip_ua::{Message, SubState, TerminationReason};
 
 const IDLE: &[u8] = include_bytes!("data/01_1001_cseq2_nobody.sip");
@@ -79,7 +79,7 @@ fn compact_and_folded_forms_are_equivalent() {
 /// captures never make the parsers panic.
 #[test]
 fn mutated_messages_never_panic() {
-    use sip_ua::framing::StreamFramer;
+    use sip_proto::framing::StreamFramer;
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = || {
         seed ^= seed << 13;
@@ -109,8 +109,8 @@ fn mutated_messages_never_panic() {
                 for (_, v) in msg.headers.iter() {
                     let _ = parse_subscription_state(v);
                     let _ = parse_event(v);
-                    let _ = sip_ua::digest::parse_challenges(v);
-                    let _ = sip_ua::headers::parse_via(v);
+                    let _ = sip_proto::digest::parse_challenges(v);
+                    let _ = sip_proto::headers::parse_via(v);
                 }
             }
             let mut f = StreamFramer::new();

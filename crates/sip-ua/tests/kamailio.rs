@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use sip_ua::driver::EventReceiver;
 use sip_ua::driver::{spawn, UaHandle};
 use sip_ua::{Event, Message, Subscription, Transport, UaConfig};
 use testbed::{Kamailio, KamailioOptions, ServerCertOptions, SippCall, TestPki};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How long a wait for events lasts before the test fails: generous for a
 /// loaded 2-core machine; a passing run never waits for it.
@@ -23,7 +23,7 @@ fn config(pbx: &Kamailio, transport: Transport) -> UaConfig {
     c
 }
 
-async fn start(cfg: UaConfig, exts: &[&str]) -> (UaHandle, UnboundedReceiver<Event>) {
+async fn start(cfg: UaConfig, exts: &[&str]) -> (UaHandle, EventReceiver) {
     spawn(
         cfg,
         exts.iter().map(|e| Subscription::dialog(*e)).collect(),
@@ -35,7 +35,7 @@ async fn start(cfg: UaConfig, exts: &[&str]) -> (UaHandle, UnboundedReceiver<Eve
 
 /// Collects events until `done(seen)` holds; panics with what was seen after `limit`.
 async fn wait_until(
-    rx: &mut UnboundedReceiver<Event>,
+    rx: &mut EventReceiver,
     seen: &mut Vec<Event>,
     limit: Duration,
     what: &str,
@@ -93,11 +93,7 @@ fn saw_call(seen: &[Event], ext: &str) -> bool {
     matches!(in_call, Some(i) if bodies[i + 1..].iter().any(|b| has(b, "terminated")))
 }
 
-async fn up(
-    pbx: &Kamailio,
-    cfg: UaConfig,
-    exts: &[&str],
-) -> (UaHandle, UnboundedReceiver<Event>, Vec<Event>) {
+async fn up(pbx: &Kamailio, cfg: UaConfig, exts: &[&str]) -> (UaHandle, EventReceiver, Vec<Event>) {
     let _ = pbx;
     let (h, mut rx) = start(cfg, exts).await;
     let mut seen = Vec::new();
@@ -112,7 +108,7 @@ async fn up(
     (h, rx, seen)
 }
 
-async fn call_and_check(pbx: &Kamailio, rx: &mut UnboundedReceiver<Event>, seen: &mut Vec<Event>) {
+async fn call_and_check(pbx: &Kamailio, rx: &mut EventReceiver, seen: &mut Vec<Event>) {
     let call = SippCall::start(
         pbx,
         "1001",
@@ -357,7 +353,7 @@ async fn kamailio_tcp_restart_reconnects_and_resubscribes() {
 async fn kamailio_wrong_password_is_reported_not_looped() {
     let pbx = Kamailio::start(KamailioOptions::default()).unwrap();
     let mut cfg = config(&pbx, Transport::Udp);
-    cfg.password = "not-the-password".into();
+    cfg.set_password("not-the-password");
     let (h, mut rx) = start(cfg, &["1001"]).await;
     let mut seen = Vec::new();
     wait_until(&mut rx, &mut seen, PATIENCE, "RegistrationFailed and SubscriptionFailed", |s| {

@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use sip_ua::driver::spawn;
+use sip_ua::driver::EventReceiver;
 use sip_ua::{Event, EventPackage, Notify, Subscription, UaConfig};
 use testbed::{Kamailio, KamailioOptions, SippPublisher};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The next NOTIFY for `ext` (other events are skipped); 30 s without one is a failure.
-async fn next_notify(rx: &mut UnboundedReceiver<Event>, ext: &str) -> Notify {
+async fn next_notify(rx: &mut EventReceiver, ext: &str) -> Notify {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use blf::PresenceDocument;
 use blf::{Basic, LineState, Notification, CONTENT_TYPE_PIDF};
+use sip_ua::driver::EventReceiver;
 use sip_ua::driver::{spawn, UaHandle};
 use sip_ua::{Event, Notify, Subscription, UaConfig};
 use testbed::{Kamailio, KamailioOptions};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Longest wait for one event: generous for a loaded machine; a passing run never waits for it.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -20,7 +20,7 @@ async fn ua(
     user: &str,
     password: &str,
     subs: Vec<Subscription>,
-) -> (UaHandle, UnboundedReceiver<Event>) {
+) -> (UaHandle, EventReceiver) {
     let mut cfg = UaConfig::new(pbx.sip_addr().to_string(), user, password);
     cfg.listen = Some("127.0.0.1:0".parse().unwrap());
     spawn(cfg, subs, None).await.unwrap()
@@ -28,7 +28,7 @@ async fn ua(
 
 /// The next event `pick` takes; other events are skipped.
 async fn next<T>(
-    rx: &mut UnboundedReceiver<Event>,
+    rx: &mut EventReceiver,
     what: &str,
     mut pick: impl FnMut(Event) -> Option<T>,
 ) -> T {
@@ -47,7 +47,7 @@ async fn next<T>(
 }
 
 /// The watcher's next NOTIFY for 1001 and its line state (an empty body counts as none published).
-async fn next_state(rx: &mut UnboundedReceiver<Event>) -> (Notify, LineState) {
+async fn next_state(rx: &mut EventReceiver) -> (Notify, LineState) {
     let n = next(rx, "NOTIFY for 1001", |e| match e {
         Event::Notify(n) if n.extension == "1001" => Some(n),
         _ => None,
@@ -59,7 +59,7 @@ async fn next_state(rx: &mut UnboundedReceiver<Event>) -> (Notify, LineState) {
     (n, state)
 }
 
-async fn published(rx: &mut UnboundedReceiver<Event>) {
+async fn published(rx: &mut EventReceiver) {
     next(rx, "Published for 1001", |e| match e {
         Event::Published { presentity, .. } if presentity == "1001" => Some(()),
         Event::PublicationFailed { reason, .. } => panic!("PUBLISH failed: {reason}"),

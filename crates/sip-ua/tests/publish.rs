@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sip_ua::message::StartLine;
+use sip_proto::message::StartLine;
 use sip_ua::{Event, Message, UaConfig, UserAgent};
 
 const PIDF: &str = "application/pidf+xml";

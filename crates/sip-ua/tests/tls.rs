@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sip_ua::framing::{Frame, StreamFramer};
-use sip_ua::message::StartLine;
+use sip_proto::framing::{Frame, StreamFramer};
+use sip_proto::message::StartLine;
 use sip_ua::{
     driver, Error, Event, Message, Subscription, TlsConfig, TlsError, Transport, UaConfig,
     UserAgent,
@@ -237,7 +237,7 @@ fn trusting(pki: &TestPki) -> TlsConfig {
 }
 
 async fn next_event(
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>,
+    events: &mut sip_ua::driver::EventReceiver,
     want: impl Fn(&Event) -> bool,
 ) -> Event {
     tokio::time::timeout(GUARD, async {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sip_ua::digest::{compute_response, Algorithm, Qop};
-use sip_ua::message::{name_addr_param, split_name_addr, StartLine};
+use sip_proto::digest::{compute_response, Algorithm, Qop};
+use sip_proto::message::{name_addr_param, split_name_addr, StartLine};
 use sip_ua::{
     AddressDiscovery, ContactAddress, DiscoveryTransmit, Event, EventPackage, Message, SubState,
     Subscription, TerminationReason, UaConfig, UserAgent,
@@ -61,7 +61,7 @@ impl Harness {
         std::mem::take(&mut self.queue)
             .into_iter()
             .filter(|t| !t.payload.iter().all(|b| *b == b'\r' || *b == b'\n'))
-            .filter(|t| !sip_ua::ua::is_stun(&t.payload) && t.payload.first() != Some(&0))
+            .filter(|t| !sip_proto::is_stun(&t.payload) && t.payload.first() != Some(&0))
             .map(|t| (t.destination, Message::parse(&t.payload).unwrap()))
             .collect()
     }
@@ -322,7 +322,7 @@ fn sha256_and_strongest_challenge() {
 #[test]
 fn wrong_password_stops_instead_of_looping() {
     let mut cfg = config();
-    cfg.password = "wrong".into();
+    cfg.set_password("wrong");
     let mut h = Harness::new(cfg, &[]);
     let r = h.one_request("REGISTER");
     h.reply(&r, 401, &[("WWW-Authenticate", challenge("n1", ""))]);
@@ -883,13 +883,10 @@ fn shutdown_waits_for_a_final_notify_only_so_long() {
     h.advance_to(start + Duration::from_millis(100));
     h.reply(&unsub, 200, &[("Expires", "0".into())]);
     // The final NOTIFY never comes: the un-REGISTER goes out after the bound.
-    h.advance_to(start + sip_ua::ua::FINAL_NOTIFY_WAIT - Duration::from_millis(1));
+    h.advance_to(start + sip_ua::FINAL_NOTIFY_WAIT - Duration::from_millis(1));
     assert!(h.sent().is_empty());
-    assert_eq!(
-        h.ua.poll_timeout(),
-        Some(start + sip_ua::ua::FINAL_NOTIFY_WAIT)
-    );
-    h.advance_to(start + sip_ua::ua::FINAL_NOTIFY_WAIT);
+    assert_eq!(h.ua.poll_timeout(), Some(start + sip_ua::FINAL_NOTIFY_WAIT));
+    h.advance_to(start + sip_ua::FINAL_NOTIFY_WAIT);
     let unreg = h.one_request("REGISTER");
     assert_eq!(expires_of(&unreg), 0);
     h.reply(&unreg, 200, &[]);

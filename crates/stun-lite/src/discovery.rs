@@ -1,9 +1,9 @@
-//! `impl sip_ua::discovery::AddressDiscovery for BindingClient` (feature `sip-ua`).
+//! `impl sip_ua::AddressDiscovery for BindingClient` (feature `sip-ua`).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use sip_ua::discovery::{AddressDiscovery, DiscoveryTransmit};
+use sip_ua::{AddressDiscovery, DiscoveryTransmit};
 
 use crate::client::{BindingClient, Handled};
 

@@ -18,7 +18,7 @@
 //! - Feature `tokio` (default): [`query`], [`query_on`], [`query_on_with`],
 //!   [`resolve_servers`].
 //! - Feature `sip-ua`: `BindingClient` implements
-//!   `sip_ua::discovery::AddressDiscovery`.
+//!   `sip_ua::AddressDiscovery`.
 //!
 //! The wire format is `stun_codec`'s; its error types stay inside this crate.
 //! Written here rather than taken from a crate: the cheap header checks that

@@ -61,19 +61,10 @@ impl fmt::Debug for TransactionId {
     }
 }
 
-/// Tells a STUN message apart from SIP (or anything else) on a shared socket.
-///
-/// True when the datagram is at least a STUN header long, its first two bits are
-/// zero (RFC 7983 §7: first byte 0..=3; SIP starts with an ASCII letter, a CRLF
-/// keep-alive is shorter than a header) and bytes 4..8 are the magic cookie.
-pub fn is_stun(datagram: &[u8]) -> bool {
-    match datagram {
-        [first, _, _, _, c0, c1, c2, c3, ..] if datagram.len() >= HEADER_LEN => {
-            first & 0xC0 == 0 && u32::from_be_bytes([*c0, *c1, *c2, *c3]) == MAGIC_COOKIE
-        }
-        _ => false,
-    }
-}
+/// Tells a STUN message apart from SIP (or anything else) on a shared socket
+/// (RFC 7983 §7). One definition for both sides of the socket: the SIP stack's
+/// demultiplexer in `sip-proto`.
+pub use sip_proto::is_stun;
 
 /// Encodes a Binding request with the given transaction id, ending with a
 /// `FINGERPRINT` attribute (RFC 8489 §14.7), which helps the server tell STUN

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sip_ua::discovery::{AddressDiscovery, DiscoveryTransmit};
+use sip_ua::{AddressDiscovery, DiscoveryTransmit};
 use sip_ua::{ContactAddress, Event, Subscription, UaConfig};
 use stun_lite::{BindingClient, ClientConfig, Handled};
 use testbed::{KamailioOptions, NatLab};

@@ -97,8 +97,8 @@ impl Day {
             } else {
                 continue;
             };
-            let mut d =
-                DialogSpec::new(id.clone(), direction, c.state).with_remote(remote.identity());
+            let mut d = DialogSpec::new(id.clone(), direction, c.state.clone())
+                .with_remote(remote.identity());
             d.held = c.held_by.as_deref() == Some(ext);
             out.push(d);
         }

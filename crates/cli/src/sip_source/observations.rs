@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_call_reports_its_other_party_and_direction_from_the_dialog() {
-        let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (_tx, rx) = tokio::sync::mpsc::channel(1);
         let mut source = SipSource::new(None, rx, &[sip_ua::Subscription::dialog("1001")]);
         let body = r#"<?xml version="1.0"?>
 <dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="0" state="full" entity="sip:1001@pbx">

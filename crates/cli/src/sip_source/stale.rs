@@ -382,8 +382,8 @@ mod wiring {
     use crate::observe::Telemetry;
     use crate::sip_source::{LineChange, SipHealth, SipSource, SourceEvent};
 
-    fn source(after: u64) -> (SipSource, mpsc::UnboundedSender<Event>, Telemetry) {
-        let (tx, events) = mpsc::unbounded_channel();
+    fn source(after: u64) -> (SipSource, mpsc::Sender<Event>, Telemetry) {
+        let (tx, events) = mpsc::channel(256);
         let telemetry = Telemetry::new();
         let subs = [
             Subscription::dialog("1001"),
@@ -471,11 +471,11 @@ mod wiring {
     #[tokio::test(start_paused = true)]
     async fn a_lost_subscription_turns_the_line_unknown_then_the_next_notify_restores_it() {
         let (mut source, tx, telemetry) = source(120);
-        tx.send(notify("1001", 0, true)).unwrap();
+        tx.try_send(notify("1001", 0, true)).unwrap();
         assert_eq!(next_line(&mut source).await.line_state, LineState::Busy);
 
         let t0 = tokio::time::Instant::now();
-        tx.send(failed("1001")).unwrap();
+        tx.try_send(failed("1001")).unwrap();
         let change = next_line(&mut source).await;
         assert_eq!(t0.elapsed(), Duration::from_secs(120));
         match source.next().await {
@@ -496,33 +496,33 @@ mod wiring {
         assert!(s["since_unix"].as_f64().unwrap() > 0.0, "{s}");
 
         // Reported once, however long the loss lasts.
-        tx.send(failed("1001")).unwrap();
+        tx.try_send(failed("1001")).unwrap();
         quiet(&mut source).await;
 
         // The same state as before the loss is news after an unknown.
-        tx.send(notify("1001", 1, true)).unwrap();
+        tx.try_send(notify("1001", 1, true)).unwrap();
         let change = next_line(&mut source).await;
         assert_eq!((change.line_state, change.stale), (LineState::Busy, None));
         assert!(telemetry.status_json()["extensions"][0]["stale"].is_null());
-        tx.send(notify("1001", 2, true)).unwrap();
+        tx.try_send(notify("1001", 2, true)).unwrap();
         quiet(&mut source).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn restored_in_time_is_no_news() {
         let (mut source, tx, _) = source(120);
-        tx.send(notify("1002", 0, false)).unwrap();
+        tx.try_send(notify("1002", 0, false)).unwrap();
         assert_eq!(next_line(&mut source).await.line_state, LineState::Idle);
-        tx.send(failed("1002")).unwrap();
+        tx.try_send(failed("1002")).unwrap();
         tokio::time::advance(Duration::from_secs(119)).await;
-        tx.send(notify("1002", 1, false)).unwrap();
+        tx.try_send(notify("1002", 1, false)).unwrap();
         quiet(&mut source).await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_unreachable_pbx_turns_every_line_unknown() {
         let (mut source, tx, _) = source(30);
-        tx.send(Event::Unreachable {
+        tx.try_send(Event::Unreachable {
             reason: "no answer from the PBX at 192.0.2.1:5060 to REGISTER".into(),
             retry_at: None,
         })
@@ -541,19 +541,19 @@ mod wiring {
     #[tokio::test(start_paused = true)]
     async fn a_line_on_two_packages_is_unknown_while_either_is_lost() {
         let (mut source, tx, telemetry) = source(60);
-        tx.send(notify("1002", 0, false)).unwrap();
-        tx.send(pidf("1002", "open")).unwrap();
+        tx.try_send(notify("1002", 0, false)).unwrap();
+        tx.try_send(pidf("1002", "open")).unwrap();
         assert_eq!(next_line(&mut source).await.line_state, LineState::Idle);
 
         // Only the presence subscription is lost: the line is unknown once.
-        tx.send(failed_package("1002", EventPackage::Presence))
+        tx.try_send(failed_package("1002", EventPackage::Presence))
             .unwrap();
         let change = next_line(&mut source).await;
         assert_eq!(change.line_state, LineState::Unknown);
         assert!(change.stale.is_some());
         // A call over the dialog event does not make the line known again:
         // whether the phone is unplugged is still not known.
-        tx.send(notify("1002", 1, true)).unwrap();
+        tx.try_send(notify("1002", 1, true)).unwrap();
         quiet(&mut source).await;
         let status = telemetry.status_json();
         let line = status["extensions"]
@@ -562,7 +562,7 @@ mod wiring {
             .expect("1002 in /status");
         assert!(!line["stale"].is_null(), "{line}");
         // The presence subscription is back: the combined state is news.
-        tx.send(pidf("1002", "open")).unwrap();
+        tx.try_send(pidf("1002", "open")).unwrap();
         let change = next_line(&mut source).await;
         assert_eq!((change.line_state, change.stale), (LineState::Busy, None));
     }
@@ -570,9 +570,9 @@ mod wiring {
     #[tokio::test(start_paused = true)]
     async fn both_packages_lost_together_make_one_unknown() {
         let (mut source, tx, _) = source(60);
-        tx.send(failed_package("1002", EventPackage::Dialog))
+        tx.try_send(failed_package("1002", EventPackage::Dialog))
             .unwrap();
-        tx.send(failed_package("1002", EventPackage::Presence))
+        tx.try_send(failed_package("1002", EventPackage::Presence))
             .unwrap();
         let change = next_line(&mut source).await;
         assert_eq!(

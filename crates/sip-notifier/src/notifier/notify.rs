@@ -3,9 +3,9 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use sip_ua::headers::parse_via;
-use sip_ua::transaction::{ClientOutput, ClientTransaction};
-use sip_ua::{Message, Transmit};
+use sip_proto::headers::parse_via;
+use sip_proto::transaction::{ClientOutput, ClientTransaction};
+use sip_proto::{Message, Transmit};
 
 use crate::dialog::{push_escaped, push_uri, write_dialog_info, write_pidf};
 

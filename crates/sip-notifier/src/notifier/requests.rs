@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sip_ua::digest::{parse_credentials, Challenge};
-use sip_ua::headers::{contact_expires, parse_delta_seconds};
-use sip_ua::message::{param, split_name_addr};
-use sip_ua::transaction::ServerTransactions;
-use sip_ua::{Message, Transmit};
+use sip_proto::digest::{parse_credentials, Challenge};
+use sip_proto::headers::{contact_expires, parse_delta_seconds};
+use sip_proto::message::{param, split_name_addr};
+use sip_proto::transaction::Absorb;
+use sip_proto::{Message, Transmit};
 
 use super::{uri_user, After, Auth, Binding, Notifier, NotifierEvent, TimerKey, MAX_NONCES};
 
@@ -22,15 +22,16 @@ impl Notifier {
             self.stats.malformed += 1;
             return;
         }
-        let key = ServerTransactions::key(&msg, from);
-        if let Some(resp) = self.server_txs.retransmission(&key) {
-            let payload = resp.to_vec();
-            self.transmits.push_back(Transmit {
-                destination: from,
-                payload,
-            });
-            return;
-        }
+        let key = match self.server_txs.absorb(&msg, from) {
+            Absorb::New(key) => key,
+            Absorb::Retransmission(payload) => {
+                self.transmits.push_back(Transmit {
+                    destination: from,
+                    payload,
+                });
+                return;
+            }
+        };
         let (response, after) = match method.as_str() {
             "REGISTER" => (self.handle_register(from, &msg, now), After::Nothing),
             "SUBSCRIBE" => self.handle_subscribe(from, &msg, now),

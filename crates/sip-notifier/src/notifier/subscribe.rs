@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sip_ua::headers::{parse_delta_seconds, parse_event};
-use sip_ua::message::{split_name_addr, StartLine};
-use sip_ua::Message;
+use sip_proto::headers::{parse_delta_seconds, parse_event};
+use sip_proto::message::{split_name_addr, StartLine};
+use sip_proto::Message;
 
 use crate::dialog::push_escaped;
 

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::*;
-use crate::error::Error;
+use crate::error::{Error, InvalidRequest};
 
 /// The largest MESSAGE body taken: with its headers and credentials the
 /// request stays under the 1300 bytes RFC 3428 §8 allows over UDP.
@@ -44,7 +44,7 @@ pub(super) struct OutMessage {
 /// Checks the recipient and the content type, so that no caller can break the
 /// request: `to` must be a `sip:`/`sips:` URI without spaces, quotes, angle
 /// brackets or commas.
-pub(crate) fn validate(to: &str, content_type: &str, body: &[u8]) -> Result<(), Error> {
+pub(crate) fn validate(to: &str, content_type: &str, body: &[u8]) -> Result<(), InvalidRequest> {
     let lower = to.to_ascii_lowercase();
     let bad_uri_char = |c: char| c.is_control() || c.is_whitespace() || "<>\",".contains(c);
     let host = lower
@@ -52,21 +52,17 @@ pub(crate) fn validate(to: &str, content_type: &str, body: &[u8]) -> Result<(), 
         .or_else(|| lower.strip_prefix("sips:"))
         .map(|rest| rest.rsplit('@').next().unwrap_or(rest));
     if host.is_none_or(str::is_empty) || to.chars().any(bad_uri_char) {
-        return Err(Error::Config(format!(
-            "invalid recipient {to:?}: a SIP URI such as sip:webphones@pbx.example.com"
-        )));
+        return Err(InvalidRequest::Recipient(to.to_string()));
     }
     let ct = content_type.trim();
     if ct.is_empty() || !ct.contains('/') || ct.chars().any(char::is_control) {
-        return Err(Error::Config(format!(
-            "invalid content type {content_type:?}: a media type such as application/json"
-        )));
+        return Err(InvalidRequest::ContentType(content_type.to_string()));
     }
     if body.len() > MAX_MESSAGE_BODY {
-        return Err(Error::Config(format!(
-            "a MESSAGE body of {} bytes is over the {MAX_MESSAGE_BODY} bytes taken (RFC 3428 §8)",
-            body.len()
-        )));
+        return Err(InvalidRequest::BodyTooLarge {
+            len: body.len(),
+            max: MAX_MESSAGE_BODY,
+        });
     }
     Ok(())
 }
@@ -122,7 +118,7 @@ impl UserAgent {
         let via = self.via(&branch);
         let domain = self.domain.clone();
         let user = self.cfg.username.clone();
-        let password = self.cfg.password.clone();
+        let password = self.cfg.password().expose().to_string();
         let ua_name = self.cfg.user_agent.clone();
         let Some(m) = self.msgs.get_mut(&id) else {
             return;
@@ -249,7 +245,12 @@ fn phrase_of(msg: &Message) -> &str {
 }
 
 /// The plain-words diagnosis of a refused MESSAGE (RFC 3428 §7, RFC 3261 §21).
-pub fn diagnose_message_failure(status: u16, phrase: &str, to: &str, username: &str) -> String {
+pub(crate) fn diagnose_message_failure(
+    status: u16,
+    phrase: &str,
+    to: &str,
+    username: &str,
+) -> String {
     let phrase = phrase.trim();
     let said = if phrase.is_empty() {
         status.to_string()

@@ -12,15 +12,16 @@ impl UserAgent {
         if method == "ACK" {
             return;
         }
-        let key = ServerTransactions::key(&msg, from);
-        if let Some(resp) = self.server_txs.retransmission(&key) {
-            let payload = resp.to_vec();
-            self.transmits.push_back(Transmit {
-                destination: from,
-                payload,
-            });
-            return;
-        }
+        let key = match self.server_txs.absorb(&msg, from) {
+            Absorb::New(key) => key,
+            Absorb::Retransmission(payload) => {
+                self.transmits.push_back(Transmit {
+                    destination: from,
+                    payload,
+                });
+                return;
+            }
+        };
         let response = match method.as_str() {
             "NOTIFY" => self.handle_notify(from, &msg, now),
             "OPTIONS" => {

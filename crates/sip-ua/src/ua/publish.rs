@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::error::Error;
+use crate::error::{Error, InvalidRequest};
 
 /// Which kind of PUBLISH a request is (RFC 3903 §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,16 +78,17 @@ fn presentity_uri(presentity: &str, domain: &str) -> String {
 }
 
 /// Checks what goes into header fields, so no caller can break the message.
-pub(crate) fn validate(presentity: &str, body: Option<&(String, Vec<u8>)>) -> Result<(), Error> {
+pub(crate) fn validate(
+    presentity: &str,
+    body: Option<&(String, Vec<u8>)>,
+) -> Result<(), InvalidRequest> {
     let bad_uri_char = |c: char| c.is_control() || c.is_whitespace() || "<>\",".contains(c);
     if presentity.is_empty() || presentity.chars().any(bad_uri_char) {
-        return Err(Error::Config(format!(
-            "invalid presentity {presentity:?}: a user name or a SIP URI without spaces, quotes or angle brackets"
-        )));
+        return Err(InvalidRequest::Presentity(presentity.to_string()));
     }
     if let Some((ct, _)) = body {
         if ct.trim().is_empty() || ct.chars().any(char::is_control) {
-            return Err(Error::Config(format!("invalid content type {ct:?}")));
+            return Err(InvalidRequest::ContentType(ct.clone()));
         }
     }
     Ok(())
@@ -269,7 +270,7 @@ impl UserAgent {
         let via = self.via(&branch);
         let domain = self.domain.clone();
         let user = self.cfg.username.clone();
-        let password = self.cfg.password.clone();
+        let password = self.cfg.password().expose().to_string();
         let ua_name = self.cfg.user_agent.clone();
         let Some(p) = self.pubs.get_mut(&id) else {
             return;
@@ -501,7 +502,7 @@ impl UserAgent {
 }
 
 /// The plain-words diagnosis of a refused PUBLISH.
-pub fn diagnose_publish_failure(status: u16, presentity: &str, username: &str) -> String {
+pub(crate) fn diagnose_publish_failure(status: u16, presentity: &str, username: &str) -> String {
     match status {
         403 => format!(
             "PBX forbids user {username} to publish the presence of {presentity} (403): \

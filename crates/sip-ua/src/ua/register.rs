@@ -31,7 +31,7 @@ impl UserAgent {
         h.push("User-Agent", self.cfg.user_agent.clone());
         match self.reg.auth.authorize(
             &self.cfg.username,
-            &self.cfg.password,
+            self.cfg.password().expose(),
             "REGISTER",
             &ruri,
             b"",

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// The plain-words diagnosis of a failed SUBSCRIBE.
-pub fn diagnose_subscribe_failure(
+pub(crate) fn diagnose_subscribe_failure(
     status: u16,
     extension: &str,
     username: &str,
@@ -199,7 +199,7 @@ impl UserAgent {
         let domain = self.domain.clone();
         let ruri_param = self.ruri_param();
         let user = self.cfg.username.clone();
-        let password = self.cfg.password.clone();
+        let password = self.cfg.password().expose().to_string();
         let ua_name = self.cfg.user_agent.clone();
         let Some(s) = self.subs.get_mut(&id) else {
             return;

@@ -9,14 +9,7 @@ use crate::ua::MessageId;
 #[cfg(doc)]
 use crate::ua::UserAgent;
 
-/// A datagram (or, on TCP, a chunk of the stream) to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transmit {
-    /// Where to send it.
-    pub destination: SocketAddr,
-    /// The bytes.
-    pub payload: Vec<u8>,
-}
+pub use sip_proto::Transmit;
 
 /// A NOTIFY that belongs to one of our subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +31,7 @@ pub struct Notify {
 
 /// What happened; poll with [`UserAgent::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The PBX accepted the registration.
     Registered {

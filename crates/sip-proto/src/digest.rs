@@ -232,6 +232,7 @@ pub fn compute_response(
 
 /// Why a challenge is not answered again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The server challenged the nonce we just answered: the password is wrong.
     #[error("the PBX rejected the password for user {username} (realm {realm}): check the username and password")]

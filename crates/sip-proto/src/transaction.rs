@@ -13,6 +13,16 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// A datagram (or, on TCP, a chunk of the stream) to send: what the sans-IO
+/// state machines hand their drivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
+
 /// RFC 3261 timer base values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timers {
@@ -184,6 +194,16 @@ impl ClientTransaction {
     }
 }
 
+/// What [`ServerTransactions::absorb`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Absorb {
+    /// A request not seen before: handle it, then remember the response under
+    /// this key.
+    New(String),
+    /// A retransmission: send these bytes (the first response) again.
+    Retransmission(Vec<u8>),
+}
+
 /// Answers retransmitted requests with the response given the first time.
 #[derive(Debug, Default)]
 pub struct ServerTransactions {
@@ -216,6 +236,18 @@ impl ServerTransactions {
             request.headers.get("CSeq").unwrap_or(""),
             from
         )
+    }
+
+    /// The first step of every server transaction: a retransmitted request
+    /// gets the response given the first time ([`Absorb::Retransmission`],
+    /// send it again and do nothing else); a new one gets the key to pass to
+    /// [`ServerTransactions::answered`] with its response.
+    pub fn absorb(&self, request: &Message, from: SocketAddr) -> Absorb {
+        let key = Self::key(request, from);
+        match self.retransmission(&key) {
+            Some(response) => Absorb::Retransmission(response.to_vec()),
+            None => Absorb::New(key),
+        }
     }
 
     /// The cached response of a retransmitted request.
