@@ -4,7 +4,7 @@
 //! error, never a panic; a closed client has no deadline left.
 use std::time::{Duration, Instant};
 
-use ami::codec::{parse_message, Decoder, Limits};
+use ami::{parse_message, Decoder, Limits};
 use ami::{Action, Auth, Client, Config};
 use libfuzzer_sys::fuzz_target;
 
