@@ -314,7 +314,9 @@ impl Client {
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("ActionID"))
         {
-            return Err(Error::InvalidAction(crate::codec::EncodeError::ActionIdGiven));
+            return Err(Error::InvalidAction(
+                crate::codec::EncodeError::ActionIdGiven,
+            ));
         }
         let id = self.new_id();
         let wire = encode_action(&action.name, id.as_str(), &action.fields)?;

@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ami::{Decoder, Frame};
 use ami::driver::{self, AmiHandle, Backoff, DriverConfig, DriverError, SessionEvent};
 use ami::{Action, Auth, Config, Error, Event, Limits, Message};
+use ami::{Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;

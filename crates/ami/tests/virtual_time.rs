@@ -84,10 +84,7 @@ fn ping_on_interval_then_timeout() {
 #[test]
 fn action_timeout_and_late_answer() {
     let t0 = Instant::now();
-    let mut c = logged_in(
-        no_ping(),
-        t0,
-    );
+    let mut c = logged_in(no_ping(), t0);
     let id = c
         .send_action(Action::extension_state("1001", "from-internal"), t0)
         .unwrap();
@@ -115,10 +112,7 @@ fn action_timeout_and_late_answer() {
 #[test]
 fn list_deadline_moves_with_each_item() {
     let t0 = Instant::now();
-    let mut c = logged_in(
-        no_ping(),
-        t0,
-    );
+    let mut c = logged_in(no_ping(), t0);
     let id = c.send_action(Action::device_state_list(), t0).unwrap();
     let m = sent(&mut c);
     answer(
