@@ -62,7 +62,7 @@
 //! call to move off the runtime, and a hand-driven connection future for
 //! notifications. sqlx is used without its compile-time-checked macros (they
 //! need a database at build time) and without its migrator (the schema
-//! differs per backend; [`migrations`] is a short versioned list of our
+//! differs per backend; the migrations are a short versioned list of our
 //! own); SQLite is compiled in (`bundled`), so nothing has to be installed.
 //! The cost is build time: about a minute more on 2 cores, once.
 //!
