@@ -2,7 +2,7 @@
 //! interface; reconnects by itself when the PBX goes away.
 //!
 //! ```text
-//! cargo run -p ami --example extension_states -- 127.0.0.1:5038 USER SECRET
+//! cargo run -p sip-blf-ami --example extension_states -- 127.0.0.1:5038 USER SECRET
 //! ```
 //!
 //! The user needs `read = system,call` in `manager.conf`.
