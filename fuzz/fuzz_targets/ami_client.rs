@@ -4,7 +4,7 @@
 //! error, never a panic; a closed client has no deadline left.
 use std::time::{Duration, Instant};
 
-use ami::codec::{parse_message, Decoder, Limits};
+use ami::{parse_message, Decoder, Limits};
 use ami::{Action, Auth, Client, Config};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,12 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let mut config = Config::new("lab", "labsecret");
     config.auth = if knobs & 1 == 0 { Auth::Md5 } else { Auth::Plain };
     if knobs & 2 != 0 {
-        config.limits = Limits {
-            max_line: 64,
-            max_message: 512,
-            max_fields: 16,
-            max_list_items: 8,
-        };
+        config.limits.max_line = 64;
+        config.limits.max_message = 512;
+        config.limits.max_fields = 16;
+        config.limits.max_list_items = 8;
     }
     let chunk = 1 + usize::from(knobs >> 4);
     let mut client = Client::new(config);

@@ -1,7 +1,7 @@
 //! Device and extension states, and hint aggregation, as `main/devicestate.c`
 //! and `main/pbx.c` compute them.
 //!
-//! Written from the facts file apart from `ami::states` on purpose: the
+//! Written from the facts file apart from the `ami` crate's states on purpose: the
 //! emulator is the oracle the client is tested against, and a shared
 //! mistake would pass unseen.
 

@@ -164,7 +164,7 @@ async fn register_and_call_events_match_the_transcript() {
             .collect::<Vec<_>>()
     };
     let recorded_newstate =
-        ami::codec::parse_message(find("Event: Newstate", "ChannelStateDesc: Ringing").as_bytes())
+        ami::parse_message(find("Event: Newstate", "ChannelStateDesc: Ringing").as_bytes())
             .unwrap();
     assert_eq!(keys(&ring), keys(&recorded_newstate));
     assert_eq!(
@@ -195,7 +195,6 @@ async fn register_and_call_events_match_the_transcript() {
     assert_eq!(h.get("Event"), Some("Hangup"));
     assert_eq!(h.get("Cause-txt"), Some("Normal Clearing"));
     let recorded_hangup =
-        ami::codec::parse_message(find("Event: Hangup\r\n", "Channel: PJSIP/1001").as_bytes())
-            .unwrap();
+        ami::parse_message(find("Event: Hangup\r\n", "Channel: PJSIP/1001").as_bytes()).unwrap();
     assert_eq!(keys(&h), keys(&recorded_hangup));
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 /// attempt up to [`max`](Self::max); back to `initial` once a connection
 /// reached `Authenticated`. Sans-IO: the caller counts the failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The delay after the first failure (default 1 s).
     pub initial: Duration,
@@ -23,6 +24,11 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Delays from `initial`, doubling, to at most `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Self { initial, max }
+    }
+
     /// The delay before the next attempt after `failures` failures in a row:
     /// 1 → `initial`, 2 → 2 × `initial`, 3 → 4 × `initial`, ..., never more
     /// than `max`. 0 counts as 1.

@@ -14,6 +14,7 @@ use crate::message::{Event, Incoming, Message, Response, ResponseKind};
 
 /// What the client reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClientEvent {
     /// The banner arrived; the login starts.
     Connected {
@@ -313,9 +314,9 @@ impl Client {
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("ActionID"))
         {
-            return Err(Error::InvalidAction(crate::codec::EncodeError(
-                "the client sets ActionID itself".into(),
-            )));
+            return Err(Error::InvalidAction(
+                crate::codec::EncodeError::ActionIdGiven,
+            ));
         }
         let id = self.new_id();
         let wire = encode_action(&action.name, id.as_str(), &action.fields)?;

@@ -24,8 +24,10 @@ pub const SERVER_MAX_HEADERS: usize = 128;
 /// The start of the banner Asterisk sends first: `Asterisk Call Manager/<AMI version>`.
 pub const BANNER_PREFIX: &str = "Asterisk Call Manager";
 
-/// Size limits on what the server sends.
+/// Size limits on what the server sends. [`Limits::default`] gives the
+/// defaults; set the fields to change them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Longest line, without its line end (default 8 KiB).
     pub max_line: usize,
@@ -50,6 +52,7 @@ impl Default for Limits {
 
 /// What the server sent that cannot be framed. The connection must be dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// The first line is not `Asterisk Call Manager/...`.
     #[error("not an AMI banner: {0:?}")]
@@ -80,10 +83,42 @@ pub enum CodecError {
     Truncated,
 }
 
-/// An action that cannot be put on the wire.
+/// Why an action cannot be put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot encode action: {0}")]
-pub struct EncodeError(pub String);
+#[non_exhaustive]
+pub enum EncodeError {
+    /// More header lines than the server takes ([`SERVER_MAX_HEADERS`]).
+    #[error("cannot encode action: more than {limit} header lines")]
+    TooManyLines {
+        /// The server's limit.
+        limit: usize,
+    },
+    /// A value holds a CR or LF.
+    #[error("cannot encode action: value of {key} holds a line break")]
+    LineBreak {
+        /// The field whose value it is.
+        key: String,
+    },
+    /// A line longer than the server takes ([`SERVER_MAX_LINE`]).
+    #[error("cannot encode action: line {key} is {len} bytes, the server takes {limit}")]
+    LineTooLong {
+        /// The field.
+        key: String,
+        /// Its line's length, CRLF included.
+        len: usize,
+        /// The server's limit.
+        limit: usize,
+    },
+    /// An empty action name.
+    #[error("cannot encode action: empty action name")]
+    EmptyName,
+    /// An empty key, or one holding `:`, a blank or a control character.
+    #[error("cannot encode action: invalid key {0:?}")]
+    InvalidKey(String),
+    /// An `ActionID` field: the client sets it itself.
+    #[error("cannot encode action: the client sets ActionID itself")]
+    ActionIdGiven,
+}
 
 /// The banner: the first line of a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +137,7 @@ impl Banner {
 
 /// One unit of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame {
     /// The banner line (once, first).
     Banner(Banner),
@@ -315,21 +351,23 @@ pub fn encode_action(
     fields: &[(String, String)],
 ) -> Result<Vec<u8>, EncodeError> {
     if fields.len() + 2 > SERVER_MAX_HEADERS {
-        return Err(EncodeError(format!(
-            "more than {SERVER_MAX_HEADERS} header lines"
-        )));
+        return Err(EncodeError::TooManyLines {
+            limit: SERVER_MAX_HEADERS,
+        });
     }
     let mut out = Vec::with_capacity(64 + fields.len() * 32);
     let mut put = |key: &str, value: &str| -> Result<(), EncodeError> {
         check_key(key)?;
         if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err(EncodeError(format!("value of {key} holds a line break")));
+            return Err(EncodeError::LineBreak { key: key.into() });
         }
         let len = key.len() + 2 + value.len() + 2;
         if len > SERVER_MAX_LINE {
-            return Err(EncodeError(format!(
-                "line {key} is {len} bytes, the server takes {SERVER_MAX_LINE}"
-            )));
+            return Err(EncodeError::LineTooLong {
+                key: key.into(),
+                len,
+                limit: SERVER_MAX_LINE,
+            });
         }
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b": ");
@@ -338,7 +376,7 @@ pub fn encode_action(
         Ok(())
     };
     if name.is_empty() {
-        return Err(EncodeError("empty action name".into()));
+        return Err(EncodeError::EmptyName);
     }
     put("Action", name)?;
     put("ActionID", action_id)?;
@@ -355,7 +393,7 @@ fn check_key(key: &str) -> Result<(), EncodeError> {
             .bytes()
             .any(|b| b == b':' || b == b' ' || b == b'\t' || b < 0x20 || b == 0x7f)
     {
-        return Err(EncodeError(format!("invalid key {key:?}")));
+        return Err(EncodeError::InvalidKey(key.into()));
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ impl From<String> for Secret {
 
 /// How to log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Auth {
     /// `Action: Challenge` / `AuthType: MD5`, then `Login` with
     /// `Key = md5(challenge + secret)`: the secret never crosses the wire.
@@ -56,13 +57,17 @@ pub enum Auth {
     Plain,
 }
 
-/// Client settings. [`Config::new`] gives the defaults.
+/// Client settings. [`Config::new`] gives the defaults; set the public
+/// fields to change them. The secret is set by [`Config::new`] or
+/// [`Config::set_secret`] and never shown (`Debug` prints `Secret(***)`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The `manager.conf` user.
     pub username: String,
-    /// Its secret (redacted in `Debug`).
-    pub secret: Secret,
+    /// Its secret (redacted in `Debug`), private so that it cannot be read
+    /// by accident.
+    pub(crate) secret: Secret,
     /// MD5 challenge (default) or plain.
     pub auth: Auth,
     /// The `Events:` header of the login: `on`, `off`, or a comma list of
@@ -103,5 +108,16 @@ impl Config {
             limits: Limits::default(),
             action_id_prefix: "ami-".to_string(),
         }
+    }
+
+    /// The secret (its `Debug` and `Display` show `***`; read it with
+    /// [`Secret::expose`]).
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Replaces the secret.
+    pub fn set_secret(&mut self, secret: impl Into<Secret>) {
+        self.secret = secret.into();
     }
 }

@@ -7,6 +7,7 @@ use crate::codec::{CodecError, EncodeError};
 
 /// Why the client closed, or why an action failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The server refused the login (`Message:` text, e.g. `Authentication
     /// failed`, `Login Already In Use`). The server closes the connection.

@@ -9,13 +9,13 @@
 //! and any runtime can drive it.
 //!
 //! What it does:
-//! - **Framing** ([`codec`]): the banner line `Asterisk Call Manager/x.y.z`,
+//! - **Framing** ([`Decoder`], [`encode_action`]): the banner line `Asterisk Call Manager/x.y.z`,
 //!   CRLF (or bare LF) lines, a blank line ends a message, `Key: Value` with
 //!   repeated keys kept in order; limits on a line, a message and its fields
 //!   ([`Limits`]) — a breach is a typed [`CodecError`] and closes the client,
 //!   never a panic. Actions are encoded with their `ActionID`; line breaks or a
 //!   line longer than Asterisk's 1024-byte buffer are refused.
-//! - **Messages** ([`message`]): ordered fields with case-insensitive lookup,
+//! - **Messages** ([`Message`]): ordered fields with case-insensitive lookup,
 //!   classified into a [`Response`] (Success, Error, Goodbye) or an [`Event`].
 //! - **Login**: MD5 challenge (`Action: Challenge`, then `Key =
 //!   md5(challenge + secret)`, the default) or plain; the `Events:` mask from
@@ -31,7 +31,7 @@
 //! - **Logoff**, and `FullyBooted` / `Shutdown` reported as their own
 //!   [`ClientEvent`]s.
 //!
-//! - **States** ([`states`]): device and extension (hint) states, hints,
+//! - **States** ([`DeviceState`], [`ExtensionState`], [`Hint`]): device and extension (hint) states, hints,
 //!   and Asterisk's aggregation of a hint's devices, for reading
 //!   `ExtensionStatus` and `DeviceStateChange`.
 //!
@@ -54,7 +54,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use ami::{codec::parse_message, Auth, Client, ClientEvent, Config};
+//! use ami::{parse_message, Auth, Client, ClientEvent, Config};
 //!
 //! let now = Instant::now();
 //! let mut config = Config::new("blf", "secret");
@@ -116,25 +116,28 @@
 //! stops the driver with a `Logoff`. The driver makes no protocol decision:
 //! those stay in [`Client`]. See the module's docs for an example.
 
-pub mod action;
-pub mod backoff;
-pub mod client;
-pub mod codec;
-pub mod config;
+mod action;
+mod backoff;
+mod client;
+mod codec;
+mod config;
 #[cfg(feature = "tokio")]
 pub mod driver;
-pub mod error;
-pub mod message;
-pub mod states;
+mod error;
+mod message;
+mod states;
 
 pub use action::{Action, ActionId};
 pub use backoff::Backoff;
 pub use client::{Client, ClientEvent, EventList};
-pub use codec::{CodecError, EncodeError, Limits};
+pub use codec::{
+    encode_action, parse_message, Banner, CodecError, Decoder, EncodeError, Frame, Limits,
+    BANNER_PREFIX, SERVER_MAX_HEADERS, SERVER_MAX_LINE,
+};
 pub use config::{Auth, Config, Secret};
 pub use error::Error;
 pub use message::{Event, Incoming, Message, Response, ResponseKind};
-pub use states::{DeviceState, ExtensionState, Hint};
+pub use states::{aggregate, channel_device, DeviceState, ExtensionState, Hint};
 
 /// The README's examples run as doctests.
 #[cfg(all(doctest, feature = "tokio"))]

@@ -85,6 +85,7 @@ pub enum Incoming {
 
 /// The value of `Response:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ResponseKind {
     /// `Success`
     Success,

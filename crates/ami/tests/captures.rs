@@ -164,10 +164,9 @@ fn a_call_seen_with_events_on() {
     let s = sessions(&data("call-transcript.txt"));
     assert_eq!(s.len(), 1);
     // 22 s of capture: no keep-alive in the way
-    let mut r = Replay::new(Client::new(Config {
-        ping_interval: None,
-        ..config("labsecret", Auth::Plain, "on")
-    }));
+    let mut quiet = config("labsecret", Auth::Plain, "on");
+    quiet.ping_interval = None;
+    let mut r = Replay::new(Client::new(quiet));
     r.play(&s[0]);
     let booted = r
         .events

@@ -10,9 +10,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ami::codec::{Decoder, Frame};
 use ami::driver::{self, AmiHandle, Backoff, DriverConfig, DriverError, SessionEvent};
 use ami::{Action, Auth, Config, Error, Event, Limits, Message};
+use ami::{Decoder, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -418,10 +418,7 @@ async fn a_closed_connection_is_reopened_and_logged_in_again() {
 async fn a_refused_connection_is_retried_with_backoff() {
     let addr = closed_port().await;
     let mut config = config(addr);
-    config.backoff = Backoff {
-        initial: S,
-        max: 4 * S,
-    };
+    config.backoff = Backoff::new(S, 4 * S);
     let (ami, mut events) = driver::spawn(config);
 
     let mut last_failure: Option<Instant> = None;

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use ami::{Client, ClientEvent, CodecError, Config, Error, Limits};
+use ami::{Client, ClientEvent, CodecError, Config, Error};
 
 fn closed_with(c: &mut Client) -> Option<Error> {
     let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
@@ -73,13 +73,10 @@ fn too_long_a_list() {
     let now = Instant::now();
     let mut config = Config::new("lab", "x");
     config.auth = ami::Auth::Plain;
-    config.limits = Limits {
-        max_list_items: 2,
-        ..Limits::default()
-    };
+    config.limits.max_list_items = 2;
     let mut c = Client::new(config);
     c.handle_input(b"Asterisk Call Manager/11.0.0\r\n", now);
-    let login = ami::codec::parse_message(&c.poll_transmit().unwrap()).unwrap();
+    let login = ami::parse_message(&c.poll_transmit().unwrap()).unwrap();
     let ok = format!(
         "Response: Success\r\nActionID: {}\r\n\r\n",
         login.action_id().unwrap()
@@ -120,12 +117,10 @@ fn random_bytes_never_panic() {
         if round % 2 == 0 {
             config.auth = ami::Auth::Plain;
         }
-        config.limits = Limits {
-            max_line: 64,
-            max_message: 256,
-            max_fields: 8,
-            max_list_items: 4,
-        };
+        config.limits.max_line = 64;
+        config.limits.max_message = 256;
+        config.limits.max_fields = 8;
+        config.limits.max_list_items = 4;
         let mut c = Client::new(config);
         let mut t = now;
         if round % 3 != 0 {

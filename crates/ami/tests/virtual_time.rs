@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ami::codec::parse_message;
+use ami::parse_message;
 use ami::{Action, Auth, Client, ClientEvent, Config, Error, Message};
 
 const S: Duration = Duration::from_secs(1);
@@ -11,6 +11,12 @@ const S: Duration = Duration::from_secs(1);
 fn plain() -> Config {
     let mut c = Config::new("lab", "labsecret");
     c.auth = Auth::Plain;
+    c
+}
+
+fn no_ping() -> Config {
+    let mut c = plain();
+    c.ping_interval = None;
     c
 }
 
@@ -78,13 +84,7 @@ fn ping_on_interval_then_timeout() {
 #[test]
 fn action_timeout_and_late_answer() {
     let t0 = Instant::now();
-    let mut c = logged_in(
-        Config {
-            ping_interval: None,
-            ..plain()
-        },
-        t0,
-    );
+    let mut c = logged_in(no_ping(), t0);
     let id = c
         .send_action(Action::extension_state("1001", "from-internal"), t0)
         .unwrap();
@@ -112,13 +112,7 @@ fn action_timeout_and_late_answer() {
 #[test]
 fn list_deadline_moves_with_each_item() {
     let t0 = Instant::now();
-    let mut c = logged_in(
-        Config {
-            ping_interval: None,
-            ..plain()
-        },
-        t0,
-    );
+    let mut c = logged_in(no_ping(), t0);
     let id = c.send_action(Action::device_state_list(), t0).unwrap();
     let m = sent(&mut c);
     answer(

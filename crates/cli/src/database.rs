@@ -10,8 +10,7 @@
 use std::fmt;
 
 use line_store::{
-    AddressBookError, Backend, DatabaseSink, LineIdentity, LineStore, StoreError, StoreOptions,
-    Target,
+    AddressBookError, DatabaseSink, LineIdentity, LineStore, StoreError, StoreOptions, Target,
 };
 use sip_blf_engine::AddressKey;
 
@@ -114,10 +113,9 @@ impl DatabaseSettings {
 
     /// The store's options.
     pub fn store_options(&self) -> StoreOptions {
-        StoreOptions {
-            notify_channel: self.notify_channel.clone(),
-            history_days: self.history_days,
-        }
+        StoreOptions::default()
+            .with_notify_channel(self.notify_channel.clone())
+            .with_history_days(self.history_days)
     }
 
     /// Connects and runs the migrations.
@@ -159,10 +157,7 @@ pub async fn check_database(settings: &DatabaseSettings) -> Result<String, Strin
         Ok::<_, StoreError>((rows, version))
     }
     .await;
-    let backend = match store.backend() {
-        Backend::Sqlite => "SQLite",
-        Backend::Postgres => "PostgreSQL",
-    };
+    let backend = store.backend().name();
     store.close().await;
     let (rows, version) = result.map_err(|e| e.to_string())?;
     let history = match settings.history_days {

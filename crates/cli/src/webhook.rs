@@ -350,11 +350,10 @@ impl Sink for WebhookSink {
     }
 
     fn lane_config(&self, default: &LaneConfig) -> LaneConfig {
-        LaneConfig {
-            max_batch: BATCH,
-            refresh: self.resend,
-            ..default.clone()
-        }
+        default
+            .clone()
+            .with_max_batch(BATCH)
+            .with_refresh(self.resend)
     }
 
     async fn write(&self, batch: Vec<Write<Snapshot>>) -> Vec<Result<(), SinkError>> {

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use crate::sink::SinkError;
 use crate::view::PersonId;
 
-/// A lane's pace and backoff.
+/// A lane's pace and backoff. [`LaneConfig::default`] gives the defaults;
+/// the `with_*` methods (or the public fields) change them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LaneConfig {
     /// Most writes in one batch.
     pub max_batch: usize,
@@ -51,6 +53,32 @@ impl Default for LaneConfig {
 }
 
 impl LaneConfig {
+    /// Sets [`max_batch`](Self::max_batch).
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// Sets [`backoff_base`](Self::backoff_base) and
+    /// [`backoff_max`](Self::backoff_max).
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff_base = base;
+        self.backoff_max = max;
+        self
+    }
+
+    /// Sets [`linger`](Self::linger).
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Sets [`refresh`](Self::refresh).
+    pub fn with_refresh(mut self, refresh: Option<Duration>) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
     /// The wait after `failures` failures in a row (at least one):
     /// `backoff_base × 2^(failures−1)`, at most `backoff_max`, and never
     /// shorter than the server's `retry_after`.
@@ -66,6 +94,7 @@ impl LaneConfig {
 
 /// Why a write is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WriteReason {
     /// The person's view changed.
     Change,

@@ -81,8 +81,11 @@ pub enum RuntimeError {
     Stopped,
 }
 
-/// The runtime's sizes and the lanes' pace.
+/// The runtime's sizes and the lanes' pace. [`RuntimeConfig::default`]
+/// gives the defaults; the `with_*` methods (or the public fields) change
+/// them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RuntimeConfig {
     /// Every sink's lane.
     pub lane: LaneConfig,
@@ -99,6 +102,26 @@ impl Default for RuntimeConfig {
             inbox_capacity: 4096,
             tap_capacity: 1024,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// Sets [`lane`](Self::lane).
+    pub fn with_lane(mut self, lane: LaneConfig) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    /// Sets [`inbox_capacity`](Self::inbox_capacity).
+    pub fn with_inbox_capacity(mut self, capacity: usize) -> Self {
+        self.inbox_capacity = capacity;
+        self
+    }
+
+    /// Sets [`tap_capacity`](Self::tap_capacity).
+    pub fn with_tap_capacity(mut self, capacity: usize) -> Self {
+        self.tap_capacity = capacity;
+        self
     }
 }
 

@@ -314,6 +314,7 @@ impl AddressState {
 // cost an allocation for every change to save a copy of a few hundred bytes.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Observed {
     /// The person's view changed to this.
     Changed(View),

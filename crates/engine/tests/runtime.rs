@@ -99,15 +99,11 @@ fn directory() -> Directory {
 }
 
 fn config() -> RuntimeConfig {
-    RuntimeConfig {
-        lane: LaneConfig {
-            max_batch: 10,
-            backoff_base: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            ..LaneConfig::default()
-        },
-        ..RuntimeConfig::default()
-    }
+    RuntimeConfig::default().with_lane(
+        LaneConfig::default()
+            .with_max_batch(10)
+            .with_backoff(Duration::from_secs(1), Duration::from_secs(60)),
+    )
 }
 
 fn line(system: &str, address: &str, state: LineState) -> Observation {

@@ -20,8 +20,11 @@ pub const DEFAULT_LOG_CAPACITY: usize = 65_536;
 /// The default of [`BoardConfig::batch_interval`].
 pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// How a [`Board`] behaves.
+/// How a [`Board`] behaves. [`BoardConfig::new`] or
+/// [`BoardConfig::default`] give the defaults; the `with_*` method (or the
+/// public fields) change them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BoardConfig {
     /// After how long without news the page shows a value as stale (sent to
     /// clients as `stale_after_seconds`).
@@ -44,6 +47,12 @@ impl BoardConfig {
             log_capacity,
             batch_interval: DEFAULT_BATCH_INTERVAL,
         }
+    }
+
+    /// Sets [`batch_interval`](Self::batch_interval).
+    pub fn with_batch_interval(mut self, interval: Duration) -> Self {
+        self.batch_interval = interval;
+        self
     }
 }
 

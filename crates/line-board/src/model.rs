@@ -69,6 +69,7 @@ pub struct Teams {
 /// Who turned on an extension's do-not-disturb ([`Extension::dnd_by`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum DndBy {
     /// This service, because of the person's presence in Teams (Teams → PBX).
     Teams,
@@ -167,6 +168,7 @@ impl Extension {
 /// Whether a [`Health`] is of a source or a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum HealthKind {
     /// Where line state comes from (the SIP source).
     Source,
@@ -192,6 +194,7 @@ pub struct Health {
 
 /// What `?state=` selects: a line state, or `dnd` (do-not-disturb on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StateFilter {
     /// Extensions in this line state.
     Line(LineState),
@@ -229,6 +232,7 @@ impl FromStr for StateFilter {
 
 /// Which extensions a listing returns: all of them by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtensionFilter {
     /// Only this line state (or DND on).
     pub state: Option<StateFilter>,
@@ -242,6 +246,18 @@ impl ExtensionFilter {
     /// Every extension.
     pub fn all() -> Self {
         Self::default()
+    }
+
+    /// Sets [`state`](Self::state).
+    pub fn with_state(mut self, state: Option<StateFilter>) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// Sets [`q`](Self::q).
+    pub fn with_text(mut self, q: Option<String>) -> Self {
+        self.q = q;
+        self
     }
 
     pub(crate) fn compile(&self) -> impl Fn(&Extension) -> bool + '_ {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 /// Errors of [`crate::LineStore`]. Every message names what to fix; none
 /// contains the password of `DATABASE_URL`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// `DATABASE_URL` could not be understood.
     #[error("DATABASE_URL is not valid ({reason}): use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB")]

@@ -62,7 +62,7 @@
 //! call to move off the runtime, and a hand-driven connection future for
 //! notifications. sqlx is used without its compile-time-checked macros (they
 //! need a database at build time) and without its migrator (the schema
-//! differs per backend; [`migrations`] is a short versioned list of our
+//! differs per backend; the migrations are a short versioned list of our
 //! own); SQLite is compiled in (`bundled`), so nothing has to be installed.
 //! The cost is build time: about a minute more on 2 cores, once.
 //!
@@ -96,7 +96,7 @@
 //! the pool opens a new connection by itself once the server is back.
 
 mod error;
-pub mod migrations;
+mod migrations;
 mod postgres;
 mod sink;
 mod sqlite;
@@ -235,8 +235,10 @@ pub struct LineEvent {
     pub at: SystemTime,
 }
 
-/// Settings of a [`LineStore`].
+/// Settings of a [`LineStore`]. [`StoreOptions::default`] gives the
+/// defaults; the `with_*` methods (or the public fields) change them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// PostgreSQL `NOTIFY` channel (default `line_state`); unused on SQLite.
     pub notify_channel: String,
@@ -254,6 +256,18 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
+    /// Sets [`notify_channel`](Self::notify_channel).
+    pub fn with_notify_channel(mut self, channel: impl Into<String>) -> Self {
+        self.notify_channel = channel.into();
+        self
+    }
+
+    /// Sets [`history_days`](Self::history_days).
+    pub fn with_history_days(mut self, days: u32) -> Self {
+        self.history_days = days;
+        self
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         let c = &self.notify_channel;
         let ok = (1..=63).contains(&c.len())
@@ -269,11 +283,22 @@ impl StoreOptions {
 
 /// Which kind of database a [`LineStore`] writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Backend {
     /// Embedded SQLite.
     Sqlite,
     /// A PostgreSQL server.
     Postgres,
+}
+
+impl Backend {
+    /// Its name for people: `SQLite`, `PostgreSQL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
 }
 
 /// A connection (pool) to the line-state database, migrated and ready.

@@ -321,11 +321,10 @@ impl Sink for DatabaseSink {
     /// change would cost the machine far more than a batch (see the
     /// `write_rate` example), time the SIP and Graph paths need.
     fn lane_config(&self, default: &LaneConfig) -> LaneConfig {
-        LaneConfig {
-            linger: GATHER,
-            max_batch: default.max_batch.max(500),
-            ..default.clone()
-        }
+        default
+            .clone()
+            .with_linger(GATHER)
+            .with_max_batch(default.max_batch.max(500))
     }
 
     fn desired(&self, view: &View) -> Option<Vec<HeldLine>> {

@@ -7,6 +7,7 @@ use crate::StoreError;
 
 /// What a `DATABASE_URL` points at.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Target {
     /// An SQLite file.
     Sqlite {
@@ -19,6 +20,7 @@ pub enum Target {
 
 /// The parts of a `postgres://` URL.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PgTarget {
     /// Host name or address.
     pub host: String,
@@ -26,8 +28,9 @@ pub struct PgTarget {
     pub port: u16,
     /// User name.
     pub user: String,
-    /// Password, if any (never printed: `Debug` shows `***`).
-    pub password: Option<String>,
+    /// Password, if any (never printed: `Debug` shows `***`); private so
+    /// that it is read on purpose only ([`PgTarget::password`]).
+    pub(crate) password: Option<String>,
     /// Database name (default: the user name, as libpq does).
     pub database: String,
     /// TLS: `disable`, `prefer` (default) or `require`.
@@ -36,6 +39,7 @@ pub struct PgTarget {
 
 /// How TLS is used towards PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SslMode {
     /// Never.
     Disable,
@@ -68,6 +72,11 @@ impl std::fmt::Debug for PgTarget {
 }
 
 impl PgTarget {
+    /// The password, if any: for the login only, never for a message.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     /// `host:port`, for messages.
     pub fn server(&self) -> String {
         if self.host.contains(':') {

@@ -31,10 +31,9 @@ async fn payloads(listener: &mut PgListener, n: usize) -> Vec<serde_json::Value>
 #[ignore = "real peer: PostgreSQL"]
 async fn rows_history_and_notifications() {
     let pg = Postgres::start().unwrap();
-    let options = StoreOptions {
-        notify_channel: "phones".into(),
-        history_days: 7,
-    };
+    let options = StoreOptions::default()
+        .with_notify_channel("phones")
+        .with_history_days(7);
     let store = LineStore::connect_with(&pg.url(), options).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 1);
 

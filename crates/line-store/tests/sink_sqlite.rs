@@ -324,15 +324,11 @@ fn states(rows: &[LineRow]) -> Vec<(String, LineState)> {
 }
 
 fn short_backoff() -> RuntimeConfig {
-    RuntimeConfig {
-        lane: LaneConfig {
-            max_batch: 100,
-            backoff_base: Duration::from_millis(50),
-            backoff_max: Duration::from_millis(500),
-            ..LaneConfig::default()
-        },
-        ..RuntimeConfig::default()
-    }
+    RuntimeConfig::default().with_lane(
+        LaneConfig::default()
+            .with_max_batch(100)
+            .with_backoff(Duration::from_millis(50), Duration::from_millis(500)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

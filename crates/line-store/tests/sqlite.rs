@@ -76,10 +76,7 @@ async fn every_change_is_kept_in_history_and_the_last_one_per_extension_wins() {
 #[tokio::test]
 async fn history_older_than_the_retention_is_pruned() {
     let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        history_days: 7,
-        ..StoreOptions::default()
-    };
+    let options = StoreOptions::default().with_history_days(7);
     let store = LineStore::connect_with(&url(&dir), options).await.unwrap();
     store
         .write_batch(&[
@@ -108,10 +105,7 @@ async fn zero_days_keeps_no_history() {
         .await
         .unwrap();
     store.close().await;
-    let options = StoreOptions {
-        history_days: 0,
-        ..StoreOptions::default()
-    };
+    let options = StoreOptions::default().with_history_days(0);
     let store = LineStore::connect_with(&url(&dir), options).await.unwrap();
     store
         .write_batch(&[LineRow::new("1001", LineState::Idle, "sip", at(1))])

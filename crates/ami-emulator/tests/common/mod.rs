@@ -1,5 +1,5 @@
 //! A raw AMI test client: writes actions as bytes and reads whole messages
-//! as bytes (to compare them with the transcripts) or parsed by `ami::codec`.
+//! as bytes (to compare them with the transcripts) or parsed by `ami::parse_message`.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -75,7 +75,7 @@ impl Raw {
     /// The next message parsed.
     pub async fn next_msg(&mut self) -> Option<ami::Message> {
         let text = self.next().await?;
-        Some(ami::codec::parse_message(text.as_bytes()).expect("parse"))
+        Some(ami::parse_message(text.as_bytes()).expect("parse"))
     }
 
     /// The next message whose first line is `Event: <name>`.

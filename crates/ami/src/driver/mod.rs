@@ -67,6 +67,7 @@ use task::{Command, Task};
 ///
 /// Its `Debug` never shows the secret (see [`crate::Secret`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DriverConfig {
     /// `host:port` (the caller adds the default port, 5038).
     pub address: String,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ami::codec::parse_message;
+use ami::parse_message;
 use ami::{Action, Client, ClientEvent, Message};
 
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use ami::states::{aggregate, channel_device};
+use ami::{aggregate, channel_device};
 use ami::{DeviceState, Event, ExtensionState, Hint};
 use sip_blf_engine::{Direction, Fact, LineState, Observation, Party, QueueMember};
 

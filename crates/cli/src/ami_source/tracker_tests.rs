@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use ami::codec::parse_message;
+use ami::parse_message;
 use ami::{Event, Incoming};
 use sip_blf_engine::{Direction, Fact, LineState, Observation, Party, QueueMember};
 
