@@ -126,7 +126,7 @@ pub fn subscriptions(extensions: &[Extension]) -> Vec<Subscription> {
         .iter()
         .flat_map(|e| {
             e.event.packages().iter().map(|package| Subscription {
-                extension: e.extension.clone(),
+                user: e.extension.clone(),
                 package: *package,
             })
         })
@@ -191,7 +191,7 @@ impl SipSource {
     ) -> Self {
         let trackers = subscriptions
             .iter()
-            .map(|s| ((s.extension.clone(), s.package), tracker(s.package)))
+            .map(|s| ((s.user.clone(), s.package), tracker(s.package)))
             .collect();
         Self {
             handle,
@@ -278,7 +278,7 @@ impl SipSource {
     fn refresh(&self, extension: &str, package: Package) {
         if let Some(handle) = &self.handle {
             let _ = handle.refresh_subscription(Subscription {
-                extension: extension.to_string(),
+                user: extension.to_string(),
                 package,
             });
         }
@@ -298,7 +298,7 @@ impl SipSource {
                 health(SipHealth::RegistrationFailed { status, reason })
             }
             Event::SubscriptionActive {
-                extension,
+                user: extension,
                 package,
                 expires,
             } => health(SipHealth::Subscribed {
@@ -306,11 +306,12 @@ impl SipSource {
                 package,
                 expires,
             }),
-            Event::SubscriptionPending { extension, package } => {
-                health(SipHealth::Pending { extension, package })
-            }
+            Event::SubscriptionPending {
+                user: extension,
+                package,
+            } => health(SipHealth::Pending { extension, package }),
             Event::SubscriptionTerminated {
-                extension,
+                user: extension,
                 package,
                 reason,
                 ..
@@ -326,7 +327,7 @@ impl SipSource {
                 })
             }
             Event::SubscriptionFailed {
-                extension,
+                user: extension,
                 package,
                 status,
                 diagnosis,
@@ -372,7 +373,7 @@ impl SipSource {
     /// A NOTIFY: that it came, then the line change or the problem it brings.
     fn notified(&mut self, n: sip_ua::Notify) -> Vec<SourceEvent> {
         let mut out = vec![SourceEvent::Health(SipHealth::NotifyReceived {
-            extension: n.extension.clone(),
+            extension: n.user.clone(),
             package: n.package,
             received_at: n.received_at,
         })];
@@ -380,26 +381,26 @@ impl SipSource {
             Ok(notification) => notification,
             Err(e) => {
                 out.push(SourceEvent::Health(SipHealth::NotifyNotUnderstood {
-                    extension: n.extension,
+                    extension: n.user,
                     package: n.package,
                     error: e.to_string(),
                 }));
                 return out;
             }
         };
-        let before = self.line_state(&n.extension);
+        let before = self.line_state(&n.user);
         let update = self
             .trackers
-            .entry((n.extension.clone(), n.package))
+            .entry((n.user.clone(), n.package))
             .or_insert_with(|| tracker(n.package))
             .apply(notification);
         if update.refresh {
             // RFC 4235 §4.1: a refresh makes the PBX send the full state.
-            self.refresh(&n.extension, n.package);
+            self.refresh(&n.user, n.package);
         }
         if let TrackerEvent::ResyncNeeded { expected, received } = update.event {
             out.push(SourceEvent::Health(SipHealth::VersionGap {
-                extension: n.extension,
+                extension: n.user,
                 package: n.package,
                 expected,
                 received,
@@ -409,10 +410,10 @@ impl SipSource {
         }
         // After an `unknown`, the state is news even if unchanged.
         let was_stale = self.note_restored(&n);
-        let after = self.line_state(&n.extension);
+        let after = self.line_state(&n.user);
         if after != before || was_stale {
             out.push(SourceEvent::Line(LineChange {
-                extension: n.extension,
+                extension: n.user,
                 line_state: after,
                 dnd: false,
                 received_at: Some(n.received_at),
@@ -483,7 +484,7 @@ mod tests {
             Package::Presence => "application/pidf+xml",
         };
         Event::Notify(Notify {
-            extension: "1001".into(),
+            user: "1001".into(),
             package,
             content_type: Some(content_type.into()),
             body,

@@ -108,27 +108,28 @@ impl EventPackage {
     }
 }
 
-/// One extension to watch.
+/// One resource to watch: a user at the registrar's domain and an event package.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subscription {
-    /// The extension (user part of the URI), e.g. `1001`.
-    pub extension: String,
+    /// The user part of the watched resource's URI, e.g. `1001` (for BLF,
+    /// the extension number).
+    pub user: String,
     /// The event package.
     pub package: EventPackage,
 }
 
 impl Subscription {
     /// A BLF (`dialog`) subscription.
-    pub fn dialog(extension: impl Into<String>) -> Self {
+    pub fn dialog(user: impl Into<String>) -> Self {
         Self {
-            extension: extension.into(),
+            user: user.into(),
             package: EventPackage::Dialog,
         }
     }
     /// A `presence` subscription.
-    pub fn presence(extension: impl Into<String>) -> Self {
+    pub fn presence(user: impl Into<String>) -> Self {
         Self {
-            extension: extension.into(),
+            user: user.into(),
             package: EventPackage::Presence,
         }
     }

@@ -153,13 +153,13 @@ impl UaHandle {
         self.server_addr
     }
 
-    /// Subscribes to one more extension.
+    /// Subscribes to one more user and event package.
     pub fn add_subscription(&self, sub: Subscription) -> Result<(), Error> {
         self.cmd.send(Command::Add(sub)).map_err(|_| Error::Stopped)
     }
 
-    /// Un-subscribes from an extension's event package (a subscription to
-    /// the same extension for the other package stays).
+    /// Un-subscribes from a user's event package (a subscription to the
+    /// same user for the other package stays).
     pub fn remove_subscription(&self, sub: Subscription) -> Result<(), Error> {
         self.cmd
             .send(Command::Remove(sub))
@@ -404,9 +404,9 @@ fn handle_command(
             ua.shutdown(Instant::now());
         }
         Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
-        Some(Command::Remove(s)) => ua.remove_subscription(&s.extension, s.package, Instant::now()),
+        Some(Command::Remove(s)) => ua.remove_subscription(&s.user, s.package, Instant::now()),
         Some(Command::Refresh(s)) => {
-            ua.refresh_subscription(&s.extension, s.package, Instant::now());
+            ua.refresh_subscription(&s.user, s.package, Instant::now());
         }
         Some(Command::Publish(presentity, body)) => {
             if let Err(e) = ua.publish(&presentity, body, Instant::now()) {

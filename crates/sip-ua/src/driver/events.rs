@@ -115,7 +115,7 @@ impl EventSink {
     fn keep(&mut self, event: Event) {
         match event {
             Event::Notify(n) => {
-                let key = (n.extension.clone(), n.package);
+                let key = (n.user.clone(), n.package);
                 if self.notifies.insert(key.clone(), n).is_some() {
                     self.counters
                         .notifies_replaced
@@ -166,7 +166,7 @@ impl EventSink {
     fn unpop(&mut self, event: Event) {
         match event {
             Event::Notify(n) => {
-                let key = (n.extension.clone(), n.package);
+                let key = (n.user.clone(), n.package);
                 self.notifies.insert(key.clone(), n);
                 self.backlog.push_front(Waiting::Notify(key));
             }
@@ -236,7 +236,7 @@ mod tests {
 
     fn notify(user: &str, body: &str) -> Event {
         Event::Notify(Notify {
-            extension: user.into(),
+            user: user.into(),
             package: EventPackage::Dialog,
             content_type: None,
             body: body.as_bytes().to_vec(),
@@ -282,7 +282,7 @@ mod tests {
             .iter()
             .rev()
             .find_map(|e| match e {
-                Event::Notify(n) if n.extension == "1003" => Some(n.body.clone()),
+                Event::Notify(n) if n.user == "1003" => Some(n.body.clone()),
                 _ => None,
             })
             .unwrap();

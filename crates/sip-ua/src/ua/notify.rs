@@ -135,7 +135,7 @@ impl UserAgent {
         }
         let ext = s.ext.clone();
         self.events.push_back(Event::Notify(Notify {
-            extension: ext.clone(),
+            user: ext.clone(),
             package: s.package,
             content_type,
             body: msg.body.clone(),
@@ -160,7 +160,7 @@ impl UserAgent {
                 if s.reported_pending {
                     s.reported_pending = false;
                     self.events.push_back(Event::SubscriptionActive {
-                        extension: ext,
+                        user: ext,
                         package: s.package,
                         expires: state.expires.unwrap_or(s.expires_req),
                     });
@@ -176,7 +176,7 @@ impl UserAgent {
                 if !s.reported_pending {
                     s.reported_pending = true;
                     self.events.push_back(Event::SubscriptionPending {
-                        extension: ext,
+                        user: ext,
                         package: s.package,
                     });
                 }
@@ -255,7 +255,7 @@ impl UserAgent {
             }
         }
         self.events.push_back(Event::SubscriptionTerminated {
-            extension: ext,
+            user: ext,
             package,
             reason,
             retry_at,
