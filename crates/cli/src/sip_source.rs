@@ -138,7 +138,7 @@ pub fn subscriptions(extensions: &[Extension]) -> Vec<Subscription> {
 fn subscription_name(extension: &str, package: Package) -> String {
     match package {
         Package::Dialog => extension.to_string(),
-        Package::Presence => format!("{extension} (presence)"),
+        other => format!("{extension} ({})", other.event_name()),
     }
 }
 
@@ -148,7 +148,8 @@ fn subscription_name(extension: &str, package: Package) -> String {
 pub fn tracker(package: Package) -> Tracker {
     Tracker::with_empty_body(match package {
         Package::Dialog => EmptyBody::NoDialogs,
-        Package::Presence => EmptyBody::Unknown,
+        // For presence (and any other package) it says nothing of the line.
+        _ => EmptyBody::Unknown,
     })
 }
 
@@ -479,10 +480,7 @@ mod tests {
     }
 
     fn notify(package: Package, body: Vec<u8>) -> Event {
-        let content_type = match package {
-            Package::Dialog => "application/dialog-info+xml",
-            Package::Presence => "application/pidf+xml",
-        };
+        let content_type = package.accept();
         Event::Notify(Notify {
             user: "1001".into(),
             package,

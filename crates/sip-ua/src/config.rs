@@ -10,6 +10,7 @@ use crate::transaction::Timers;
 
 /// Transport towards the PBX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Transport {
     /// UDP (retransmissions by the transaction layer).
     Udp,
@@ -71,6 +72,7 @@ impl std::str::FromStr for Transport {
 
 /// Which address goes into `Contact` (and `Via`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ContactAddress {
     /// This IP address, with the local port.
     Fixed(IpAddr),
@@ -84,6 +86,7 @@ pub enum ContactAddress {
 
 /// The event package of one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum EventPackage {
     /// `Event: dialog`, `application/dialog-info+xml` (RFC 4235, BLF).
     Dialog,

@@ -742,6 +742,8 @@ async fn run_tcp(
                             Ok(Some(Frame::Message(m))) => ua.handle_input(server, &m, Instant::now()),
                             Ok(Some(Frame::Ping)) => ua.handle_input(server, b"\r\n\r\n", Instant::now()),
                             Ok(Some(Frame::Pong)) => ua.handle_input(server, b"\r\n", Instant::now()),
+                            // A kind of keep-alive a newer sip-proto tells apart: nothing to do.
+                            Ok(Some(_)) => {}
                             Ok(None) => break,
                             Err(e) => {
                                 tracing::debug!(error = %e, "unframeable TCP stream, reconnecting");

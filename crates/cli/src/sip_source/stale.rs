@@ -242,6 +242,8 @@ impl SipSource {
             let other = match package {
                 Package::Dialog => Package::Presence,
                 Package::Presence => Package::Dialog,
+                // A package without a partner: the line has no other subscription.
+                p => p,
             };
             let other = (extension.clone(), other);
             let stale_before = self.stale.is_stale(&other) && !in_batch.contains(&other);

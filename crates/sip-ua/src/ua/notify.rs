@@ -219,7 +219,6 @@ impl UserAgent {
                     Some(self.backoff(failures - 1))
                 }
             }
-            Some(TerminationReason::Other(_)) => Some(self.backoff(failures)),
             Some(TerminationReason::Probation) | Some(TerminationReason::Giveup) => {
                 Some(retry_after.unwrap_or_else(|| self.backoff(failures)))
             }
@@ -227,6 +226,8 @@ impl UserAgent {
                 Some(retry_after.unwrap_or(slow).max(slow))
             }
             Some(TerminationReason::Invariant) => None,
+            // An unknown reason (`Other`, or one a newer sip-proto names).
+            Some(_) => Some(self.backoff(failures)),
         };
         let Some(s) = self.subs.get_mut(&id) else {
             return;

@@ -171,6 +171,7 @@ pub enum Event {
 /// Why a NOTIFY was rejected with 481 ([`Event::NotifyRejected`]): a small,
 /// fixed set, fit for a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NotifyRejection {
     /// Its Call-ID is no subscription of ours (a forged NOTIFY, or one for
     /// a subscription that has ended).
@@ -201,6 +202,7 @@ impl NotifyRejection {
 
 /// Where a subscription stands (see [`UserAgent::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscriptionPhase {
     /// No dialog; waiting for the next attempt.
     Waiting,
