@@ -208,8 +208,12 @@ impl SipSource {
     /// Counts rejected NOTIFYs and clears a line's staleness in
     /// `telemetry`; the rest (registration, subscriptions, every NOTIFY) is
     /// recorded from the [`SipHealth`] the source yields, by
-    /// [`crate::observe::sip_health`].
+    /// [`crate::observe::sip_health`]. Also shows the user agent's event
+    /// counts (a slow reader) in `/metrics`.
     pub fn set_telemetry(&mut self, telemetry: Telemetry) {
+        if let Some(handle) = &self.handle {
+            telemetry.set_sip_event_stats(handle.event_stats_reader());
+        }
         self.telemetry = telemetry;
     }
 

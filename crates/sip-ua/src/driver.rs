@@ -29,7 +29,7 @@ use crate::ua::{Event, MessageId, PublicationStatus, UaStatus, UserAgent};
 
 mod events;
 use events::{Counters, EventSink};
-pub use events::{EventReceiver, EventStats};
+pub use events::{EventReceiver, EventStats, EventStatsReader};
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
@@ -141,6 +141,12 @@ impl UaHandle {
     /// [`spawn`]'s back-pressure rule).
     pub fn event_stats(&self) -> EventStats {
         self.event_counters.snapshot()
+    }
+
+    /// Reads [`event_stats`](Self::event_stats) from elsewhere (e.g. a
+    /// metrics exporter) without holding this handle.
+    pub fn event_stats_reader(&self) -> EventStatsReader {
+        EventStatsReader::new(self.event_counters.clone())
     }
 
     /// The local address of the SIP socket (or TCP connection).

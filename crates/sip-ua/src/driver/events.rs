@@ -62,6 +62,24 @@ impl Counters {
     }
 }
 
+/// Reads a user agent's [`EventStats`] without its
+/// [`UaHandle`](super::UaHandle) (from [`UaHandle::event_stats_reader`](super::UaHandle::event_stats_reader)),
+/// e.g. for a metrics exporter. Cheap to clone; after the user agent
+/// stopped it keeps showing the last counts.
+#[derive(Debug, Clone)]
+pub struct EventStatsReader(Arc<Counters>);
+
+impl EventStatsReader {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        Self(counters)
+    }
+
+    /// The counts now.
+    pub fn get(&self) -> EventStats {
+        self.0.snapshot()
+    }
+}
+
 type SubKey = (String, EventPackage);
 
 enum Waiting {
@@ -256,6 +274,7 @@ mod tests {
             }
         }
         let stats = counters.snapshot();
+        assert_eq!(EventStatsReader::new(counters.clone()).get(), stats);
         // The channel is full (8); waiting: at most 8 others + one NOTIFY per subscription.
         assert!(stats.waiting <= 8 + 10, "{stats:?}");
         assert_eq!(sink.notifies.len(), 10);
