@@ -126,7 +126,7 @@ pub fn subscriptions(extensions: &[Extension]) -> Vec<Subscription> {
         .iter()
         .flat_map(|e| {
             e.event.packages().iter().map(|package| Subscription {
-                extension: e.extension.clone(),
+                user: e.extension.clone(),
                 package: *package,
             })
         })
@@ -138,7 +138,7 @@ pub fn subscriptions(extensions: &[Extension]) -> Vec<Subscription> {
 fn subscription_name(extension: &str, package: Package) -> String {
     match package {
         Package::Dialog => extension.to_string(),
-        Package::Presence => format!("{extension} (presence)"),
+        other => format!("{extension} ({})", other.event_name()),
     }
 }
 
@@ -148,7 +148,8 @@ fn subscription_name(extension: &str, package: Package) -> String {
 pub fn tracker(package: Package) -> Tracker {
     Tracker::with_empty_body(match package {
         Package::Dialog => EmptyBody::NoDialogs,
-        Package::Presence => EmptyBody::Unknown,
+        // For presence (and any other package) it says nothing of the line.
+        _ => EmptyBody::Unknown,
     })
 }
 
@@ -191,7 +192,7 @@ impl SipSource {
     ) -> Self {
         let trackers = subscriptions
             .iter()
-            .map(|s| ((s.extension.clone(), s.package), tracker(s.package)))
+            .map(|s| ((s.user.clone(), s.package), tracker(s.package)))
             .collect();
         Self {
             handle,
@@ -207,8 +208,12 @@ impl SipSource {
     /// Counts rejected NOTIFYs and clears a line's staleness in
     /// `telemetry`; the rest (registration, subscriptions, every NOTIFY) is
     /// recorded from the [`SipHealth`] the source yields, by
-    /// [`crate::observe::sip_health`].
+    /// [`crate::observe::sip_health`]. Also shows the user agent's event
+    /// counts (a slow reader) in `/metrics`.
     pub fn set_telemetry(&mut self, telemetry: Telemetry) {
+        if let Some(handle) = &self.handle {
+            telemetry.set_sip_event_stats(handle.event_stats_reader());
+        }
         self.telemetry = telemetry;
     }
 
@@ -278,7 +283,7 @@ impl SipSource {
     fn refresh(&self, extension: &str, package: Package) {
         if let Some(handle) = &self.handle {
             let _ = handle.refresh_subscription(Subscription {
-                extension: extension.to_string(),
+                user: extension.to_string(),
                 package,
             });
         }
@@ -298,7 +303,7 @@ impl SipSource {
                 health(SipHealth::RegistrationFailed { status, reason })
             }
             Event::SubscriptionActive {
-                extension,
+                user: extension,
                 package,
                 expires,
             } => health(SipHealth::Subscribed {
@@ -306,11 +311,12 @@ impl SipSource {
                 package,
                 expires,
             }),
-            Event::SubscriptionPending { extension, package } => {
-                health(SipHealth::Pending { extension, package })
-            }
+            Event::SubscriptionPending {
+                user: extension,
+                package,
+            } => health(SipHealth::Pending { extension, package }),
             Event::SubscriptionTerminated {
-                extension,
+                user: extension,
                 package,
                 reason,
                 ..
@@ -326,7 +332,7 @@ impl SipSource {
                 })
             }
             Event::SubscriptionFailed {
-                extension,
+                user: extension,
                 package,
                 status,
                 diagnosis,
@@ -372,7 +378,7 @@ impl SipSource {
     /// A NOTIFY: that it came, then the line change or the problem it brings.
     fn notified(&mut self, n: sip_ua::Notify) -> Vec<SourceEvent> {
         let mut out = vec![SourceEvent::Health(SipHealth::NotifyReceived {
-            extension: n.extension.clone(),
+            extension: n.user.clone(),
             package: n.package,
             received_at: n.received_at,
         })];
@@ -380,26 +386,26 @@ impl SipSource {
             Ok(notification) => notification,
             Err(e) => {
                 out.push(SourceEvent::Health(SipHealth::NotifyNotUnderstood {
-                    extension: n.extension,
+                    extension: n.user,
                     package: n.package,
                     error: e.to_string(),
                 }));
                 return out;
             }
         };
-        let before = self.line_state(&n.extension);
+        let before = self.line_state(&n.user);
         let update = self
             .trackers
-            .entry((n.extension.clone(), n.package))
+            .entry((n.user.clone(), n.package))
             .or_insert_with(|| tracker(n.package))
             .apply(notification);
         if update.refresh {
             // RFC 4235 §4.1: a refresh makes the PBX send the full state.
-            self.refresh(&n.extension, n.package);
+            self.refresh(&n.user, n.package);
         }
         if let TrackerEvent::ResyncNeeded { expected, received } = update.event {
             out.push(SourceEvent::Health(SipHealth::VersionGap {
-                extension: n.extension,
+                extension: n.user,
                 package: n.package,
                 expected,
                 received,
@@ -409,10 +415,10 @@ impl SipSource {
         }
         // After an `unknown`, the state is news even if unchanged.
         let was_stale = self.note_restored(&n);
-        let after = self.line_state(&n.extension);
+        let after = self.line_state(&n.user);
         if after != before || was_stale {
             out.push(SourceEvent::Line(LineChange {
-                extension: n.extension,
+                extension: n.user,
                 line_state: after,
                 dnd: false,
                 received_at: Some(n.received_at),
@@ -478,12 +484,9 @@ mod tests {
     }
 
     fn notify(package: Package, body: Vec<u8>) -> Event {
-        let content_type = match package {
-            Package::Dialog => "application/dialog-info+xml",
-            Package::Presence => "application/pidf+xml",
-        };
+        let content_type = package.accept();
         Event::Notify(Notify {
-            extension: "1001".into(),
+            user: "1001".into(),
             package,
             content_type: Some(content_type.into()),
             body,

@@ -161,6 +161,8 @@ impl TlsSettings {
                  SIP_TLS_SERVER_NAME)"
                     .to_string()
             }
+            // A refusal a newer sip-ua tells apart: the message says what it is.
+            _ => "look at the PBX's TLS set-up and log for the cause in the message".to_string(),
         }
     }
 }

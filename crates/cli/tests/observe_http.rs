@@ -138,6 +138,11 @@ async fn metrics_show_every_family_with_its_labels() {
         r#"blf_lines{state="none"} 1"#,
         "sip_notifies_total 3",
         "blf_parse_errors_total 1",
+        // The SIP user agent's hand-over of events: a slow reader shows here.
+        "sip_events_delayed_total 0",
+        "sip_notifies_replaced_total 0",
+        "sip_events_dropped_total 0",
+        "sip_events_waiting 0",
         r#"sip_notifies_rejected_total{reason="unknown_dialog"} 2"#,
         r#"sip_notifies_rejected_total{reason="dialog_mismatch"} 0"#,
         r#"sip_notifies_rejected_total{reason="malformed"} 0"#,

@@ -23,7 +23,7 @@ async fn next_state(rx: &mut EventReceiver) -> (LineState, String) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Event::Notify(n))) if n.extension == "1001" => {
+            Ok(Some(Event::Notify(n))) if n.user == "1001" => {
                 let state = Notification::parse(n.content_type.as_deref(), &n.body)
                     .map(|n| n.line_state())
                     .unwrap_or(LineState::Unknown);

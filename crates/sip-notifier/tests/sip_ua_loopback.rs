@@ -19,7 +19,7 @@ async fn next_line_state(events: &mut EventReceiver, tracker: &mut Tracker) -> L
     loop {
         let event = timeout(LIMIT, events.recv()).await.unwrap().unwrap();
         if let Event::Notify(n) = event {
-            assert_eq!(n.extension, "1001");
+            assert_eq!(n.user, "1001");
             let parsed = Notification::parse(n.content_type.as_deref(), &n.body).unwrap();
             return tracker.apply(parsed).line_state;
         }

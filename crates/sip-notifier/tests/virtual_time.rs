@@ -567,7 +567,7 @@ fn real_user_agent_registers_subscribes_refreshes_and_unsubscribes() {
     let mut take = |events: &mut Vec<Event>| {
         for e in events.drain(..) {
             if let Event::Notify(notify) = e {
-                if notify.extension == "1001" {
+                if notify.user == "1001" {
                     let parsed =
                         Notification::parse(notify.content_type.as_deref(), &notify.body).unwrap();
                     let u = tracker.apply(parsed);

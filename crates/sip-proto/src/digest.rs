@@ -21,6 +21,7 @@ use crate::message::{split_top_level_commas, unquote, Message};
 
 /// Digest hash algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Algorithm {
     /// `MD5` (the default when the challenge names none)
     Md5,

@@ -4,8 +4,9 @@
 use crate::error::ParseError;
 use crate::message::{expand_compact_name, MAX_HEADER_LINE, MAX_MESSAGE_SIZE};
 
-/// What came out of the stream.
+/// What came out of the stream (more kinds of keep-alive may come).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame {
     /// One complete SIP message (its bytes, to be given to [`crate::Message::parse`]).
     Message(Vec<u8>),

@@ -65,6 +65,10 @@ pub fn parse_event(v: &str) -> Result<EventHeader, ParseError> {
 }
 
 /// The state in a `Subscription-State` header.
+///
+/// Exhaustive on purpose: RFC 6665 §4.1.3 fixes the three states a
+/// subscriber acts on, and any other value arrives as [`Other`](Self::Other),
+/// so a `match` over it stays complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubState {
     /// `active`
@@ -77,8 +81,10 @@ pub enum SubState {
     Other(String),
 }
 
-/// Why a subscription was terminated (RFC 6665 §4.2.2).
+/// Why a subscription was terminated (RFC 6665 §4.2.2). The reason codes
+/// form an IANA registry that may grow, so more variants may come.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TerminationReason {
     /// `deactivated`: re-subscribe at once.
     Deactivated,

@@ -15,6 +15,9 @@ pub const MAX_HEADERS: usize = 128;
 pub const MAX_HEADER_LINE: usize = 8 * 1024;
 
 /// Request line or status line.
+///
+/// Exhaustive on purpose: RFC 3261 §7 makes every SIP message a request or
+/// a response, so a `match` over both is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
     /// `METHOD uri SIP/2.0`

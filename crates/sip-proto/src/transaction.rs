@@ -23,8 +23,10 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
-/// RFC 3261 timer base values.
+/// RFC 3261 timer base values: start from [`Timers::default`] (the RFC's
+/// values) and change one with the `with_*` setters. More timers may come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Timers {
     /// RTT estimate, 500 ms.
     pub t1: Duration,
@@ -45,6 +47,24 @@ impl Default for Timers {
 }
 
 impl Timers {
+    /// Sets T1, the RTT estimate.
+    pub fn with_t1(mut self, t1: Duration) -> Self {
+        self.t1 = t1;
+        self
+    }
+
+    /// Sets T2, the longest retransmit interval for non-INVITE requests.
+    pub fn with_t2(mut self, t2: Duration) -> Self {
+        self.t2 = t2;
+        self
+    }
+
+    /// Sets T4, the longest time a message stays in the network.
+    pub fn with_t4(mut self, t4: Duration) -> Self {
+        self.t4 = t4;
+        self
+    }
+
     /// Timer F (and J): 64·T1.
     pub fn timer_f(&self) -> Duration {
         self.t1.saturating_mul(64)

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::select! {
             event = events.recv() => match event {
                 Some(Event::Notify(n)) => {
-                    println!("{} {:?}: {}", n.extension, n.package, String::from_utf8_lossy(&n.body));
+                    println!("{} {:?}: {}", n.user, n.package, String::from_utf8_lossy(&n.body));
                 }
                 Some(other) => println!("{other:?}"),
                 None => break,

@@ -10,6 +10,7 @@ use crate::transaction::Timers;
 
 /// Transport towards the PBX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Transport {
     /// UDP (retransmissions by the transaction layer).
     Udp,
@@ -71,6 +72,7 @@ impl std::str::FromStr for Transport {
 
 /// Which address goes into `Contact` (and `Via`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ContactAddress {
     /// This IP address, with the local port.
     Fixed(IpAddr),
@@ -84,6 +86,7 @@ pub enum ContactAddress {
 
 /// The event package of one subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum EventPackage {
     /// `Event: dialog`, `application/dialog-info+xml` (RFC 4235, BLF).
     Dialog,
@@ -108,27 +111,28 @@ impl EventPackage {
     }
 }
 
-/// One extension to watch.
+/// One resource to watch: a user at the registrar's domain and an event package.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Subscription {
-    /// The extension (user part of the URI), e.g. `1001`.
-    pub extension: String,
+    /// The user part of the watched resource's URI, e.g. `1001` (for BLF,
+    /// the extension number).
+    pub user: String,
     /// The event package.
     pub package: EventPackage,
 }
 
 impl Subscription {
     /// A BLF (`dialog`) subscription.
-    pub fn dialog(extension: impl Into<String>) -> Self {
+    pub fn dialog(user: impl Into<String>) -> Self {
         Self {
-            extension: extension.into(),
+            user: user.into(),
             package: EventPackage::Dialog,
         }
     }
     /// A `presence` subscription.
-    pub fn presence(extension: impl Into<String>) -> Self {
+    pub fn presence(user: impl Into<String>) -> Self {
         Self {
-            extension: extension.into(),
+            user: user.into(),
             package: EventPackage::Presence,
         }
     }

@@ -29,7 +29,7 @@ use crate::ua::{Event, MessageId, PublicationStatus, UaStatus, UserAgent};
 
 mod events;
 use events::{Counters, EventSink};
-pub use events::{EventReceiver, EventStats};
+pub use events::{EventReceiver, EventStats, EventStatsReader};
 
 enum Command {
     Shutdown(oneshot::Sender<()>),
@@ -143,6 +143,12 @@ impl UaHandle {
         self.event_counters.snapshot()
     }
 
+    /// Reads [`event_stats`](Self::event_stats) from elsewhere (e.g. a
+    /// metrics exporter) without holding this handle.
+    pub fn event_stats_reader(&self) -> EventStatsReader {
+        EventStatsReader::new(self.event_counters.clone())
+    }
+
     /// The local address of the SIP socket (or TCP connection).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -153,13 +159,13 @@ impl UaHandle {
         self.server_addr
     }
 
-    /// Subscribes to one more extension.
+    /// Subscribes to one more user and event package.
     pub fn add_subscription(&self, sub: Subscription) -> Result<(), Error> {
         self.cmd.send(Command::Add(sub)).map_err(|_| Error::Stopped)
     }
 
-    /// Un-subscribes from an extension's event package (a subscription to
-    /// the same extension for the other package stays).
+    /// Un-subscribes from a user's event package (a subscription to the
+    /// same user for the other package stays).
     pub fn remove_subscription(&self, sub: Subscription) -> Result<(), Error> {
         self.cmd
             .send(Command::Remove(sub))
@@ -404,9 +410,9 @@ fn handle_command(
             ua.shutdown(Instant::now());
         }
         Some(Command::Add(s)) => ua.add_subscription(s, Instant::now()),
-        Some(Command::Remove(s)) => ua.remove_subscription(&s.extension, s.package, Instant::now()),
+        Some(Command::Remove(s)) => ua.remove_subscription(&s.user, s.package, Instant::now()),
         Some(Command::Refresh(s)) => {
-            ua.refresh_subscription(&s.extension, s.package, Instant::now());
+            ua.refresh_subscription(&s.user, s.package, Instant::now());
         }
         Some(Command::Publish(presentity, body)) => {
             if let Err(e) = ua.publish(&presentity, body, Instant::now()) {
@@ -742,6 +748,8 @@ async fn run_tcp(
                             Ok(Some(Frame::Message(m))) => ua.handle_input(server, &m, Instant::now()),
                             Ok(Some(Frame::Ping)) => ua.handle_input(server, b"\r\n\r\n", Instant::now()),
                             Ok(Some(Frame::Pong)) => ua.handle_input(server, b"\r\n", Instant::now()),
+                            // A kind of keep-alive a newer sip-proto tells apart: nothing to do.
+                            Ok(Some(_)) => {}
                             Ok(None) => break,
                             Err(e) => {
                                 tracing::debug!(error = %e, "unframeable TCP stream, reconnecting");

@@ -14,8 +14,8 @@
 //!   (Contact `expires` or `Expires`), `423` → `Min-Expires` (doubled request,
 //!   60..3600 s when the header is missing), failures → capped exponential
 //!   backoff with jitter, un-REGISTER on [`UserAgent::shutdown`].
-//! - **SUBSCRIBE** (RFC 6665) per extension and event package, `Event: dialog`
-//!   (BLF, RFC 4235) or `presence` (both at once for one extension: the
+//! - **SUBSCRIBE** (RFC 6665) per user (for BLF, an extension) and event package, `Event: dialog`
+//!   (BLF, RFC 4235) or `presence` (both at once for one user: the
 //!   subscription events name the package); 200 and 202 accepted; the dialog is created by the 2xx or by a
 //!   NOTIFY that comes first; refreshed before the granted expiry (re-authenticating);
 //!   `481` on a refresh → new subscription with a new Call-ID at once;
@@ -124,7 +124,7 @@
 //! let (ua, mut events) = driver::spawn(config, vec![Subscription::dialog("1001")], None).await?;
 //! while let Some(event) = events.recv().await {
 //!     if let Event::Notify(n) = event {
-//!         println!("{}: {}", n.extension, String::from_utf8_lossy(&n.body));
+//!         println!("{}: {}", n.user, String::from_utf8_lossy(&n.body));
 //!     }
 //! }
 //! ua.shutdown().await?;

@@ -29,6 +29,7 @@ pub struct TlsConfig {
 /// Why a TLS connection to the PBX was refused, told apart so that the user
 /// can be given the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// The certificate is signed by a CA not in the trust store in use.
     #[error("the PBX's certificate is signed by a CA this machine does not trust ({detail})")]

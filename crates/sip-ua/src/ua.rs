@@ -382,7 +382,7 @@ impl UserAgent {
                 .subs
                 .values()
                 .map(|s| SubscriptionStatus {
-                    extension: s.ext.clone(),
+                    user: s.ext.clone(),
                     package: s.package,
                     phase: match s.phase {
                         SubPhase::Waiting => SubscriptionPhase::Waiting,

@@ -58,7 +58,7 @@ fn count(seen: &[Event], f: impl Fn(&Event) -> bool) -> usize {
 fn active(seen: &[Event], ext: &str) -> usize {
     count(
         seen,
-        |e| matches!(e, Event::SubscriptionActive { extension, .. } if extension == ext),
+        |e| matches!(e, Event::SubscriptionActive { user, .. } if user == ext),
     )
 }
 
@@ -70,7 +70,7 @@ fn registered(seen: &[Event]) -> usize {
 fn bodies(seen: &[Event], ext: &str) -> Vec<String> {
     seen.iter()
         .filter_map(|e| match e {
-            Event::Notify(n) if n.extension == ext => {
+            Event::Notify(n) if n.user == ext => {
                 Some(String::from_utf8_lossy(&n.body).into_owned())
             }
             _ => None,
@@ -238,7 +238,7 @@ async fn kamailio_restart_with_state_lost_recovers_by_itself() {
     wait_until(&mut rx, &mut seen, PATIENCE, "re-subscription after 481", |s| {
         let after = &s[before..];
         ["1001", "1002"].iter().all(|e| {
-            after.iter().any(|ev| matches!(ev, Event::SubscriptionFailed { extension, status: Some(481), .. } if extension == e))
+            after.iter().any(|ev| matches!(ev, Event::SubscriptionFailed { user, status: Some(481), .. } if user == e))
                 && active(after, e) >= 1
         })
     })
@@ -318,7 +318,9 @@ async fn kamailio_423_min_expires_for_subscribe() {
     let (h, _rx, seen) = up(&pbx, cfg, &["1001"]).await;
     // 423 + Min-Expires: 60 → the SUBSCRIBE is sent again asking 60 s.
     assert!(
-        seen.iter().any(|e| matches!(e, Event::SubscriptionActive { extension, expires: 60, .. } if extension == "1001")),
+        seen.iter().any(
+            |e| matches!(e, Event::SubscriptionActive { user, expires: 60, .. } if user == "1001")
+        ),
         "{seen:#?}"
     );
     h.shutdown().await.unwrap();

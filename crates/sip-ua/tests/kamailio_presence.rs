@@ -15,7 +15,7 @@ async fn next_notify(rx: &mut EventReceiver, ext: &str) -> Notify {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(Event::Notify(n))) if n.extension == ext => return n,
+            Ok(Some(Event::Notify(n))) if n.user == ext => return n,
             Ok(Some(_)) => {}
             Ok(None) => panic!("event channel closed while waiting for a NOTIFY for {ext}"),
             Err(_) => panic!("no NOTIFY for {ext} within 30 s"),

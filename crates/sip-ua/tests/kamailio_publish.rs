@@ -49,7 +49,7 @@ async fn next<T>(
 /// The watcher's next NOTIFY for 1001 and its line state (an empty body counts as none published).
 async fn next_state(rx: &mut EventReceiver) -> (Notify, LineState) {
     let n = next(rx, "NOTIFY for 1001", |e| match e {
-        Event::Notify(n) if n.extension == "1001" => Some(n),
+        Event::Notify(n) if n.user == "1001" => Some(n),
         _ => None,
     })
     .await;

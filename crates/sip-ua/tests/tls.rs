@@ -278,7 +278,7 @@ async fn register_subscribe_notify_on_the_same_connection_then_reconnect() {
     conn.send(&notify(&sub, "<dialog-info/>")).await;
     let n = next_event(&mut events, |e| matches!(e, Event::Notify(_))).await;
     let Event::Notify(n) = n else { unreachable!() };
-    assert_eq!(n.extension, "1001");
+    assert_eq!(n.user, "1001");
     let answer = conn.next_request().await;
     assert!(matches!(
         answer.start,

@@ -291,7 +291,7 @@ fn register_401_then_subscribe_407_with_digest() {
     assert_eq!(
         ev,
         vec![Event::SubscriptionActive {
-            extension: "1001".into(),
+            user: "1001".into(),
             package: EventPackage::Dialog,
             expires: 600
         }]
@@ -511,7 +511,7 @@ fn subscription_refreshes_by_granted_expiry_and_reauthenticates() {
     assert_eq!(
         h.drain_events(),
         vec![Event::SubscriptionActive {
-            extension: "1001".into(),
+            user: "1001".into(),
             package: EventPackage::Dialog,
             expires: 60
         }]
@@ -577,7 +577,7 @@ fn missing_hint_forbidden_declined_and_bad_event_are_diagnosed_and_retried_slowl
         h.reply(&s, status, &[]);
         let ev = h.drain_events();
         let Some(Event::SubscriptionFailed {
-            extension,
+            user,
             status: st,
             diagnosis,
             retry_at,
@@ -586,7 +586,7 @@ fn missing_hint_forbidden_declined_and_bad_event_are_diagnosed_and_retried_slowl
         else {
             panic!("{ev:?}")
         };
-        assert_eq!(extension, "500");
+        assert_eq!(user, "500");
         assert_eq!(*st, Some(status));
         assert!(diagnosis.contains(needle), "{diagnosis}");
         assert_eq!(*retry_at, Some(h.now + Duration::from_secs(300)));
@@ -620,7 +620,7 @@ fn notify_handling_spoofed_unparsable_backwards_and_retransmitted() {
     let [Event::Notify(n)] = &ev[..] else {
         panic!("{ev:?}")
     };
-    assert_eq!(n.extension, "1001");
+    assert_eq!(n.user, "1001");
     assert_eq!(
         n.content_type.as_deref(),
         Some("application/dialog-info+xml")
@@ -761,7 +761,7 @@ fn pending_then_active() {
     h.sent();
     let ev = h.drain_events();
     assert!(
-        matches!(&ev[1], Event::SubscriptionPending { extension, package: EventPackage::Dialog } if extension == "1001"),
+        matches!(&ev[1], Event::SubscriptionPending { user, package: EventPackage::Dialog } if user == "1001"),
         "{ev:?}"
     );
     h.input(pbx(), &notify(&s, 3, "active;expires=600", None));
@@ -1143,7 +1143,7 @@ fn subscriptions_added_and_removed_at_run_time() {
     let s1 = subscribe_ok(&mut h, 600);
     h.drain_events();
     h.ua.add_subscription(Subscription::presence("1002"), h.now);
-    // The same extension and package again changes nothing.
+    // The same user and package again changes nothing.
     h.ua.add_subscription(Subscription::presence("1002"), h.now);
     h.advance_to(h.now + Duration::from_millis(20));
     let s2 = h.one_request("SUBSCRIBE");
@@ -1215,7 +1215,7 @@ fn refresh_subscription_re_subscribes_in_the_dialog_at_once() {
 }
 
 #[test]
-fn one_extension_watched_through_dialog_and_presence() {
+fn one_user_watched_through_dialog_and_presence() {
     let mut h = registered(&["1001"]);
     h.ua.add_subscription(Subscription::presence("1001"), h.now);
     let dialog = subscribe_ok(&mut h, 600);
@@ -1228,9 +1228,7 @@ fn one_extension_watched_through_dialog_and_presence() {
         .drain_events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::SubscriptionActive {
-                extension, package, ..
-            } if extension == "1001" => Some(package),
+            Event::SubscriptionActive { user, package, .. } if user == "1001" => Some(package),
             _ => None,
         })
         .collect();
@@ -1243,7 +1241,7 @@ fn one_extension_watched_through_dialog_and_presence() {
         .drain_events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::Notify(n) if n.extension == "1001" => Some(n.package),
+            Event::Notify(n) if n.user == "1001" => Some(n.package),
             _ => None,
         })
         .collect();

@@ -103,7 +103,7 @@ fn notifies_reach_the_service_behind_nat_with_the_discovered_contact() {
                     });
                     let notified = seen
                         .iter()
-                        .any(|e| matches!(e, Event::Notify(n) if n.extension == "1001"));
+                        .any(|e| matches!(e, Event::Notify(n) if n.user == "1001"));
                     registered && notified
                 };
                 while !done(&seen) {

@@ -76,7 +76,7 @@ pub(super) async fn probe_sip(
 ) -> (Summary, Column, Reach) {
     let mut probes: Probes = subscriptions(exts)
         .into_iter()
-        .map(|s| ((s.extension, s.package), Probe::default()))
+        .map(|s| ((s.user, s.package), Probe::default()))
         .collect();
     let mut registration = Registration::Waiting;
     let mut opened = None;

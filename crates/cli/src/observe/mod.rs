@@ -21,6 +21,8 @@
 //! | `sip_notifies_total` | counter | |
 //! | `sip_notifies_rejected_total` | counter (answered 481) | `reason` = `unknown_dialog`, `dialog_mismatch`, `malformed` |
 //! | `blf_parse_errors_total` | counter | |
+//! | `sip_events_delayed_total`, `sip_notifies_replaced_total`, `sip_events_dropped_total` | counter (the SIP user agent's events the service was too slow to read) | |
+//! | `sip_events_waiting` | gauge | |
 //! | `graph_calls_total` | counter | `operation`, `outcome` = `ok`, `throttled`, `error` |
 //! | `graph_throttled_total` | counter (429s) | |
 //! | `notify_to_graph_seconds` | histogram, 0.1 ms … 10 s | |
@@ -54,6 +56,7 @@ mod phones;
 mod reverse;
 mod sinks;
 mod sip;
+mod sip_events;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -219,6 +222,7 @@ struct Inner {
     sinks: sinks::SinkMetrics,
     reverse: reverse::ReverseTelemetry,
     phones: phones::PhoneTelemetry,
+    sip_events: sip_events::SipEventTelemetry,
     board: board::BoardSlot,
     ha: ha::HaSlot,
 }
@@ -362,6 +366,8 @@ impl Telemetry {
         reverse.register(&mut registry);
         let phones = phones::PhoneTelemetry::default();
         phones.register(&mut registry);
+        let sip_events = sip_events::SipEventTelemetry::default();
+        sip_events.register(&mut registry);
         lines.get_or_create(&StateLabel { state: "none" }).set(0);
         for state in LineState::ALL {
             lines
@@ -398,6 +404,7 @@ impl Telemetry {
                 sinks: sink_metrics,
                 reverse,
                 phones,
+                sip_events,
                 board: board::BoardSlot::default(),
                 ha: ha::HaSlot::default(),
             }),
@@ -764,6 +771,7 @@ impl Telemetry {
     pub fn metrics_text(&self) -> String {
         self.inner.sinks.refresh();
         self.inner.phones.refresh();
+        self.inner.sip_events.refresh();
         let _ = self.inner.reverse.lag();
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would only drop the text.

@@ -155,7 +155,7 @@ mod tests {
  </dialog>
 </dialog-info>"#;
         let event = sip_ua::Event::Notify(sip_ua::Notify {
-            extension: "1001".into(),
+            user: "1001".into(),
             package: EventPackage::Dialog,
             content_type: Some("application/dialog-info+xml".into()),
             body: body.as_bytes().to_vec(),

@@ -174,7 +174,7 @@ impl SipSource {
         let now = now();
         match event {
             Event::SubscriptionFailed {
-                extension,
+                user: extension,
                 package,
                 diagnosis,
                 ..
@@ -182,7 +182,7 @@ impl SipSource {
                 .stale
                 .lost((extension.clone(), *package), diagnosis.as_str(), now),
             Event::SubscriptionTerminated {
-                extension,
+                user: extension,
                 package,
                 reason,
                 ..
@@ -219,9 +219,9 @@ impl SipSource {
         {
             return false;
         }
-        let was_stale = self.stale.restored(&(n.extension.clone(), n.package));
-        if was_stale && !self.is_line_stale(&n.extension) {
-            self.telemetry.clear_stale(&n.extension);
+        let was_stale = self.stale.restored(&(n.user.clone(), n.package));
+        if was_stale && !self.is_line_stale(&n.user) {
+            self.telemetry.clear_stale(&n.user);
         }
         was_stale
     }
@@ -242,6 +242,8 @@ impl SipSource {
             let other = match package {
                 Package::Dialog => Package::Presence,
                 Package::Presence => Package::Dialog,
+                // A package without a partner: the line has no other subscription.
+                p => p,
             };
             let other = (extension.clone(), other);
             let stale_before = self.stale.is_stale(&other) && !in_batch.contains(&other);
@@ -407,7 +409,7 @@ mod wiring {
             r#"<?xml version="1.0"?><dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="{version}" state="full" entity="sip:{ext}@pbx">{dialog}</dialog-info>"#
         );
         Event::Notify(Notify {
-            extension: ext.to_owned(),
+            user: ext.to_owned(),
             package: EventPackage::Dialog,
             content_type: Some("application/dialog-info+xml".into()),
             body: body.into_bytes(),
@@ -422,7 +424,7 @@ mod wiring {
             r#"<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:{ext}@pbx"><tuple id="t"><status><basic>{basic}</basic></status></tuple></presence>"#
         );
         Event::Notify(Notify {
-            extension: ext.to_owned(),
+            user: ext.to_owned(),
             package: EventPackage::Presence,
             content_type: Some("application/pidf+xml".into()),
             body: body.into_bytes(),
@@ -437,7 +439,7 @@ mod wiring {
 
     fn failed_package(ext: &str, package: EventPackage) -> Event {
         Event::SubscriptionFailed {
-            extension: ext.to_owned(),
+            user: ext.to_owned(),
             package,
             status: None,
             diagnosis: "no answer from the PBX to SUBSCRIBE (time-out)".into(),

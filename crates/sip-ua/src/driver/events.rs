@@ -62,6 +62,24 @@ impl Counters {
     }
 }
 
+/// Reads a user agent's [`EventStats`] without its
+/// [`UaHandle`](super::UaHandle) (from [`UaHandle::event_stats_reader`](super::UaHandle::event_stats_reader)),
+/// e.g. for a metrics exporter. Cheap to clone; after the user agent
+/// stopped it keeps showing the last counts.
+#[derive(Debug, Clone)]
+pub struct EventStatsReader(Arc<Counters>);
+
+impl EventStatsReader {
+    pub(crate) fn new(counters: Arc<Counters>) -> Self {
+        Self(counters)
+    }
+
+    /// The counts now.
+    pub fn get(&self) -> EventStats {
+        self.0.snapshot()
+    }
+}
+
 type SubKey = (String, EventPackage);
 
 enum Waiting {
@@ -115,7 +133,7 @@ impl EventSink {
     fn keep(&mut self, event: Event) {
         match event {
             Event::Notify(n) => {
-                let key = (n.extension.clone(), n.package);
+                let key = (n.user.clone(), n.package);
                 if self.notifies.insert(key.clone(), n).is_some() {
                     self.counters
                         .notifies_replaced
@@ -166,7 +184,7 @@ impl EventSink {
     fn unpop(&mut self, event: Event) {
         match event {
             Event::Notify(n) => {
-                let key = (n.extension.clone(), n.package);
+                let key = (n.user.clone(), n.package);
                 self.notifies.insert(key.clone(), n);
                 self.backlog.push_front(Waiting::Notify(key));
             }
@@ -236,7 +254,7 @@ mod tests {
 
     fn notify(user: &str, body: &str) -> Event {
         Event::Notify(Notify {
-            extension: user.into(),
+            user: user.into(),
             package: EventPackage::Dialog,
             content_type: None,
             body: body.as_bytes().to_vec(),
@@ -256,6 +274,7 @@ mod tests {
             }
         }
         let stats = counters.snapshot();
+        assert_eq!(EventStatsReader::new(counters.clone()).get(), stats);
         // The channel is full (8); waiting: at most 8 others + one NOTIFY per subscription.
         assert!(stats.waiting <= 8 + 10, "{stats:?}");
         assert_eq!(sink.notifies.len(), 10);
@@ -282,7 +301,7 @@ mod tests {
             .iter()
             .rev()
             .find_map(|e| match e {
-                Event::Notify(n) if n.extension == "1003" => Some(n.body.clone()),
+                Event::Notify(n) if n.user == "1003" => Some(n.body.clone()),
                 _ => None,
             })
             .unwrap();

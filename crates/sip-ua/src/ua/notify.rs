@@ -135,7 +135,7 @@ impl UserAgent {
         }
         let ext = s.ext.clone();
         self.events.push_back(Event::Notify(Notify {
-            extension: ext.clone(),
+            user: ext.clone(),
             package: s.package,
             content_type,
             body: msg.body.clone(),
@@ -160,7 +160,7 @@ impl UserAgent {
                 if s.reported_pending {
                     s.reported_pending = false;
                     self.events.push_back(Event::SubscriptionActive {
-                        extension: ext,
+                        user: ext,
                         package: s.package,
                         expires: state.expires.unwrap_or(s.expires_req),
                     });
@@ -176,7 +176,7 @@ impl UserAgent {
                 if !s.reported_pending {
                     s.reported_pending = true;
                     self.events.push_back(Event::SubscriptionPending {
-                        extension: ext,
+                        user: ext,
                         package: s.package,
                     });
                 }
@@ -219,7 +219,6 @@ impl UserAgent {
                     Some(self.backoff(failures - 1))
                 }
             }
-            Some(TerminationReason::Other(_)) => Some(self.backoff(failures)),
             Some(TerminationReason::Probation) | Some(TerminationReason::Giveup) => {
                 Some(retry_after.unwrap_or_else(|| self.backoff(failures)))
             }
@@ -227,6 +226,8 @@ impl UserAgent {
                 Some(retry_after.unwrap_or(slow).max(slow))
             }
             Some(TerminationReason::Invariant) => None,
+            // An unknown reason (`Other`, or one a newer sip-proto names).
+            Some(_) => Some(self.backoff(failures)),
         };
         let Some(s) = self.subs.get_mut(&id) else {
             return;
@@ -255,7 +256,7 @@ impl UserAgent {
             }
         }
         self.events.push_back(Event::SubscriptionTerminated {
-            extension: ext,
+            user: ext,
             package,
             reason,
             retry_at,

@@ -45,12 +45,14 @@ pub(crate) fn diagnose_subscribe_failure(
 }
 
 impl UserAgent {
-    /// Adds a subscription at run time (replaces nothing: an extension already
+    /// Adds a subscription at run time (replaces nothing: a user already
     /// watched with the same package is ignored).
     pub fn add_subscription(&mut self, sub: Subscription, now: Instant) {
-        if self.subs.values().any(|s| {
-            s.ext == sub.extension && s.package == sub.package && s.phase != SubPhase::Closed
-        }) {
+        if self
+            .subs
+            .values()
+            .any(|s| s.ext == sub.user && s.package == sub.package && s.phase != SubPhase::Closed)
+        {
             return;
         }
         let id = self.next_id;
@@ -58,7 +60,7 @@ impl UserAgent {
         self.subs.insert(
             id,
             Sub {
-                ext: sub.extension,
+                ext: sub.user,
                 package: sub.package,
                 phase: SubPhase::Waiting,
                 call_id: String::new(),
@@ -88,13 +90,13 @@ impl UserAgent {
         }
     }
 
-    /// Ends the subscription to `extension` for `package` (un-SUBSCRIBE when a
+    /// Ends the subscription to `user` for `package` (un-SUBSCRIBE when a
     /// dialog is up); one for the other package stays.
-    pub fn remove_subscription(&mut self, extension: &str, package: EventPackage, now: Instant) {
+    pub fn remove_subscription(&mut self, user: &str, package: EventPackage, now: Instant) {
         let ids: Vec<u64> = self
             .subs
             .iter()
-            .filter(|(_, s)| s.ext == extension && s.package == package)
+            .filter(|(_, s)| s.ext == user && s.package == package)
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -113,14 +115,14 @@ impl UserAgent {
         }
     }
 
-    /// Sends an in-dialog re-SUBSCRIBE for `extension` and `package` now, e.g.
+    /// Sends an in-dialog re-SUBSCRIBE for `user` and `package` now, e.g.
     /// when a partial NOTIFY skipped a version (RFC 4235 §4.1): the PBX
     /// answers it with a NOTIFY of the full state. Returns whether one went
     /// out: not when no dialog is up (the next subscription brings the full
     /// state anyway), a SUBSCRIBE is in flight already, or shutting down.
     pub fn refresh_subscription(
         &mut self,
-        extension: &str,
+        user: &str,
         package: EventPackage,
         now: Instant,
     ) -> bool {
@@ -132,7 +134,7 @@ impl UserAgent {
             .subs
             .iter()
             .find(|(_, s)| {
-                s.ext == extension
+                s.ext == user
                     && s.package == package
                     && s.phase == SubPhase::Active
                     && s.remote_tag.is_some()
@@ -150,13 +152,13 @@ impl UserAgent {
         true
     }
 
-    /// The extensions currently watched.
+    /// The subscriptions currently held (users and event packages).
     pub fn subscriptions(&self) -> Vec<Subscription> {
         self.subs
             .values()
             .filter(|s| s.phase != SubPhase::Closed)
             .map(|s| Subscription {
-                extension: s.ext.clone(),
+                user: s.ext.clone(),
                 package: s.package,
             })
             .collect()
@@ -403,7 +405,7 @@ impl UserAgent {
             s.expires_at = Some(now + Duration::from_secs(u64::from(expires)));
             s.last_error = None;
             self.events.push_back(Event::SubscriptionActive {
-                extension: ext,
+                user: ext,
                 package,
                 expires,
             });
@@ -467,7 +469,7 @@ impl UserAgent {
         s.expires_at = None;
         s.last_error = Some(diagnosis.clone());
         self.events.push_back(Event::SubscriptionFailed {
-            extension: s.ext.clone(),
+            user: s.ext.clone(),
             package: s.package,
             status,
             diagnosis,

@@ -14,8 +14,9 @@ pub use sip_proto::Transmit;
 /// A NOTIFY that belongs to one of our subscriptions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
-    /// The extension it is about.
-    pub extension: String,
+    /// The user part of the watched resource's URI it is about (for BLF,
+    /// the extension number).
+    pub user: String,
     /// Its event package.
     pub package: EventPackage,
     /// `Content-Type`, if any (none: no body, e.g. Kamailio's "no dialogs").
@@ -53,8 +54,8 @@ pub enum Event {
     Unregistered,
     /// A subscription was accepted (2xx) or refreshed, or became active by NOTIFY.
     SubscriptionActive {
-        /// Extension.
-        extension: String,
+        /// The user part of the watched URI (for BLF, the extension number).
+        user: String,
         /// Event package.
         package: EventPackage,
         /// Seconds until it expires.
@@ -62,15 +63,15 @@ pub enum Event {
     },
     /// The PBX holds the subscription as `pending` (awaiting authorisation).
     SubscriptionPending {
-        /// Extension.
-        extension: String,
+        /// The user part of the watched URI (for BLF, the extension number).
+        user: String,
         /// Event package.
         package: EventPackage,
     },
     /// The PBX ended a subscription (`Subscription-State: terminated`).
     SubscriptionTerminated {
-        /// Extension.
-        extension: String,
+        /// The user part of the watched URI (for BLF, the extension number).
+        user: String,
         /// Event package.
         package: EventPackage,
         /// The `reason` parameter.
@@ -80,8 +81,8 @@ pub enum Event {
     },
     /// A SUBSCRIBE failed; `diagnosis` says what to do about it.
     SubscriptionFailed {
-        /// Extension.
-        extension: String,
+        /// The user part of the watched URI (for BLF, the extension number).
+        user: String,
         /// Event package.
         package: EventPackage,
         /// Status code, `None` on time-out.
@@ -170,6 +171,7 @@ pub enum Event {
 /// Why a NOTIFY was rejected with 481 ([`Event::NotifyRejected`]): a small,
 /// fixed set, fit for a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NotifyRejection {
     /// Its Call-ID is no subscription of ours (a forged NOTIFY, or one for
     /// a subscription that has ended).
@@ -200,6 +202,7 @@ impl NotifyRejection {
 
 /// Where a subscription stands (see [`UserAgent::status`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscriptionPhase {
     /// No dialog; waiting for the next attempt.
     Waiting,
@@ -220,8 +223,9 @@ pub enum SubscriptionPhase {
 /// The state of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionStatus {
-    /// Extension.
-    pub extension: String,
+    /// The user part of the watched resource's URI (for BLF, the extension
+    /// number).
+    pub user: String,
     /// Event package.
     pub package: EventPackage,
     /// Phase.
