@@ -21,6 +21,22 @@ pub fn pin_current_thread_off(cpu: usize) -> bool {
     rustix::thread::sched_setaffinity(None, &set).is_ok()
 }
 
+/// Puts the calling thread (and the processes it starts) in Linux's idle
+/// scheduling class: it runs only when nothing else wants the core. `false`
+/// when the system refuses.
+pub fn idle_class_for_current_thread() -> bool {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+        ThreadSchedulePolicy,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    )
+    .is_ok()
+}
+
 /// How many cores this process may run on.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -235,9 +235,21 @@ fn with_database(options: &mut ServiceOptions) -> Result<Option<testbed::Postgre
         }
         "postgres" => {
             let service_cpu = options.cpu;
+            // Where the server runs (its processes inherit the starting
+            // thread's core set and scheduling class): on the peers' core
+            // (default), or with BENCH_POSTGRES_CORE=service-idle on the
+            // service's core in Linux's idle class, where it only takes what
+            // the service leaves and the emulator's core stays its own.
+            let beside_service =
+                std::env::var("BENCH_POSTGRES_CORE").as_deref() == Ok("service-idle");
             let server = std::thread::spawn(move || {
                 if let Some(cpu) = service_cpu {
-                    crate::pin::pin_current_thread_off(cpu);
+                    if beside_service {
+                        crate::pin::pin_current_thread(cpu);
+                        crate::pin::idle_class_for_current_thread();
+                    } else {
+                        crate::pin::pin_current_thread_off(cpu);
+                    }
                 }
                 testbed::Postgres::start()
             })
