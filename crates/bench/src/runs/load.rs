@@ -112,17 +112,8 @@ fn load_run_ours(
             SocketAddr::from(([127, 0, 0, 1], 0)),
         ))
         .map_err(|e| BenchError::setup(format!("sip-notifier: {e}")))?;
-    let mut service_options = ServiceOptions::new(&fixture, &emulator, notifier.local_addr());
-    service_options.budget = Some(unlimited_budget());
-    if one_core {
-        service_options.cpu = Some(0);
-        service_options.workers = 1;
-    }
-    let service = Service::start(service_options)?;
-    wait_until(
-        Duration::from_secs(30) + Duration::from_millis(n as u64),
-        || service.active_subscriptions() >= n,
-    );
+    let service_options = ServiceOptions::new(&fixture, &emulator, notifier.local_addr());
+    let service = start_subscribed(service_options, one_core, n)?;
     let active = service.active_subscriptions();
     let stats = |h: &sip_notifier::NotifierHandle| rt.block_on(h.stats()).unwrap_or_default();
     // The initial NOTIFYs answered before the load starts.
@@ -212,18 +203,9 @@ fn load_run_sipp(
     let mut sipp = SippNotifier::start(options)?;
     // Paced start: SIPp answers an unpaced burst of 10,000 SUBSCRIBEs too slowly,
     // and a SUBSCRIBE retransmitted meanwhile makes it abort that call.
-    let mut service_options = ServiceOptions::new(&fixture, &emulator, sipp.addr())
+    let service_options = ServiceOptions::new(&fixture, &emulator, sipp.addr())
         .set("SIP_SUBSCRIBE_RATE", &SUBSCRIBE_RATE.to_string());
-    service_options.budget = Some(unlimited_budget());
-    if one_core {
-        service_options.cpu = Some(0);
-        service_options.workers = 1;
-    }
-    let service = Service::start(service_options)?;
-    wait_until(
-        Duration::from_secs(30) + Duration::from_millis(n as u64),
-        || service.active_subscriptions() >= n,
-    );
+    let service = start_subscribed(service_options, one_core, n)?;
     let active = service.active_subscriptions();
     let load_start = Instant::now();
     let expected = Duration::from_secs_f64(mean_pause.as_secs_f64() * 1.5 * 2.0 * f64::from(loops));
@@ -499,4 +481,25 @@ pub fn throughput(
          stops at two in a row"
     ));
     Ok(report)
+}
+
+/// Starts the service with Graph's budget lifted (on core 0 alone with
+/// `one_core`) and waits until its `n` subscriptions are active (or a
+/// deadline that grows with `n` passes: the caller reports how many were).
+fn start_subscribed(
+    mut options: ServiceOptions,
+    one_core: bool,
+    n: usize,
+) -> Result<Service, BenchError> {
+    options.budget = Some(unlimited_budget());
+    if one_core {
+        options.cpu = Some(0);
+        options.workers = 1;
+    }
+    let service = Service::start(options)?;
+    wait_until(
+        Duration::from_secs(30) + Duration::from_millis(n as u64),
+        || service.active_subscriptions() >= n,
+    );
+    Ok(service)
 }
