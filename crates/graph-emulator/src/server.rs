@@ -178,7 +178,7 @@ async fn graph(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return reply.into_response();
     }
     if is_batch && method == Method::POST {
-        let reply = batch(&shared, &body).await;
+        let reply = batch(&shared, &body, now).await;
         log(
             &shared,
             LoggedRequest {
@@ -204,7 +204,7 @@ async fn graph(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     } else {
         Some(serde_json::from_slice::<Value>(&body).map_err(|_| "Body is not valid JSON"))
     };
-    operation(&shared, method.as_str(), &rel, json_body, false)
+    operation(&shared, method.as_str(), &rel, json_body, false, now)
         .await
         .into_response()
 }
@@ -360,12 +360,15 @@ fn next_fault(shared: &Shared) -> Option<Fault> {
 }
 
 /// One Graph operation (a plain request or a batch sub-request), after authentication.
+/// `arrived`: when its request (or its batch) reached the handler, which the log records:
+/// the time spent here, faults' delays included, is the emulator's, not the client's.
 async fn operation(
     shared: &Shared,
     method: &str,
     rel: &str,
     body: Option<Result<Value, &'static str>>,
     in_batch: bool,
+    arrived: Instant,
 ) -> Reply {
     let (op, route) = classify(method, rel);
     let mut id_count = None;
@@ -464,7 +467,7 @@ async fn operation(
             operation: op,
             method: method.to_owned(),
             path: rel.to_owned(),
-            at: shared.clock.now(),
+            at: arrived,
             status: reply.status,
             in_batch,
             id_count,

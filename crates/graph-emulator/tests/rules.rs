@@ -578,3 +578,34 @@ async fn presence_reads_are_throttled_under_the_rate_limit() {
     assert_eq!((s, &headers["retry-after"]), (429, &"2".parse().unwrap()));
     assert_eq!(t.emu.count(Operation::GetPresencesByUserId), 3);
 }
+
+/// The log says when a request arrived, not when its answer was ready: a
+/// slow emulator must not count as a slow client.
+#[tokio::test]
+async fn requests_are_logged_at_their_arrival() {
+    let t = start(EmulatorConfig::default()).await;
+    let delay = Duration::from_millis(300);
+    t.emu.inject(Fault::Delay { delay, times: 2 });
+    let set = json!({"sessionId": t.emu.config().client_id, "availability": "Busy", "activity": "InACall"});
+    assert_eq!(t.set(ALICE, "Busy", "InACall", None).await.0, 200);
+    let answered = t.emu.now();
+    let batch = json!({"requests": [{
+        "id": "1", "method": "POST", "url": format!("/users/{ALICE}/presence/setPresence"),
+        "headers": {"Content-Type": "application/json"}, "body": set,
+    }]});
+    assert_eq!(t.post("/$batch", batch).await.0, 200);
+    let batch_answered = t.emu.now();
+    let sets: Vec<_> = t
+        .emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation == Operation::SetPresence)
+        .collect();
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    assert!(!sets[0].in_batch && sets[1].in_batch, "{sets:?}");
+    assert!(answered.duration_since(sets[0].at) >= delay, "{sets:?}");
+    assert!(
+        batch_answered.duration_since(sets[1].at) >= delay,
+        "{sets:?}"
+    );
+}

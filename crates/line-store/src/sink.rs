@@ -26,11 +26,11 @@ use sip_blf_engine::{AddressKey, LaneConfig, LineView, Sink, SinkError, View, Wr
 
 use crate::{Direction, LineRow, LineState, LineStore, StoreError};
 
-/// How often the history is pruned while writes go on (history only grows
 /// How long the sink gathers changes before it writes them in one
 /// transaction (a batch of 500 goes at once).
 pub const GATHER: Duration = Duration::from_millis(100);
 
+/// How often the history is pruned while writes go on (history only grows
 /// with writes, so pruning after a write is enough).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 

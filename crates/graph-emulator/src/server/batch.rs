@@ -4,11 +4,12 @@ use super::{classify, log, operation, Reply};
 use crate::{LoggedRequest, Shared};
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::time::Instant;
 
 const MAX_BATCH: usize = 20;
 
 /// `POST /$batch` (FACTS §4).
-pub(super) async fn batch(shared: &Shared, body: &[u8]) -> Reply {
+pub(super) async fn batch(shared: &Shared, body: &[u8], arrived: Instant) -> Reply {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return Reply::error(400, "BadRequest", "Invalid batch payload format.");
     };
@@ -103,7 +104,7 @@ pub(super) async fn batch(shared: &Shared, body: &[u8]) -> Reply {
                 );
                 r
             }
-            b => operation(shared, &method, &url, b.map(Ok), true).await,
+            b => operation(shared, &method, &url, b.map(Ok), true, arrived).await,
         };
         all_ok &= (200..300).contains(&reply.status);
         let headers: serde_json::Map<String, Value> = reply
