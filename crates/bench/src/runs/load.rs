@@ -364,6 +364,24 @@ pub fn latency(
         "",
     ));
     let all: Vec<Duration> = run.samples.iter().map(|(_, d)| *d).collect();
+    // For a look at the tail: one line per sample, "<ms since the first
+    // NOTIFY> <latency ms>", to see whether slow ones come together.
+    if let (Ok(path), Some(f)) = (std::env::var("BENCH_SAMPLES_FILE"), first) {
+        let lines: String = run
+            .samples
+            .iter()
+            .map(|(at, d)| {
+                format!(
+                    "{:.3} {:.3}\n",
+                    at.saturating_duration_since(f).as_secs_f64() * 1e3,
+                    d.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        if let Err(e) = std::fs::write(&path, lines) {
+            eprintln!("BENCH_SAMPLES_FILE={path}: {e}");
+        }
+    }
     if let Some((p50, p99, max)) = percentiles_ms(&all) {
         report.push(Figure::new("p50", p50, "ms"));
         report.push(Figure::new("p99", p99, "ms").at_most(1.0));
