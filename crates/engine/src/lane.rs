@@ -433,6 +433,25 @@ impl<H: Clone + Eq> Lane<H> {
         self.ready.len() + self.wake.len()
     }
 
+    /// While changes are gathered for a batch ([`LaneConfig::linger`]): how
+    /// many more people may change before the batch is full and goes at
+    /// once. Until then, or [`poll_timeout`](Self::poll_timeout), new
+    /// changes can wait, so a driver need not wake for each one. `None`:
+    /// not gathering.
+    pub fn gathering_room(&self) -> Option<usize> {
+        let gathering = self.gather_until.is_some()
+            && !self.ready.is_empty()
+            && self.in_flight == 0
+            && self.paused_until.is_none();
+        gathering.then(|| {
+            self.config
+                .max_batch
+                .max(1)
+                .saturating_sub(self.ready.len())
+                .max(1)
+        })
+    }
+
     /// Writes in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight

@@ -224,11 +224,14 @@ fn a_lingering_lane_gathers_changes_into_one_batch_and_a_full_batch_goes_at_once
         ..LaneConfig::default()
     });
     let p = |n: u32| PersonId(format!("p{n}"));
+    assert_eq!(lane.gathering_room(), None);
     lane.handle_view(&p(1), Some(1), t0);
     assert_eq!(lane.poll_write(t0), None, "gathering");
     assert_eq!(lane.poll_timeout(), Some(ms(100)));
+    assert_eq!(lane.gathering_room(), Some(2), "two more fill the batch");
     lane.handle_view(&p(2), Some(2), ms(40));
     assert_eq!(lane.poll_write(ms(40)), None);
+    assert_eq!(lane.gathering_room(), Some(1));
     let batch = lane.poll_write(ms(100)).expect("the gathered batch");
     assert_eq!(batch.len(), 2);
     assert_eq!(
@@ -239,6 +242,7 @@ fn a_lingering_lane_gathers_changes_into_one_batch_and_a_full_batch_goes_at_once
         lane.write_finished(&w.person, Ok(()), ms(101));
     }
     assert_eq!(lane.poll_timeout(), None, "nothing gathered");
+    assert_eq!(lane.gathering_room(), None);
     // Three changes fill a batch: it goes without waiting.
     for n in 3..6 {
         lane.handle_view(&p(n), Some(n), ms(200));
@@ -248,6 +252,7 @@ fn a_lingering_lane_gathers_changes_into_one_batch_and_a_full_batch_goes_at_once
     lane.handle_view(&p(6), Some(6), ms(201));
     assert_eq!(lane.poll_write(ms(201)), None);
     assert_eq!(lane.poll_timeout(), None);
+    assert_eq!(lane.gathering_room(), None, "the write in flight ends it");
 }
 
 fn refreshing(period: u64) -> Lane<LineState> {

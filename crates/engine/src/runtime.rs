@@ -393,7 +393,7 @@ async fn hub(mut views: Views, mut inbox: mpsc::Receiver<Input>, tap: broadcast:
             Input::Observation(observation) => match views.observe(&observation) {
                 Observed::Changed(view) => {
                     for mailbox in &mailboxes {
-                        mailbox.put(&view, observation.at);
+                        let _ = mailbox.put(&view, observation.at);
                     }
                     // No watcher is fine.
                     let _ = tap.send(view);
@@ -454,6 +454,7 @@ async fn run_sink<S: Sink>(
         if closed && writing.is_none() && lane.is_idle() {
             return;
         }
+        mailbox.wake_when(lane.gathering_room().unwrap_or(0));
         let timer = lane.poll_timeout().map(tokio::time::Instant::from_std);
         let woken = tokio::select! {
             results = async {

@@ -28,6 +28,8 @@ struct Recorder {
     stall: bool,
     /// Failures are a lost connection rather than a transient error.
     disconnect: bool,
+    /// The lane it asks for (`None`: the runtime's).
+    lane: Option<LaneConfig>,
 }
 
 impl Recorder {
@@ -40,6 +42,7 @@ impl Recorder {
             fail_first: Arc::new(AtomicU32::new(0)),
             stall: false,
             disconnect: false,
+            lane: None,
         };
         (sink, rx)
     }
@@ -54,6 +57,10 @@ impl Sink for Recorder {
 
     fn desired(&self, view: &View) -> Option<LineState> {
         Some(view.line)
+    }
+
+    fn lane_config(&self, default: &LaneConfig) -> LaneConfig {
+        self.lane.clone().unwrap_or_else(|| default.clone())
     }
 
     async fn write(&self, batch: Vec<Write<LineState>>) -> Vec<Result<(), SinkError>> {
@@ -402,4 +409,52 @@ async fn a_refreshing_sink_gets_every_view_again_each_period_and_still_stops() {
     // A re-send to come is not work pending: the stop does not wait for it.
     rt.stop(STOP).await;
     assert_eq!(writes.recv().await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gathering_sink_writes_when_its_batch_is_full_or_the_gathering_ends() {
+    let mut rt = Runtime::start(directory(), config()).unwrap();
+    let (mut sink, mut writes) = Recorder::new("table");
+    let linger = Duration::from_millis(100);
+    sink.lane = Some(LaneConfig::default().with_max_batch(3).with_linger(linger));
+    rt.add_sink(sink).await.unwrap();
+    let step = Duration::from_millis(10);
+    let t0 = tokio::time::Instant::now();
+    // Three people fill a batch: it goes when the third changes, not when
+    // the gathering would end.
+    for address in [("pbx-a", "1001"), ("pbx-a", "1003"), ("pbx-b", "2002")] {
+        rt.observe(line(address.0, address.1, LineState::Busy))
+            .await
+            .unwrap();
+        rt.views().await.unwrap();
+        tokio::time::advance(step).await;
+    }
+    let full = t0 + 2 * step;
+    for _ in 0..3 {
+        let (who, state, reason, at) = writes.recv().await.unwrap();
+        assert_eq!((state, reason), (LineState::Busy, WriteReason::Change));
+        assert_eq!(at, full, "{who} written when the batch was full");
+    }
+    // Two changes gather until the first one's linger is over.
+    let first = tokio::time::Instant::now();
+    for address in [("pbx-a", "1001"), ("pbx-a", "1003")] {
+        rt.observe(line(address.0, address.1, LineState::Idle))
+            .await
+            .unwrap();
+        rt.views().await.unwrap();
+        tokio::time::advance(step).await;
+    }
+    let mut gathered = Vec::new();
+    for _ in 0..2 {
+        let (who, state, _, at) = tokio::time::timeout(Duration::from_secs(60), writes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state, LineState::Idle);
+        assert_eq!(at, first + linger, "{who} written when the gathering ended");
+        gathered.push(who);
+    }
+    gathered.sort();
+    assert_eq!(gathered, ["alice", "bob"]);
+    rt.stop(STOP).await;
 }
