@@ -147,9 +147,18 @@ impl TlsSettings {
             TlsError::ProtocolVersion { .. } => "enable TLS 1.2 or 1.3 on the PBX (this service \
                  does not speak TLS 1.0 or 1.1)"
                 .to_string(),
-            TlsError::ClientCertificate { .. } => "the PBX wants a client certificate it trusts: \
-                 set SIP_TLS_CERT and SIP_TLS_KEY to one signed by a CA the PBX accepts"
-                .to_string(),
+            TlsError::ClientCertificate { .. } => match &self.client_cert {
+                None => "the PBX asks for a client certificate and none is set: set \
+                         SIP_TLS_CERT and SIP_TLS_KEY to the PEM files of a certificate signed \
+                         by a CA the PBX accepts, and of its key"
+                    .to_string(),
+                Some(cert) => format!(
+                    "the PBX does not accept the client certificate in SIP_TLS_CERT={}: set \
+                     SIP_TLS_CERT and SIP_TLS_KEY to one signed by a CA the PBX accepts (and \
+                     still valid), or add its CA to the PBX's client CAs",
+                    cert.display()
+                ),
+            },
             TlsError::BadCertificate { .. } => {
                 "the PBX's certificate is unusable: replace it on the PBX".to_string()
             }
@@ -224,8 +233,16 @@ mod tests {
         assert!(s
             .fix(&TlsError::ProtocolVersion { detail: d() })
             .contains("TLS 1.2 or 1.3"));
-        assert!(s
-            .fix(&TlsError::ClientCertificate { detail: d() })
-            .contains("SIP_TLS_CERT"));
+        let fix = s.fix(&TlsError::ClientCertificate { detail: d() });
+        assert!(fix.contains("asks for a client certificate"), "{fix}");
+        assert!(fix.contains("SIP_TLS_CERT and SIP_TLS_KEY"), "{fix}");
+        let with_cert = TlsSettings {
+            client_cert: Some("/etc/client.pem".into()),
+            client_key: Some("/etc/client.key".into()),
+            ..TlsSettings::default()
+        };
+        let fix = with_cert.fix(&TlsError::ClientCertificate { detail: d() });
+        assert!(fix.contains("does not accept"), "{fix}");
+        assert!(fix.contains("SIP_TLS_CERT=/etc/client.pem"), "{fix}");
     }
 }

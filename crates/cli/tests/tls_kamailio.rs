@@ -3,7 +3,9 @@
 //! a SIPp call's NOTIFYs over TLS and comes back after Kamailio restarts;
 //! `check` names a CA it does not trust, a name the certificate does not
 //! hold, an expired certificate and a refused TLS version, each with its
-//! fix; `SIP_TLS_INSECURE` warns.
+//! fix; `SIP_TLS_INSECURE` warns. Against a Kamailio that requires a client
+//! certificate: one from its CA (`SIP_TLS_CERT`/`SIP_TLS_KEY`) registers and
+//! subscribes, none or one from another CA is named by `check` with its fix.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -227,4 +229,90 @@ fn check_over_tls_names_an_expired_certificate() {
     assert_ne!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("certificate has expired"), "{text}");
     assert!(text.contains("renew it on the PBX"), "{text}");
+}
+
+/// A Kamailio that wants a client certificate signed by the CA of `pki`.
+fn client_cert_pbx(pki: &TestPki) -> Kamailio {
+    Kamailio::start(KamailioOptions::default().with_tls_client_certificates(pki)).unwrap()
+}
+
+/// `SIP_TLS_CERT` and `SIP_TLS_KEY` set to `cert` and `key`.
+fn client_cert_env(cert: &Path, key: &Path) -> [(&'static str, String); 2] {
+    [
+        ("SIP_TLS_CERT", cert.display().to_string()),
+        ("SIP_TLS_KEY", key.display().to_string()),
+    ]
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio + kamailio-tls-modules (scripts/install-peers.sh)"]
+fn a_client_certificate_the_pbx_requires_registers_and_subscribes() {
+    let pki = TestPki::new(ServerCertOptions::default()).unwrap();
+    let pbx = client_cert_pbx(&pki);
+    let cert = client_cert_env(&pki.client_cert_file(), &pki.client_key_file());
+
+    let extra: Vec<(&str, &str)> = cert.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (out, text) = check(&pbx, &pki.ca_file(), &extra);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("transport=tls"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = tls_env(&pbx, &pki.ca_file());
+    env.extend(cert);
+    let mut watch = Watch::start(dir.path(), &env);
+    // Each line's first NOTIFY: both subscriptions are up.
+    watch.expect_all(&[("1001", "idle"), ("1002", "idle")]);
+    wait_registered_over_tls(&pbx);
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio + kamailio-tls-modules (scripts/install-peers.sh)"]
+fn check_names_a_missing_or_untrusted_client_certificate() {
+    let pki = TestPki::new(ServerCertOptions::default()).unwrap();
+    let pbx = client_cert_pbx(&pki);
+
+    // TLS 1.3: the refusal comes after the handshake (alert 116).
+    let (out, text) = check(&pbx, &pki.ca_file(), &[]);
+    assert_no_client_certificate(out, &text);
+
+    let other = client_cert_env(&pki.other_client_cert_file(), &pki.other_client_key_file());
+    let extra: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (out, text) = check(&pbx, &pki.ca_file(), &extra);
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("wants a client certificate it accepts"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the PBX does not accept the client certificate in SIP_TLS_CERT={}",
+            pki.other_client_cert_file().display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("signed by a CA the PBX accepts"), "{text}");
+}
+
+#[test]
+#[ignore = "real peer: needs kamailio + kamailio-tls-modules (scripts/install-peers.sh)"]
+fn check_names_a_missing_client_certificate_over_tls_1_2() {
+    let pki = TestPki::new(ServerCertOptions::default()).unwrap();
+    let mut opts = KamailioOptions::default().with_tls_client_certificates(&pki);
+    if let Some(t) = opts.tls.as_mut() {
+        t.method = "TLSv1.2".into();
+    }
+    let pbx = Kamailio::start(opts).unwrap();
+    // TLS 1.2: the handshake itself fails.
+    let (out, text) = check(&pbx, &pki.ca_file(), &[]);
+    assert_no_client_certificate(out, &text);
+}
+
+fn assert_no_client_certificate(out: Output, text: &str) {
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("TLS connection to the PBX"), "{text}");
+    assert!(
+        text.contains("the PBX asks for a client certificate and none is set"),
+        "{text}"
+    );
+    assert!(text.contains("set SIP_TLS_CERT and SIP_TLS_KEY"), "{text}");
 }

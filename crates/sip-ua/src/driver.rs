@@ -377,9 +377,10 @@ pub async fn spawn(
         }
         Transport::Tcp | Transport::Tls => {
             let connector = Connector::new(&config, server)?;
-            let (stream, local) = connector.connect().await?;
+            let (stream, local, early) = connector.connect().await?;
             let ua = UserAgent::new(config, server, local, subscriptions, Instant::now());
-            let task = tokio::spawn(run_tcp(ua, connector, stream, cmd_rx, ev_tx));
+            let first = Connection { stream, early };
+            let task = tokio::spawn(run_tcp(ua, connector, first, cmd_rx, ev_tx));
             (local, task)
         }
     };
@@ -608,10 +609,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> SipStream for T {}
 struct Connector {
     listen: Option<SocketAddr>,
     server: SocketAddr,
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
+    tls: Option<crate::tls::TlsDialer>,
 }
 
 impl Connector {
@@ -624,10 +622,7 @@ impl Connector {
                      anyone on the path can read and change the SIP traffic"
                 );
             }
-            Some((
-                crate::tls::connector(&config.tls)?,
-                crate::tls::server_name(config)?,
-            ))
+            Some(crate::tls::TlsDialer::new(config)?)
         } else {
             None
         };
@@ -638,18 +633,16 @@ impl Connector {
         })
     }
 
-    /// A new connection and its local address.
-    async fn connect(&self) -> Result<(Box<dyn SipStream>, SocketAddr), Error> {
+    /// A new connection, its local address, and what the PBX already sent
+    /// on it.
+    async fn connect(&self) -> Result<(Box<dyn SipStream>, SocketAddr, Vec<u8>), Error> {
         let tcp = connect_tcp(self.listen, self.server).await?;
         let local = tcp.local_addr()?;
-        let Some((connector, name)) = &self.tls else {
-            return Ok((Box::new(tcp), local));
+        let Some(tls) = &self.tls else {
+            return Ok((Box::new(tcp), local, Vec::new()));
         };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name.clone(), tcp))
-            .await
-            .map_err(|_| Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
-            .map_err(|e| crate::tls::classify_io(e, name))?;
-        Ok((Box::new(stream), local))
+        let (stream, early) = tls.connect(tcp, CONNECT_TIMEOUT).await?;
+        Ok((Box::new(stream), local, early))
     }
 }
 
@@ -673,16 +666,45 @@ async fn connect_tcp(listen: Option<SocketAddr>, server: SocketAddr) -> Result<T
     Ok(stream)
 }
 
+/// A stream just opened, and what the PBX sent on it during the set-up.
+struct Connection {
+    stream: Box<dyn SipStream>,
+    early: Vec<u8>,
+}
+
+/// Hands what was read to the user agent, message by message; `false`: the
+/// stream cannot be framed (it is then reconnected).
+fn take_input(ua: &mut UserAgent, framer: &mut StreamFramer, data: &[u8]) -> bool {
+    let server = ua.server_addr();
+    framer.push(data);
+    loop {
+        match framer.next_frame() {
+            Ok(Some(Frame::Message(m))) => ua.handle_input(server, &m, Instant::now()),
+            Ok(Some(Frame::Ping)) => ua.handle_input(server, b"\r\n\r\n", Instant::now()),
+            Ok(Some(Frame::Pong)) => ua.handle_input(server, b"\r\n", Instant::now()),
+            // A kind of keep-alive a newer sip-proto tells apart: nothing to do.
+            Ok(Some(_)) => {}
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::debug!(error = %e, "unframeable TCP stream, reconnecting");
+                return false;
+            }
+        }
+    }
+}
+
 async fn run_tcp(
     mut ua: UserAgent,
     connector: Connector,
-    stream: Box<dyn SipStream>,
+    first: Connection,
     mut cmds: mpsc::UnboundedReceiver<Command>,
     mut events: EventSink,
 ) {
-    let server = ua.server_addr();
-    let mut stream = Some(stream);
+    let mut stream = Some(first.stream);
     let mut framer = StreamFramer::new();
+    if !take_input(&mut ua, &mut framer, &first.early) {
+        stream = None;
+    }
     let mut buf = vec![0u8; 16 * 1024];
     let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
     let mut messages = MessageWaiters::new();
@@ -742,32 +764,22 @@ async fn run_tcp(
                     stream = None;
                 }
                 Ok(n) => {
-                    framer.push(buf.get(..n).unwrap_or(&[]));
-                    loop {
-                        match framer.next_frame() {
-                            Ok(Some(Frame::Message(m))) => ua.handle_input(server, &m, Instant::now()),
-                            Ok(Some(Frame::Ping)) => ua.handle_input(server, b"\r\n\r\n", Instant::now()),
-                            Ok(Some(Frame::Pong)) => ua.handle_input(server, b"\r\n", Instant::now()),
-                            // A kind of keep-alive a newer sip-proto tells apart: nothing to do.
-                            Ok(Some(_)) => {}
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::debug!(error = %e, "unframeable TCP stream, reconnecting");
-                                stream = None;
-                                break;
-                            }
-                        }
+                    if !take_input(&mut ua, &mut framer, buf.get(..n).unwrap_or(&[])) {
+                        stream = None;
                     }
                 }
             },
             _ = tokio::time::sleep_until(reconnect_deadline), if reconnect_at.is_some() => {
                 reconnect_at = None;
                 match connector.connect().await {
-                    Ok((s, local)) => {
+                    Ok((s, local, early)) => {
                         ua.set_local_addr(local, Instant::now());
                         stream = Some(s);
                         reconnect_failures = 0;
                         ua.handle_transport_reset(Instant::now());
+                        if !take_input(&mut ua, &mut framer, &early) {
+                            stream = None;
+                        }
                     }
                     // A refused certificate needs the admin: say so every time.
                     Err(e @ Error::Tls(_)) => tracing::warn!(error = %e, "TLS reconnect to the PBX refused"),

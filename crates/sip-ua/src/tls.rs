@@ -64,7 +64,7 @@ pub enum TlsError {
         detail: String,
     },
     /// The PBX refused the client certificate (or wanted one and got none).
-    #[error("the PBX refused the client certificate: {detail}")]
+    #[error("the PBX wants a client certificate it accepts and refused the connection ({detail})")]
     ClientCertificate {
         /// What the TLS library said.
         detail: String,
@@ -93,20 +93,27 @@ pub enum TlsError {
 }
 
 #[cfg(feature = "tokio")]
-pub(crate) use connect::{classify_io, connector, server_name};
+pub(crate) use connect::TlsDialer;
 
 #[cfg(feature = "tokio")]
 mod connect {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
+    use std::time::Duration;
 
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::ResolvesClientCert;
     use rustls::crypto::CryptoProvider;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+    use rustls::sign::CertifiedKey;
     use rustls::{
-        AlertDescription, CertificateError, DigitallySignedStruct, PeerIncompatible, RootCertStore,
-        SignatureScheme,
+        AlertDescription, CertificateError, DigitallySignedStruct, PeerIncompatible,
+        ProtocolVersion, RootCertStore, SignatureScheme,
     };
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+    use tokio_rustls::client::TlsStream;
 
     use super::{TlsConfig, TlsError};
     use crate::config::UaConfig;
@@ -133,8 +140,109 @@ mod connect {
             .map_err(|e| setup(format!("the TLS server name {name:?}"), e))
     }
 
-    /// The rustls connector for `tls` (ring, TLS 1.2 and 1.3).
-    pub(crate) fn connector(tls: &TlsConfig) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    /// Opens TLS sessions to the PBX, one at a time (the driver holds one
+    /// connection), and tells why the PBX refused one.
+    pub(crate) struct TlsDialer {
+        connector: tokio_rustls::TlsConnector,
+        name: ServerName<'static>,
+        /// The PBX asked for a client certificate in the last handshake.
+        asked: Arc<AtomicBool>,
+    }
+
+    /// Longest wait for the PBX's verdict on the client certificate (the
+    /// answer to a keep-alive); a PBX that does not answer keep-alives is
+    /// taken to have accepted it.
+    const VERDICT_WAIT: Duration = Duration::from_secs(5);
+
+    impl TlsDialer {
+        /// The connector and the name checked, for `config`.
+        pub(crate) fn new(config: &UaConfig) -> Result<Self, TlsError> {
+            let asked = Arc::new(AtomicBool::new(false));
+            Ok(Self {
+                connector: connector(&config.tls, asked.clone())?,
+                name: server_name(config)?,
+                asked,
+            })
+        }
+
+        /// The handshake over `tcp` (within `limit`), then, when the PBX asked
+        /// for a client certificate under TLS 1.3, its verdict: it comes only
+        /// after the handshake (RFC 8446 §4.4.2), as an alert instead of the
+        /// answer to a CRLF keep-alive sent at once (RFC 5626 §3.5.1).
+        /// Returns the stream and what the PBX sent besides that answer.
+        pub(crate) async fn connect(
+            &self,
+            tcp: TcpStream,
+            limit: Duration,
+        ) -> Result<(TlsStream<TcpStream>, Vec<u8>), Error> {
+            self.asked.store(false, Ordering::SeqCst);
+            let stream =
+                tokio::time::timeout(limit, self.connector.connect(self.name.clone(), tcp))
+                    .await
+                    .map_err(|_| Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut)))?;
+            let asked = self.asked.load(Ordering::SeqCst);
+            let mut stream = stream.map_err(|e| classify_io(e, &self.name, asked))?;
+            let tls13 = stream.get_ref().1.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+            if !(asked && tls13) {
+                return Ok((stream, Vec::new()));
+            }
+            let early = self.verdict(&mut stream).await?;
+            Ok((stream, early))
+        }
+
+        async fn verdict(&self, stream: &mut TlsStream<TcpStream>) -> Result<Vec<u8>, Error> {
+            let refused = |e| classify_io(e, &self.name, true);
+            stream.write_all(b"\r\n\r\n").await.map_err(refused)?;
+            stream.flush().await.map_err(refused)?;
+            let mut buf = vec![0u8; 4096];
+            match tokio::time::timeout(VERDICT_WAIT, stream.read(&mut buf)).await {
+                Err(_) => Ok(Vec::new()),
+                Ok(Ok(0)) => Err(Error::Tls(TlsError::ClientCertificate {
+                    detail: "the PBX asked for a client certificate and closed the connection \
+                             after the handshake"
+                        .into(),
+                })),
+                Ok(Ok(n)) => {
+                    buf.truncate(n);
+                    Ok(match buf.strip_prefix(b"\r\n") {
+                        Some(rest) => rest.to_vec(),
+                        None => buf,
+                    })
+                }
+                Ok(Err(e)) => Err(refused(e)),
+            }
+        }
+    }
+
+    /// The client certificate shown when the PBX asks for one (none if not
+    /// configured), noting that it asked.
+    #[derive(Debug)]
+    struct ClientCert {
+        key: Option<Arc<CertifiedKey>>,
+        asked: Arc<AtomicBool>,
+    }
+
+    impl ResolvesClientCert for ClientCert {
+        fn resolve(
+            &self,
+            _root_hint_subjects: &[&[u8]],
+            _sigschemes: &[SignatureScheme],
+        ) -> Option<Arc<CertifiedKey>> {
+            self.asked.store(true, Ordering::SeqCst);
+            self.key.clone()
+        }
+
+        fn has_certs(&self) -> bool {
+            self.key.is_some()
+        }
+    }
+
+    /// The rustls connector for `tls` (ring, TLS 1.2 and 1.3); `asked` is
+    /// set when a PBX asks for a client certificate.
+    pub(crate) fn connector(
+        tls: &TlsConfig,
+        asked: Arc<AtomicBool>,
+    ) -> Result<tokio_rustls::TlsConnector, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -142,12 +250,12 @@ mod connect {
         let builder = if tls.insecure_skip_verify {
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider.clone())))
         } else {
             builder.with_root_certificates(roots(tls)?)
         };
-        let config = match (&tls.client_cert, &tls.client_key) {
-            (None, None) => builder.with_no_client_auth(),
+        let key = match (&tls.client_cert, &tls.client_key) {
+            (None, None) => None,
             (Some(cert), Some(key)) => {
                 let what = format!("the client certificate {}", cert.display());
                 let chain = CertificateDer::pem_file_iter(cert)
@@ -159,9 +267,9 @@ mod connect {
                 }
                 let key = PrivateKeyDer::from_pem_file(key)
                     .map_err(|e| setup(format!("the client key {}", key.display()), e))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| setup(what, e))?
+                let key =
+                    CertifiedKey::from_der(chain, key, &provider).map_err(|e| setup(what, e))?;
+                Some(Arc::new(key))
             }
             _ => {
                 return Err(setup(
@@ -170,6 +278,7 @@ mod connect {
                 ))
             }
         };
+        let config = builder.with_client_cert_resolver(Arc::new(ClientCert { key, asked }));
         Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
     }
 
@@ -204,22 +313,28 @@ mod connect {
         Ok(roots)
     }
 
-    /// Turns a failed handshake into [`Error::Tls`] when rustls says why.
-    pub(crate) fn classify_io(e: std::io::Error, name: &ServerName<'_>) -> Error {
+    /// Turns a failed handshake into [`Error::Tls`] when rustls says why;
+    /// `asked`: the PBX had asked for a client certificate.
+    pub(crate) fn classify_io(e: std::io::Error, name: &ServerName<'_>, asked: bool) -> Error {
         let inner = e
             .get_ref()
             .and_then(|i| i.downcast_ref::<rustls::Error>())
             .cloned();
         match inner {
-            Some(r) => Error::Tls(classify(&r, &name.to_str())),
+            Some(r) => Error::Tls(classify(&r, &name.to_str(), asked)),
             None => Error::Io(e),
         }
     }
 
     /// What a rustls error means for the user.
-    pub(crate) fn classify(e: &rustls::Error, name: &str) -> TlsError {
+    pub(crate) fn classify(e: &rustls::Error, name: &str, asked: bool) -> TlsError {
         let detail = e.to_string();
         match e {
+            // A TLS 1.2 PBX that wants a client certificate and got none (or
+            // one it cannot use) says only that the handshake failed.
+            rustls::Error::AlertReceived(AlertDescription::HandshakeFailure) if asked => {
+                TlsError::ClientCertificate { detail }
+            }
             rustls::Error::InvalidCertificate(c) => match c {
                 CertificateError::UnknownIssuer => TlsError::UnknownCa { detail },
                 CertificateError::NotValidForName
@@ -317,25 +432,26 @@ mod connect {
         fn rustls_errors_map_to_what_the_user_can_fix() {
             let cert = |c| rustls::Error::InvalidCertificate(c);
             assert!(matches!(
-                classify(&cert(CertificateError::UnknownIssuer), "pbx"),
+                classify(&cert(CertificateError::UnknownIssuer), "pbx", false),
                 TlsError::UnknownCa { .. }
             ));
             assert!(matches!(
-                classify(&cert(CertificateError::NotValidForName), "pbx"),
+                classify(&cert(CertificateError::NotValidForName), "pbx", false),
                 TlsError::NameMismatch { name, .. } if name == "pbx"
             ));
             assert!(matches!(
-                classify(&cert(CertificateError::Expired), "pbx"),
+                classify(&cert(CertificateError::Expired), "pbx", false),
                 TlsError::Expired { .. }
             ));
             assert!(matches!(
-                classify(&cert(CertificateError::NotValidYet), "pbx"),
+                classify(&cert(CertificateError::NotValidYet), "pbx", false),
                 TlsError::NotYetValid { .. }
             ));
             assert!(matches!(
                 classify(
                     &rustls::Error::AlertReceived(AlertDescription::ProtocolVersion),
-                    "pbx"
+                    "pbx",
+                    false
                 ),
                 TlsError::ProtocolVersion { .. }
             ));
@@ -344,16 +460,27 @@ mod connect {
                     &rustls::Error::PeerIncompatible(
                         PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig
                     ),
-                    "pbx"
+                    "pbx",
+                    false
                 ),
                 TlsError::ProtocolVersion { .. }
             ));
             assert!(matches!(
                 classify(
                     &rustls::Error::AlertReceived(AlertDescription::CertificateRequired),
-                    "pbx"
+                    "pbx",
+                    false
                 ),
                 TlsError::ClientCertificate { .. }
+            ));
+            let alert = rustls::Error::AlertReceived(AlertDescription::HandshakeFailure);
+            assert!(matches!(
+                classify(&alert, "pbx", true),
+                TlsError::ClientCertificate { .. }
+            ));
+            assert!(matches!(
+                classify(&alert, "pbx", false),
+                TlsError::Handshake { .. }
             ));
             let io = std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -361,7 +488,7 @@ mod connect {
             );
             let name = ServerName::try_from("pbx.example").unwrap();
             assert!(matches!(
-                classify_io(io, &name),
+                classify_io(io, &name, false),
                 Error::Tls(TlsError::UnknownCa { .. })
             ));
         }
@@ -372,13 +499,17 @@ mod connect {
                 ca_file: Some("/nonexistent/ca.pem".into()),
                 ..TlsConfig::default()
             };
-            let e = connector(&tls).err().unwrap();
+            let asked = Arc::new(AtomicBool::new(false));
+            let e = connector(&tls, asked.clone()).err().unwrap();
             assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
             let tls = TlsConfig {
                 client_cert: Some("/x.pem".into()),
                 ..TlsConfig::default()
             };
-            assert!(matches!(connector(&tls), Err(TlsError::Setup { .. })));
+            assert!(matches!(
+                connector(&tls, asked),
+                Err(TlsError::Setup { .. })
+            ));
         }
     }
 }

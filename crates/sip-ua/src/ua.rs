@@ -19,6 +19,7 @@ mod message;
 mod notify;
 mod publish;
 mod register;
+mod request;
 mod subscribe;
 mod timers;
 mod types;

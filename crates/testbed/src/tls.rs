@@ -1,15 +1,17 @@
-//! Certificates for the SIP-over-TLS tests: a CA of the test's own and a
-//! server certificate it signed, as PEM files in a directory of their own.
+//! Certificates for the SIP-over-TLS tests: a CA of the test's own, a
+//! server and a client certificate it signed, and a client certificate
+//! signed by another CA, as PEM files in a directory of their own.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
 
 use crate::{Error, Result};
 
-/// A test CA and one server certificate signed by it (PEM files), plus a
-/// second, unrelated CA (for "unknown CA" cases). Removed on `Drop`.
+/// A test CA with one server and one client certificate signed by it (PEM
+/// files), plus a second, unrelated CA and a client certificate it signed
+/// (for "unknown CA" cases on either side). Removed on `Drop`.
 #[derive(Debug)]
 pub struct TestPki {
     dir: tempfile::TempDir,
@@ -51,15 +53,35 @@ fn ca(name: &str) -> Result<(rcgen::Certificate, KeyPair)> {
     Ok((cert, key))
 }
 
+/// A client certificate (for TLS client authentication) signed by `ca`.
+fn client_cert(
+    name: &str,
+    ca_cert: &rcgen::Certificate,
+    ca_key: &KeyPair,
+) -> Result<(rcgen::Certificate, KeyPair)> {
+    let key = KeyPair::generate().map_err(|e| failed("client key", e))?;
+    let mut params = CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| failed("client certificate", e))?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params
+        .signed_by(&key, ca_cert, ca_key)
+        .map_err(|e| failed("client certificate", e))?;
+    Ok((cert, key))
+}
+
 impl TestPki {
-    /// Makes the CA, the server certificate (and its key) and another CA.
+    /// Makes the CA, the server and client certificates (and their keys),
+    /// another CA and its client certificate.
     pub fn new(opts: ServerCertOptions) -> Result<TestPki> {
         let dir = tempfile::Builder::new()
             .prefix("testbed-pki-")
             .tempdir()
             .map_err(|e| Error::io("creating the PKI directory", e))?;
         let (ca_cert, ca_key) = ca("sip-blf-sync test CA")?;
-        let (other_ca, _) = ca("some other CA")?;
+        let (other_ca, other_ca_key) = ca("some other CA")?;
+        let (client, client_key) = client_cert("blf", &ca_cert, &ca_key)?;
+        let (other_client, other_client_key) = client_cert("blf", &other_ca, &other_ca_key)?;
         let key = KeyPair::generate().map_err(|e| failed("server key", e))?;
         let mut params = CertificateParams::new(opts.names.clone())
             .map_err(|e| failed("server certificate", e))?;
@@ -79,6 +101,10 @@ impl TestPki {
             ("other-ca.pem", other_ca.pem()),
             ("server.pem", cert.pem()),
             ("server.key", key.serialize_pem()),
+            ("client.pem", client.pem()),
+            ("client.key", client_key.serialize_pem()),
+            ("other-client.pem", other_client.pem()),
+            ("other-client.key", other_client_key.serialize_pem()),
         ];
         for (name, pem) in files {
             fs::write(pki.dir.path().join(name), pem)
@@ -95,7 +121,7 @@ impl TestPki {
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
-    /// A CA that signed nothing here.
+    /// Another CA, which signed only [`TestPki::other_client_cert_file`].
     pub fn other_ca_file(&self) -> PathBuf {
         self.dir.path().join("other-ca.pem")
     }
@@ -106,5 +132,21 @@ impl TestPki {
     /// The server certificate's private key.
     pub fn key_file(&self) -> PathBuf {
         self.dir.path().join("server.key")
+    }
+    /// A client certificate signed by the CA of [`TestPki::ca_file`].
+    pub fn client_cert_file(&self) -> PathBuf {
+        self.dir.path().join("client.pem")
+    }
+    /// Its private key.
+    pub fn client_key_file(&self) -> PathBuf {
+        self.dir.path().join("client.key")
+    }
+    /// A client certificate signed by the other CA ([`TestPki::other_ca_file`]).
+    pub fn other_client_cert_file(&self) -> PathBuf {
+        self.dir.path().join("other-client.pem")
+    }
+    /// Its private key.
+    pub fn other_client_key_file(&self) -> PathBuf {
+        self.dir.path().join("other-client.key")
     }
 }

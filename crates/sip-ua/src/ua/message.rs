@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use super::request::RequestFields;
 use super::*;
 use crate::error::{Error, InvalidRequest};
 
@@ -114,42 +115,23 @@ impl UserAgent {
     }
 
     fn send_msg(&mut self, id: u64, now: Instant) {
-        let branch = format!("z9hG4bK{}", random_hex(10));
-        let via = self.via(&branch);
-        let domain = self.domain.clone();
-        let user = self.cfg.username.clone();
-        let password = self.cfg.password().expose().to_string();
-        let ua_name = self.cfg.user_agent.clone();
+        let out = self.out_of_dialog();
         let Some(m) = self.msgs.get_mut(&id) else {
             return;
         };
         m.cseq += 1;
-        let mut h = crate::message::Headers::new();
-        h.push("Via", via);
-        h.push("Max-Forwards", "70");
-        h.push("From", format!("<sip:{user}@{domain}>;tag={}", m.from_tag));
-        h.push("To", format!("<{}>", m.to));
-        h.push("Call-ID", m.call_id.clone());
-        h.push("CSeq", format!("{} MESSAGE", m.cseq));
-        h.push("Content-Type", m.content_type.clone());
-        h.push("User-Agent", ua_name);
-        match m
-            .auth
-            .authorize(&user, &password, "MESSAGE", &m.to, &m.body)
-        {
-            Some((name, value)) => h.push(name, value),
-            None => m.auth.sent_without_credentials(),
-        }
-        let msg = Message {
-            start: StartLine::Request {
-                method: "MESSAGE".into(),
-                uri: m.to.clone(),
-            },
-            headers: h,
+        let fields = RequestFields {
+            method: "MESSAGE",
+            uri: &m.to,
+            call_id: &m.call_id,
+            from_tag: &m.from_tag,
+            cseq: m.cseq,
+            headers: vec![("Content-Type", m.content_type.clone())],
             body: m.body.clone(),
         };
-        m.branch = branch.clone();
-        self.send_request(Owner::Message(id), msg, branch, now);
+        let msg = out.request(fields, &mut m.auth);
+        m.branch = out.branch.clone();
+        self.send_request(Owner::Message(id), msg, out.branch, now);
     }
 
     pub(super) fn on_message_response(

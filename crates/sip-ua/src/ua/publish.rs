@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::request::RequestFields;
 use super::*;
 use crate::error::{Error, InvalidRequest};
 
@@ -266,12 +267,8 @@ impl UserAgent {
     }
 
     fn send_publish(&mut self, id: u64, kind: PubRequest, now: Instant) {
-        let branch = format!("z9hG4bK{}", random_hex(10));
-        let via = self.via(&branch);
+        let out = self.out_of_dialog();
         let domain = self.domain.clone();
-        let user = self.cfg.username.clone();
-        let password = self.cfg.password().expose().to_string();
-        let ua_name = self.cfg.user_agent.clone();
         let Some(p) = self.pubs.get_mut(&id) else {
             return;
         };
@@ -286,41 +283,32 @@ impl UserAgent {
         } else {
             p.expires_req
         };
-        let mut h = crate::message::Headers::new();
-        h.push("Via", via);
-        h.push("Max-Forwards", "70");
-        h.push("From", format!("<sip:{user}@{domain}>;tag={}", p.from_tag));
-        h.push("To", format!("<{ruri}>"));
-        h.push("Call-ID", p.call_id.clone());
-        h.push("CSeq", format!("{} PUBLISH", p.cseq));
-        h.push("Event", "presence");
-        h.push("Expires", expires.to_string());
+        let mut headers = vec![
+            ("Event", "presence".to_string()),
+            ("Expires", expires.to_string()),
+        ];
         if kind != PubRequest::Initial {
             if let Some(tag) = &p.etag {
-                h.push("SIP-If-Match", tag.clone());
+                headers.push(("SIP-If-Match", tag.clone()));
             }
         }
         if let Some((ct, _)) = &body {
-            h.push("Content-Type", ct.clone());
+            headers.push(("Content-Type", ct.clone()));
         }
-        h.push("User-Agent", ua_name);
-        let bytes = body.map(|(_, b)| b).unwrap_or_default();
-        match p.auth.authorize(&user, &password, "PUBLISH", &ruri, &bytes) {
-            Some((name, value)) => h.push(name, value),
-            None => p.auth.sent_without_credentials(),
-        }
-        let msg = Message {
-            start: StartLine::Request {
-                method: "PUBLISH".into(),
-                uri: ruri,
-            },
-            headers: h,
-            body: bytes,
+        let fields = RequestFields {
+            method: "PUBLISH",
+            uri: &ruri,
+            call_id: &p.call_id,
+            from_tag: &p.from_tag,
+            cseq: p.cseq,
+            headers,
+            body: body.map(|(_, b)| b).unwrap_or_default(),
         };
-        p.in_flight = Some((branch.clone(), kind));
+        let msg = out.request(fields, &mut p.auth);
+        p.in_flight = Some((out.branch.clone(), kind));
         p.dirty = false;
         p.timer = None;
-        self.send_request(Owner::Publish(id), msg, branch, now);
+        self.send_request(Owner::Publish(id), msg, out.branch, now);
     }
 
     /// The kind in flight for `branch`, taken out of the publication.
