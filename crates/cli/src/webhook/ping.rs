@@ -84,6 +84,7 @@ pub async fn ping(settings: &WebhookSettings) -> Result<PingAnswer, PingError> {
         call = call.header(name, value);
     }
     let response = call.body(request.body).send().await.map_err(|e| {
+        let e = e.without_url();
         let text = chain(&e);
         if e.is_timeout() {
             PingError::Timeout(settings.timeout)
