@@ -52,7 +52,7 @@ impl SipMessageSettings {
 
 /// `sip:user@host[:port][;params]` (or `sips:`), nothing that could break a
 /// header line.
-fn check_uri(to: &str) -> Result<(), String> {
+pub(crate) fn check_uri(to: &str) -> Result<(), String> {
     let lower = to.to_ascii_lowercase();
     let Some(rest) = lower
         .strip_prefix("sip:")

@@ -10,6 +10,7 @@
 //! the signature is meant for the configured receiver. See `docs/webhooks.md`.
 
 pub mod payload;
+pub mod ping;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,6 +27,7 @@ use crate::problems::{Problem, Problems};
 use crate::settings::{Env, Secret};
 
 pub use payload::{PersonInfo, SignedRequest, Snapshot};
+pub use ping::{ping, PingError};
 
 /// `WEBHOOK_RESEND_SECONDS` when not set: every 15 minutes.
 pub const DEFAULT_RESEND_SECONDS: u64 = 900;
@@ -223,13 +225,7 @@ impl WebhookSink {
         extensions: &[Extension],
         mapping: &Mapping,
     ) -> Result<WebhookSink, WebhookError> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            // The signature is for this receiver: a redirect is an error.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sip-blf-sync/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = http_client(settings)?;
         let mut people = BTreeMap::new();
         for (user, entries) in crate::people::group_by_person(extensions) {
             let mapping = match entries.iter().find_map(|e| e.mapping.as_ref()) {
@@ -281,6 +277,18 @@ impl WebhookSink {
     }
 }
 
+/// The HTTP client of the sink and of `check`'s ping: the settings'
+/// timeout, no redirects.
+fn http_client(settings: &WebhookSettings) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        // The signature is for this receiver: a redirect is an error.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sip-blf-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// The outcome of a response: 2xx is done; 408, 429 and 5xx are retried
 /// (after `Retry-After` when longer than the backoff); the rest needs a fix
 /// on one side or the other, which the message names.
@@ -298,7 +306,15 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, url: &str) -> Result<()
                 .and_then(retry_after),
         });
     }
-    let hint = match code {
+    let hint = refusal_hint(status, headers);
+    Err(SinkError::permanent(format!(
+        "{url} answered {status}: {hint}"
+    )))
+}
+
+/// What a refusal (a 3xx or 4xx other than 408 and 429) means, and the fix.
+pub fn refusal_hint(status: StatusCode, headers: &HeaderMap) -> String {
+    match status.as_u16() {
         300..=399 => {
             let to = headers
                 .get(LOCATION)
@@ -317,10 +333,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, url: &str) -> Result<()
                 out of SINKS"
             .to_owned(),
         _ => "the receiver refused the request".to_owned(),
-    };
-    Err(SinkError::permanent(format!(
-        "{url} answered {status}: {hint}"
-    )))
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date (as far from now).

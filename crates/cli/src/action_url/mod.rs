@@ -189,6 +189,23 @@ pub async fn serve(
     })
 }
 
+/// What `check` does instead of [`serve`]: loads the certificate and key
+/// when set, binds `settings.listen` once and releases it; the address
+/// bound (the port chosen, for port 0).
+pub async fn check_listener(settings: &ActionUrlSettings) -> Result<SocketAddr, ServeError> {
+    if let Some(files) = &settings.tls {
+        tls_acceptor(files)?;
+    }
+    let bind_error = |source| ServeError::Bind {
+        addr: settings.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(bind_error)?;
+    listener.local_addr().map_err(bind_error)
+}
+
 /// The TLS server configuration of the PEM files (ring, TLS 1.2 and 1.3).
 fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
     use rustls_pki_types::pem::PemObject as _;

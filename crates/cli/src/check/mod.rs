@@ -7,6 +7,10 @@
 //!    resolved; when Teams presence goes to the PBX, one presence read.
 //! 3. The PBX: REGISTER, one SUBSCRIBE per extension, the first NOTIFY of each;
 //!    then un-SUBSCRIBE and un-REGISTER.
+//! 4. Each other part that is configured, one line each: the AMI, the
+//!    database, the action-URL listener (bound once and released), the
+//!    webhook (one signed ping), Mattermost (the token and each e-mail), the
+//!    SIP MESSAGE recipient (nothing sent: it would show on the phones).
 //!
 //! Graph and the PBX are probed at the same time, both within one time limit,
 //! and the outcome is one table: extension | user | PBX | Graph | fix, under
@@ -18,7 +22,10 @@
 
 mod ami;
 mod graph;
+mod listen;
+mod mattermost;
 mod sip;
+mod webhook;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -32,7 +39,10 @@ use crate::settings::{SipSettings, SipTransport};
 
 use ami::probe_ami;
 use graph::probe_graph;
+use listen::{probe_action_url, sip_message_line};
+use mattermost::probe_mattermost;
 use sip::{probe_sip, transport_name};
+use webhook::probe_webhook;
 
 /// The longest wait for un-SUBSCRIBE and un-REGISTER once the probe is over
 /// (on top of the check's own time limit).
@@ -150,6 +160,18 @@ pub struct Report {
     /// The database sink, when `SINKS` lists it: connection, schema, rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<Summary>,
+    /// The desk phones' listener, when `SOURCES` lists `action-url`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<Summary>,
+    /// The webhook sink, when `SINKS` lists it: one signed ping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Summary>,
+    /// The Mattermost sink, when `SINKS` lists it: the token, the e-mails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mattermost: Option<Summary>,
+    /// The SIP MESSAGE sink, when `SINKS` lists it: the recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_message: Option<Summary>,
     /// One row per extension, in the list's order.
     pub extensions: Vec<Row>,
 }
@@ -173,12 +195,34 @@ pub async fn check(plan: &RunPlan, timeout: Duration, read_presence: bool) -> Re
             None => None,
         }
     };
-    let (graph, sip, ami, database) = tokio::join!(
+    let action_url = async {
+        match plan.action_url() {
+            Some(settings) => Some(probe_action_url(settings).await),
+            None => None,
+        }
+    };
+    let webhook = async {
+        match plan.webhook() {
+            Some(settings) => Some(probe_webhook(settings, deadline).await),
+            None => None,
+        }
+    };
+    let mattermost = async {
+        match plan.mattermost() {
+            Some(settings) => Some(probe_mattermost(settings, exts, deadline).await),
+            None => None,
+        }
+    };
+    let (graph, sip, ami, database, action_url, webhook, mattermost) = tokio::join!(
         probe_graph(plan.graph(), exts, deadline, timeout, read_presence),
         sip,
         ami,
-        probe_database(plan.database(), deadline)
+        probe_database(plan.database(), deadline),
+        action_url,
+        webhook,
+        mattermost
     );
+    let sip_message = plan.sip_message().map(sip_message_line);
     let (graph_summary, graph_rows) = graph;
     let (ami_summary, ami_rows) = ami.unzip();
     // The PBX column: SIP's first NOTIFY when SIP runs, else AMI's hint;
@@ -204,7 +248,11 @@ pub async fn check(plan: &RunPlan, timeout: Duration, read_presence: bool) -> Re
                 text: "not used (SOURCES does not list sip)".into(),
                 fix: None,
             },
-            ami_rows.clone().unwrap_or_default(),
+            // Only the phones report (action-url): nothing to ask the PBX,
+            // every row still shows its Graph side.
+            ami_rows
+                .clone()
+                .unwrap_or_else(|| exts.iter().map(|_| ("-".to_owned(), None)).collect()),
             Reach {
                 transport: "-".into(),
                 listen: "-".into(),
@@ -234,13 +282,19 @@ pub async fn check(plan: &RunPlan, timeout: Duration, read_presence: bool) -> Re
         ok: sip_summary.ok
             && graph_summary.ok
             && ami_summary.as_ref().is_none_or(|a| a.ok)
-            && database.as_ref().is_none_or(|d| d.ok)
+            && [&database, &action_url, &webhook, &mattermost, &sip_message]
+                .iter()
+                .all(|s| s.as_ref().is_none_or(|s| s.ok))
             && extensions.iter().all(|r| r.ok),
         sip: sip_summary,
         contact: reach,
         graph: graph_summary,
         ami: ami_summary,
         database,
+        action_url,
+        webhook,
+        mattermost,
+        sip_message,
         extensions,
     }
 }
@@ -279,7 +333,8 @@ fn failed(text: String, fix: &str) -> Summary {
 }
 
 impl Report {
-    /// The report as text: the PBX and Graph lines, then the table.
+    /// The report as text: the PBX and Graph lines, one line per other
+    /// configured part, then the table.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let summary = |out: &mut String, name: &str, s: &Summary| {
@@ -300,8 +355,17 @@ impl Report {
             summary(&mut out, "AMI:  ", a);
         }
         let _ = writeln!(out, "Contact: {}", self.contact.text);
-        if let Some(d) = &self.database {
-            summary(&mut out, "Database:", d);
+        let others = [
+            ("Database:", &self.database),
+            ("Action URL:", &self.action_url),
+            ("Webhook:", &self.webhook),
+            ("Mattermost:", &self.mattermost),
+            ("SIP MESSAGE:", &self.sip_message),
+        ];
+        for (name, line) in others {
+            if let Some(s) = line {
+                summary(&mut out, name, s);
+            }
         }
         out.push('\n');
         let header = ["extension", "user", "PBX", "Graph", "fix"];
@@ -346,7 +410,9 @@ impl Report {
         out
     }
 
-    /// The report as one JSON object (`ok`, `sip`, `contact`, `graph`, `extensions`).
+    /// The report as one JSON object (`ok`, `sip`, `contact`, `graph`,
+    /// `extensions`, and `ami`, `database`, `action_url`, `webhook`,
+    /// `mattermost`, `sip_message` when configured).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
@@ -384,6 +450,10 @@ mod tests {
             },
             database: None,
             ami: None,
+            action_url: None,
+            webhook: None,
+            mattermost: None,
+            sip_message: None,
             graph: Summary {
                 ok: true,
                 text: "token ok".into(),
@@ -416,6 +486,53 @@ mod tests {
             text.contains("2 extension(s) checked: 1 ok, 1 failed"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_configured_part_has_its_line_and_absent_ones_none() {
+        let mut r = report();
+        let text = r.to_text();
+        for name in ["Action URL:", "Webhook:", "Mattermost:", "SIP MESSAGE:"] {
+            assert!(!text.contains(name), "{name} without configuration: {text}");
+        }
+        r.action_url = Some(Summary {
+            ok: true,
+            text: "127.0.0.1:8088 can be listened on, http; loopback only, no secret".into(),
+            fix: None,
+        });
+        r.webhook = Some(failed(
+            "https://hooks.example.com/blf answered the signed ping with 401 Unauthorized".into(),
+            "the receiver refused the signature: check WEBHOOK_SECRET",
+        ));
+        r.mattermost = Some(Summary {
+            ok: true,
+            text: "https://chat.example.com: signed in as @sipbot; 2 e-mail(s) found".into(),
+            fix: None,
+        });
+        r.sip_message = Some(Summary {
+            ok: true,
+            text: "to sip:webphones@pbx.example.com; none sent".into(),
+            fix: None,
+        });
+        let text = r.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[3..7],
+            [
+                "Action URL: 127.0.0.1:8088 can be listened on, http; loopback only, no secret",
+                "Webhook: FAILED: https://hooks.example.com/blf answered the signed ping with 401 \
+                 Unauthorized; the receiver refused the signature: check WEBHOOK_SECRET",
+                "Mattermost: https://chat.example.com: signed in as @sipbot; 2 e-mail(s) found",
+                "SIP MESSAGE: to sip:webphones@pbx.example.com; none sent",
+            ],
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["webhook"]["ok"], false);
+        assert_eq!(v["action_url"]["ok"], true);
+        assert_eq!(v["sip_message"]["fix"], serde_json::Value::Null);
+        let v: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        assert!(v.get("webhook").is_none() && v.get("mattermost").is_none());
     }
 
     #[test]

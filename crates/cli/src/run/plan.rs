@@ -402,6 +402,11 @@ impl RunPlan {
         self.webhook.as_ref()
     }
 
+    /// The Mattermost sink's settings, when `SINKS` lists `mattermost`.
+    pub fn mattermost(&self) -> Option<&MattermostSettings> {
+        self.mattermost.as_ref()
+    }
+
     /// The SIP MESSAGE sink's settings, when `SINKS` lists `sip-message`.
     pub fn sip_message(&self) -> Option<&SipMessageSettings> {
         self.sip_message.as_ref()

@@ -181,6 +181,17 @@ pub fn signature(key: &hmac::Key, timestamp: u64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(context.sign().as_ref()))
 }
 
+/// `now` as unix seconds and as ISO-8601 UTC (`time` and `timestamp`).
+pub(super) fn stamp(now: SystemTime) -> (u64, String) {
+    // Before 1970 only with a broken clock: 0 then, and receivers refuse it.
+    let timestamp = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let time = chrono::DateTime::<chrono::Utc>::from(
+        UNIX_EPOCH + std::time::Duration::from_secs(timestamp),
+    )
+    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    (timestamp, time)
+}
+
 /// The signed request for `snapshot`, sent for `reason` at `now`.
 pub fn signed_request(
     key: &hmac::Key,
@@ -188,12 +199,7 @@ pub fn signed_request(
     reason: WriteReason,
     now: SystemTime,
 ) -> SignedRequest {
-    // Before 1970 only with a broken clock: 0 then, and receivers refuse it.
-    let timestamp = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let time = chrono::DateTime::<chrono::Utc>::from(
-        UNIX_EPOCH + std::time::Duration::from_secs(timestamp),
-    )
-    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (timestamp, time) = stamp(now);
     let body = Body {
         snapshot,
         reason: reason.as_str(),
