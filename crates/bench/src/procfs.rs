@@ -1,5 +1,6 @@
-//! Reading a process's memory from `/proc/<pid>/status`, and a thread's CPU
-//! and run-queue time from `/proc/thread-self/schedstat`.
+//! Reading a process's memory from `/proc/<pid>/status`, a thread's CPU
+//! and run-queue time from `/proc/thread-self/schedstat`, and the time the
+//! hypervisor took from this virtual machine's CPUs from `/proc/stat`.
 
 use std::time::Duration;
 
@@ -66,6 +67,22 @@ pub fn parse_schedstat(text: &str) -> Option<ThreadTimes> {
     })
 }
 
+/// CPU time the hypervisor gave to others while this machine's CPUs wanted
+/// it ("steal", summed over the CPUs), so far (`None` where not counted).
+/// A latency tail measured while it grows says more of the host than of
+/// the service.
+pub fn stolen() -> Option<Duration> {
+    parse_steal(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The steal of `/proc/stat`'s `cpu` line, in USER_HZ ticks (1/100 s on
+/// Linux, whatever the kernel's own tick).
+pub fn parse_steal(text: &str) -> Option<Duration> {
+    let line = text.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: u64 = line.split_whitespace().nth(8)?.parse().ok()?;
+    Some(Duration::from_millis(ticks.saturating_mul(10)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +111,12 @@ mod tests {
             })
         );
         assert_eq!(parse_schedstat(""), None);
+    }
+
+    #[test]
+    fn reads_the_time_stolen_by_the_hypervisor() {
+        let text = "cpu  1195206 1744598 425718 1542680 17383 0 10509 38653 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_steal(text), Some(Duration::from_millis(386_530)));
+        assert_eq!(parse_steal("cpu0 1 2 3\n"), None);
     }
 }

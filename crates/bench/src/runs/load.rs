@@ -313,7 +313,9 @@ pub fn latency(
     seconds: Duration,
     cores: Cores,
 ) -> Result<Report, BenchError> {
+    let stolen_before = crate::procfs::stolen();
     let (run, options) = load_run(rt, notifier, n, rate, seconds, cores == Cores::Split)?;
+    let stolen = stolen_since(stolen_before);
     let placement = match cores {
         Cores::Split => "service on core 0, notifier and Graph emulator on core 1".to_owned(),
         Cores::Shared => format!("everything sharing {} cores", crate::pin::cores()),
@@ -409,6 +411,20 @@ pub fn latency(
         run.counts.unexpected as f64,
         "",
     ));
+    if let Some(stolen) = stolen {
+        report.push(Figure::new(
+            "CPU time stolen by the hypervisor",
+            stolen.as_secs_f64(),
+            "s",
+        ));
+        if stolen > NOISY {
+            report.note(format!(
+                "the hypervisor took {:.1} s of CPU during the run: its tail says more of \
+                 the host than of the service; run it again",
+                stolen.as_secs_f64()
+            ));
+        }
+    }
     report.lost_notifies = Some(run.lost());
     report.note(
         "from the NOTIFY's arrival at the service's SIP socket to the Graph request's arrival \
@@ -416,6 +432,17 @@ pub fn latency(
          the moment the engine hands the call to the Graph client",
     );
     Ok(report)
+}
+
+/// Stolen time above which a run's tail is the host's (a quiet run here
+/// loses well under half a second).
+const NOISY: Duration = Duration::from_secs(1);
+
+/// The CPU time the hypervisor took since `before` (see [`crate::procfs::stolen`]).
+fn stolen_since(before: Option<Duration>) -> Option<Duration> {
+    crate::procfs::stolen()
+        .zip(before)
+        .map(|(after, before)| after.saturating_sub(before))
 }
 
 /// Throughput: the highest offered rate taken on one core with nothing lost.
@@ -438,7 +465,9 @@ pub fn throughput(
     let mut unclean_in_a_row = 0;
     let mut unclean_below_best = 0;
     for &rate in rates {
+        let stolen_before = crate::procfs::stolen();
         let (run, _) = load_run(rt, notifier, n, rate, seconds, true)?;
+        let stolen = stolen_since(stolen_before);
         let bins = per_second(&run.arrivals);
         let (seconds_held, _) = held(&bins, rate);
         let sent = sustained(&bins);
@@ -469,6 +498,13 @@ pub fn throughput(
             run.operations_per_request(),
             "",
         ));
+        if let Some(stolen) = stolen {
+            report.push(Figure::new(
+                format!("offered {rate:.0}/s: CPU time stolen by the hypervisor"),
+                stolen.as_secs_f64(),
+                "s",
+            ));
+        }
         if clean {
             if best.is_none_or(|b| sent > b) {
                 best = Some(sent);
