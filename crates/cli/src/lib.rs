@@ -23,6 +23,7 @@ pub mod engine;
 pub mod extensions;
 pub mod graph_cmd;
 pub mod ha;
+mod http_error;
 pub mod mattermost;
 pub mod observe;
 pub mod people;

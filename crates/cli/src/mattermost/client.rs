@@ -178,7 +178,7 @@ impl Client {
         let response = request
             .send()
             .await
-            .map_err(|e| ApiError::Network(without_url(&e)))?;
+            .map_err(|e| ApiError::Network(crate::http_error::with_causes(&e)))?;
         let status = response.status().as_u16();
         let headers = response.headers();
         let reset = seconds(headers.get("x-ratelimit-reset"));
@@ -200,7 +200,7 @@ impl Client {
         let text = response
             .text()
             .await
-            .map_err(|e| ApiError::Network(without_url(&e)))?;
+            .map_err(|e| ApiError::Network(crate::http_error::with_causes(&e)))?;
         if !(200..300).contains(&status) {
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             let message = v["message"]
@@ -312,15 +312,4 @@ fn path_segment(s: &str) -> String {
         }
     }
     out
-}
-
-/// reqwest's message with its causes (the URL carries no secret).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }

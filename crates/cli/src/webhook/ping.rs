@@ -74,7 +74,8 @@ pub struct PingAnswer {
 
 /// Sends one signed ping to `WEBHOOK_URL` with the sink's client.
 pub async fn ping(settings: &WebhookSettings) -> Result<PingAnswer, PingError> {
-    let client = super::http_client(settings).map_err(|e| PingError::Client(chain(&e)))?;
+    let client = super::http_client(settings)
+        .map_err(|e| PingError::Client(crate::http_error::with_causes(&e)))?;
     let key = payload::signing_key(settings.secret.expose());
     let request = signed_ping(&key, SystemTime::now());
     let mut call = client
@@ -85,7 +86,7 @@ pub async fn ping(settings: &WebhookSettings) -> Result<PingAnswer, PingError> {
     }
     let response = call.body(request.body).send().await.map_err(|e| {
         let e = e.without_url();
-        let text = chain(&e);
+        let text = crate::http_error::with_causes(&e);
         if e.is_timeout() {
             PingError::Timeout(settings.timeout)
         } else if settings.url.scheme() == "https" && is_tls(&text) {
@@ -100,18 +101,6 @@ pub async fn ping(settings: &WebhookSettings) -> Result<PingAnswer, PingError> {
         status: response.status(),
         headers: response.headers().clone(),
     })
-}
-
-/// reqwest's message with its causes, without the URL (its query may hold
-/// a token).
-fn chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// Whether a connection error came from the TLS handshake rather than TCP.
