@@ -304,12 +304,7 @@ fn check(peers: &Peers, dir: &Path, host: Option<String>) -> (bool, String) {
         .env_remove("AZURE_TENANT_ID")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), common::output_text(&out))
 }
 
 #[test]

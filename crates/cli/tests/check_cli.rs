@@ -3,6 +3,8 @@
 //! problems, an unreachable PBX, the JSON shape).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::output_text;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -79,14 +81,6 @@ impl Check {
     }
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The table row of `extension` (its first cell).
 fn row<'a>(out: &'a str, extension: &str) -> &'a str {
     out.lines()
@@ -96,7 +90,7 @@ fn row<'a>(out: &'a str, extension: &str) -> &'a str {
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", text(out)))
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}):\n{}", output_text(out)))
 }
 
 /// A loopback port where nothing answers: over UDP a socket that never
@@ -136,7 +130,7 @@ fn configuration_problems_are_reported_all_at_once_before_connecting() {
         .var("HTTP_LISTEN", "not-an-address")
         .var("AZURE_TENANT_ID", "contoso.onmicrosoft.com");
     let out = c.run_blocking(&[]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(
         out.stdout.is_empty(),
@@ -165,7 +159,7 @@ fn a_silent_pbx_is_named_within_the_timeout() {
     let started = Instant::now();
     let out = c.run_blocking(&["--timeout", "1"]);
     let took = started.elapsed();
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     // 1 s of waiting, at most 3 s of un-registering, and slack for a slow machine.
     assert!(took < Duration::from_secs(8), "took {took:?}:\n{all}");
@@ -206,7 +200,7 @@ fn a_bad_dotenv_line_names_file_line_and_variable_but_never_the_value() {
         closed.port
     ));
     let out = c.run_blocking(&["--timeout", "1"]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(!all.contains("Xy9") && !all.contains("sR7"), "{all}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -225,7 +219,7 @@ fn an_unquoted_dotenv_value_with_a_space_is_read_whole_and_never_shown() {
         closed.port
     ));
     let out = c.run_blocking(&["--timeout", "1"]);
-    let all = text(&out);
+    let all = output_text(&out);
     // The settings are right: the check ran (and found no PBX).
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("SIP:   FAILED"), "{all}");
@@ -245,7 +239,7 @@ fn quick_check_with(closed: &ClosedPort, dotenv: &str) -> Check {
 fn rust_log_and_log_format_from_dotenv_give_json_lines_without_colour() {
     let out =
         quick_check_with(&closed_port(), "RUST_LOG=debug\nLOG_FORMAT=json\n").run_blocking(&[]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -272,7 +266,7 @@ fn rust_log_from_dotenv_gives_plain_debug_lines_and_the_environment_wins() {
     let c = quick_check_with(&closed, "RUST_LOG=debug\n");
     let out = c.run_blocking(&[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
         !err.contains('\u{1b}'),
         "no escape codes when stderr is a pipe: {err}"
@@ -297,7 +291,7 @@ fn an_empty_extension_list_is_a_configuration_problem() {
         let c = Check::new("").pbx("127.0.0.1:5060", "p");
         std::fs::write(c.dir.path().join(file), content).unwrap();
         let out = c.run_blocking(&[]);
-        let all = text(&out);
+        let all = output_text(&out);
         assert_eq!(out.status.code(), Some(2), "{file}: {all}");
         assert!(
             all.contains(&format!(
@@ -316,7 +310,7 @@ fn a_database_that_cannot_be_reached_is_named_by_check_and_stops_run_never_showi
     let dotenv = format!("SINKS=log,database\nDATABASE_URL={url}\n");
     let c = quick_check_with(&closed, &dotenv);
     let out = c.run_blocking(&["--timeout", "2"]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let line = all
         .lines()
@@ -333,7 +327,7 @@ fn a_database_that_cannot_be_reached_is_named_by_check_and_stops_run_never_showi
         .env("HTTP_LISTEN", "off")
         .output()
         .unwrap();
-    let all = text(&out);
+    let all = output_text(&out);
     assert!(!out.status.success(), "{all}");
     assert!(
         all.contains("DATABASE_URL") && all.contains("check that it runs"),
@@ -349,7 +343,7 @@ fn unknown_sinks_and_a_database_url_without_the_sink_are_configuration_problems(
         .var("SINKS", "graph,teams")
         .var("SOURCES", "sip,asterisk");
     let out = c.run_blocking(&[]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(
         all.contains("SINKS") && all.contains("valid: graph, log, database"),
@@ -364,7 +358,7 @@ fn unknown_sinks_and_a_database_url_without_the_sink_are_configuration_problems(
         .pbx("127.0.0.1:5060", "p")
         .var("DATABASE_URL", "sqlite://lines.db");
     let out = c.run_blocking(&[]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{all}");
     assert!(all.contains("SINKS does not list database"), "{all}");
 }
@@ -381,7 +375,7 @@ async fn json_has_one_object_with_graph_outcomes_per_user() {
         .var("SIP_TRANSPORT", "tcp")
         .tenant(&emu);
     let out = c.run(&["--json"]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let v = json(&out);
     assert_eq!(v["ok"], false);
     assert_eq!(v["sip"]["ok"], false);
@@ -440,7 +434,7 @@ async fn a_missing_graph_permission_is_named() {
         .var("SIP_TRANSPORT", "tcp")
         .tenant(&emu);
     let out = c.run(&[]).await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let r = row(&all, "1001");
     assert!(r.contains("403 forbidden"), "{r}");
@@ -611,7 +605,7 @@ fn refusals_and_silence_each_get_their_row() {
     )
     .pbx(&pbx.addr.to_string(), "blfsecret");
     let out = c.run_blocking(&["--timeout", "2"]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.starts_with("SIP:   registered at"), "{all}");
     let expect = [
@@ -690,7 +684,7 @@ async fn every_extension_and_user_good_gives_exit_0() {
         "extension,email\n1001,alice@contoso.com\n1002,bob@contoso.com\n",
     )
     .await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.starts_with("SIP:   registered at"), "{all}");
     assert!(all.contains("Graph: token ok"), "{all}");
@@ -714,7 +708,7 @@ async fn an_unknown_email_shows_its_fix_on_its_row() {
         "extension,email\n1001,alice@contoso.com\n1002,dave@contoso.com\n",
     )
     .await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let good: Vec<&str> = row(&all, "1001").split_whitespace().collect();
     assert_eq!(good[2..], ["idle", "ok"], "{all}");
@@ -738,7 +732,7 @@ fn a_wrong_sip_password_names_sip_password() {
     let c = Check::new("1001,alice@contoso.com\n1002,bob@contoso.com\n")
         .pbx(&pbx.sip_addr().to_string(), "not-the-password");
     let out = c.run_blocking(&[]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
         !all.contains("not-the-password"),
@@ -764,7 +758,7 @@ fn kamailio_reports_an_unknown_extension_as_idle() {
     let c = Check::new("1001,alice@contoso.com\n4711,nobody@contoso.com\n")
         .pbx(&pbx.sip_addr().to_string(), "blfsecret");
     let out = c.run_blocking(&["--json", "--timeout", PEER_TIMEOUT]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let v = json(&out);
     assert_eq!(v["extensions"][0]["pbx"], "idle", "{v:#}");
     assert_eq!(v["extensions"][1]["extension"], "4711", "{v:#}");

@@ -4,6 +4,8 @@
 //! port already taken. No secret or token ever shows in the output.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::output_text;
 use std::process::{Command, Output};
 
 use axum::body::Bytes;
@@ -62,14 +64,6 @@ impl Check {
             .await
             .unwrap()
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The line of `check`'s output that starts with `name`.
@@ -145,7 +139,7 @@ async fn the_webhook_gets_one_signed_ping_and_a_refused_signature_names_the_secr
         .var("WEBHOOK_URL", &url)
         .var("WEBHOOK_SECRET", HOOK_SECRET);
     let out = c.run().await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert_eq!(
         line(&all, "Webhook:"),
@@ -160,7 +154,7 @@ async fn the_webhook_gets_one_signed_ping_and_a_refused_signature_names_the_secr
 
     // The same receiver, another secret: it answers 401.
     let out = c.var("WEBHOOK_SECRET", WRONG_SECRET).run().await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert_eq!(received.recv().await.unwrap().status, 401);
     let webhook = line(&all, "Webhook:");
@@ -186,7 +180,7 @@ async fn a_webhook_receiver_that_is_not_there_names_webhook_url() {
         .var("WEBHOOK_SECRET", HOOK_SECRET)
         .run()
         .await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let webhook = line(&all, "Webhook:");
     assert!(
@@ -209,7 +203,7 @@ async fn mattermost_signs_in_and_finds_everyone_then_a_refused_token_is_named() 
         .var("MATTERMOST_URL", &mm.url())
         .var("MATTERMOST_TOKEN", "admin-token");
     let out = c.run().await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert_eq!(
         line(&all, "Mattermost:"),
@@ -227,7 +221,7 @@ async fn mattermost_signs_in_and_finds_everyone_then_a_refused_token_is_named() 
 
     let token = "not-a-token-0123456789";
     let out = c.var("MATTERMOST_TOKEN", token).run().await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let mattermost = line(&all, "Mattermost:");
     assert!(
@@ -255,7 +249,7 @@ async fn an_unknown_email_is_named_on_the_mattermost_line() {
         .var("MATTERMOST_TOKEN", "admin-token")
         .run()
         .await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let mattermost = line(&all, "Mattermost:");
     assert!(
@@ -277,7 +271,7 @@ async fn an_action_url_port_already_taken_names_action_url_listen() {
         .var("ACTION_URL_SECRET", ACTION_SECRET)
         .run()
         .await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     let action = line(&all, "Action URL:");
     assert!(
@@ -300,7 +294,7 @@ async fn an_action_url_port_already_taken_names_action_url_listen() {
         .var("ACTION_URL_SECRET", ACTION_SECRET)
         .run()
         .await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert_eq!(
         line(&all, "Action URL:"),
@@ -328,7 +322,7 @@ async fn the_sip_message_line_names_the_recipient_and_no_line_shows_for_what_is_
         .var("SIP_MESSAGE_TO", "sip:webphones@pbx.example.com");
     c.timeout = "1";
     let out = c.run().await;
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert_eq!(
         line(&all, "SIP MESSAGE:"),

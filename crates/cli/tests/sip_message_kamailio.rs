@@ -181,12 +181,7 @@ fn run_with(vars: &[(&str, &str)]) -> (Option<i32>, String) {
         .envs(vars.iter().copied())
         .output()
         .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), all)
+    (out.status.code(), common::output_text(&out))
 }
 
 #[test]

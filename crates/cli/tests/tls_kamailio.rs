@@ -148,11 +148,7 @@ fn check(pbx: &Kamailio, ca: &Path, extra: &[(&str, &str)]) -> (Output, String) 
         .envs(extra.iter().copied())
         .output()
         .unwrap();
-    let text = format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     (out, text)
 }
 

@@ -11,6 +11,16 @@ use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// A finished process's stdout, then its stderr after a marker line: what
+/// a test searches and prints when it fails.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// `GET path` on `addr` (HTTP/1.0): the status code and the body.
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
