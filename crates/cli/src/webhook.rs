@@ -256,25 +256,36 @@ impl WebhookSink {
     async fn post(&self, write: Write<Snapshot>) -> Result<(), SinkError> {
         let request =
             payload::signed_request(&self.key, &write.held, write.reason, SystemTime::now());
-        let mut call = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json");
-        for (name, value) in request.headers() {
-            call = call.header(name, value);
-        }
-        let response = call.body(request.body).send().await.map_err(|e| {
-            // Without the URL: its query may hold a token.
-            let e = e.without_url();
-            let message = format!("{}: {e}", self.shown_url);
-            if e.is_connect() {
-                SinkError::disconnected(message)
-            } else {
-                SinkError::transient(message)
-            }
-        })?;
+        let response = send_signed(&self.client, &self.url, request)
+            .await
+            .map_err(|e| {
+                // Without the URL: its query may hold a token.
+                let e = e.without_url();
+                let message = format!("{}: {e}", self.shown_url);
+                if e.is_connect() {
+                    SinkError::disconnected(message)
+                } else {
+                    SinkError::transient(message)
+                }
+            })?;
         classify(response.status(), response.headers(), &self.shown_url)
     }
+}
+
+/// POSTs a signed request (JSON body, timestamp and signature headers): a
+/// state of the sink or `check`'s ping.
+async fn send_signed(
+    client: &reqwest::Client,
+    url: &Url,
+    request: payload::SignedRequest,
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut call = client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json");
+    for (name, value) in request.headers() {
+        call = call.header(name, value);
+    }
+    call.body(request.body).send().await
 }
 
 /// The HTTP client of the sink and of `check`'s ping: the settings'

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use ring::hmac;
 use serde::Serialize;
@@ -78,25 +78,21 @@ pub async fn ping(settings: &WebhookSettings) -> Result<PingAnswer, PingError> {
         .map_err(|e| PingError::Client(crate::http_error::with_causes(&e)))?;
     let key = payload::signing_key(settings.secret.expose());
     let request = signed_ping(&key, SystemTime::now());
-    let mut call = client
-        .post(settings.url.clone())
-        .header(CONTENT_TYPE, "application/json");
-    for (name, value) in request.headers() {
-        call = call.header(name, value);
-    }
-    let response = call.body(request.body).send().await.map_err(|e| {
-        let e = e.without_url();
-        let text = crate::http_error::with_causes(&e);
-        if e.is_timeout() {
-            PingError::Timeout(settings.timeout)
-        } else if settings.url.scheme() == "https" && is_tls(&text) {
-            PingError::Tls(text)
-        } else if e.is_connect() {
-            PingError::Connect(text)
-        } else {
-            PingError::Other(text)
-        }
-    })?;
+    let response = super::send_signed(&client, &settings.url, request)
+        .await
+        .map_err(|e| {
+            let e = e.without_url();
+            let text = crate::http_error::with_causes(&e);
+            if e.is_timeout() {
+                PingError::Timeout(settings.timeout)
+            } else if settings.url.scheme() == "https" && is_tls(&text) {
+                PingError::Tls(text)
+            } else if e.is_connect() {
+                PingError::Connect(text)
+            } else {
+                PingError::Other(text)
+            }
+        })?;
     Ok(PingAnswer {
         status: response.status(),
         headers: response.headers().clone(),
